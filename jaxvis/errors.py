@@ -1,0 +1,42 @@
+"""Exception hierarchy for jaxvis.
+
+Every error raised deliberately by jaxvis derives from :class:`JaxvisError`, so
+callers can catch the library's failures without also swallowing bugs.
+"""
+
+from __future__ import annotations
+
+
+class JaxvisError(Exception):
+    """Base class of all errors raised on purpose by jaxvis."""
+
+
+class WeightFileError(JaxvisError, ValueError):
+    """A weight file is missing, truncated, corrupt or in an unsupported format.
+
+    Also a :class:`ValueError`, because the problem lies in the input data.
+    """
+
+
+class UnsafePickleError(WeightFileError):
+    """A pickle asked for a global outside the allow-list; nothing was executed."""
+
+
+class LayerError(JaxvisError, ValueError):
+    """A layer name or index does not exist in the network (message lists close matches)."""
+
+
+class ImageError(JaxvisError, ValueError):
+    """An input image has the wrong rank, channel count, dtype, or cannot be read."""
+
+
+class MissingWeightsError(JaxvisError, ValueError):
+    """A computation needs a layer whose pretrained weights were not loaded."""
+
+
+class TargetError(JaxvisError, ValueError):
+    """An attribution target (class index/name or (layer, channel) unit) does not exist or is ambiguous."""
+
+
+class AttributionError(JaxvisError, ValueError):
+    """A bad option to an attribution method (mask larger than the image, negative sample count, …)."""
