@@ -1,5 +1,7 @@
 """jaxvis: see what convolutional networks have learned — MATLAB-style tools in JAX."""
 
+from .activation_tools import activation_grid, channel_image, heatmap_overlay, side_by_side, strongest_channel
+from .analysis import analyze_network
 from .api import activations, classify
 from .display import imresize, imtile, mat2gray
 from .errors import ImageError, JaxvisError, LayerError, MissingWeightsError, WeightFileError
@@ -10,5 +12,6 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Network", "load_model", "MODELS", "activations", "classify", "imtile", "mat2gray", "imresize",
+    "strongest_channel", "channel_image", "side_by_side", "activation_grid", "heatmap_overlay", "analyze_network",
     "JaxvisError", "LayerError", "ImageError", "MissingWeightsError", "WeightFileError",
 ]

@@ -28,6 +28,8 @@ def activations(net: Network, image: ImageLike, layer: LayerRef | None = None, *
     """
     if (layer is None) == (layers is None):
         raise TypeError("give exactly one of `layer` or `layers=[...]`")
+    if isinstance(layers, (str, int)):  # a bare name would otherwise be read letter by letter
+        raise TypeError(f"layers= takes a list of layers, e.g. layers=[{layers!r}]; for one layer use layer={layers!r}")
     names = [net.layer_name(l) for l in ([layer] if layers is None else layers)]
     batch, single = to_batch(image)
     out = net.jitted(names)(net.params, jnp.asarray(batch))

@@ -9,13 +9,12 @@ the batch axis FIRST (N x H x W x C), unlike MATLAB's 4th dimension.
 from __future__ import annotations
 
 import math
-import os
-import tempfile
 from typing import Sequence
 
 import numpy as np
 
 from jaxvis.errors import JaxvisError
+from jaxvis.fileio import atomic_path
 
 
 class DisplayError(JaxvisError, ValueError):
@@ -401,16 +400,7 @@ def save_png(path, array) -> None:
         a = a[..., 0]
     if not (a.ndim == 2 or (a.ndim == 3 and a.shape[-1] == 3)) or a.size == 0:
         raise DisplayError(f"save_png expects H x W, H x W x 1 or H x W x 3, got {np.shape(array)}")
-    path = os.fspath(path)
-    parent = os.path.dirname(os.path.abspath(path))
-    os.makedirs(parent, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=parent, prefix=".tmp-", suffix=".png")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            Image.fromarray(np.ascontiguousarray(a)).save(f, format="PNG")
-        # Same directory => same filesystem, so os.replace is atomic.
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    # atomic_path: temp file beside `path`, renamed over it on success, with the permissions a
+    # plain open() gives (a bare mkstemp file would stay 0600, unreadable to other users).
+    with atomic_path(path) as tmp:
+        Image.fromarray(np.ascontiguousarray(a)).save(tmp, format="PNG")

@@ -1,4 +1,4 @@
-"""`jaxvis activations`: a layer's channels as a mat2gray'd imtile grid PNG."""
+"""`jaxvis activations`: a layer's channels as a mat2gray'd imtile grid PNG, or one channel beside the photo."""
 
 from __future__ import annotations
 
@@ -6,31 +6,56 @@ from .common import add_model_args, grid, load
 
 
 def register(sub) -> None:
-    p = sub.add_parser("activations", help="save a grid of one layer's activation channels as PNG")
+    p = sub.add_parser("activations", help="save a grid of one layer's activation channels (or one channel) as PNG")
     add_model_args(p)
     p.add_argument("--image", required=True, help="image file")
-    p.add_argument("--layer", default="conv1", help="layer name (see `jaxvis layers`), default conv1")
+    p.add_argument("--layer", default="conv1", help="layer name (see `jaxvis analyze`), default conv1")
     p.add_argument("--grid", type=grid, default=None, help="ROWSxCOLS, e.g. 8x8 (default: roughly square)")
     p.add_argument("--thumbnail", type=int, default=None, help="thumbnail size in pixels")
+    which = p.add_mutually_exclusive_group()
+    which.add_argument("--channel", type=int, default=None, metavar="N",
+                       help="save channel N (0-based; MATLAB's N+1) resized beside the photo instead of the grid")
+    which.add_argument("--strongest", action="store_true",
+                       help="save the strongest channel (MATLAB's max(max(max(act)))) beside the photo")
+    p.add_argument("--heatmap", action="store_true",
+                   help="with --channel/--strongest: blend the channel over the photo as a heat map as well")
+    p.add_argument("--method", choices=("bilinear", "nearest"), default="bilinear",
+                   help="how a channel is resized to the photo (default bilinear)")
+    p.add_argument("--resize", choices=("none", "stretch", "crop"), default="none",
+                   help="bring the photo to the network's input size first: 'stretch' as MATLAB's "
+                        "imresize(im, inputSize), 'crop' (centre crop), 'none' (default: any size)")
     p.add_argument("--out", default="activations.png", help="output PNG (written atomically)")
     p.add_argument("--classify", action="store_true", help="also print the top-5 classes")
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
-    import numpy as np
-
+    from ..activation_tools import (activation_grid, channel_image, heatmap_overlay, side_by_side,
+                                    strongest_channel)
     from ..api import activations, classify
-    from ..display import imtile, mat2gray, save_png
+    from ..display import save_png, to_uint8
+    from ..images import fit_to_size, to_batch
+    if args.heatmap and args.channel is None and not args.strongest:
+        raise ValueError("--heatmap needs --channel N or --strongest")
     net = load(args)
+    batch, _ = to_batch(args.image)
+    if args.resize != "none":
+        batch = fit_to_size(batch, net.input_size, args.resize)
+    photo = to_uint8(batch[0] / 255.0)
     if args.classify:
-        for name, p in classify(net, args.image):
+        for name, p in classify(net, photo):
             print(f"  {p:8.4f}  {name}")
-    act = activations(net, args.image, args.layer)
-    frames = np.moveaxis(mat2gray(act), -1, 0)  # mat2gray over the whole array, as MATLAB
-    ts = (args.thumbnail, args.thumbnail) if args.thumbnail else None
-    tile = imtile(frames, grid_size=args.grid, thumbnail_size=ts)
-    save_png(args.out, tile)
-    print(f"{args.layer}: activations {act.shape[0]}×{act.shape[1]}×{act.shape[2]}, "
-          f"strongest channel {int(np.argmax(act.max(axis=(0, 1))))} → {args.out}")
+    act = activations(net, photo, args.layer)
+    top, value = strongest_channel(act)
+    h, w, c = act.shape
+    if args.channel is None and not args.strongest:
+        save_png(args.out, activation_grid(act, args.grid, args.thumbnail))
+        print(f"{args.layer}: activations {h}×{w}×{c}, strongest channel {top} (max {value:.4g}) → {args.out}")
+        return 0
+    k = top if args.strongest else args.channel
+    chan = channel_image(act, k, photo.shape[:2], method=args.method)
+    tiles = [chan, heatmap_overlay(photo, act[..., k])] if args.heatmap else [chan]
+    save_png(args.out, side_by_side(photo, *tiles))
+    print(f"{args.layer}: activations {h}×{w}×{c}, channel {k} (max {float(act[..., k].max()):.4g}; "
+          f"strongest channel {top}) beside the photo → {args.out}")
     return 0

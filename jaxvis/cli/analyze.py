@@ -1,0 +1,38 @@
+"""`jaxvis analyze`: MATLAB's analyzeNetwork as a text table (and optionally an HTML page)."""
+
+from __future__ import annotations
+
+import argparse
+
+from .common import add_model_args, load
+
+
+def _size(text: str) -> tuple[int, int]:
+    """'454x454' → (454, 454)."""
+    try:
+        h, w = (int(v) for v in text.lower().split("x"))
+        if h > 0 and w > 0:
+            return h, w
+    except ValueError:
+        pass
+    raise argparse.ArgumentTypeError(f"input size must look like HxW with positive integers (e.g. 227x227), "
+                                     f"not {text!r}")
+
+
+def register(sub) -> None:
+    p = sub.add_parser("analyze", help="table of layers: activation sizes, learnable shapes and counts")
+    add_model_args(p)
+    p.add_argument("--input-size", type=_size, default=None, metavar="HxW",
+                   help="analyse for this image size, e.g. 454x454 (default: the network's input size)")
+    p.add_argument("--html", default=None, help="also write a self-contained HTML page here (atomically)")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from ..analysis import analyze_network
+    report = analyze_network(load(args), args.input_size)
+    print(report)
+    if args.html:
+        report.save_html(args.html)
+        print(f"wrote {args.html}")
+    return 0
