@@ -3,8 +3,10 @@
 from .activation_tools import activation_grid, channel_image, heatmap_overlay, side_by_side, strongest_channel
 from .analysis import analyze_network
 from .api import activations, classify
+from .attribution import Attribution, grad_cam, occlusion_sensitivity, saliency
 from .display import imresize, imtile, mat2gray
-from .errors import ImageError, JaxvisError, LayerError, MissingWeightsError, WeightFileError
+from .errors import (AttributionError, ImageError, JaxvisError, LayerError, MissingWeightsError, TargetError,
+                     WeightFileError)
 from .models import MODELS
 from .network import Network, load_model
 
@@ -13,5 +15,6 @@ __version__ = "0.1.0"
 __all__ = [
     "Network", "load_model", "MODELS", "activations", "classify", "imtile", "mat2gray", "imresize",
     "strongest_channel", "channel_image", "side_by_side", "activation_grid", "heatmap_overlay", "analyze_network",
+    "saliency", "grad_cam", "occlusion_sensitivity", "Attribution", "TargetError", "AttributionError",
     "JaxvisError", "LayerError", "ImageError", "MissingWeightsError", "WeightFileError",
 ]

@@ -80,13 +80,16 @@ class GraphNet(nnx.Module):
                 setattr(self, attr_name(s.name), nnx.Linear(o["cin"], o["cout"], rngs=rngs))
 
     def __call__(self, x: jax.Array, want: tuple[str, ...], *, normalize: bool = True,
-                 relu: str = "standard") -> dict[str, jax.Array]:
-        want_set, out = set(want), {}
+                 relu: str = "standard", taps: dict[str, jax.Array] | None = None) -> dict[str, jax.Array]:
+        taps = taps or {}
+        want_set, out = set(want) | set(taps), {}
         relu_fn = ops.relu_fn(relu)
         try:
             for s in self.steps:
-                out[s.name] = self._run(s, x if s.kind == "input" else [out[i] for i in s.inputs],
-                                        normalize, relu_fn)
+                y = self._run(s, x if s.kind == "input" else [out[i] for i in s.inputs], normalize, relu_fn)
+                # A tap added to a layer's output: d(result)/d(tap) at tap = 0 is the gradient with
+                # respect to that intermediate activation (Grad-CAM) — no hooks, no second model.
+                out[s.name] = y + taps[s.name] if s.name in taps else y
                 if want_set.issubset(out):
                     raise _Done
         except _Done:
@@ -100,9 +103,14 @@ class GraphNet(nnx.Module):
                 return xs
             return (xs * o["scale"] - jnp.asarray(o["mean"], xs.dtype)) / jnp.asarray(o["std"], xs.dtype)
         x = xs[0]
-        if k in LEARNABLE:
+        if k == "conv":
+            # ops.conv2d, not mod(x): same result, formulated for XLA:CPU (grouped and strided convs).
             mod = getattr(self, attr_name(s.name))
-            return mod(x.reshape(x.shape[0], -1)).reshape(x.shape[0], 1, 1, -1) if k == "fc" else mod(x)
+            return ops.conv2d(x, mod.kernel[...], mod.bias[...], o.get("stride", 1), o.get("pad", 0),
+                              o.get("groups", 1))
+        if k == "fc":
+            mod = getattr(self, attr_name(s.name))
+            return mod(x.reshape(x.shape[0], -1)).reshape(x.shape[0], 1, 1, -1)
         if k == "relu":
             return relu_fn(x)
         if k == "lrn":

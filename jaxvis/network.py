@@ -124,7 +124,7 @@ class Network:
 
     # -- computation ------------------------------------------------------------
     def apply(self, params: dict, images: jax.Array, layers: Sequence[str], *, normalize: bool = True,
-              relu: str = "standard") -> dict[str, jax.Array]:
+              relu: str = "standard", taps: dict[str, jax.Array] | None = None) -> dict[str, jax.Array]:
         """Pure function: images → {layer: activation}. Traceable by jit/vmap/grad.
 
         Args:
@@ -134,6 +134,8 @@ class Network:
           layers: layer names to return; nothing past the last of them is computed.
           normalize: apply the input layer's normalisation (mean/std) first.
           relu: backward rule of every ReLU: 'standard', 'guided' or 'deconvnet'.
+          taps: optional {layer: array} added to those layers' outputs; differentiate with
+            respect to a zero tap to get gradients at an intermediate layer.
 
         Returns:
           dict layer → N×H×W×C activation (fully connected layers as N×1×1×C).
@@ -141,13 +143,14 @@ class Network:
         state = jax.tree.map(lambda a: a, self._abstract)  # fresh copy: replace_by_pure_dict mutates
         nnx.replace_by_pure_dict(state, params)
         model = nnx.merge(self._graphdef, state)
-        return model(images, tuple(layers), normalize=normalize, relu=relu)
+        return model(images, tuple(layers), normalize=normalize, relu=relu, taps=taps)
 
     def function(self, layers: Sequence[LayerRef], *, normalize: bool = True, relu: str = "standard") -> ActivationFn:
-        """Checked pure function `(params, images) -> {name: activation}` for the given layers."""
+        """Checked pure function `(params, images, taps=None) -> {name: activation}` for the given layers."""
         names = tuple(self.layer_name(l) for l in layers)
         self.require_weights(names)
-        return lambda params, images: self.apply(params, images, names, normalize=normalize, relu=relu)
+        return lambda params, images, taps=None: self.apply(params, images, names, normalize=normalize,
+                                                            relu=relu, taps=taps)
 
     def jitted(self, layers: Sequence[LayerRef], *, normalize: bool = True, relu: str = "standard"):
         """`jax.jit` of :meth:`function`, cached per (layers, normalize, relu); counts traces."""

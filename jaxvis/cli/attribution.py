@@ -1,0 +1,109 @@
+"""`jaxvis saliency`, `jaxvis gradcam`, `jaxvis occlusion`: attribution maps saved as PNG overlays."""
+
+from __future__ import annotations
+
+import argparse
+
+from ..errors import AttributionError, TargetError
+from .common import add_model_args, load
+
+
+def _target(args):
+    if args.unit:
+        layer, _, ch = args.unit.rpartition(":")
+        try:
+            return (layer, int(ch))
+        except ValueError:
+            raise TargetError(f"--unit must look like LAYER:CHANNEL (e.g. fire9-concat:12), not {args.unit!r}") from None
+    if args.cls is None:
+        return None
+    return int(args.cls) if args.cls.strip().isdigit() else args.cls
+
+
+def _pair(text: str):
+    """'45' → 45, '45x30' → (45, 30), 'auto' → 'auto'."""
+    if text == "auto":
+        return text
+    try:
+        parts = [int(p) for p in text.lower().split("x")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected N, ROWSxCOLS or auto, not {text!r}") from None
+    if len(parts) not in (1, 2):
+        raise argparse.ArgumentTypeError(f"expected N, ROWSxCOLS or auto, not {text!r}")
+    return parts[0] if len(parts) == 1 else tuple(parts)
+
+
+def _common(p, default_out: str) -> None:
+    add_model_args(p)
+    p.add_argument("--image", required=True, help="image file")
+    p.add_argument("--class", dest="cls", default=None,
+                   help="class name or 0-based index (default: the predicted class)")
+    p.add_argument("--unit", default=None, help="explain a hidden unit instead: LAYER:CHANNEL")
+    p.add_argument("--score", choices=("logit", "probability"), default="logit",
+                   help="class score: pre-softmax logit (default) or softmax probability")
+    p.add_argument("--resize", choices=("crop", "stretch", "none"), default="crop")
+    p.add_argument("--batch-size", type=int, default=None, help="samples per jitted call (bounds memory)")
+    p.add_argument("--alpha", type=float, default=0.5, help="overlay weight of the map")
+    p.add_argument("--style", choices=("overlay", "map", "rgb"), default="overlay",
+                   help="overlay on the photo, the colour map alone, or per-colour attributions (saliency)")
+    p.add_argument("--out", default=default_out, help="output PNG (written atomically)")
+
+
+def register(sub) -> None:
+    from ..attribution.gradients import METHODS
+    p = sub.add_parser("saliency", help="gradient saliency map (gradient, SmoothGrad, IG, guided backprop, deconvnet)")
+    _common(p, "saliency.png")
+    p.add_argument("--method", choices=METHODS, default="gradient")
+    p.add_argument("--samples", type=int, default=50, help="SmoothGrad noisy samples (default 50)")
+    p.add_argument("--noise", type=float, default=0.15, help="SmoothGrad noise, fraction of the pixel range")
+    p.add_argument("--steps", type=int, default=50, help="integrated-gradients steps (default 50)")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=run_saliency)
+
+    p = sub.add_parser("gradcam", help="Grad-CAM map of a class over an image")
+    _common(p, "gradcam.png")
+    p.add_argument("--layer", default=None, help="feature layer (default: last spatial feature map)")
+    p.set_defaults(func=run_gradcam)
+
+    p = sub.add_parser("occlusion", help="MATLAB-style occlusion sensitivity map")
+    _common(p, "occlusion.png")
+    p.add_argument("--mask-size", type=_pair, default="auto", help="N or ROWSxCOLS (default auto: 20%% of the input)")
+    p.add_argument("--stride", type=_pair, default="auto", help="N or ROWSxCOLS (default auto: 10%% of the input)")
+    p.add_argument("--mask-value", default="mean", help="'mean' (per-channel image mean) or a number 0..255")
+    p.set_defaults(func=run_occlusion)
+
+
+def _report(res, args) -> int:
+    res.save(args.out, style=args.style, alpha=args.alpha)
+    used = ", ".join(f"{k}={v}" for k, v in res.options.items() if k not in ("alpha", "feature_size"))
+    print(f"{res.method}: {res.target}, score {res.score:.4f}; {used} → {args.out}")
+    return 0
+
+
+def run_saliency(args) -> int:
+    from ..attribution import saliency
+    net = load(args)
+    res = saliency(net, args.image, _target(args), args.method, noise_level=args.noise, num_samples=args.samples,
+                   steps=args.steps, score=args.score, batch_size=args.batch_size, seed=args.seed,
+                   resize=args.resize)
+    return _report(res, args)
+
+
+def run_gradcam(args) -> int:
+    from ..attribution import grad_cam
+    net = load(args)
+    return _report(grad_cam(net, args.image, _target(args), args.layer, score=args.score, resize=args.resize), args)
+
+
+def run_occlusion(args) -> int:
+    from ..attribution import occlusion_sensitivity
+    net = load(args)
+    mv = args.mask_value
+    if mv not in ("mean", "auto"):
+        try:
+            mv = float(mv)
+        except ValueError:
+            raise AttributionError(f"--mask-value must be 'mean' or a number, not {mv!r}") from None
+    res = occlusion_sensitivity(net, args.image, _target(args), mask_size=args.mask_size, stride=args.stride,
+                                mask_value=mv, score=args.score, batch_size=args.batch_size, resize=args.resize)
+    return _report(res, args)
