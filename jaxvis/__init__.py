@@ -5,7 +5,8 @@ from .analysis import analyze_network
 from .api import activations, classify
 from .attribution import Attribution, grad_cam, occlusion_sensitivity, saliency
 from .display import imresize, imtile, mat2gray
-from .errors import (AttributionError, ImageError, JaxvisError, LayerError, MissingWeightsError, TargetError,
+from .dream import DreamResult, deep_dream, deep_dream_image
+from .errors import (AttributionError, ChannelError, ImageError, JaxvisError, LayerError, MissingWeightsError, TargetError,
                      WeightFileError)
 from .models import MODELS
 from .network import Network, load_model
@@ -16,5 +17,6 @@ __all__ = [
     "Network", "load_model", "MODELS", "activations", "classify", "imtile", "mat2gray", "imresize",
     "strongest_channel", "channel_image", "side_by_side", "activation_grid", "heatmap_overlay", "analyze_network",
     "saliency", "grad_cam", "occlusion_sensitivity", "Attribution", "TargetError", "AttributionError",
+    "deep_dream_image", "deep_dream", "DreamResult", "ChannelError",
     "JaxvisError", "LayerError", "ImageError", "MissingWeightsError", "WeightFileError",
 ]

@@ -40,3 +40,7 @@ class TargetError(JaxvisError, ValueError):
 
 class AttributionError(JaxvisError, ValueError):
     """A bad option to an attribution method (mask larger than the image, negative sample count, …)."""
+
+
+class ChannelError(JaxvisError, ValueError):
+    """A channel index is outside the layer's channels (message gives the valid range)."""

@@ -1,0 +1,351 @@
+"""deep_dream_image: MATLAB semantics, Laplacian normalisation against a torch port of the TF tutorial,
+batching/chunking/sharding invariance, compile reuse, and argument errors.
+
+Small images (32–48 px) and few iterations keep this fast; each distinct (layer, size, batch)
+compiles once and is reused by the tests that need it.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+import jaxvis
+from jaxvis.dream import core
+from jaxvis.dream.laplacian import lap_merge, lap_normalize, lap_split, laplacian_normalize
+from jaxvis.dream.objectives import channel_mean
+from jaxvis.errors import ChannelError, ImageError, LayerError, MissingWeightsError
+
+REPO = Path(__file__).resolve().parent.parent
+FAST = dict(pyramid_levels=1, num_iterations=3, image_size=32, verbose=False)
+
+
+def assert_same_dream(a, b):
+    """Equal up to float rounding. Other batch sizes make XLA round differently, and where a
+    pre-activation sits at 0 a ReLU can flip and move that image's pixels by a fraction of a
+    grey level; everything else agrees to ~1e-4."""
+    np.testing.assert_allclose(a.images, b.images, atol=1.0)
+    assert np.abs(a.images - b.images).mean() < 1e-3
+    np.testing.assert_allclose(a.channel_strengths, b.channel_strengths, rtol=1e-3, atol=1e-3)
+
+
+# ---------------------------------------------------------------- Laplacian normalisation
+def _torch_lap_normalize(g: np.ndarray, n: int = 4) -> np.ndarray:
+    """The TF tutorial's lap_normalize, written independently in torch (NCHW, explicit SAME padding)."""
+    torch = pytest.importorskip("torch", reason="torch (test-only reference) is not installed")
+    F = torch.nn.functional
+    k = np.outer([1, 4, 6, 4, 1], [1, 4, 6, 4, 1]).astype(np.float32)
+    k /= k.sum()
+
+    def pads(size):
+        out = -(-size // 2)
+        tot = max((out - 1) * 2 + 5 - size, 0)
+        return tot // 2, tot - tot // 2
+
+    def down(x):
+        (t, b), (l, r) = pads(x.shape[2]), pads(x.shape[3])
+        w = torch.tensor(k)[None, None].repeat(x.shape[1], 1, 1, 1)
+        return F.conv2d(F.pad(x, (l, r, t, b)), w, stride=2, groups=x.shape[1])
+
+    def up(lo, like):
+        w = torch.tensor(4 * k)[None, None].repeat(lo.shape[1], 1, 1, 1)
+        y = F.conv_transpose2d(lo, w, stride=2, groups=lo.shape[1])
+        t, l = pads(like.shape[2])[0], pads(like.shape[3])[0]
+        return y[:, :, t:t + like.shape[2], l:l + like.shape[3]]
+
+    x = torch.tensor(g).permute(0, 3, 1, 2)
+    bands = []
+    for _ in range(n):
+        lo = down(x)
+        bands.append(x - up(lo, x))
+        x = lo
+    bands = [x] + bands[::-1]
+    bands = [b / torch.clamp(torch.sqrt(torch.mean(b ** 2, dim=(1, 2, 3), keepdim=True)), min=1e-10) for b in bands]
+    x = bands[0]
+    for hi in bands[1:]:
+        x = up(x, hi) + hi
+    return x.permute(0, 2, 3, 1).numpy()
+
+
+@pytest.mark.parametrize("shape", [(2, 37, 50, 3), (1, 64, 64, 3), (1, 9, 5, 3)])
+def test_lap_normalize_matches_tf_tutorial(shape):
+    g = np.random.default_rng(0).normal(size=shape).astype(np.float32)
+    np.testing.assert_allclose(np.asarray(laplacian_normalize(jnp.asarray(g))), _torch_lap_normalize(g), atol=1e-5)
+
+
+def test_lap_split_merge_is_exact_and_images_are_independent():
+    rng = np.random.default_rng(1)
+    g = jnp.asarray(rng.normal(size=(3, 40, 33, 3)).astype(np.float32))
+    np.testing.assert_allclose(np.asarray(lap_merge(lap_split(g, 4))), np.asarray(g), atol=1e-5)
+    batch = np.asarray(laplacian_normalize(g))
+    scaled = g.at[1].multiply(1000.0)  # another image's scale must not matter, nor its own
+    np.testing.assert_allclose(np.asarray(laplacian_normalize(scaled)), batch, rtol=1e-4, atol=1e-4)
+    for i in range(3):
+        np.testing.assert_allclose(np.asarray(laplacian_normalize(g[i])), batch[i], atol=1e-5)
+    # levels=0 is plain RMS normalisation; zero gradients stay zero (eps), never NaN.
+    rms = np.sqrt(np.mean(np.asarray(g) ** 2, axis=(1, 2, 3), keepdims=True))
+    np.testing.assert_allclose(np.asarray(laplacian_normalize(g, 0)), np.asarray(g) / rms, rtol=1e-5)
+    np.testing.assert_array_equal(np.asarray(laplacian_normalize(jnp.zeros((1, 8, 8, 3)))), 0)
+
+
+def test_lap_normalize_is_an_optax_transformation():
+    g = jnp.asarray(np.random.default_rng(2).normal(size=(2, 16, 16, 3)).astype(np.float32))
+    opt = optax.chain(lap_normalize(4), optax.scale(2.5))
+    upd, _ = opt.update({"img": g}, opt.init({"img": g}))
+    np.testing.assert_allclose(np.asarray(upd["img"]), 2.5 * np.asarray(laplacian_normalize(g)), rtol=1e-6)
+    with pytest.raises(ValueError, match="levels"):
+        lap_normalize(-1)
+
+
+def test_channel_mean_objective():
+    a = np.arange(2 * 3 * 4 * 5, dtype=np.float32).reshape(2, 3, 4, 5)
+    np.testing.assert_allclose(channel_mean("x", 3)({"x": jnp.asarray(a)}), a[..., 3].mean(axis=(1, 2)))
+    combo = 2.0 * channel_mean("x", 1) - channel_mean("x", 0)
+    np.testing.assert_allclose(combo({"x": jnp.asarray(a)}), 2 * a[..., 1].mean((1, 2)) - a[..., 0].mean((1, 2)))
+
+
+# ---------------------------------------------------------------- MATLAB semantics
+def test_linear_layer_strength_rises_by_a_constant(squeezenet):
+    """conv1 is affine in the image, so its gradient g is constant: every step adds step·<g, lapnorm(g)>."""
+    rng = np.random.default_rng(3)
+    start = rng.uniform(100, 150, size=(32, 32, 3)).astype(np.float32)
+    chans = [0, 5, 17]
+    res = jaxvis.deep_dream(squeezenet, "conv1", chans, pyramid_levels=1, num_iterations=6, verbose=False,
+                            initial_image=start, step_size=2.0, jitter=0, pixel_range=None)
+    act = jaxvis.activations(squeezenet, start, "conv1")
+    np.testing.assert_allclose(res.channel_strengths[0, 0], act[..., chans].mean(axis=(0, 1)), rtol=1e-5, atol=1e-4)
+    fn = squeezenet.function(["conv1"])
+    for i, c in enumerate(chans):
+        g = jax.grad(lambda x: fn(squeezenet.params, x)["conv1"][0, :, :, c].mean())(jnp.asarray(start)[None])
+        inc = 2.0 * float(jnp.sum(g * laplacian_normalize(g)))
+        np.testing.assert_allclose(np.diff(res.channel_strengths[0, :, i]), inc, rtol=2e-4)
+    d = np.diff(res.strengths[0])
+    assert d.min() > 0 and np.ptp(d) < 1e-4 * abs(d.mean())
+
+
+def test_deeper_layer_rises_over_levels(squeezenet, capsys):
+    images, s = jaxvis.deep_dream_image(squeezenet, "fire2-expand3x3", [0, 1, 2, 3], pyramid_levels=2,
+                                        num_iterations=4, image_size=32, return_strengths=True)
+    assert images.shape == (4, 45, 45, 3)  # 32 × 1.4 = 44.8 → 45
+    assert s.shape == (2, 4) and s[-1, -1] > s[0, 0] + 1.0
+    assert np.all(np.diff(s, axis=1) > 0)
+    out = capsys.readouterr().out.splitlines()
+    assert out[:4] == ["|" + "=" * 46 + "|", "|  Iteration  |  Activation  |  Pyramid Level  |",
+                       "|             |   Strength   |                 |", "|" + "=" * 46 + "|"]
+    rows = [l for l in out if l.startswith("|") and l.split("|")[1].strip().isdigit()]
+    assert len(rows) == 8 and rows[4].split("|")[1].strip() == "1" and rows[4].split("|")[3].strip() == "2"
+    assert float(rows[0].split("|")[2]) == pytest.approx(s[0, 0], abs=0.006)
+
+
+def test_pyramid_sizes_are_matlabs():
+    assert core.pyramid_sizes((227, 227), 3, 1.4) == [(227, 227), (318, 318), (445, 445)]
+    assert core.pyramid_sizes((224, 100), 2, 1.5) == [(224, 100), (336, 150)]
+
+
+@pytest.fixture(scope="module")
+def fire2_64(squeezenet):
+    """64 channels of fire2-expand3x3 in one batch (reference for the chunking/batching tests)."""
+    return jaxvis.deep_dream(squeezenet, "fire2-expand3x3", range(64), batch_size=64, **FAST)
+
+
+def test_chunks_equal_one_batch(squeezenet, fire2_64):
+    chunked = jaxvis.deep_dream(squeezenet, "fire2-expand3x3", range(64), batch_size=16, **FAST)
+    assert chunked.batch_size == 16 and fire2_64.batch_size == 64
+    assert_same_dream(chunked, fire2_64)
+
+
+def test_automatic_chunks_under_a_small_budget(squeezenet, fire2_64, monkeypatch):
+    per = core.bytes_per_image(squeezenet.function(["fire2-expand3x3"]), squeezenet.params, "fire2-expand3x3",
+                               (32, 32))
+    monkeypatch.setattr(core, "CPU_BUDGET_BYTES", 16 * per)  # room for 16 images → 4 chunks of 16
+    res = jaxvis.deep_dream(squeezenet, "fire2-expand3x3", range(64), **FAST)
+    assert res.batch_size == 16
+    assert_same_dream(res, fire2_64)
+
+
+def test_vmapped_batch_equals_one_at_a_time(squeezenet, fire2_64):
+    for c in (0, 7, 63):
+        one = jaxvis.deep_dream(squeezenet, "fire2-expand3x3", [c], **FAST)
+        assert one.batch_size == 1
+        np.testing.assert_allclose(one.images[0], fire2_64.images[c], atol=1.0)
+        assert np.abs(one.images[0] - fire2_64.images[c]).mean() < 1e-3
+        np.testing.assert_allclose(one.channel_strengths[..., 0], fire2_64.channel_strengths[..., c],
+                                   rtol=1e-3, atol=1e-3)
+
+
+def test_compiled_once_and_reused(squeezenet, fire2_64):
+    before = sum(core.trace_counts.values())
+    a = jaxvis.deep_dream(squeezenet, "fire2-expand3x3", range(63, -1, -1), batch_size=64, **FAST)
+    b = jaxvis.deep_dream(squeezenet, "fire2-expand3x3", range(64), batch_size=64, step_size=1.5, jitter=3,
+                          seed=4, **FAST)
+    assert sum(core.trace_counts.values()) == before, "other channels/step/jitter/seed must not retrace"
+    np.testing.assert_allclose(a.images, fire2_64.images[::-1], atol=1.0)
+    assert np.abs(b.images - fire2_64.images).max() > 1.0
+
+
+def test_seed_reproducible_and_jitter_used(squeezenet):
+    kw = dict(FAST, jitter=4, output_scaling="none")
+    a = jaxvis.deep_dream_image(squeezenet, "conv1", [1, 2], seed=7, **kw)
+    b = jaxvis.deep_dream_image(squeezenet, "conv1", [1, 2], seed=7, **kw)
+    c = jaxvis.deep_dream_image(squeezenet, "conv1", [1, 2], seed=8, **kw)
+    np.testing.assert_array_equal(a, b)
+    assert np.abs(a - c).max() > 1.0
+
+
+def test_output_scaling(squeezenet):
+    raw = jaxvis.deep_dream_image(squeezenet, "conv1", [3, 4], output_scaling="none", **FAST)
+    lin = jaxvis.deep_dream_image(squeezenet, "conv1", [3, 4], output_scaling="linear", **FAST)
+    assert raw.dtype == lin.dtype == np.float32 and raw.shape == lin.shape == (2, 32, 32, 3)
+    assert raw.min() >= 0 and raw.max() <= 255 and raw.max() - raw.min() > 10  # default pixel_range 0..255
+    for r, l in zip(raw, lin):  # each image scaled on its own, over all of its pixels and colours
+        np.testing.assert_allclose(l, (r - r.min()) / (r.max() - r.min()), atol=1e-5)
+        assert l.min() == 0 and l.max() == 1
+
+
+def test_initial_image_respected(squeezenet):
+    from jaxvis.images import fit_to_size, read_image
+    im = fit_to_size(read_image(REPO / "examples/images/coffee.png")[None].astype(np.float32), (40, 40))[0]
+    out = jaxvis.deep_dream_image(squeezenet, "conv1", [0, 1], initial_image=im, pyramid_levels=2,
+                                  num_iterations=1, step_size=1e-4, output_scaling="none", verbose=False)
+    assert out.shape == (2, 56, 56, 3)
+    up = np.asarray(jax.image.resize(jnp.asarray(im), (56, 56, 3), "bilinear"))
+    np.testing.assert_allclose(out[0], up, atol=0.02)
+    # One image per channel: each channel starts from its own.
+    two = np.stack([im, im[::-1]])
+    out = jaxvis.deep_dream_image(squeezenet, "conv1", [0, 1], initial_image=two, pyramid_levels=1,
+                                  num_iterations=1, step_size=1e-4, output_scaling="none", verbose=False)
+    np.testing.assert_allclose(out, two, atol=0.02)
+    with pytest.raises(ImageError, match=r"one H×W×3 image for all channels or 2"):
+        jaxvis.deep_dream_image(squeezenet, "conv1", [0, 1], initial_image=np.stack([im] * 3), verbose=False)
+    with pytest.raises(ImageError, match="channels"):
+        jaxvis.deep_dream_image(squeezenet, "conv1", [0], initial_image=np.zeros((8, 8, 5)), verbose=False)
+    with pytest.raises(ImageError, match="cannot be computed from 8×8"):
+        jaxvis.deep_dream_image(squeezenet, "fire9-expand3x3", [0], initial_image=np.zeros((8, 8, 3)),
+                                verbose=False)
+
+
+def test_fixed_size_layers_are_tiled():
+    """A flatten+dense 'network' that only takes 8×8: larger levels average input-size tiles."""
+    w = jnp.asarray(np.random.default_rng(5).normal(size=(8 * 8 * 3, 4)).astype(np.float32))
+
+    def fn(params, x):
+        return {"fc": (x.reshape(x.shape[0], -1) @ params["w"]).reshape(x.shape[0], 1, 1, -1)}
+
+    start = np.random.default_rng(6).uniform(0, 255, (1, 8, 8, 3)).astype(np.float32)
+    kw = dict(pyramid_scale=1.5, num_iterations=2, step_size=1.0, jitter=0, tile_hw=(8, 8), key=jax.random.PRNGKey(0))
+    lvl1 = core.dream(fn, {"w": w}, "fc", [2], start, pyramid_levels=1, **kw)
+    lvl2 = core.dream(fn, {"w": w}, "fc", [2], start, pyramid_levels=2, **kw)
+    assert lvl2.images.shape == (1, 12, 12, 3)
+    x = np.asarray(jax.image.resize(jnp.asarray(lvl1.images), (1, 12, 12, 3), "bilinear"))[0]
+    tiles = [x[y:y + 8, c:c + 8] for y in (0, 4) for c in (0, 4)]  # 12 = tile at 0 and one flush with the end
+    want = np.mean([t.reshape(-1) @ np.asarray(w)[:, 2] for t in tiles])
+    np.testing.assert_allclose(lvl2.strengths[1, 0], want, rtol=1e-4)
+
+
+def test_sharded_over_four_devices_equals_one_device():
+    code = textwrap.dedent("""
+        import jax, numpy as np, jaxvis
+        assert jax.device_count() == 4, jax.devices()
+        net = jaxvis.load_model("squeezenet")
+        kw = dict(pyramid_levels=2, num_iterations=2, image_size=24, verbose=False, jitter=2)
+        many = jaxvis.deep_dream(net, "fire2-squeeze1x1", [5, 1, 9, 2, 0, 13], **kw)
+        one = jaxvis.deep_dream(net, "fire2-squeeze1x1", [5, 1, 9, 2, 0, 13], devices=jax.devices()[:1],
+                                batch_size=6, **kw)
+        assert many.batch_size == 8, many.batch_size  # 6 channels padded to a multiple of 4 devices
+        np.testing.assert_allclose(many.images, one.images, atol=1.0)  # see assert_same_dream
+        assert np.abs(many.images - one.images).mean() < 1e-3
+        np.testing.assert_allclose(many.channel_strengths, one.channel_strengths, rtol=1e-3, atol=1e-3)
+        print("OK")
+    """)
+    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4", JAX_PLATFORMS="cpu",
+               PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    r = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0 and "OK" in r.stdout, r.stderr[-3000:]
+
+
+def test_batch_size_choice():
+    assert core.choose_batch_size(64, 100, 1600, 1) == 16
+    assert core.choose_batch_size(10, 100, 800, 4) == 8     # 2 chunks of 5 → 8 (a multiple of 4 devices)
+    assert core.choose_batch_size(3, 100, 10 ** 9, 4) == 4
+    assert core.choose_batch_size(5, 10 ** 12, 1, 1) == 1
+
+
+# ---------------------------------------------------------------- bad input
+@pytest.mark.parametrize("kw, match", [
+    (dict(pyramid_scale=1.0), "pyramid_scale must be a number > 1"),
+    (dict(pyramid_scale=0.7), "pyramid_scale"),
+    (dict(pyramid_levels=0), "pyramid_levels must be an integer >= 1"),
+    (dict(num_iterations=0), "num_iterations must be an integer >= 1"),
+    (dict(output_scaling="log"), "output_scaling must be 'linear' or 'none'"),
+    (dict(step_size=-1.0), "step_size"),
+    (dict(jitter=-2), "jitter"),
+    (dict(batch_size=0), "batch_size"),
+])
+def test_bad_options(squeezenet, kw, match):
+    with pytest.raises(ValueError, match=match):
+        jaxvis.deep_dream_image(squeezenet, "conv1", [0], verbose=False, **kw)
+
+
+def test_bad_layer_and_channels(squeezenet, alexnet):
+    with pytest.raises(ChannelError, match=r"valid indices are 0\.\.63") as e:
+        jaxvis.deep_dream_image(squeezenet, "conv1", [3, 64], verbose=False)
+    assert "64" in str(e.value) and isinstance(e.value, ValueError)
+    with pytest.raises(ChannelError, match=r"0\.\.999"):
+        jaxvis.deep_dream_image(squeezenet, "conv10", -1, verbose=False)
+    with pytest.raises(LayerError, match="conv1"):
+        jaxvis.deep_dream_image(squeezenet, "conv11", [0], verbose=False)
+    with pytest.raises(LayerError):
+        jaxvis.deep_dream_image(squeezenet, 999, [0], verbose=False)
+    with pytest.raises(ValueError, match="empty"):
+        jaxvis.deep_dream_image(squeezenet, "conv1", [], verbose=False)
+    with pytest.raises(TypeError, match="integers"):
+        jaxvis.deep_dream_image(squeezenet, "conv1", [1.5], verbose=False)
+    with pytest.raises(MissingWeightsError, match="fc6"):
+        jaxvis.deep_dream_image(alexnet, "fc6", [0], verbose=False)
+
+
+def test_layer_by_index_and_range_channels(squeezenet):
+    idx = squeezenet.layers["conv1"].index
+    a = jaxvis.deep_dream_image(squeezenet, idx, range(2), **FAST)
+    b = jaxvis.deep_dream_image(squeezenet, "conv1", [0, 1], **FAST)
+    np.testing.assert_array_equal(a, b)
+
+
+# ---------------------------------------------------------------- CLI
+def test_cli_dream(tmp_path, capsys):
+    from PIL import Image
+
+    from jaxvis.cli import main
+    out, each = tmp_path / "t.png", tmp_path / "each"
+    rc = main(["dream", "--layer", "conv1", "--channels", "0:4", "--pyramid-levels", "1", "--iterations", "3",
+               "--image-size", "32", "--out", str(out), "--save-each", str(each)])
+    assert rc == 0
+    assert Image.open(out).size == (64, 64)  # 2×2 tiles of 32
+    assert sorted(p.name for p in each.iterdir()) == [f"conv1_{c}.png" for c in range(4)]
+    text = capsys.readouterr().out
+    assert "Activation" in text and "Pyramid Level" in text
+    assert main(["dream", "--layer", "conv1", "--channels", "60:70", "--image-size", "32", "--out",
+                 str(tmp_path / "x.png")]) == 2
+    assert "0..63" in capsys.readouterr().err and not (tmp_path / "x.png").exists()
+
+
+def test_cli_channel_syntax():
+    import argparse
+
+    from jaxvis.cli.dream import channel_list
+    assert channel_list("0:30") == list(range(30))
+    assert channel_list("5") == [5]
+    assert channel_list("1,5,9") == [1, 5, 9]
+    assert channel_list("0:8:2,20:22") == [0, 2, 4, 6, 20, 21]
+    for bad in ("a", "3:", "4:2", "1:2:3:4"):
+        with pytest.raises(argparse.ArgumentTypeError):
+            channel_list(bad)
