@@ -1,5 +1,6 @@
 """jaxvis: see what convolutional networks have learned — MATLAB-style tools in JAX."""
 
+from . import xla_defaults  # noqa: F401  first: adds jaxvis's XLA flags before JAX starts a backend
 from .activation_tools import activation_grid, channel_image, heatmap_overlay, side_by_side, strongest_channel
 from .analysis import analyze_network
 from .api import activations, classify

@@ -9,15 +9,17 @@ docs/benchmarks.md). Each reformulation computes the same function (convolution 
 pooling outputs bit-identical, gradients equal up to float summation order):
 
 * grouped convolutions run as one convolution per group (XLA:CPU's
-  `feature_group_count` path was 5× slower, fwd + input gradient);
+  `feature_group_count` path was 1.2–1.3× slower with Eigen, 5× with YNNPACK);
 * the input gradient of a strided convolution is computed as a stride-1
   convolution on space-to-depth blocks (XLA lowers it to an input-dilated
-  convolution on a slow generic path: 3.5× slower for AlexNet's conv1);
+  convolution on a slow generic path: 3.8× slower for AlexNet's conv1);
+* the input gradient of every convolution uses an explicitly transposed kernel, so
+  that inside loops XLA keeps it on its fast convolution path (2× for the dream);
 * max pooling's gradient routes each window's cotangent with masks instead of
-  `select_and_scatter` (≈18× slower for AlexNet's pool1);
+  `select_and_scatter` (3.5× slower for AlexNet's pools);
 * LRN with beta = 0.75 uses rsqrt instead of pow (30 % faster; 1e-7 relative).
 
-The two custom gradients are `jax.custom_vjp` rules: `grad`/`vjp` work under `vmap`
+The custom gradients are `jax.custom_vjp` rules: `grad`/`vjp` work under `vmap`
 and `jit`; forward-mode differentiation (`jax.jvp`) through them does not.
 """
 
@@ -140,26 +142,77 @@ def conv2d(x: jax.Array, kernel: jax.Array, bias: jax.Array | None = None, strid
 
 
 def _conv(x, kernel, stride, pad):
-    return _conv_strided(x, kernel, stride, pad) if stride > 1 else _conv_plain(x, kernel, stride, pad)
+    return _conv_strided(x, kernel, stride, pad) if stride > 1 else _conv_s1(x, kernel, pad)
 
 
 def _conv_plain(x, kernel, stride, pad):
     return lax.conv_general_dilated(x, kernel, (stride, stride), [(pad, pad)] * 2, dimension_numbers=_DN)
 
 
-def _conv_space_to_depth(x, kernel, stride, pad):
-    """The strided convolution as a stride-1 one: s×s pixel blocks become channels, the
-    kernel is zero-padded to a multiple of s and blocked the same way. Same result."""
-    s, (n, h, w, c), (k, _, _, co) = stride, x.shape, kernel.shape
+def _input_grad_s1(ct, kernel, pad):
+    """Input gradient of a stride-1 convolution: ct convolved with the flipped kernel, in/out swapped.
+
+    The swapped kernel is materialised (optimization_barrier) in HWIO order. Otherwise,
+    inside a loop (the dream's lax.scan), XLA folds the swap into the convolution's
+    dimension labels, which both of XLA:CPU's convolution paths run slowly (YNNPACK
+    rejects them): AlexNet's dream step took 1.66 s instead of 0.68 s (Eigen).
+    """
+    kh, kw = kernel.shape[:2]
+    swapped = lax.optimization_barrier(jnp.flip(kernel, (0, 1)).transpose(0, 1, 3, 2))
+    return lax.conv_general_dilated(ct, swapped, (1, 1), [(kh - 1 - pad,) * 2, (kw - 1 - pad,) * 2],
+                                    dimension_numbers=_DN)
+
+
+def _kernel_grad(x, kernel, stride, pad, ct):
+    # As XLA derives it; dead code under jit when only the images are differentiated.
+    (dk,) = jax.linear_transpose(lambda v: _conv_plain(x, v, stride, pad), kernel)(ct)
+    return dk
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
+def _conv_s1(x, kernel, pad):
+    return _conv_plain(x, kernel, 1, pad)
+
+
+def _conv_s1_fwd(x, kernel, pad):
+    return _conv_plain(x, kernel, 1, pad), (x, kernel)
+
+
+def _conv_s1_bwd(pad, res, ct):
+    x, kernel = res
+    if pad > min(kernel.shape[:2]) - 1:  # the input gradient would need negative padding: XLA's own
+        (dx,) = jax.linear_transpose(lambda v: _conv_plain(v, kernel, 1, pad), x)(ct)
+    else:
+        dx = _input_grad_s1(ct, kernel, pad)
+    return dx, _kernel_grad(x, kernel, 1, pad, ct)
+
+
+_conv_s1.defvjp(_conv_s1_fwd, _conv_s1_bwd)
+
+
+def _s2d_geometry(x_shape, k, s, pad):
+    """(kb, output h, w, blocked h, w) of the space-to-depth form."""
+    h, w = x_shape[1], x_shape[2]
     kb = -(-k // s)
     oh, ow = (h + 2 * pad - k) // s + 1, (w + 2 * pad - k) // s + 1
     hb, wb = max(-(-(h + 2 * pad) // s), oh + kb - 1), max(-(-(w + 2 * pad) // s), ow + kb - 1)
+    return kb, oh, ow, hb, wb
+
+
+def _s2d_input(x, k, s, pad):
+    """Zero-pad x and make each s×s pixel block one pixel of s·s·C channels."""
+    n, h, w, c = x.shape
+    _, _, _, hb, wb = _s2d_geometry(x.shape, k, s, pad)
     xp = jnp.pad(x, ((0, 0), (pad, hb * s - h - pad), (pad, wb * s - w - pad), (0, 0)))
-    xb = xp.reshape(n, hb, s, wb, s, c).transpose(0, 1, 3, 2, 4, 5).reshape(n, hb, wb, s * s * c)
+    return xp.reshape(n, hb, s, wb, s, c).transpose(0, 1, 3, 2, 4, 5).reshape(n, hb, wb, s * s * c)
+
+
+def _s2d_kernel(kernel, s):
+    """The kernel zero-padded to a multiple of s and blocked like :func:`_s2d_input`."""
+    k, _, c, co = kernel.shape
+    kb = -(-k // s)
     kp = jnp.pad(kernel, ((0, kb * s - k), (0, kb * s - k), (0, 0), (0, 0)))
-    kbk = kp.reshape(kb, s, kb, s, c, co).transpose(0, 2, 1, 3, 4, 5).reshape(kb, kb, s * s * c, co)
-    y = lax.conv_general_dilated(xb, kbk, (1, 1), "VALID", dimension_numbers=_DN)
-    return y[:, :oh, :ow]
+    return kp.reshape(kb, s, kb, s, c, co).transpose(0, 2, 1, 3, 4, 5).reshape(kb, kb, s * s * c, co)
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
@@ -173,12 +226,15 @@ def _conv_strided_fwd(x, kernel, stride, pad):
 
 def _conv_strided_bwd(stride, pad, res, ct):
     x, kernel = res
-    # Input gradient: transpose of the space-to-depth form, a plain padded stride-1
-    # convolution (XLA's own transpose of the strided form is an input-dilated one).
-    (dx,) = jax.linear_transpose(lambda v: _conv_space_to_depth(v, kernel, stride, pad), x)(ct)
-    # Kernel gradient as XLA derives it (dead code under jit when only images are differentiated).
-    (dk,) = jax.linear_transpose(lambda v: _conv_plain(x, v, stride, pad), kernel)(ct)
-    return dx, dk
+    # Input gradient through the space-to-depth form: a plain padded stride-1 convolution
+    # on blocks (XLA's own transpose of the strided form is an input-dilated convolution),
+    # then the blocks moved back to pixels.
+    k = kernel.shape[0]
+    kb, oh, ow, hb, wb = _s2d_geometry(x.shape, k, stride, pad)
+    ct_full = jnp.pad(ct, ((0, 0), (0, hb - kb + 1 - oh), (0, wb - kb + 1 - ow), (0, 0)))
+    dxb = _input_grad_s1(ct_full, _s2d_kernel(kernel, stride), 0)
+    (dx,) = jax.linear_transpose(lambda v: _s2d_input(v, k, stride, pad), x)(dxb)
+    return dx, _kernel_grad(x, kernel, stride, pad, ct)
 
 
 _conv_strided.defvjp(_conv_strided_fwd, _conv_strided_bwd)

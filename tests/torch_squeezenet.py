@@ -90,6 +90,7 @@ def relu_hooks(model: nn.Module, rule: str) -> list:
 
 def input_gradient(model: nn.Module, image_hwc: np.ndarray, cls: int) -> np.ndarray:
     """∂ score[cls] / ∂ image for one H×W×3 image, returned H×W×3."""
-    x = torch.from_numpy(np.ascontiguousarray(image_hwc.transpose(2, 0, 1)[None])).float().requires_grad_(True)
+    dtype = next(model.parameters()).dtype  # float64 models give a reference free of float32 rounding
+    x = torch.from_numpy(np.ascontiguousarray(image_hwc.transpose(2, 0, 1)[None])).to(dtype).requires_grad_(True)
     model(x)[0, cls].backward()
     return x.grad[0].numpy().transpose(1, 2, 0)
