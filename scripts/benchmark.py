@@ -1,13 +1,15 @@
-"""Deep dream benchmark: jaxvis (JAX) against the same algorithm in PyTorch eager, in one process.
+"""Benchmarks: jaxvis (JAX) against the same algorithms in PyTorch eager, in one process.
 
-  python scripts/benchmark.py                       # the standard suite (AlexNet conv5, SqueezeNet fire9-concat)
+  python scripts/benchmark.py                       # deep dream suite (AlexNet conv5, SqueezeNet fire9-concat)
   python scripts/benchmark.py --model alexnet --layer conv5 --channels 256 --levels 3 --size 227
   python scripts/benchmark.py --breakdown --device-info --json bench.json
+  python scripts/benchmark.py attribution [--repeats 3]   # SmoothGrad 50 samples, occlusion 15×15 (SqueezeNet)
 
-The same as `jaxvis bench` (see `jaxvis bench --help` for every option). Reports
-channel-images/s, image-iterations/s, compile time, achieved GFLOP/s and % of the
-device's peak, peak memory, and JAX's speed-up over PyTorch. Results and method:
-docs/benchmarks.md. The PyTorch reference needs torch (not a jaxvis dependency).
+The deep dream part is the same as `jaxvis bench` (see `jaxvis bench --help` for every
+option). It reports channel-images/s, image-iterations/s, compile time, achieved GFLOP/s
+and % of the device's peak, peak memory, and JAX's speed-up over PyTorch. The attribution
+part is scripts/bench_attribution.py. Results and method: docs/benchmarks.md. The PyTorch
+references need torch (not a jaxvis dependency).
 """
 
 from __future__ import annotations
@@ -17,7 +19,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a source checkout
 
-from jaxvis.cli.bench import main  # noqa: E402
-
 if __name__ == "__main__":
+    if sys.argv[1:2] == ["attribution"]:
+        sys.path.insert(0, str(Path(__file__).resolve().parent))
+        from bench_attribution import main as attribution_main
+        sys.exit(attribution_main(sys.argv[2:]))
+    from jaxvis.cli.bench import main
     sys.exit(main())

@@ -23,23 +23,56 @@ import optax
 from jax import lax
 
 _TAPS = np.array([1.0, 4.0, 6.0, 4.0, 1.0], np.float32) / 16.0
-_DN = ("NHWC", "HWIO", "NHWC")
+
+
+def _same(n: int) -> tuple[int, int, int]:
+    """(output length, padding before, padding after) of TF's 'SAME' 5-tap stride-2 filter on length n."""
+    out = -(-n // 2)
+    total = max((out - 1) * 2 + 5 - n, 0)
+    return out, total // 2, total - total // 2
+
+
+def _down_axis(x: jax.Array, axis: int) -> jax.Array:
+    out, lo, hi = _same(x.shape[axis])
+    pad = [(0, 0, 0)] * x.ndim
+    pad[axis] = (lo, hi, 0)
+    xp = lax.pad(x, jnp.zeros((), x.dtype), pad)
+    s = [lax.slice_in_dim(xp, t, t + 2 * (out - 1) + 1, 2, axis) for t in range(5)]
+    t0, t1, t2 = (float(t) for t in _TAPS[:3])  # Python floats: keep x.dtype
+    return t0 * (s[0] + s[4]) + t1 * (s[1] + s[3]) + t2 * s[2]
+
+
+def _up_axis(lo: jax.Array, n: int, axis: int) -> jax.Array:
+    """2 × the transpose of _down_axis back to length n, as its even and odd output phases:
+    even 2m gets taps 0, 2, 4 of lo[m], lo[m-1], lo[m-2]; odd 2m+1 taps 1, 3 of lo[m], lo[m-1]."""
+    m = lo.shape[axis] + 2
+    _, before, _ = _same(n)
+    pad = [(0, 0, 0)] * lo.ndim
+    pad[axis] = (2, 2, 0)
+    lp = lax.pad(lo, jnp.zeros((), lo.dtype), pad)
+    s0, s1, s2 = (lax.slice_in_dim(lp, 2 - d, 2 - d + m, 1, axis) for d in range(3))  # lo[m - d]
+    t0, t1, t2 = (float(t) for t in _TAPS[:3])
+    even = 2 * (t0 * s0 + t2 * s1 + t0 * s2)
+    odd = 2 * (t1 * s0 + t1 * s1)
+    shape = list(lo.shape)
+    shape[axis] = 2 * m
+    both = jnp.stack([even, odd], axis=axis + 1).reshape(shape)  # interleave the phases
+    return lax.slice_in_dim(both, before, before + n, 1, axis)
 
 
 def _down(x: jax.Array) -> jax.Array:
-    """Blur with the separable 5×5 binomial kernel and keep every 2nd pixel (TF conv2d 'SAME', stride 2)."""
-    c = x.shape[-1]
-    kh = jnp.asarray(np.tile(_TAPS.reshape(5, 1, 1, 1), (1, 1, 1, c)), x.dtype)
-    kw = kh.reshape(1, 5, 1, c)
-    # Depthwise (one kernel per channel), as the tutorial's k5x5 * eye(3).
-    x = lax.conv_general_dilated(x, kh, (2, 1), "SAME", dimension_numbers=_DN, feature_group_count=c)
-    return lax.conv_general_dilated(x, kw, (1, 2), "SAME", dimension_numbers=_DN, feature_group_count=c)
+    """Blur with the separable 5×5 binomial kernel and keep every 2nd pixel (TF conv2d 'SAME', stride 2).
+
+    Written as strided slices and adds, per axis: XLA fuses them into a few loops. (The
+    tutorial's depthwise convolution, and its transpose, an input-dilated depthwise
+    convolution, were 55× slower on XLA:CPU: docs/benchmarks.md.)
+    """
+    return _down_axis(_down_axis(x, 1), 2)
 
 
 def _up(lo: jax.Array, like: jax.Array) -> jax.Array:
     """TF's conv2d_transpose(lo, 4*k5x5, shape(like), stride 2): the transpose of `_down`, times 4."""
-    (hi,) = jax.linear_transpose(_down, like)(lo)
-    return 4.0 * hi
+    return _up_axis(_up_axis(lo, like.shape[1], 1), like.shape[2], 2)
 
 
 def lap_split(x: jax.Array, levels: int) -> list[jax.Array]:
