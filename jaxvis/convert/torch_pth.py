@@ -185,7 +185,7 @@ def read_pth(path: str | os.PathLike[str]) -> dict[str, np.ndarray]:
     if head[:1] == b"\x80" and not head.startswith(b"PK"):
         raise WeightFileError(
             f"{source}: legacy (pre-zip) torch serialization is not supported; re-save it "
-            f"with torch>=1.6: torch.save(torch.load(path), path)")
+            f"with torch>=1.6 (load it in torch, then torch.save it to a new file)")
     try:
         zf = zipfile.ZipFile(path)
     except (zipfile.BadZipFile, OSError, EOFError) as exc:
