@@ -44,3 +44,11 @@ class AttributionError(JaxvisError, ValueError):
 
 class ChannelError(JaxvisError, ValueError):
     """A channel index is outside the layer's channels (message gives the valid range)."""
+
+
+class NetworkError(JaxvisError, ValueError):
+    """A network given to jaxvis does not satisfy the protocol (e.g. a function that returns no dict)."""
+
+
+class VisualizationError(JaxvisError, ValueError):
+    """A bad objective, parameterisation, transform or preset for the feature-visualization engine."""
