@@ -27,7 +27,7 @@ class LayerError(JaxvisError, ValueError):
 
 
 class ImageError(JaxvisError, ValueError):
-    """An input image has the wrong rank, channel count, dtype, or cannot be read."""
+    """An input image has the wrong rank, channel count, dtype, is over the pixel budget, or cannot be read."""
 
 
 class MissingWeightsError(JaxvisError, ValueError):
@@ -44,3 +44,10 @@ class AttributionError(JaxvisError, ValueError):
 
 class ChannelError(JaxvisError, ValueError):
     """A channel index is outside the layer's channels (message gives the valid range)."""
+
+
+class OutputError(JaxvisError, OSError):
+    """An output path cannot be written (a folder, a parent that is a file, no permission, disk full, ``''``).
+
+    Also an :class:`OSError`, because the problem lies in the file system; nothing half-written is left behind.
+    """

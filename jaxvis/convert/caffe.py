@@ -25,6 +25,7 @@ from typing import Iterator
 import numpy as np
 
 from jaxvis.errors import WeightFileError
+from jaxvis.fileio import read_regular_file
 
 __all__ = ["read_caffemodel", "encode_caffemodel", "V1_LAYER_TYPES"]
 
@@ -175,11 +176,7 @@ def read_caffemodel(
             names the byte offset), or contains no layers.
     """
     source = os.fspath(path)
-    try:
-        with open(path, "rb") as fh:
-            dec = _Decoder(memoryview(fh.read()), source)
-    except OSError as exc:
-        raise WeightFileError(f"{source}: cannot read weight file ({exc})") from exc
+    dec = _Decoder(memoryview(read_regular_file(path, what="weight file")), source)
     # NetParameter field -> (name, type, blobs) field numbers of the layer message.
     layouts = {100: (1, 2, 7), 2: (4, 5, 6)}
     layers: dict[str, tuple[str, list[np.ndarray]]] = {}
