@@ -250,3 +250,49 @@ def test_expansion_through_memo_is_bounded(tmp_path):
         load_arrays_pickle(path)
     assert len(load_arrays_pickle(_write(tmp_path, "few.pkl", PROTO2 + payload + POP + b"]" + MARK + one * 2
                                          + b"e" + STOP))) == 2
+
+
+# ------------------------------------------------------------------ converters check tensor ranks
+def _squeeze_caffe_layers(conv1_w: np.ndarray, conv1_b: np.ndarray) -> list:
+    return [("conv1", "Convolution", [conv1_w, conv1_b])]
+
+
+@pytest.mark.parametrize("shape", [(), (64,), (1, 64, 3, 3, 3)], ids=["0-d", "1-d", "5-d"])
+def test_converters_check_weight_ranks(tmp_path, shape):
+    from jaxvis.convert import convert_caffe, convert_ndf, convert_pth
+    from jaxvis.convert.caffe import encode_caffemodel
+    w = np.ones(shape, np.float32)
+    out = tmp_path / "out.h5"
+    pth = _write(tmp_path, "bad.pth", simple_pth({"features.0.weight": w, "features.0.bias": np.ones(64, np.float32)}))
+    with pytest.raises(WeightFileError, match=r"bad\.pth.*features\.0\.weight.*expected 4-D"):
+        convert_pth(pth, out, "squeezenet1_1")
+    caffe = _write(tmp_path, "bad.caffemodel", encode_caffemodel(_squeeze_caffe_layers(w, np.ones(64, np.float32))))
+    with pytest.raises(WeightFileError, match=r"bad\.caffemodel.*conv1.*expected 4-D"):
+        convert_caffe(caffe, out, "squeezenet1_1")
+    import pickle
+    ndf = _write(tmp_path, "bad.pkl", pickle.dumps({"conv1": [w, np.ones(64, np.float32)]}))
+    with pytest.raises(WeightFileError, match=r"bad\.pkl.*conv1.*expected 4-D"):
+        convert_ndf(out, ndf)
+    assert not out.exists()
+
+
+def test_caffe_bias_must_match_outputs(tmp_path):
+    from jaxvis.convert import convert_caffe
+    from jaxvis.convert.caffe import encode_caffemodel
+    caffe = _write(tmp_path, "b.caffemodel", encode_caffemodel(
+        _squeeze_caffe_layers(np.ones((64, 3, 3, 3), np.float32), np.ones(7, np.float32))))
+    with pytest.raises(WeightFileError, match="conv1.*bias.*7 values.*expected 64"):
+        convert_caffe(caffe, tmp_path / "o.h5", "squeezenet1_1")
+
+
+def test_npy_header_declaring_more_than_the_file_is_refused(tmp_path):
+    from jaxvis.convert import convert_npy_folder
+    folder = tmp_path / "npy"
+    folder.mkdir()
+    header = np.lib.format.header_data_from_array_1_0(np.zeros(1, np.float32))
+    header["shape"] = (2_000_000_000,)
+    with open(folder / "squeezenet0_conv0_weight.npy", "wb") as f:
+        np.lib.format.write_array_header_1_0(f, header)
+        f.write(b"\0" * 64)
+    with pytest.raises(WeightFileError, match="squeezenet0_conv0_weight"):
+        convert_npy_folder(folder, tmp_path / "o.h5")
