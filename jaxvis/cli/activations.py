@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .common import add_model_args, grid, load
+from .common import add_model_args, check_outputs, grid, load, thumbnail
 
 
 def register(sub) -> None:
@@ -10,8 +10,9 @@ def register(sub) -> None:
     add_model_args(p)
     p.add_argument("--image", required=True, help="image file")
     p.add_argument("--layer", default="conv1", help="layer name (see `jaxvis analyze`), default conv1")
-    p.add_argument("--grid", type=grid, default=None, help="ROWSxCOLS, e.g. 8x8 (default: roughly square)")
-    p.add_argument("--thumbnail", type=int, default=None, help="thumbnail size in pixels")
+    p.add_argument("--grid", type=grid, default=None,
+                   help="ROWSxCOLS, e.g. 8x8, each 1..256 (default: roughly square)")
+    p.add_argument("--thumbnail", type=thumbnail, default=None, help="thumbnail size in pixels (1..2048)")
     which = p.add_mutually_exclusive_group()
     which.add_argument("--channel", type=int, default=None, metavar="N",
                        help="save channel N (0-based; MATLAB's N+1) resized beside the photo instead of the grid")
@@ -37,6 +38,7 @@ def run(args) -> int:
     from ..images import fit_to_size, to_batch
     if args.heatmap and args.channel is None and not args.strongest:
         raise ValueError("--heatmap needs --channel N or --strongest")
+    check_outputs(args.out)
     net = load(args)
     batch, _ = to_batch(args.image)
     if args.resize != "none":
