@@ -39,8 +39,8 @@ def run(args) -> int:
     if args.heatmap and args.channel is None and not args.strongest:
         raise ValueError("--heatmap needs --channel N or --strongest")
     check_outputs(args.out)
+    batch, _ = to_batch(args.image)  # a bad image fails before the network is loaded
     net = load(args)
-    batch, _ = to_batch(args.image)
     if args.resize != "none":
         batch = fit_to_size(batch, net.input_size, args.resize)
     photo = to_uint8(batch[0] / 255.0)
