@@ -101,3 +101,15 @@ def test_cli_argument_bounds(tmp_path, capsys, args):
     assert info.value.code == 2
     err = capsys.readouterr().err
     assert ("1..256" in err or "1..2048" in err or "ROWSxCOLS" in err) and "Traceback" not in err
+
+
+def test_shared_channel_list_is_bounded_before_expanding():
+    import argparse
+
+    from jaxvis.cli.common import channel_list, seed
+    assert channel_list("0:4,9") == [0, 1, 2, 3, 9]
+    for bad in ["0:2000000000", "-1", "70000", "0:5000", "a", "3:3"]:
+        with pytest.raises(argparse.ArgumentTypeError):
+            channel_list(bad)
+    with pytest.raises(argparse.ArgumentTypeError, match="0..4294967295"):
+        seed(str(10**30))

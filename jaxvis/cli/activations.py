@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .common import add_model_args, check_outputs, grid, load, thumbnail
+from .common import MAX_CHANNEL, add_model_args, bounded_int, check_outputs, grid, load, thumbnail
 
 
 def register(sub) -> None:
@@ -14,7 +14,7 @@ def register(sub) -> None:
                    help="ROWSxCOLS, e.g. 8x8, each 1..256 (default: roughly square)")
     p.add_argument("--thumbnail", type=thumbnail, default=None, help="thumbnail size in pixels (1..2048)")
     which = p.add_mutually_exclusive_group()
-    which.add_argument("--channel", type=int, default=None, metavar="N",
+    which.add_argument("--channel", type=bounded_int(0, MAX_CHANNEL, "--channel"), default=None, metavar="N",
                        help="save channel N (0-based; MATLAB's N+1) resized beside the photo instead of the grid")
     which.add_argument("--strongest", action="store_true",
                        help="save the strongest channel (MATLAB's max(max(max(act)))) beside the photo")

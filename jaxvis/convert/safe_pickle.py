@@ -142,7 +142,6 @@ def _frombuffer(buf: Any, dtype: Any, shape: Any, order: Any) -> np.ndarray:
 
 
 NUMPY_GLOBALS: Mapping[Global, Any] = _numpy_globals()
-_MAX_STREAM_BYTES = MAX_INPUT_BYTES  # a stream has no size to scale by
 
 _Dispatch = dict[int, Callable[["RestrictedUnpickler"], None]]
 
@@ -393,4 +392,14 @@ def load_arrays_pickle(
         return restricted_load(io.BytesIO(data), NUMPY_GLOBALS, source,
                                max_bytes=EXPANSION * len(data) + EXPANSION_SLACK)
     source = source_name or str(getattr(path_or_fileobj, "name", "<pickle stream>"))
-    return restricted_load(path_or_fileobj, NUMPY_GLOBALS, source, max_bytes=_MAX_STREAM_BYTES)
+    # Read the stream in bounded chunks first: a declared length in the pickle must
+    # never become one huge read (file objects allocate the size they are asked for).
+    chunks, total = [], 0
+    while chunk := path_or_fileobj.read(1 << 20):
+        chunks.append(chunk)
+        total += len(chunk)
+        if total > MAX_INPUT_BYTES:
+            raise WeightFileError(f"{source}: pickle stream is over {MAX_INPUT_BYTES} bytes (jaxvis.fileio.MAX_INPUT_BYTES)")
+    data = b"".join(chunks)
+    return restricted_load(io.BytesIO(data), NUMPY_GLOBALS, source,
+                           max_bytes=EXPANSION * len(data) + EXPANSION_SLACK)
