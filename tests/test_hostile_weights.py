@@ -300,9 +300,9 @@ def test_npy_header_declaring_more_than_the_file_is_refused(tmp_path):
 
 def test_unpacked_caffe_floats_cost_their_bytes_not_an_object_each(tmp_path):
     from jaxvis.convert.caffe import _field
-    n = 400_000
+    n = 60_000  # an array object per value would cost > 6 MB here
     blob = (b"\x2d" + struct.pack("<f", 0.5)) * n  # field 5, wire type 5 (one float per field)
     path = _write(tmp_path, "unpacked.caffemodel", _field(100, _field(1, b"conv1") + _field(7, blob)))
     got = {}
-    assert _peak_mib(lambda: got.update(read_caffemodel(path))) < 3 * 4 * n / 2**20 + 8
+    assert _peak_mib(lambda: got.update(read_caffemodel(path))) < 3
     assert got["conv1"][0].shape == (n,) and got["conv1"][0][0] == 0.5
