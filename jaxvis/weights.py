@@ -18,6 +18,8 @@ import hashlib
 import json
 import math
 import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any, Iterator, Mapping
 
@@ -161,6 +163,37 @@ def _read_dataset(path: Path, d: Any, where: str, file_size: int) -> np.ndarray:
     return np.asarray(d[()], dtype=np.float32)
 
 
+# Parse each weight file in a child process first (see _probe_hdf5). Costs ~0.3 s once per file and
+# process; set False only for files you trust (e.g. ones this process wrote itself).
+ISOLATE_HDF5 = True
+# Seconds libhdf5 may take to parse a weight file in the probe child (AlexNet's 233 MB: < 2 s).
+HDF5_PROBE_TIMEOUT_S = 60.0
+_probed: set[tuple] = set()  # (device, inode, size, mtime) of files parsed to the end in a child
+
+
+def _probe_hdf5(path: Path) -> None:
+    """Have a child process parse the whole file first (see jaxvis/_h5probe.py): a libhdf5 hang or
+    crash on a damaged file becomes a WeightFileError instead of hanging or killing this process."""
+    if not ISOLATE_HDF5:
+        return
+    st = path.stat()
+    key = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+    if key in _probed:
+        return
+    script = Path(__file__).with_name("_h5probe.py")
+    try:
+        proc = subprocess.run([sys.executable, "-I", str(script), str(path)], capture_output=True,
+                              timeout=HDF5_PROBE_TIMEOUT_S, check=False)
+    except subprocess.TimeoutExpired:
+        raise _bad(path, f"the HDF5 library did not finish parsing it within {HDF5_PROBE_TIMEOUT_S:g} s "
+                         f"(jaxvis.weights.HDF5_PROBE_TIMEOUT_S); the file is damaged — convert it again") from None
+    if proc.returncode < 0 or proc.returncode > 1:
+        raise _bad(path, f"the HDF5 library crashed parsing it (exit status {proc.returncode}); the file is "
+                         f"damaged — convert it again")
+    if proc.returncode == 0:
+        _probed.add(key)
+
+
 def read_weights(path: str | os.PathLike) -> tuple[Arrays, dict[str, Any]]:
     """Read a weight file written by :func:`write_weights`, validating its whole schema on open.
 
@@ -177,6 +210,7 @@ def read_weights(path: str | os.PathLike) -> tuple[Arrays, dict[str, Any]]:
     if not path.exists():
         raise WeightFileError(f"weight file {str(path)!r} does not exist")
     file_size = regular_file_size(path, what="weight file")
+    _probe_hdf5(path)
     try:
         with h5py.File(path, "r") as f:
             meta = {}

@@ -98,15 +98,17 @@ def main() -> int:
                 n, found = queue.get()
                 counts[name] += n
                 findings += [f"{name}: {f}" for f in found]
-        if child.is_alive():
+        killed = child.is_alive()
+        if killed:
             child.kill()
             child.join()
-            findings.append(f"{name}: hang: child (seed {seed}) still running {seconds + 120:.0f} s after its start")
+            findings.append(f"{name}: hang: child (seed {seed}) still running {seconds + 120:.0f} s after its start; "
+                            f"input: {out / f'current-{name}-{child.pid}.pkl'}")
         while not queue.empty():
             n, found = queue.get()
             counts[name] += n
             findings += [f"{name}: {f}" for f in found]
-        if child.exitcode not in (0, None):
+        if child.exitcode not in (0, None) and not killed:
             crash = sorted(out.glob(f"current-{name}-{child.pid}.pkl"))
             findings.append(f"{name}: process died with exit code {child.exitcode} (seed {seed}); "
                             f"input: {crash[0] if crash else 'unknown'}")

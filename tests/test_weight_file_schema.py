@@ -8,9 +8,16 @@ import h5py
 import numpy as np
 import pytest
 
+from jaxvis import weights
 from jaxvis.errors import WeightFileError
 from jaxvis.weights import read_weights, write_weights
 from tests.fuzz.builders import tiny_h5_meta
+
+@pytest.fixture(autouse=True)
+def _in_process(monkeypatch):
+    # These files are made here with h5py's own API: libhdf5 parses them fine, so skip the child probe.
+    monkeypatch.setattr(weights, "ISOLATE_HDF5", False)
+
 
 ARRAYS = {"conv1": {"kernel": np.ones((3, 3, 3, 4), np.float32), "bias": np.zeros(4, np.float32)}}
 
@@ -80,3 +87,18 @@ def test_structure_is_checked_on_open(tmp_path, good, damage):
 def test_not_a_regular_file(tmp_path):
     with pytest.raises(WeightFileError, match="folder"):
         read_weights(tmp_path)
+
+
+def test_libhdf5_hang_on_a_damaged_heap_is_a_weight_file_error(good, monkeypatch):
+    # One byte inserted into the global heap (found by scripts/fuzz.py): every attribute read
+    # then spins inside libhdf5, where Python cannot interrupt it; the child probe is killed.
+    import time
+    data = good.read_bytes()
+    at = data.index(b'"c767"') + 2
+    good.write_bytes(data[:at] + b"b" + data[at:])
+    monkeypatch.setattr(weights, "ISOLATE_HDF5", True)
+    monkeypatch.setattr(weights, "HDF5_PROBE_TIMEOUT_S", 3.0)
+    t = time.monotonic()
+    with pytest.raises(WeightFileError, match=r"good\.h5.*did not finish parsing.*HDF5_PROBE_TIMEOUT_S"):
+        read_weights(good)
+    assert time.monotonic() - t < 20
