@@ -16,12 +16,12 @@ import errno
 import os
 import stat
 import tempfile
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Iterable, Iterator
 
 from .errors import JaxvisError, OutputError, WeightFileError
 
-__all__ = ["atomic_path", "check_writable", "regular_file_size", "read_regular_file", "MAX_INPUT_BYTES"]
+__all__ = ["MAX_INPUT_BYTES", "atomic_path", "check_writable", "read_regular_file", "regular_file_size"]
 
 # Largest input file any reader loads into memory (weight files, pickles, caffemodels):
 # VGG-16's caffemodel, the largest classic CNN, is 0.55 GB.

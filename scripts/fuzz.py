@@ -49,7 +49,7 @@ def _slice(name: str, n: int, seed: int, seconds: float, out: str, queue) -> Non
         @given(target.strategy)
         def check(example):
             current.write_bytes(pickle.dumps(example))  # survives a crash of this process
-            runner(target, example)
+            runner(target, example)  # noqa: B023 - called within this iteration
 
         try:
             check()

@@ -21,8 +21,25 @@ from jaxvis.convert.caffe import read_caffemodel
 from jaxvis.convert.safe_pickle import load_arrays_pickle
 from jaxvis.convert.torch_pth import read_pth
 from jaxvis.errors import UnsafePickleError, WeightFileError
-from tests.fuzz.builders import (BUILD, EMPTY_DICT, MARK, NEWFALSE, POP, PROTO2, REDUCE, SETITEM, STOP,
-                                 glob, integer, pth_bytes, simple_pth, state_dict_pickle, tensor, text, tup)
+from tests.fuzz.builders import (
+    BUILD,
+    EMPTY_DICT,
+    MARK,
+    NEWFALSE,
+    POP,
+    PROTO2,
+    REDUCE,
+    SETITEM,
+    STOP,
+    glob,
+    integer,
+    pth_bytes,
+    simple_pth,
+    state_dict_pickle,
+    tensor,
+    text,
+    tup,
+)
 
 W = np.arange(12, dtype=np.float32).reshape(3, 4)
 

@@ -13,6 +13,7 @@ from jaxvis.errors import WeightFileError
 from jaxvis.weights import read_weights, write_weights
 from tests.fuzz.builders import tiny_h5_meta
 
+
 @pytest.fixture(autouse=True)
 def _in_process(monkeypatch):
     # These files are made here with h5py's own API: libhdf5 parses them fine, so skip the child probe.

@@ -29,9 +29,10 @@ import struct
 import tempfile
 import types
 import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 from hypothesis import strategies as st
@@ -54,13 +55,10 @@ class Finding(AssertionError):
 # ---------------------------------------------------------------- invariants
 def _reader_modules() -> list[types.ModuleType]:
     import jaxvis.convert as conv
-    import jaxvis.convert.caffe as caffe
-    import jaxvis.convert.layouts as layouts
     import jaxvis.convert.safe_pickle as sp
     import jaxvis.convert.torch_pth as tp
-    import jaxvis.fileio as fileio
-    import jaxvis.images as images
-    import jaxvis.weights as weights
+    from jaxvis import fileio, images, weights
+    from jaxvis.convert import caffe, layouts
     return [conv, caffe, layouts, sp, tp, fileio, images, weights]
 
 
@@ -83,7 +81,7 @@ def snapshot() -> dict[str, Any]:
             snap[name] = (f.__defaults__, repr(f.__kwdefaults__), repr(sorted(f.__dict__.items())), f.__code__)
     snap["NUMPY_GLOBALS"] = [(k, id(v), repr(getattr(v, "__dict__", None))) for k, v in
                              safe_pickle.NUMPY_GLOBALS.items()]
-    snap["builtin dtypes"] = [np.dtype(c).str + repr(np.dtype(c).descr) for c in "f4 f8 f2 i8 i4 u1 ?".split()]
+    snap["builtin dtypes"] = [np.dtype(c).str + repr(np.dtype(c).descr) for c in ["f4", "f8", "f2", "i8", "i4", "u1", "?"]]
     snap["dispatch"] = dict(safe_pickle.RestrictedUnpickler.dispatch)
     return snap
 
@@ -401,7 +399,7 @@ def run_h5(edits: list[tuple], tmp: Path) -> None:
                                     "external": h5py.ExternalLink(str(p), "/conv1/kernel")}[e[1]]
                 else:
                     del f[e[1]]
-    arrays, meta = read_weights(p)
+    _, meta = read_weights(p)
     # What Network does with the metadata must then work.
     steps = build_steps(meta["architecture"], meta["preprocessing"])
     LayerTable(steps, list(meta["classes"]), tuple(meta["input_size"]))
