@@ -159,6 +159,8 @@ def analyze_network(net: Network, input_size: tuple[int, int] | None = None) -> 
       ``.to_html()`` / ``.save_html(path)`` a self-contained page.
     """
     h, w = net.input_size if input_size is None else (int(input_size[0]), int(input_size[1]))
+    if not hasattr(net, "steps"):
+        return _analyze_protocol(net, h, w)
     # Abstract parameters of the whole architecture (missing weights included): shapes only.
     model = nnx.eval_shape(lambda: GraphNet(net.steps, rngs=nnx.Rngs(0)))
     abstract = nnx.to_pure_dict(nnx.split(model)[1])
@@ -183,4 +185,26 @@ def analyze_network(net: Network, input_size: tuple[int, int] | None = None) -> 
         count = sum(int(np.prod(v.shape)) for v in jax.tree.leaves(abstract.get(attr_name(s.name), {})))
         rows.append(LayerInfo(i, s.name, layer.type, layer.description, tuple(shapes[s.name].shape[1:]),
                               learn, count if learn else 0, (s.name in net.loaded) if learn else None))
+    return NetworkAnalysis(net.name, (h, w), rows)
+
+
+def _analyze_protocol(net, h: int, w: int) -> NetworkAnalysis:
+    """analyze_network for networks without a layer graph (from_function, imported): sizes from
+    `jax.eval_shape`; the learnables are the parameter pytree, reported once, in total."""
+    if h < 1 or w < 1:
+        raise ImageError(f"input_size must be two positive integers (H, W), got {(h, w)!r}")
+    names = net.layer_names
+    try:
+        shapes = jax.eval_shape(lambda p, x: net.apply(p, x, names), net.params,
+                                jax.ShapeDtypeStruct((1, h, w, 3), jnp.float32))
+    except (TypeError, ValueError) as e:
+        raise ImageError(f"{net.name!r} cannot take a {h}×{w} input ({e}); "
+                         f"its input size is {net.input_size[0]}×{net.input_size[1]}") from e
+    total = sum(int(np.prod(np.shape(a))) for a in jax.tree.leaves(net.params))
+    rows = []
+    for i, n in enumerate(names):
+        layer = net.layers[i]
+        rows.append(LayerInfo(i, n, layer.type, layer.description, tuple(shapes[n].shape[1:]),
+                              {"Parameters": (total,)} if i == 0 and total else {}, total if i == 0 else 0,
+                              True if i == 0 and total else None))
     return NetworkAnalysis(net.name, (h, w), rows)

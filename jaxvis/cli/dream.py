@@ -4,30 +4,20 @@ from __future__ import annotations
 
 import argparse
 
-from .common import add_model_args, grid, load
+from .common import add_model_args, bounded_int, channel_list, check_outputs, grid, load, seed, thumbnail
+
+__all__ = ["register", "run", "channel_list"]
 
 
-def channel_list(text: str) -> list[int]:
-    """'0:30' (Python slice, end excluded) | '3' | '1,5,9' | '0:8,20:24' → 0-based channel indices."""
-    out: list[int] = []
+def pixel_range(text: str) -> tuple[float, float]:
+    """'0,255' → (0.0, 255.0): the pixel range to clip to after each step."""
     try:
-        for part in text.split(","):
-            part = part.strip()
-            if ":" in part:
-                bits = [int(b) if b else None for b in part.split(":")]
-                if len(bits) > 3 or bits[1] is None:
-                    raise ValueError
-                start, stop = bits[0] or 0, bits[1]
-                step = bits[2] if len(bits) == 3 and bits[2] else 1
-                out.extend(range(start, stop, step))
-            else:
-                out.append(int(part))
+        lo, hi = (float(v) for v in text.split(","))
     except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"channels must look like 0:30 (0-based, end excluded), 5 or 1,5,9; got {text!r}") from None
-    if not out:
-        raise argparse.ArgumentTypeError(f"{text!r} selects no channels")
-    return out
+        raise argparse.ArgumentTypeError(f"--pixel-range must look like LO,HI (e.g. 0,255), not {text!r}") from None
+    if not lo < hi:
+        raise argparse.ArgumentTypeError(f"--pixel-range needs LO < HI, got {text!r}")
+    return lo, hi
 
 
 def register(sub) -> None:
@@ -36,16 +26,28 @@ def register(sub) -> None:
     p.add_argument("--layer", required=True, help="layer name or 0-based index (e.g. conv5, fire9-expand3x3)")
     p.add_argument("--channels", type=channel_list, default=channel_list("0:16"),
                    help="0-based channels: 0:30 (end excluded), 7 or 1,5,9 (default 0:16)")
-    p.add_argument("--pyramid-levels", type=int, default=3, help="MATLAB PyramidLevels (default 3)")
+    p.add_argument("--pyramid-levels", type=bounded_int(1, 8, "pyramid levels"), default=3,
+                   help="MATLAB PyramidLevels (default 3)")
     p.add_argument("--pyramid-scale", type=float, default=1.4, help="MATLAB PyramidScale (default 1.4)")
-    p.add_argument("--iterations", type=int, default=10, help="MATLAB NumIterations per level (default 10)")
+    p.add_argument("--iterations", type=bounded_int(1, 100000, "iterations"), default=10,
+                   help="MATLAB NumIterations per level (default 10)")
     p.add_argument("--step-size", type=float, default=None, help="ascent step in pixels (default: the library's)")
-    p.add_argument("--jitter", type=int, default=None, help="max random roll per step in pixels (default 0)")
-    p.add_argument("--batch-size", type=int, default=None, help="channels per compiled call (default: automatic)")
-    p.add_argument("--image-size", type=int, default=None, help="start size in pixels (default: network input)")
-    p.add_argument("--initial-image", default=None, help="start from this image file instead of noise")
-    p.add_argument("--seed", type=int, default=0, help="seed of the random start and jitter (default 0)")
-    p.add_argument("--thumbnail", type=int, default=None, help="tile thumbnail size in pixels (default: full size)")
+    p.add_argument("--jitter", type=bounded_int(0, 512, "jitter"), default=None,
+                   help="max random roll per step in pixels (default 0)")
+    p.add_argument("--batch-size", type=bounded_int(1, 4096, "batch size"), default=None,
+                   help="channels per compiled call (default: automatic)")
+    p.add_argument("--image-size", type=bounded_int(8, 4096, "image size"), default=None,
+                   help="start size in pixels (default: network input)")
+    p.add_argument("--start-image", "--initial-image", dest="start_image", default=None,
+                   help="start from this image file instead of noise (MATLAB InitialImage)")
+    p.add_argument("--seed", type=seed, default=0, help="seed of the random start and jitter (default 0)")
+    p.add_argument("--pixel-range", type=pixel_range, default=None,
+                   help="LO,HI: clip pixels (0..255 scale) after every step; default: unclipped ascent")
+    p.add_argument("--output-scaling", choices=("linear", "percentile"), default="linear",
+                   help="MATLAB OutputScaling 'linear' (each image min–max; default) or 'percentile' (0.5–99.5 %%)")
+    p.add_argument("--no-seamless", action="store_true",
+                   help="MATLAB's plain objective (shallow layers then get bright frames)")
+    p.add_argument("--thumbnail", type=thumbnail, default=None, help="tile thumbnail size in pixels (default: full)")
     p.add_argument("--grid", type=grid, default=None, help="ROWSxCOLS of the tiling (default: roughly square)")
     p.add_argument("--out", default="dream.png", help="tiled output PNG, written atomically (default dream.png)")
     p.add_argument("--save-each", default=None, metavar="DIR",
@@ -61,22 +63,19 @@ def run(args) -> int:
     from ..dream import api
     net = load(args)
     layer = int(args.layer) if args.layer.isdigit() else args.layer
-    opts = {}
-    if args.step_size is not None:
-        opts["step_size"] = args.step_size
-    if args.jitter is not None:
-        opts["jitter"] = args.jitter
+    name = net.layer_name(layer)
+    each = [Path(args.save_each) / f"{name}_{c}.png" for c in args.channels] if args.save_each else []
+    check_outputs(args.out, *each)  # every output checked before any work: nothing half-written on failure
+    opts = {k: v for k, v in (("step_size", args.step_size), ("jitter", args.jitter)) if v is not None}
     images = api.deep_dream_image(
         net, layer, args.channels, pyramid_levels=args.pyramid_levels, pyramid_scale=args.pyramid_scale,
-        num_iterations=args.iterations, output_scaling="linear", verbose=not args.quiet,
-        initial_image=args.initial_image, seed=args.seed, batch_size=args.batch_size,
-        image_size=args.image_size, **opts)
-    name = net.layer_name(layer)
+        num_iterations=args.iterations, output_scaling=args.output_scaling, verbose=not args.quiet,
+        initial_image=args.start_image, seed=args.seed, batch_size=args.batch_size, image_size=args.image_size,
+        pixel_range=args.pixel_range, seamless=not args.no_seamless, **opts)
     ts = (args.thumbnail, args.thumbnail) if args.thumbnail else None
     save_png(args.out, imtile(images, grid_size=args.grid, thumbnail_size=ts))
-    if args.save_each:
-        for c, im in zip(args.channels, images):
-            save_png(Path(args.save_each) / f"{name}_{c}.png", im)
+    for path, im in zip(each, images):
+        save_png(path, im)
     print(f"{name}: {len(args.channels)} channel images of {images.shape[1]}×{images.shape[2]} → {args.out}"
           + (f" (and each in {args.save_each}/)" if args.save_each else ""))
     return 0

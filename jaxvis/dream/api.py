@@ -217,7 +217,7 @@ def deep_dream(net, layer: LayerRef, channels, *, pyramid_levels: int = 3, pyram
     table = _Table() if verbose else None
     try:
         res = engine.optimize(run, objs, plan, levels=[(hw_, num_iterations) for hw_ in sizes],
-                              learning_rate=float(step_size) / 255.0, seed=seed,
+                              learning_rate=float(step_size) / 255.0, seed=seed, unit_ids=chans,
                               start=(start / 255.0)[:, None], batch_size=batch_size, devices=devices,
                               progress=progress, label=f"deepDreamImage {name}", on_level=table)
     finally:

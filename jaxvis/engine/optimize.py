@@ -50,8 +50,9 @@ class Projection:
     blur_sigma: float = 0.5
 
     def __call__(self, p: jax.Array, step: jax.Array) -> jax.Array:
-        if self.blur_every:
-            p = jnp.where((step + 1) % self.blur_every == 0, gaussian_blur(p, self.blur_sigma), p)
+        if self.blur_every:  # p is units×batch×H×W×C
+            blurred = gaussian_blur(p.reshape(-1, *p.shape[-3:]), self.blur_sigma).reshape(p.shape)
+            p = jnp.where((step + 1) % self.blur_every == 0, blurred, p)
         if self.clip is not None:
             p = jnp.clip(p, *self.clip)
         return p
@@ -184,7 +185,8 @@ class RunResult:
 
 
 def optimize(net, objectives: Sequence[Objective], plan: Plan, *, levels: Sequence[tuple[tuple[int, int], int]],
-             learning_rate: float = 1.0, seed: int = 0, start: np.ndarray | None = None, redirected_relu_steps: int = 0,
+             learning_rate: float = 1.0, seed: int = 0, unit_ids: Sequence[int] | None = None,
+             start: np.ndarray | None = None, redirected_relu_steps: int = 0,
              batch_size: int | None = None, devices: Sequence | None = None, progress: bool = True,
              label: str = "visualize",
              on_level: Callable[[int, np.ndarray], None] | None = None) -> RunResult:
@@ -197,6 +199,9 @@ def optimize(net, objectives: Sequence[Objective], plan: Plan, *, levels: Sequen
       levels: [((H, W), steps), …]; more than one level needs `param.kind == 'pixel'`.
       learning_rate: multiplies the optimizer's updates (traced: changing it does not recompile).
       seed: randomness of starts and transforms.
+      unit_ids: one integer per unit naming its random stream (default its position); give ids
+        derived from what the unit is (visualize uses its label) and a unit run alone equals it
+        run in a batch.
       start: optional start images, 0..1 scale, 1×B×H×W×3 (shared) or U×B×H×W×3 (pixel params only).
       redirected_relu_steps: steps at the start of the first level with RedirectedReLU (networks
         without a ReLU hook run them with standard ReLUs).
@@ -227,7 +232,8 @@ def optimize(net, objectives: Sequence[Objective], plan: Plan, *, levels: Sequen
     redirect = redirected_relu_steps if getattr(net, "relu_hook", True) else 0
 
     root = jax.random.PRNGKey(int(seed) % (2 ** 32))
-    unit_keys = jax.vmap(lambda i: jax.random.fold_in(root, i))(jnp.arange(u))
+    ids = np.arange(u) if unit_ids is None else np.asarray(unit_ids, np.uint32)
+    unit_keys = jax.vmap(lambda i: jax.random.fold_in(root, i))(jnp.asarray(ids, jnp.uint32))
     init_keys, step_keys = jax.vmap(jax.random.split, out_axes=1)(unit_keys)
     if start is not None:
         start = np.asarray(start, np.float32)

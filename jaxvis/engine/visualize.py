@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import numbers
 import os
+import zlib
 from collections.abc import Sequence
 from typing import Any
 
@@ -233,8 +234,9 @@ def visualize(net, objective, *, preset: str | P.Preset = "lucid", param: str | 
         start = np.broadcast_to((b / 255.0)[:, None], (b.shape[0], int(batch), *hw, 3))
     plan = Plan(prm, tf, opt, layers, pre.projection)
     red = pre.redirected_relu_steps if redirected_relu_steps is None else int(redirected_relu_steps)
+    labels = [label(o, net) for o in objs]
     res: RunResult = optimize(net, objs, plan, levels=[(s, n_steps) for s in sizes], learning_rate=lr,
-                              seed=seed, start=start,
+                              seed=seed, unit_ids=_unit_ids(labels), start=start,
                               redirected_relu_steps=red, batch_size=batch_size, devices=devices,
                               progress=progress, on_level=on_level,
                               label=f"visualize {getattr(net, 'name', '')} ({len(objs)} units)")
@@ -245,5 +247,15 @@ def visualize(net, objective, *, preset: str | P.Preset = "lucid", param: str | 
                     steps=n_steps,
                     levels=sizes, seed=seed, batch=batch, redirected_relu_steps=red, output_scaling=scaling,
                     batch_size=res.batch_size)
-    return Visualization(scale_for_display(raw, scaling), raw, np.asarray(res.trace),
-                         [label(o, net) for o in objs], settings)
+    return Visualization(scale_for_display(raw, scaling), raw, np.asarray(res.trace), labels, settings)
+
+
+def _unit_ids(labels: Sequence[str]) -> list[int]:
+    """A unit's random stream follows from what it is (its label, and which repeat of it), not where it
+    sits in the batch: the same unit alone or in any batch gets the same start and transforms."""
+    seen: dict[str, int] = {}
+    out = []
+    for lab in labels:
+        seen[lab] = seen.get(lab, -1) + 1
+        out.append(zlib.crc32(f"{lab}#{seen[lab]}".encode()))
+    return out

@@ -1,0 +1,163 @@
+"""The feature-visualization engine against closed forms: linear growth, the FFT parameterisation,
+transform gradients, batch = one at a time, seeds, RedirectedReLU, presets, compile reuse."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+import tiny_nets as T
+
+import jaxvis
+from jaxvis.engine import objectives as O
+from jaxvis.engine import optimize as E
+from jaxvis.engine import param as P
+from jaxvis.engine import transforms as TF
+from jaxvis.errors import ChannelError, VisualizationError
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    return T.pure_net()
+
+
+def test_linear_network_objective_grows_linearly():
+    """f(x) = <w, 255·x> with SGD on the 0..1 image: each step adds lr·255²·|w|² exactly."""
+    w = jnp.asarray(np.random.default_rng(0).normal(size=(8, 8, 3)), jnp.float32)
+    net = jaxvis.from_function(lambda p, x: {"lin": jnp.sum(x * p, axis=(1, 2, 3))[:, None]}, w, input_size=8)
+    lr = 1e-7
+    v = jaxvis.visualize(net, O.channel("lin", 0), param="pixel", decorrelate=False, transforms="none",
+                         optimizer=optax.sgd(1.0), learning_rate=lr, steps=6, redirected_relu_steps=0,
+                         preset="matlab", levels=1, progress=False)
+    d = np.diff(v.trace[0, :, 0])
+    np.testing.assert_allclose(d, lr * 255 ** 2 * float(jnp.sum(w * w)), rtol=1e-3)
+
+
+def test_fft_parameterisation_matches_numpy_and_decorrelation_round_trips():
+    prm = P.Param((12, 10), 2, "fft", False, "none", 0.3)
+    p = prm.init(jax.random.PRNGKey(0))
+    f = P.rfft2d_freqs(12, 10)
+    scale = 1 / np.maximum(f, 1 / 12)
+    spec = (np.asarray(p[0]) + 1j * np.asarray(p[1])) * scale
+    want = np.fft.irfft2(spec, s=(12, 10), norm="ortho").transpose(0, 2, 3, 1) / 4
+    np.testing.assert_allclose(np.asarray(prm.image(p)), want, atol=1e-5)
+    # 1/f: the image's spectrum is the parameters' times 1/f (round trip through numpy's rfft2)
+    back = np.fft.rfft2(4 * np.asarray(prm.image(p)).transpose(0, 3, 1, 2), norm="ortho") / scale
+    np.testing.assert_allclose(back[..., 1:-1].real, np.asarray(p[0])[..., 1:-1], atol=1e-4)
+    pix = P.pixel(6, batch=2, decorrelate=True, output="sigmoid")
+    img = np.random.default_rng(1).uniform(0.1, 0.9, (2, 6, 6, 3)).astype(np.float32)
+    np.testing.assert_allclose(np.asarray(pix.image(pix.from_image(img))), img, atol=1e-4)
+    with pytest.raises(VisualizationError, match="pixel"):
+        P.fft(8).from_image(img)
+
+
+def test_transform_gradients_match_finite_differences():
+    x = jnp.asarray(np.random.default_rng(2).uniform(0, 1, (1, 20, 20, 3)), jnp.float32)
+    wt = jnp.asarray(np.random.default_rng(3).normal(size=(1, 20, 20, 3)), jnp.float32)
+    d = jnp.asarray(np.random.default_rng(4).normal(size=x.shape), jnp.float32)
+    for t in (TF.STANDARD, TF.get("keras_vis"), TF.get("roll16")):
+        key = jax.random.PRNGKey(5)
+        f = lambda x: jnp.sum(jax.image.resize(t(key, x), (1, 20, 20, 3), "bilinear") * wt)  # noqa: E731
+        g = jax.grad(f)(x)
+        eps = 1e-2  # the transforms are linear in the image: central differences are exact up to rounding
+        fd = (f(x + eps * d) - f(x - eps * d)) / (2 * eps)
+        np.testing.assert_allclose(float(jnp.sum(g * d)), float(fd), rtol=2e-3)
+    # affine: zoom 1, angle 0 is the identity; a 90° turn is a rotation of the array
+    np.testing.assert_allclose(np.asarray(TF.affine(x, 1.0, 0.0)), np.asarray(x), atol=1e-5)
+    np.testing.assert_allclose(np.asarray(TF.affine(x, 1.0, 90.0)), np.rot90(np.asarray(x), -1, axes=(1, 2)),
+                               atol=1e-4)
+
+
+def test_batch_equals_one_at_a_time_and_seed_is_bytes(tiny):
+    kw = dict(steps=6, image_size=24, progress=False)
+    objs = O.units("relu2", [0, 5, 9])
+    all3 = jaxvis.visualize(tiny, objs, **kw)
+    chunked = jaxvis.visualize(tiny, objs, batch_size=1, **kw)
+    np.testing.assert_array_equal(all3.images, chunked.images)
+    for i, o in enumerate(objs):
+        one = jaxvis.visualize(tiny, [o], **kw)
+        np.testing.assert_allclose(one.raw[0], all3.raw[i], atol=1e-5)
+    again = jaxvis.visualize(tiny, objs, **kw)
+    assert again.images.tobytes() == all3.images.tobytes()
+    other = jaxvis.visualize(tiny, objs, seed=1, **kw)
+    assert np.abs(other.raw - all3.raw).max() > 1e-3
+
+
+def test_no_retrace_for_other_units_seeds_or_step_sizes(tiny):
+    kw = dict(steps=4, image_size=24, progress=False, preset="lucid")
+    jaxvis.visualize(tiny, O.units("relu2", [0, 1]), **kw)
+    before = sum(tiny.trace_counts.values())
+    jaxvis.visualize(tiny, O.units("relu2", [7, 3]), seed=3, learning_rate=0.1, **kw)
+    assert sum(tiny.trace_counts.values()) == before
+
+
+def test_redirected_relu_moves_a_dead_unit():
+    """A unit that is dead everywhere (bias −1e5) gets no gradient through a ReLU; RedirectedReLU lets
+    the gradient that would raise its input through, so its pre-activation rises."""
+    w = jnp.asarray(np.random.default_rng(6).normal(size=(3, 3, 3, 1)), jnp.float32)
+
+    def fn(p, x, relu=jax.nn.relu):
+        pre = jax.lax.conv_general_dilated(x, p, (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC")) - 1e5
+        return {"pre": pre, "relu": relu(pre)}
+
+    net = jaxvis.from_function(fn, w, input_size=16)
+    kw = dict(param="pixel", decorrelate=False, transforms="none", steps=8, progress=False, preset="lucid")
+    dead = jaxvis.visualize(net, O.channel("relu", 0), redirected_relu_steps=0, **kw)
+    moved = jaxvis.visualize(net, O.channel("relu", 0), redirected_relu_steps=8, **kw)
+    pre = lambda v: float(jnp.mean(fn(w, 255 * jnp.asarray(v.raw))["pre"]))  # noqa: E731
+    start = jaxvis.visualize(net, O.channel("relu", 0), redirected_relu_steps=0, **{**kw, "steps": 1})
+    assert pre(dead) == pytest.approx(pre(start), abs=1e-3)
+    assert pre(moved) > pre(start) + 1.0
+
+
+def test_diversity_is_lucids_gram_cosine():
+    a = np.random.default_rng(7).normal(size=(3, 4, 4, 5)).astype(np.float32)
+    g = np.einsum("bpc,bpd->bcd", a.reshape(3, 16, 5), a.reshape(3, 16, 5)).reshape(3, -1)
+    g /= np.linalg.norm(g, axis=1, keepdims=True)
+    total = -sum(g[i] @ g[j] for i in range(3) for j in range(3) if i != j) / 3
+    v = np.asarray(O.diversity("x", 2.0)({"x": jnp.asarray(a)}))
+    np.testing.assert_allclose(v.sum(), 2 * total, rtol=1e-5)
+
+
+def test_objective_algebra_and_regularisers():
+    x = jnp.asarray(np.random.default_rng(8).uniform(0, 1, (2, 5, 6, 3)), jnp.float32)
+    acts = {"input": x, "l": jnp.arange(2 * 2 * 2 * 4, dtype=jnp.float32).reshape(2, 2, 2, 4)}
+    o = 2 * O.channel("l", 1) - O.l1(0.5) - 0.1 * O.total_variation()
+    xn = np.asarray(x)
+    tv = np.abs(np.diff(xn, axis=1)).sum((1, 2, 3)) + np.abs(np.diff(xn, axis=2)).sum((1, 2, 3))
+    want = 2 * np.asarray(acts["l"])[..., 1].mean((1, 2)) - np.abs(xn - 0.5).sum((1, 2, 3)) - 0.1 * tv
+    np.testing.assert_allclose(np.asarray(o(acts)), want, rtol=1e-5)
+    assert o.layers == ("l",)
+    with pytest.raises(VisualizationError, match="same form"):
+        O.stack([O.channel("l", 0), O.neuron("l", 0)])
+
+
+def test_presets_run_and_errors(tiny):
+    for name in ("lucid", "matlab", "keras_vis", "cs231n"):
+        v = jaxvis.visualize(tiny, [O.class_logit("cat")], preset=name, steps=3, image_size=24, progress=False,
+                             levels=1)
+        assert v.images.shape == (1, 24, 24, 3) and np.isfinite(v.raw).all(), name
+        assert v.settings["preset"] == name
+    with pytest.raises(ChannelError, match=r"0\.\.15"):
+        jaxvis.visualize(tiny, O.channel("relu2", 16), steps=1, progress=False)
+    with pytest.raises(VisualizationError, match="did you mean 'cat'"):
+        jaxvis.visualize(tiny, O.class_logit("caat"), steps=1, progress=False)
+    with pytest.raises(VisualizationError, match="unknown preset"):
+        jaxvis.visualize(tiny, O.channel("relu2", 0), preset="matlib", steps=1, progress=False)
+    v = jaxvis.visualize(tiny, "relu1", steps=2, image_size=24, progress=False)  # a layer = all its channels
+    assert v.labels == [f"relu1:{c}" for c in range(8)]
+
+
+def test_cli_visualize(tmp_path, capsys):
+    from PIL import Image
+
+    from jaxvis.cli import main
+    out = tmp_path / "v.png"
+    assert main(["visualize", "--layer", "conv1", "--channels", "0:4", "--steps", "2", "--image-size", "32",
+                 "--out", str(out), "--quiet"]) == 0
+    assert Image.open(out).size == (64, 64)
+    assert f"wrote {out}" in capsys.readouterr().out
+    assert main(["visualize", "--classes", "espresso,hen", "--steps", "1", "--image-size", "32", "--quiet",
+                 "--out", str(tmp_path)]) == 2  # a folder is no output file: nothing runs
