@@ -1,0 +1,127 @@
+"""`OnnxNetwork`: a translated ONNX graph as a jaxvis network (the protocol of `jaxvis.Network`).
+
+Layers are the graph input and every node output, addressable by node name (the
+first output), by output tensor name, or by 0-based index in graph order.
+"""
+
+from __future__ import annotations
+
+import collections
+import difflib
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import jax
+
+from ..errors import LayerError
+from ..ops import relu_fn
+from .translate import Plan, make_forward
+
+LayerRef = str | int
+
+
+class OnnxNetwork:
+    """An imported ONNX graph. Built by :func:`jaxvis.from_onnx`.
+
+    Attributes:
+      name: the file's stem (or the graph's name).
+      input_size: (H, W) the graph was translated for.
+      classes: class names or None.
+      params: {initializer name: array in jaxvis layout (HWIO kernels, …)}.
+      layer_names: input and node outputs in graph order.
+      logits_layer: the last node before a final Softmax (or the output node), or None.
+      forward: the translated function `forward(params, images, *, relu=None, taps=None, layers=None)`
+        on preprocessed NHWC images (what `from_function` wraps).
+    """
+
+    def __init__(self, plan: Plan, name: str, classes: Sequence[str] | None,
+                 preprocess: Callable[[jax.Array], jax.Array] | None, logits: str | None):
+        self.plan, self.name, self.input_size = plan, name, plan.input_size
+        self.classes = None if classes is None else [str(c) for c in classes]
+        self.params: dict[str, Any] = {k: jax.numpy.asarray(v) for k, v in plan.params.items()}
+        self.forward = make_forward(plan)
+        self._preprocess = preprocess
+        self.logits_layer = logits
+        self._names = tuple(plan.layers)
+        self._index = {n: i for i, n in enumerate(self._names)}
+        self._jitted: dict = {}
+        self.trace_counts: collections.Counter = collections.Counter()
+
+    def __repr__(self) -> str:
+        return (f"OnnxNetwork({self.name!r}, source={self.plan.source!r}, opset={self.plan.opset}, "
+                f"input_size={self.input_size}, layers={len(self._names)}, params={len(self.params)})")
+
+    @property
+    def layer_names(self) -> tuple[str, ...]:
+        return self._names
+
+    def layer_type(self, layer: LayerRef) -> str:
+        """ONNX op type of a layer ('Input' for the graph input)."""
+        return self.plan.layer_ops[self.layer_name(layer)]
+
+    def layer_name(self, layer: LayerRef) -> str:
+        """Layer name from a node name, output tensor name or 0-based index (LayerError with close matches)."""
+        if isinstance(layer, int) and not isinstance(layer, bool):
+            if -len(self._names) <= layer < len(self._names):
+                return self._names[layer]
+            raise LayerError(f"layer index {layer} is out of range: {self.name!r} has {len(self._names)} layers "
+                             f"(valid 0..{len(self._names) - 1}, or negative from the end)")
+        if not isinstance(layer, str):
+            raise LayerError(f"a layer is given by name (str) or 0-based index (int), not {type(layer).__name__}")
+        if layer in self._index:
+            return layer
+        if layer in self.plan.aliases:
+            return self.plan.aliases[layer]
+        pool = list(self._names) + list(self.plan.aliases)
+        close = difflib.get_close_matches(layer, pool, n=5, cutoff=0.5)
+        close += [n for n in self._names if layer.lower() in n.lower() and n not in close][:5]
+        hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+        raise LayerError(f"no node or tensor named {layer!r} in {self.name!r}{hint} "
+                         f"(all {len(self._names)} layers: net.layer_names)")
+
+    def require_weights(self, layers: Sequence[str]) -> None:
+        """An imported graph holds all its weights; only checks the names."""
+        for l in layers:
+            self.layer_name(l)
+
+    def apply(self, params: Any, images: jax.Array, layers: Sequence[str], *, normalize: bool = True,
+              relu: str = "standard", taps: dict[str, jax.Array] | None = None) -> dict[str, jax.Array]:
+        """Pure function: images → {layer: activation}. Traceable by jit/vmap/grad.
+
+        Args:
+          params: weights, normally `net.params`.
+          images: N×H×W×3 float RGB pixels in 0..255 (the network's own input range when
+            `normalize=False`).
+          layers: layer names to return; nothing past the last of them is computed.
+          normalize: apply `preprocess` first.
+          relu: backward rule of every Relu node: 'standard', 'guided' or 'deconvnet'.
+          taps: optional {layer: array} added to those layers' outputs.
+
+        Returns:
+          dict layer → N×H×W×C activation (2-D outputs as N×1×1×C, features in ONNX order).
+        """
+        x = self._preprocess(images) if normalize and self._preprocess is not None else images
+        names = [self.layer_name(l) for l in layers]
+        tp = {self.layer_name(k): v for k, v in (taps or {}).items()}
+        out = self.forward(params, x, relu=relu_fn(relu), taps=tp, layers=names)
+        return {l: out[n] for l, n in zip(layers, names)}
+
+    def function(self, layers: Sequence[LayerRef], *, normalize: bool = True, relu: str = "standard"):
+        """Checked pure function `(params, images, taps=None) -> {name: activation}` for the given layers."""
+        names = tuple(self.layer_name(l) for l in layers)
+        return lambda params, images, taps=None: self.apply(params, images, names, normalize=normalize,
+                                                            relu=relu, taps=taps)
+
+    def jitted(self, layers: Sequence[LayerRef], *, normalize: bool = True, relu: str = "standard"):
+        """`jax.jit` of :meth:`function`, cached per (layers, normalize, relu); counts traces."""
+        names = tuple(self.layer_name(l) for l in layers)
+        key = (names, normalize, relu)
+        if key not in self._jitted:
+            fn = self.function(names, normalize=normalize, relu=relu)
+
+            def counted(params, images):
+                self.trace_counts[key] += 1
+                return fn(params, images)
+
+            self._jitted[key] = jax.jit(counted)
+        return self._jitted[key]
