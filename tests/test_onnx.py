@@ -17,9 +17,10 @@ onnx = pytest.importorskip("onnx", reason="test needs onnx (pip install 'jaxvis[
 ort = pytest.importorskip("onnxruntime", reason="test needs onnxruntime (test extra)")
 torch = pytest.importorskip("torch", reason="test needs torch (test extra)")
 
-from test_onnx_archs import seeded
+from test_onnx_archs import seeded  # noqa: E402
 
-from jaxvis.onnx import from_onnx
+import jaxvis  # noqa: E402
+from jaxvis.onnx import OnnxError, from_onnx  # noqa: E402
 
 ZOO = Path(__file__).resolve().parents[1] / ".." / "shared" / "testdata" / "squeezenet1_1_onnxzoo"
 if not ZOO.is_dir():
@@ -69,8 +70,8 @@ def check_against_ort(path, net, x_nchw, n_inner=6, batch_check=True):
 
 
 # Default suite: three small-input models across opsets (alexnet and vgg need 224 for their 6×6 and 7×7 adaptive pools to export).
-DEFAULT = [("alexnet", 224, 11), ("squeezenet1_1", 64, 13), ("resnet18", 64, 17)]
-SLOW = [("mobilenet_v2", 96, 13), ("mobilenet_v3_small", 96, 18), ("googlenet", 96, 14),
+DEFAULT = [("squeezenet1_1", 64, 13), ("resnet18", 64, 17), ("mobilenet_v3_small", 64, 18)]
+SLOW = [("alexnet", 224, 11), ("mobilenet_v2", 96, 13), ("googlenet", 96, 14),
         ("densenet121", 64, 15), ("efficientnet_b0", 96, 20), ("vgg11_bn", 224, 12)]
 
 
@@ -91,3 +92,87 @@ def test_torchvision_arch_matches_onnxruntime(tmp_path, arch, size, opset):
 @pytest.mark.parametrize("arch,size,opset", SLOW)
 def test_torchvision_arch_matches_onnxruntime_slow(tmp_path, arch, size, opset):
     _check_arch(tmp_path, arch, size, opset)
+
+
+# -- the ONNX-zoo SqueezeNet 1.1, rebuilt from its arrays -------------------------------------------------------
+def zoo_squeezenet(folder: Path, opset: int = 12):
+    """The zoo's squeezenet1.1 graph (torchvision squeezenet1_1) from the per-layer .npy files."""
+    h = onnx.helper
+    w = {f.stem: np.load(f) for f in (folder / "weights").glob("*.npy")}
+    inits = [onnx.numpy_helper.from_array(a, k) for k, a in sorted(w.items())]
+    nodes, prev, k = [], "data", 0
+
+    def conv(x, n, kernel, stride=1, pad=0):
+        name = f"squeezenet0_conv{n}"
+        nodes.append(h.make_node("Conv", [x, name + "_weight", name + "_bias"], [name + "_fwd"], name=name,
+                                 kernel_shape=[kernel] * 2, strides=[stride] * 2, pads=[pad] * 4))
+        nodes.append(h.make_node("Relu", [name + "_fwd"], [name + "_relu"], name=name + "_relu"))
+        return name + "_relu"
+
+    def pool(x, i):
+        nodes.append(h.make_node("MaxPool", [x], [f"pool{i}"], name=f"pool{i}", kernel_shape=[3, 3],
+                                 strides=[2, 2], ceil_mode=1))
+        return f"pool{i}"
+
+    prev = pool(conv(prev, 0, 3, 2), 0)
+    k = 1
+    for fire in range(2, 10):
+        sq = conv(prev, k, 1)
+        a, b = conv(sq, k + 1, 1), conv(sq, k + 2, 3, pad=1)
+        nodes.append(h.make_node("Concat", [a, b], [f"fire{fire}_concat"], name=f"fire{fire}_concat", axis=1))
+        prev, k = f"fire{fire}_concat", k + 3
+        if fire in (3, 5):
+            prev = pool(prev, fire)
+    nodes.append(h.make_node("Dropout", [prev], ["drop"], name="drop"))
+    last = conv("drop", 25, 1)
+    nodes.append(h.make_node("GlobalAveragePool", [last], ["gap"], name="gap"))
+    nodes.append(h.make_node("Flatten", ["gap"], ["logits"], name="flatten"))
+    graph = h.make_graph(nodes, "squeezenet1.1", [h.make_tensor_value_info("data", onnx.TensorProto.FLOAT,
+                                                                           [1, 3, 224, 224])],
+                         [h.make_tensor_value_info("logits", onnx.TensorProto.FLOAT, [1, 1000])], inits)
+    return h.make_model(graph, opset_imports=[h.make_opsetid("", opset)])
+
+
+@pytest.mark.skipif(not ZOO.is_dir(), reason="../shared/testdata/squeezenet1_1_onnxzoo is absent")
+def test_zoo_squeezenet_reproduces_stored_outputs():
+    model = zoo_squeezenet(ZOO)
+    onnx.checker.check_model(model)
+    net = from_onnx(model)
+    x = np.concatenate([np.load(ZOO / f"test_data_set_{i}" / "input_0.npy") for i in range(3)])
+    ref = np.concatenate([np.load(ZOO / f"test_data_set_{i}" / "output_0.npy") for i in range(3)])
+    out = np.asarray(net.jitted(["flatten"], normalize=False)(net.params, jnp.asarray(x.transpose(0, 2, 3, 1)))
+                     ["flatten"]).reshape(3, 1000)
+    np.testing.assert_allclose(out, ref, atol=1e-4 * np.abs(ref).max(), rtol=0)
+    assert (out.argmax(1) == ref.argmax(1)).all()
+    assert net.logits_layer == "flatten"
+    # node outputs by node name, by tensor name and by index are the same layer
+    assert net.layer_name("squeezenet0_conv0_fwd") == "squeezenet0_conv0" == net.layer_name(1)
+
+
+@pytest.mark.skipif(not ZOO.is_dir(), reason="../shared/testdata/squeezenet1_1_onnxzoo is absent")
+def test_zoo_squeezenet_equals_hand_port_with_gradients(tmp_path):
+    """Imported graph vs jaxvis's Flax squeezenet1_1 with the same weights: activations, guided-ReLU
+    gradients and gradients at a tapped inner layer (the relu= hook and taps of the protocol)."""
+    import jax
+    from jaxvis.convert import convert_npy_folder
+    convert_npy_folder(ZOO / "weights", tmp_path / "sq.h5")
+    hand = jaxvis.load_model("squeezenet1_1", weights=tmp_path / "sq.h5")
+    net = from_onnx(zoo_squeezenet(ZOO), preprocess="torchvision")
+    img = jnp.asarray(np.random.default_rng(1).uniform(0, 255, (1, 96, 96, 3)).astype(np.float32))
+    pairs = {"fire9-concat": "fire9_concat", "pool10": "gap", "fire3-relu_expand3x3": "squeezenet0_conv6_relu"}
+    a = hand.apply(hand.params, img, list(pairs))
+    b = net.apply(net.params, img, list(pairs.values()))
+    for h_, o_ in pairs.items():
+        np.testing.assert_allclose(np.asarray(b[o_]), np.asarray(a[h_]), atol=1e-4 * float(np.abs(a[h_]).max()))
+
+    def grads(n, score, tap_layer, relu):
+        def f(x, tap):
+            out = n.apply(n.params, x, [score], relu=relu, taps={tap_layer: tap})[score]
+            return out[..., 7].sum()
+        zero = jnp.zeros(n.apply(n.params, img, [tap_layer])[tap_layer].shape)
+        return jax.grad(f, argnums=(0, 1))(img, zero)
+
+    gx_h, gt_h = grads(hand, "pool10", "fire5-concat", "guided")
+    gx_o, gt_o = grads(net, "gap", "fire5_concat", "guided")
+    for u, v in ((gx_o, gx_h), (gt_o, gt_h)):
+        np.testing.assert_allclose(np.asarray(u), np.asarray(v), atol=1e-4 * float(np.abs(v).max()))

@@ -219,7 +219,18 @@ def lrn(c: Ctx):
 
 def _rows_for(a, w: np.ndarray) -> np.ndarray:
     """Weight rows (K×N) reordered for an input held in NHWC flatten order."""
-    return np.ascontiguousarray(w[feat_order(a.feat)]) if a.feat is not None else np.ascontiguousarray(w)
+    if a.feat is None:
+        return w
+    c, h, ww = a.feat
+    return np.ascontiguousarray(w.reshape(c, h, ww, -1).transpose(1, 2, 0, 3).reshape(c * h * ww, -1))
+
+
+def _cols_for(a, w: np.ndarray) -> np.ndarray:
+    """Torch-layout (N×K) weight columns reordered for an input held in NHWC flatten order."""
+    if a.feat is None:
+        return w
+    c, h, ww = a.feat
+    return np.ascontiguousarray(w.reshape(-1, c, h, ww).transpose(0, 2, 3, 1).reshape(w.shape[0], -1))
 
 
 @op("Gemm")
@@ -229,9 +240,9 @@ def gemm(c: Ctx):
     ta, tb = bool(c.attr("transA", 0)), bool(c.attr("transB", 0))
     keep_feat = a.feat is not None and not ta and b.is_const
     refs = [c.data(0)]
-    if b.is_const:
-        refs.append(c.data(1, lambda w: _rows_for(a if keep_feat else _NoFeat, w.T if tb else w),
-                           f"gemm{int(tb)}{a.feat if keep_feat else ''}"))
+    if b.is_const:  # kept in the file's orientation (no copy); transB contracts its second axis
+        conv = (lambda w: _cols_for(a, w) if tb else _rows_for(a, w)) if keep_feat else None
+        refs.append(c.data(1, conv, f"gemm{a.feat if keep_feat else ''}"))
     else:
         refs.append(c.data(1))
     if cc is not None:
@@ -243,8 +254,7 @@ def gemm(c: Ctx):
             av = av.T
         if not b.is_const:
             bv = to_layout(bv, b, identity(2))
-            bv = bv.T if tb else bv
-        y = av @ bv
+        y = lax.dot_general(av, bv, (((1,), (1 if tb else 0,)), ((), ())))
         if alpha != 1.0:
             y = alpha * y
         if cv is not None:
@@ -253,10 +263,6 @@ def gemm(c: Ctx):
         return y
 
     return c.emit(fn, refs, [(identity(2), None)])
-
-
-class _NoFeat:
-    feat = None
 
 
 @op("MatMul")

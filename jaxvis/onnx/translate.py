@@ -169,7 +169,7 @@ class Builder:
 
     def build(self) -> Plan:
         g = self.graph
-        n_, c_, *_ = g.input_shape
+        c_ = g.input_shape[1]
         h, w = self.input_size
         rec = Rec(g.input_name, (1, c_, h, w), NCHW_TO_NHWC)
         self.recs[rec.name] = rec
