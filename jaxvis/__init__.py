@@ -11,11 +11,12 @@ from .errors import (AttributionError, ChannelError, ImageError, JaxvisError, La
                      WeightFileError)
 from .models import MODELS
 from .network import Network, load_model
+from .onnx import OnnxError, from_onnx
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "Network", "load_model", "MODELS", "activations", "classify", "imtile", "mat2gray", "imresize",
+    "Network", "load_model", "from_onnx", "OnnxError", "MODELS", "activations", "classify", "imtile", "mat2gray", "imresize",
     "strongest_channel", "channel_image", "side_by_side", "activation_grid", "heatmap_overlay", "analyze_network",
     "saliency", "grad_cam", "occlusion_sensitivity", "Attribution", "TargetError", "AttributionError",
     "deep_dream_image", "deep_dream", "DreamResult", "ChannelError",

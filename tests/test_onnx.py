@@ -176,3 +176,128 @@ def test_zoo_squeezenet_equals_hand_port_with_gradients(tmp_path):
     gx_o, gt_o = grads(net, "gap", "fire5_concat", "guided")
     for u, v in ((gx_o, gx_h), (gt_o, gt_h)):
         np.testing.assert_allclose(np.asarray(u), np.asarray(v), atol=1e-4 * float(np.abs(v).max()))
+
+
+# -- operator coverage: one small torch model exercising the remaining ops, at several opsets ------------------
+class OpZoo(torch.nn.Module):
+    """ConvTranspose, dilated/grouped/asymmetric convs, BN as its own node, pools with ceil_mode and
+    count_include_pad, Pad, activations, Softmax/LogSoftmax, ReduceMean, Transpose/Reshape/Slice/Squeeze."""
+
+    def __init__(self):
+        super().__init__()
+        nn = torch.nn
+        self.c1 = nn.Conv2d(3, 8, 3, stride=2, padding=(1, 2), dilation=(1, 2))
+        self.bn = nn.BatchNorm2d(8)
+        self.c2 = nn.Conv2d(8, 16, (3, 1), padding=(1, 0), groups=4)
+        self.up = nn.ConvTranspose2d(16, 8, 3, stride=2, padding=1, output_padding=1)
+        self.avg = nn.AvgPool2d(3, 2, padding=1, ceil_mode=True, count_include_pad=False)
+        self.avg2 = nn.AvgPool2d(2, 2, padding=1, count_include_pad=True)
+        self.max = nn.MaxPool2d((2, 3), (2, 1), padding=(1, 1))
+        self.fc = nn.Linear(8 * 4 * 4, 12)
+
+    def forward(self, x):
+        x = torch.nn.functional.leaky_relu(self.bn(self.c1(x)) + 0.5, 0.1)
+        x = torch.nn.functional.pad(x, (1, 0, 2, 1), mode="reflect")
+        x = torch.nn.functional.gelu(self.c2(x)) * torch.sigmoid(x.mean(1, keepdim=True))
+        x = torch.tanh(self.up(x)) + torch.clamp(self.up(x), -0.2, 0.3) ** 2
+        x = self.max(self.avg2(self.avg(x)))
+        x = torch.sqrt(torch.abs(x) + 1.0) / 2.0 - torch.nn.functional.hardsigmoid(x)
+        x = x[:, :, 1:5, :4].permute(0, 2, 3, 1)
+        y = self.fc(x.reshape(x.shape[0], -1))
+        return torch.cat([torch.softmax(y, 1), torch.log_softmax(y, 1)], 1).unsqueeze(2).squeeze(2)
+
+
+@pytest.mark.parametrize("opset", [11, 17, 20])
+def test_operator_coverage_matches_onnxruntime(tmp_path, opset):
+    torch.manual_seed(0)
+    m = OpZoo().eval()
+    m.bn.running_var.uniform_(0.5, 1.5)
+    m.bn.running_mean.uniform_(-0.5, 0.5)
+    path = export(m, tmp_path / "ops.onnx", 32, opset, do_constant_folding=False)
+    net = from_onnx(path)
+    ops_seen = {net.layer_type(n) for n in net.layer_names}
+    assert {"ConvTranspose", "BatchNormalization", "Pad", "AveragePool", "MaxPool", "Gemm", "Softmax",
+            "LogSoftmax", "ReduceMean", "Transpose", "Slice", "Sqrt"} <= ops_seen, ops_seen
+    x = np.random.default_rng(0).normal(size=(2, 3, 32, 32)).astype(np.float32)
+    check_against_ort(path, net, x, n_inner=12)
+
+
+# -- bad input ------------------------------------------------------------------------------------------------
+def tiny(nodes=None, inits=None, inputs=None, opset=13):
+    """A one-conv graph made with onnx.helper (or the given pieces)."""
+    h = onnx.helper
+    w = np.random.default_rng(0).normal(size=(4, 3, 3, 3)).astype(np.float32)
+    inits = [onnx.numpy_helper.from_array(w, "w")] if inits is None else inits
+    nodes = [h.make_node("Conv", ["x", "w"], ["y"], name="conv", pads=[1] * 4)] if nodes is None else nodes
+    inputs = [h.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1, 3, 8, 8])] if inputs is None else inputs
+    g = h.make_graph(nodes, "tiny", inputs, [h.make_tensor_value_info(nodes[-1].output[0], onnx.TensorProto.FLOAT,
+                                                                         None)], inits)
+    return h.make_model(g, opset_imports=[h.make_opsetid("", opset)])
+
+
+def test_bad_files_name_the_file(tmp_path):
+    good = tmp_path / "good.onnx"
+    onnx.save(tiny(), str(good))
+    assert from_onnx(good).layer_names == ("x", "conv")
+    cut = tmp_path / "cut.onnx"
+    cut.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
+    with pytest.raises(OnnxError, match=r"cut\.onnx.*(truncated|not)"):
+        from_onnx(cut)
+    junk = tmp_path / "picture.onnx"
+    junk.write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 4)
+    with pytest.raises(OnnxError, match=r"picture\.onnx"):
+        from_onnx(junk)
+    with pytest.raises(OnnxError, match="no such file"):
+        from_onnx(tmp_path / "absent.onnx")
+
+
+def test_missing_external_data_is_named(tmp_path):
+    m = tiny()
+    path = tmp_path / "ext.onnx"
+    onnx.save_model(m, str(path), save_as_external_data=True, location="ext_weights.bin", size_threshold=0)
+    assert from_onnx(path).params["w"].shape == (3, 3, 3, 4)  # HWIO
+    (tmp_path / "ext_weights.bin").unlink()
+    with pytest.raises(OnnxError, match=r"ext\.onnx.*ext_weights\.bin.*\bw\b"):
+        from_onnx(path)
+
+
+def test_graph_shape_errors():
+    h = onnx.helper
+    dyn = [h.make_tensor_value_info("x", onnx.TensorProto.FLOAT, ["N", 3, "H", "W"])]
+    with pytest.raises(OnnxError, match="input_size"):
+        from_onnx(tiny(inputs=dyn))
+    assert from_onnx(tiny(inputs=dyn), input_size=(16, 12)).input_size == (16, 12)
+    two = dyn + [h.make_tensor_value_info("z", onnx.TensorProto.FLOAT, [1, 3, 8, 8])]
+    with pytest.raises(OnnxError, match=r"one image input.*2 \(x, z\)"):
+        from_onnx(tiny(inputs=two))
+    bad_w = onnx.numpy_helper.from_array(np.zeros((4, 5, 3, 3), np.float32), "w")
+    with pytest.raises(OnnxError, match=r"node 'conv'.*5 input channels|node 'conv'.*expect 5"):
+        from_onnx(tiny(inits=[bad_w]))
+    short = onnx.TensorProto(name="w", dims=[4, 3, 3, 3], data_type=onnx.TensorProto.FLOAT, raw_data=b"\0" * 40)
+    with pytest.raises(OnnxError, match=r"initializer 'w' \(used by conv\).*impossible"):
+        from_onnx(tiny(inits=[short]))
+
+
+def test_cycles_and_unsupported_ops():
+    h = onnx.helper
+    cyc = [h.make_node("Conv", ["x", "w"], ["a"], name="conv", pads=[1] * 4),
+           h.make_node("Add", ["a", "c"], ["b"], name="add"), h.make_node("Relu", ["b"], ["c"], name="relu")]
+    with pytest.raises(OnnxError, match=r"cycle.*'add'.*'relu'"):
+        from_onnx(tiny(nodes=cyc))
+    odd = [h.make_node("Conv", ["x", "w"], ["a"], name="conv", pads=[1] * 4),
+           h.make_node("Einsum", ["a"], ["b"], name="weird", equation="nchw->nhwc")]
+    with pytest.raises(OnnxError, match=r"'weird'.*'Einsum'.*opset 13.*Supported ops:.*Conv.*MaxPool"):
+        from_onnx(tiny(nodes=odd))
+
+
+def test_lrn_and_same_padding_match_onnxruntime():
+    """ONNX LRN (torch exports LocalResponseNorm as 3-D pools instead), auto_pad SAME_UPPER, GlobalMaxPool."""
+    h = onnx.helper
+    nodes = [h.make_node("Conv", ["x", "w"], ["a"], name="conv", auto_pad="SAME_UPPER", strides=[2, 2]),
+             h.make_node("LRN", ["a"], ["b"], name="lrn", size=3, alpha=1e-2, beta=0.75, bias=2.0),
+             h.make_node("MaxPool", ["b"], ["c"], name="pool", kernel_shape=[2, 2], auto_pad="SAME_LOWER"),
+             h.make_node("GlobalMaxPool", ["c"], ["d"], name="gmp")]
+    m = tiny(nodes=nodes)
+    net = from_onnx(m)
+    x = np.random.default_rng(0).normal(size=(1, 3, 8, 8)).astype(np.float32)
+    check_against_ort(m, net, x, n_inner=3)
