@@ -16,9 +16,10 @@ from .onnx import OnnxError, from_onnx
 __version__ = "0.1.0"
 
 __all__ = [
-    "Network", "load_model", "from_onnx", "OnnxError", "MODELS", "activations", "classify", "imtile", "mat2gray", "imresize",
+    "Network", "load_model", "MODELS", "activations", "classify", "imtile", "mat2gray", "imresize",
     "strongest_channel", "channel_image", "side_by_side", "activation_grid", "heatmap_overlay", "analyze_network",
     "saliency", "grad_cam", "occlusion_sensitivity", "Attribution", "TargetError", "AttributionError",
     "deep_dream_image", "deep_dream", "DreamResult", "ChannelError",
     "JaxvisError", "LayerError", "ImageError", "MissingWeightsError", "WeightFileError",
+    "from_onnx", "OnnxError",
 ]

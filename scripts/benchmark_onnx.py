@@ -20,11 +20,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a source checkout
 
-import jax  # noqa: E402
-import jax.numpy as jnp  # noqa: E402
-import numpy as np  # noqa: E402
+import jax
+import jax.numpy as jnp
+import numpy as np
 
 ZOO = Path(__file__).resolve().parents[2] / "shared" / "testdata" / "squeezenet1_1_onnxzoo"
+if not ZOO.is_dir():  # a worktree one level deeper than the main checkout
+    ZOO = Path(__file__).resolve().parents[3] / "shared" / "testdata" / "squeezenet1_1_onnxzoo"
 
 
 def zoo_squeezenet(folder: Path, size: int):

@@ -71,6 +71,17 @@ def from_onnx(model: str | os.PathLike | Any, *, input_size: int | tuple[int, in
     """
     from .proto import read_graph
     from .translate import Builder
+    if isinstance(model, (str, os.PathLike)) and Path(model).is_file():
+        with open(model, "rb") as f:
+            hdf5 = f.read(8) == b"\x89HDF\r\n\x1a\n"
+        if hdf5:  # written by `jaxvis convert onnx`: its metadata gives the defaults
+            from .convert import read_converted
+            model_proto, meta = read_converted(model)
+            input_size = tuple(meta["input_size"]) if input_size is None else input_size
+            preprocess = (meta["preprocessing"] or None) if preprocess is None else preprocess
+            classes = (meta["classes"] or None) if classes is None else classes
+            name = name or meta.get("model")
+            model = model_proto
     g = read_graph(model)
     shape = g.input_shape
     if len(shape) != 4:

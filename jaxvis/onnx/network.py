@@ -12,6 +12,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import jax
+import numpy as np
 
 from ..errors import LayerError
 from ..ops import relu_fn
@@ -78,6 +79,29 @@ class OnnxNetwork:
         hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
         raise LayerError(f"no node or tensor named {layer!r} in {self.name!r}{hint} "
                          f"(all {len(self._names)} layers: net.layer_names)")
+
+    def table(self) -> str:
+        """The layer table: index, name, ONNX op, activation size (H×W×C as returned) and parameter count."""
+        per_node: dict[str, int] = {}
+        for s in self.plan.steps:
+            per_node[s.node] = per_node.get(s.node, 0) + sum(
+                int(np.prod(self.plan.params[n].shape)) for k, n in s.inputs if k == "param")
+        rows = [f"  {self.name}: {len(self._names)} layers, {self.param_count():,} parameters, "
+                f"input {self.input_size[0]}×{self.input_size[1]}, opset {self.plan.opset}", ""]
+        w = min(max(len(n) for n in self._names) + 2, 60)
+        tw = max(len(t) for t in self.plan.layer_ops.values())
+        for i, n in enumerate(self._names):
+            shape = self.plan.recs[self.plan.layers[n]].shape
+            size = (shape[2], shape[3], shape[1]) if len(shape) == 4 else (1, 1, int(np.prod(shape[1:])))
+            count = per_node.get(n, 0)
+            rows.append(f"  {i:4d}   {n!r:<{w}}   {self.plan.layer_ops[n]:<{tw}}   {'×'.join(map(str, size)):>14}"
+                        f"   {count:>10,}" if count else
+                        f"  {i:4d}   {n!r:<{w}}   {self.plan.layer_ops[n]:<{tw}}   {'×'.join(map(str, size)):>14}")
+        return "\n".join(rows)
+
+    def param_count(self) -> int:
+        """Number of parameters (float initializers used as weights)."""
+        return int(sum(np.prod(v.shape) for v in self.plan.params.values()))
 
     def require_weights(self, layers: Sequence[str]) -> None:
         """An imported graph holds all its weights; only checks the names."""

@@ -13,7 +13,7 @@ import numpy as np
 from jax import lax
 
 from .. import ops
-from .layout import NCHW_TO_NHWC, feat_order, identity, to_layout
+from .layout import NCHW_TO_NHWC, identity, to_layout
 from .translate import Ctx, op
 
 _DN = ("NHWC", "HWIO", "NHWC")

@@ -68,6 +68,9 @@ def load_model_proto(model):
     if not path.is_file():
         raise OnnxError(f"{path}: no such file")
     data = path.read_bytes()
+    if data[:8] == b"\x89HDF\r\n\x1a\n":  # written by `jaxvis convert onnx`
+        from .convert import read_converted
+        return read_converted(path)[0], str(path)
     from google.protobuf.message import DecodeError
     proto = onnx.ModelProto()
     try:
