@@ -86,8 +86,8 @@ class OnnxNetwork:
         for s in self.plan.steps:
             per_node[s.node] = per_node.get(s.node, 0) + sum(
                 int(np.prod(self.plan.params[n].shape)) for k, n in s.inputs if k == "param")
-        rows = [f"  {self.name}: {len(self._names)} layers, {self.param_count():,} parameters, "
-                f"input {self.input_size[0]}×{self.input_size[1]}, opset {self.plan.opset}", ""]
+        rows = [(f"  {self.name}: {len(self._names)} layers, {self.param_count():,} parameters, "
+                 f"input {self.input_size[0]}×{self.input_size[1]}, opset {self.plan.opset}"), ""]
         w = min(max(len(n) for n in self._names) + 2, 60)
         tw = max(len(t) for t in self.plan.layer_ops.values())
         for i, n in enumerate(self._names):

@@ -126,53 +126,57 @@ def _pool_geometry(n, k, s, d, pb, pe, ceil):
 
 def _pool_setup(c: Ctx):
     x = c.inp(0)
-    _spatial(c, x)
+    if x.rank < 3:
+        raise c.fail(f"pooling needs an N×C×spatial input, got shape {list(x.shape)}")
     k = tuple(c.attr("kernel_shape"))
     s, d, pads, auto = _window(c, k)
-    return x, k, s, d, pads, auto, bool(c.attr("ceil_mode", 0))
+    cl = (0, *range(2, x.rank), 1)  # channels last: NHWC for 2-D maps (1-D and 3-D pools alike)
+    return x, k, s, d, pads, auto, bool(c.attr("ceil_mode", 0)), cl
+
+
+def _padding(xv, k, s, d, pads, auto, ceil):
+    p = _auto_pads(auto, pads, xv.shape[1:-1], k, s, d)
+    geo = [_pool_geometry(n, kk, ss, dd, *pp, ceil) for n, kk, ss, dd, pp in zip(xv.shape[1:-1], k, s, d, p)]
+    return p, geo, [(0, 0), *(g[1] for g in geo), (0, 0)]
 
 
 @op("MaxPool")
 def max_pool(c: Ctx):
-    x, k, s, d, pads, auto, ceil = _pool_setup(c)
+    x, k, s, d, pads, auto, ceil, cl = _pool_setup(c)
     if len(c.node.outputs) > 1 and c.node.outputs[1]:
         raise c.fail("the Indices output of MaxPool is not supported")
 
     def fn(xv):
-        xv = to_layout(xv, x, NCHW_TO_NHWC)
-        p = _auto_pads(auto, pads, xv.shape[1:3], k, s, d)
+        xv = to_layout(xv, x, cl)
+        p, _, window_pads = _padding(xv, k, s, d, pads, auto, ceil)
         flat = {v for pr in p for v in pr}
-        if k[0] == k[1] and s[0] == s[1] and len(flat) == 1 and d == (1, 1) and k[0] >= s[0]:
+        if len(k) == 2 and k[0] == k[1] and s[0] == s[1] and len(flat) == 1 and d == (1, 1) and k[0] >= s[0]:
             return ops.max_pool(xv, k[0], s[0], p[0][0], ceil)  # the hand-ported models' formulation
-        geo = [_pool_geometry(n, kk, ss, dd, *pp, ceil) for n, kk, ss, dd, pp in zip(xv.shape[1:3], k, s, d, p)]
-        return lax.reduce_window(xv, -jnp.inf, lax.max, (1, *k, 1), (1, *s, 1),
-                                 [(0, 0), geo[0][1], geo[1][1], (0, 0)], window_dilation=(1, *d, 1))
+        return lax.reduce_window(xv, -jnp.inf, lax.max, (1, *k, 1), (1, *s, 1), window_pads,
+                                 window_dilation=(1, *d, 1))
 
-    return c.emit(fn, [c.data(0)], [(NCHW_TO_NHWC, None)])
+    return c.emit(fn, [c.data(0)], [(cl, None)])
 
 
 @op("AveragePool")
 def avg_pool(c: Ctx):
-    x, k, s, d, pads, auto, ceil = _pool_setup(c)
+    x, k, s, d, pads, auto, ceil, cl = _pool_setup(c)
     include = bool(c.attr("count_include_pad", 0))
 
     def fn(xv):
-        xv = to_layout(xv, x, NCHW_TO_NHWC)
-        p = _auto_pads(auto, pads, xv.shape[1:3], k, s, d)
-        geo = [_pool_geometry(n, kk, ss, dd, *pp, ceil) for n, kk, ss, dd, pp in zip(xv.shape[1:3], k, s, d, p)]
-        y = lax.reduce_window(xv, 0.0, lax.add, (1, *k, 1), (1, *s, 1),
-                              [(0, 0), geo[0][1], geo[1][1], (0, 0)], window_dilation=(1, *d, 1))
+        xv = to_layout(xv, x, cl)
+        p, geo, window_pads = _padding(xv, k, s, d, pads, auto, ceil)
+        y = lax.reduce_window(xv, 0.0, lax.add, (1, *k, 1), (1, *s, 1), window_pads, window_dilation=(1, *d, 1))
         # Divisor per output position (PyTorch's rule): the window clipped to the padded input
         # (count_include_pad) or to the input itself; ceil mode's extra padding never counts.
-        divs = []
-        for n, kk, ss, dd, pp, (o, _) in zip(xv.shape[1:3], k, s, d, p, geo):
+        div = np.ones((), np.float32)
+        for n, kk, ss, dd, pp, (o, _) in zip(xv.shape[1:-1], k, s, d, p, geo):
             lo, hi = (-pp[0], n + pp[1]) if include else (0, n)
-            starts = np.arange(o) * ss - pp[0]
-            taps_ = starts[:, None] + np.arange(kk)[None] * dd
-            divs.append(((taps_ >= lo) & (taps_ < hi)).sum(1).astype(np.float32))
-        return y / jnp.asarray(np.outer(divs[0], divs[1])[None, :, :, None])
+            taps_ = (np.arange(o) * ss - pp[0])[:, None] + np.arange(kk)[None] * dd
+            div = np.multiply.outer(div, ((taps_ >= lo) & (taps_ < hi)).sum(1).astype(np.float32))
+        return y / jnp.asarray(div[None, ..., None])
 
-    return c.emit(fn, [c.data(0)], [(NCHW_TO_NHWC, None)])
+    return c.emit(fn, [c.data(0)], [(cl, None)])
 
 
 @op("GlobalAveragePool", "GlobalMaxPool")

@@ -117,7 +117,31 @@ def _attr(a, onnx) -> Any:
         return onnx.numpy_helper.to_array(v)
     if isinstance(v, list) and v and isinstance(v[0], bytes):
         return [s.decode("utf-8", "replace") for s in v]
+    if isinstance(v, onnx.GraphProto):  # If/Loop branches: decoded like the main graph
+        return SubGraph(_nodes(v.node, onnx, set()), {t.name: onnx.numpy_helper.to_array(t) for t in v.initializer},
+                        tuple(o.name for o in v.output))
     return v
+
+
+@dataclasses.dataclass(frozen=True)
+class SubGraph:
+    """A branch of an If node (inlined at import when the condition is known)."""
+
+    nodes: list[Node]
+    initializers: dict[str, np.ndarray]
+    outputs: tuple[str, ...]
+
+
+def _nodes(protos, onnx, names: set) -> list[Node]:
+    nodes = []
+    for i, n in enumerate(protos):
+        name = n.name or f"{n.op_type}_{i}"
+        while name in names:
+            name += "_"
+        names.add(name)
+        nodes.append(Node(name, n.op_type, n.domain if n.domain not in ("", "ai.onnx") else "",
+                          tuple(n.input), tuple(n.output), {a.name: _attr(a, onnx) for a in n.attribute}))
+    return nodes
 
 
 def _initializer(t, onnx, source: str, users: dict) -> np.ndarray:
@@ -139,14 +163,7 @@ def read_graph(model) -> Graph:
     opset = opsets.get("ai.onnx", 0)
     if not opset:
         raise OnnxError(f"{source}: the model imports no default-domain opset (has {opsets})")
-    names, nodes = set(), []
-    for i, n in enumerate(g.node):
-        name = n.name or f"{n.op_type}_{i}"
-        while name in names:
-            name += "_"
-        names.add(name)
-        nodes.append(Node(name, n.op_type, n.domain if n.domain not in ("", "ai.onnx") else "",
-                          tuple(n.input), tuple(n.output), {a.name: _attr(a, onnx) for a in n.attribute}))
+    nodes = _nodes(g.node, onnx, set())
     users: dict[str, list[str]] = {}
     for n in nodes:
         for i in n.inputs:

@@ -176,24 +176,51 @@ class Builder:
         self.structs[rec.name] = jax.ShapeDtypeStruct((1, h, w, c_), jnp.float32)
         for name, a in g.initializers.items():
             self.recs[name] = Rec(name, a.shape, tuple(range(a.ndim)), None, a)
-        layers, aliases, layer_ops = {g.input_name: g.input_name}, {}, {g.input_name: "Input"}
+        self.layers, self.aliases, self.layer_ops = {g.input_name: g.input_name}, {}, {g.input_name: "Input"}
+        layers, aliases, layer_ops = self.layers, self.aliases, self.layer_ops
         from . import ops_math, ops_nn, ops_shape  # noqa: F401  (register handlers)
         for node in g.nodes:
-            outs = self._node(node)
-            dyn = [r for r in outs if not r.is_const]
-            for k, r in enumerate(dyn):
-                lname = node.name if k == 0 else r.name
-                if lname in layers:
-                    lname = r.name
-                layers[lname] = r.name
-                layer_ops[lname] = node.op
-                aliases.setdefault(r.name, lname)
+            self._register(node, self._node(node))
         for name, t in list(layers.items()):
             aliases.setdefault(t, name)
         return Plan(g.source, g.input_name, (h, w), self.steps, self.recs, self.params, self.literals,
                     layers, {a: l for a, l in aliases.items() if a not in layers}, layer_ops, g.opset)
 
+    def _register(self, node: Node, outs: list[Rec]) -> None:
+        """Run-time outputs become layers: the first by node name, others by tensor name."""
+        for k, r in enumerate(r for r in outs if not r.is_const):
+            lname = node.name if k == 0 and node.name not in self.layers else r.name
+            self.layers[lname] = r.name
+            self.layer_ops[lname] = node.op
+            self.aliases.setdefault(r.name, lname)
+
+    def _inline_if(self, node: Node) -> list[Rec]:
+        """An If whose condition is known at import (torch exports rank checks so): the taken branch, inlined."""
+        cond = self.recs.get(node.inputs[0])
+        if cond is None or not cond.is_const:
+            raise OnnxError(f"{self.graph.source}: node {node.name!r} (If, opset {self.graph.opset}) branches on "
+                            "a value computed at run time; jaxvis only inlines Ifs decided at import")
+        branch = node.attrs["then_branch" if bool(np.asarray(cond.const).reshape(-1)[0]) else "else_branch"]
+        for name, a in branch.initializers.items():
+            self.recs[name] = Rec(name, a.shape, tuple(range(a.ndim)), None, a)
+        for sub in branch.nodes:
+            sub = dataclasses.replace(sub, name=f"{node.name}/{sub.name}")
+            self._register(sub, self._node(sub))
+        res = []
+        for src, dst in zip(branch.outputs, node.outputs):
+            r = self.recs[src]
+            if r.is_const:
+                res.append(dataclasses.replace(r, name=dst))
+            else:  # a named alias step, so the If's output is a layer like any node's
+                ctx = Ctx(self, dataclasses.replace(node, outputs=(dst,)), [r], False)
+                res += ctx.emit(lambda v: v, [("env", src)], [(r.perm, r.feat)])
+        for r in res:
+            self.recs[r.name] = r
+        return res
+
     def _node(self, node: Node) -> list[Rec]:
+        if node.op == "If" and node.domain == "":
+            return self._inline_if(node)
         ins = []
         for i in node.inputs:
             if i == "":
