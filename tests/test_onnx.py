@@ -136,8 +136,9 @@ def zoo_squeezenet(folder: Path, opset: int = 12):
 
 
 @pytest.mark.skipif(not ZOO.is_dir(), reason="../shared/testdata/squeezenet1_1_onnxzoo is absent")
-def test_zoo_squeezenet_reproduces_stored_outputs():
-    model = zoo_squeezenet(ZOO)
+@pytest.mark.parametrize("opset", [12, 21])
+def test_zoo_squeezenet_reproduces_stored_outputs(opset):
+    model = zoo_squeezenet(ZOO, opset)
     onnx.checker.check_model(model)
     net = from_onnx(model)
     x = np.concatenate([np.load(ZOO / f"test_data_set_{i}" / "input_0.npy") for i in range(3)])

@@ -32,6 +32,8 @@ def register(sub) -> None:
 
 def run(args) -> int:
     if args.onnx:
+        if args.html:
+            raise ValueError("--html is not available with --onnx yet; the text table is printed")
         from ..onnx import from_onnx
         print(from_onnx(args.onnx, input_size=args.input_size).table())
         return 0
