@@ -327,3 +327,28 @@ def test_convert_roundtrip_and_cli(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "'conv'" in out and "Conv" in out and "8×8×4" in out and "108" in out
     assert main(["analyze", "--onnx", str(tmp_path / "absent.onnx")]) == 2
+
+
+def test_translate_gives_a_from_function_style_apply_fn():
+    """translate(): apply_fn(params, images, relu=...) → all layers, 2-D ones flat; same values as from_onnx;
+    the relu hook reaches every Relu node (guided backprop zeroes negative gradients)."""
+    import jax
+
+    from jaxvis.onnx import translate
+    h = onnx.helper
+    fc = onnx.numpy_helper.from_array(np.random.default_rng(1).normal(size=(5, 4 * 8 * 8)).astype(np.float32), "fc")
+    nodes = [h.make_node("Conv", ["x", "w"], ["a"], name="conv", pads=[1] * 4),
+             h.make_node("Relu", ["a"], ["b"], name="relu"), h.make_node("Flatten", ["b"], ["c"], name="flat"),
+             h.make_node("Gemm", ["c", "fc"], ["y"], name="gemm", transB=1)]
+    m = tiny(nodes=nodes, inits=[tiny().graph.initializer[0], fc])
+    t, net = translate(m), from_onnx(m)
+    assert t.layers == net.layer_names == ("x", "conv", "relu", "flat", "gemm") and t.logits == "gemm"
+    x = jnp.asarray(np.random.default_rng(0).normal(size=(2, 8, 8, 3)).astype(np.float32))
+    out, ref = t.apply_fn(t.params, x), net.apply(net.params, x, list(net.layer_names))
+    assert out["gemm"].shape == (2, 5) and ref["gemm"].shape == (2, 1, 1, 5)
+    np.testing.assert_allclose(np.asarray(out["flat"]).reshape(2, 1, 1, -1), np.asarray(ref["flat"]), rtol=0, atol=0)
+    r = ort_run(m, np.asarray(x[:1]).transpose(0, 3, 1, 2), ["c"])  # the graph's batch is fixed at 1
+    np.testing.assert_allclose(np.asarray(out["flat"][:1]), r["c"], atol=1e-4 * np.abs(r["c"]).max())
+    guided = jax.grad(lambda v: t.apply_fn(t.params, v, relu=jaxvis.ops.relu_fn("guided"))["gemm"][:, 2].sum())(x)
+    plain = jax.grad(lambda v: t.apply_fn(t.params, v)["gemm"][:, 2].sum())(x)
+    assert not np.allclose(np.asarray(guided), np.asarray(plain))

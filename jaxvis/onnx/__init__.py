@@ -6,6 +6,7 @@ JAX function running NHWC, and wrapped as a network every jaxvis function accept
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -46,6 +47,45 @@ def _preprocess_fn(preprocess) -> Callable | None:
     return lambda x: (x * scale - mean) / std
 
 
+@dataclasses.dataclass(frozen=True)
+class Translation:
+    """An ONNX graph translated to JAX: what `jaxvis.from_function` needs, plus the ONNX bookkeeping.
+
+    Attributes:
+      apply_fn: `apply_fn(params, images, *, relu=jax.nn.relu, taps=None, layers=None) -> {layer: activation}`
+        on preprocessed N×H×W×C images; 4-D activations NHWC, others in their ONNX shape (N×C).
+      params: {initializer name: array in jaxvis layout}.
+      layers: layer names in graph order (the input, then node names).
+      aliases: {output tensor name: layer name}.
+      input_size: (H, W) it was translated at.
+      logits: the pre-softmax scores layer or None.
+      plan: the translation's steps and tensor records.
+    """
+
+    apply_fn: Callable
+    params: dict
+    layers: tuple[str, ...]
+    aliases: dict[str, str]
+    input_size: tuple[int, int]
+    logits: str | None
+    name: str
+    plan: Any
+
+
+def translate(model: str | os.PathLike | Any, *, input_size: int | tuple[int, int] | None = None,
+              name: str | None = None) -> Translation:
+    """Translate an ONNX model once into a pure JAX function (see :class:`Translation`).
+
+    `jaxvis.from_function(t.apply_fn, t.params, input_size=t.input_size, layers=t.layers,
+    logits=t.logits, ...)` makes it a network; :func:`from_onnx` does the same with its own
+    wrapper, which also resolves tensor names. Arguments and errors as for :func:`from_onnx`.
+    """
+    from .translate import make_forward
+    plan, g, label = _plan(model, input_size, name)
+    return Translation(make_forward(plan, flat_2d=True), {k: jnp.asarray(v) for k, v in plan.params.items()},
+                       tuple(plan.layers), dict(plan.aliases), plan.input_size, _logits_layer(plan, g), label, plan)
+
+
 def from_onnx(model: str | os.PathLike | Any, *, input_size: int | tuple[int, int] | None = None,
               preprocess: Callable | str | dict | None = None, classes: Sequence[str] | None = None,
               name: str | None = None) -> OnnxNetwork:
@@ -69,8 +109,6 @@ def from_onnx(model: str | os.PathLike | Any, *, input_size: int | tuple[int, in
         (names the op, node and opset, lists the supported ones), dynamic spatial size
         without `input_size`, several inputs, inconsistent initializers or a cyclic graph.
     """
-    from .proto import read_graph
-    from .translate import Builder
     if isinstance(model, (str, os.PathLike)) and Path(model).is_file():
         with open(model, "rb") as f:
             hdf5 = f.read(8) == b"\x89HDF\r\n\x1a\n"
@@ -82,6 +120,13 @@ def from_onnx(model: str | os.PathLike | Any, *, input_size: int | tuple[int, in
             classes = (meta["classes"] or None) if classes is None else classes
             name = name or meta.get("model")
             model = model_proto
+    plan, g, label = _plan(model, input_size, name)
+    return OnnxNetwork(plan, label, classes, _preprocess_fn(preprocess), _logits_layer(plan, g))
+
+
+def _plan(model, input_size, name):
+    from .proto import read_graph
+    from .translate import Builder
     g = read_graph(model)
     shape = g.input_shape
     if len(shape) != 4:
@@ -100,7 +145,7 @@ def from_onnx(model: str | os.PathLike | Any, *, input_size: int | tuple[int, in
         hw = (shape[2], shape[3])
     plan = Builder(g, hw).build()
     label = name or (Path(model).stem if isinstance(model, (str, os.PathLike)) else g.name or "onnx")
-    return OnnxNetwork(plan, label, classes, _preprocess_fn(preprocess), _logits_layer(plan, g))
+    return plan, g, label
 
 
 def _logits_layer(plan, g) -> str | None:

@@ -249,12 +249,14 @@ class Builder:
         return outs
 
 
-def make_forward(plan: Plan):
+def make_forward(plan: Plan, flat_2d: bool = False):
     """The translated network: `forward(params, images, *, relu=None, taps=None, layers=None)`.
 
     images are N×H×W×C (already preprocessed); returns {layer: N×H×W×C activation} for
     `layers` (default: all). `relu` is used for every Relu node; `taps` {layer: array}
-    are added to those layers' outputs.
+    are added to those layers' outputs. With `flat_2d`, layers of rank < 4 come back in
+    their ONNX shape (N×C) instead of N×1×1×C: for `jaxvis.from_function`, whose taps
+    then land on the very value later nodes read.
     """
     step_of = {o: i for i, s in enumerate(plan.steps) for o in s.outputs}
     literals = {k: jnp.asarray(v) for k, v in plan.literals.items()}
@@ -274,6 +276,9 @@ def make_forward(plan: Plan):
             res = res if isinstance(res, (tuple, list)) else (res,)
             for o, v in zip(s.outputs, res):
                 env[o] = v + from_nhwc(tap_t[o], plan.recs[o]) if o in tap_t else v
+        if flat_2d:
+            return {n: (to_nhwc if plan.recs[plan.layers[n]].rank == 4 else canonical)(
+                env[plan.layers[n]], plan.recs[plan.layers[n]]) for n in want}
         return {n: to_nhwc(env[plan.layers[n]], plan.recs[plan.layers[n]]) for n in want}
 
     return forward
