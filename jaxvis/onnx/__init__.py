@@ -12,6 +12,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+import jax
 import jax.numpy as jnp
 
 from .errors import OnnxError
@@ -82,8 +83,10 @@ def translate(model: str | os.PathLike | Any, *, input_size: int | tuple[int, in
     """
     from .translate import make_forward
     plan, g, label = _plan(model, input_size, name)
-    return Translation(make_forward(plan, flat_2d=True), {k: jnp.asarray(v) for k, v in plan.params.items()},
-                       tuple(plan.layers), dict(plan.aliases), plan.input_size, _logits_layer(plan, g), label, plan)
+    params = {k: jnp.asarray(v) for k, v in plan.params.items()}
+    plan.params = {k: jax.ShapeDtypeStruct(v.shape, v.dtype) for k, v in params.items()}  # drop the numpy copies
+    return Translation(make_forward(plan, flat_2d=True), params, tuple(plan.layers), dict(plan.aliases),
+                       plan.input_size, _logits_layer(plan, g), label, plan)
 
 
 def from_onnx(model: str | os.PathLike | Any, *, input_size: int | tuple[int, int] | None = None,

@@ -40,6 +40,8 @@ class OnnxNetwork:
         self.plan, self.name, self.input_size = plan, name, plan.input_size
         self.classes = None if classes is None else [str(c) for c in classes]
         self.params: dict[str, Any] = {k: jax.numpy.asarray(v) for k, v in plan.params.items()}
+        # The numpy copies are no longer needed (the network's weights are `params`): keep only shapes.
+        plan.params = {k: jax.ShapeDtypeStruct(v.shape, v.dtype) for k, v in self.params.items()}
         self.forward = make_forward(plan)
         self._preprocess = preprocess
         self.logits_layer = logits
