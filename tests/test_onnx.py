@@ -198,7 +198,7 @@ class OpZoo(torch.nn.Module):
         self.avg = nn.AvgPool2d(3, 2, padding=1, ceil_mode=True, count_include_pad=False)
         self.avg2 = nn.AvgPool2d(2, 2, padding=1, count_include_pad=True)
         self.max = nn.MaxPool2d((2, 3), (2, 1), padding=(1, 1))
-        self.fc = nn.Linear(8 * 4 * 4, 12)
+        self.fc = nn.Sequential(nn.Flatten(), nn.BatchNorm1d(8 * 4 * 4), nn.Linear(8 * 4 * 4, 12))
 
     def forward(self, x):
         x = torch.nn.functional.leaky_relu(self.bn(self.c1(x)) + 0.5, 0.1)
@@ -207,8 +207,7 @@ class OpZoo(torch.nn.Module):
         x = torch.tanh(self.up(x)) + torch.clamp(self.up(x), -0.2, 0.3) ** 2
         x = self.max(self.avg2(self.avg(x)))
         x = torch.sqrt(torch.abs(x) + 1.0) / 2.0 - torch.nn.functional.hardsigmoid(x)
-        x = x[:, :, 1:5, :4].permute(0, 2, 3, 1)
-        y = self.fc(x.reshape(x.shape[0], -1))
+        y = self.fc(x[:, :, 1:5, :4]) + self.fc(x[:, :, 1:5, :4].permute(0, 2, 3, 1))
         return torch.cat([torch.softmax(y, 1), torch.log_softmax(y, 1)], 1).unsqueeze(2).squeeze(2)
 
 
@@ -219,6 +218,8 @@ def test_operator_coverage_matches_onnxruntime(tmp_path, opset):
     m = OpZoo().eval()
     m.bn.running_var.uniform_(0.5, 1.5)
     m.bn.running_mean.uniform_(-0.5, 0.5)
+    m.fc[1].running_var.uniform_(0.5, 1.5)
+    m.fc[1].running_mean.uniform_(-0.5, 0.5)
     path = export(m, tmp_path / "ops.onnx", 32, opset, do_constant_folding=False)
     net = from_onnx(path)
     ops_seen = {net.layer_type(n) for n in net.layer_names}

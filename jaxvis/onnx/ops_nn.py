@@ -13,7 +13,7 @@ import numpy as np
 from jax import lax
 
 from .. import ops
-from .layout import NCHW_TO_NHWC, identity, to_layout
+from .layout import NCHW_TO_NHWC, feat_order, identity, to_layout
 from .translate import Ctx, op
 
 _DN = ("NHWC", "HWIO", "NHWC")
@@ -201,14 +201,15 @@ def batch_norm(c: Ctx):
     shape = [1] * x.rank
     shape[x.axis(1)] = x.shape[1]
     x_perm, x_feat = x.perm, x.feat
-    if x.feat is not None:
-        raise c.fail("batch normalization of a flattened feature map")
+    # BatchNorm1d after a flatten: per-feature statistics follow the features' NHWC order.
+    conv = (lambda a: a[feat_order(x_feat)]) if x_feat is not None else None
 
     def fn(v, scale, bias, mean, var):
         inv = scale * lax.rsqrt(var + eps)
         return v * inv.reshape(shape) + (bias - mean * inv).reshape(shape)
 
-    return c.emit(fn, [c.data(i) for i in range(5)], [(x_perm, x_feat)])
+    refs = [c.data(0)] + [c.data(i, conv, f"bn{x_feat}" if conv else "") for i in range(1, 5)]
+    return c.emit(fn, refs, [(x_perm, x_feat)])
 
 
 @op("LRN")
