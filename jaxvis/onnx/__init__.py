@@ -14,6 +14,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from .errors import OnnxError
 from .network import OnnxNetwork
@@ -83,7 +84,7 @@ def translate(model: str | os.PathLike | Any, *, input_size: int | tuple[int, in
     """
     from .translate import make_forward
     plan, g, label = _plan(model, input_size, name)
-    params = {k: jnp.asarray(v) for k, v in plan.params.items()}
+    params = {k: jax.device_put(np.ascontiguousarray(v)) for k, v in plan.params.items()}
     plan.params = {k: jax.ShapeDtypeStruct(v.shape, v.dtype) for k, v in params.items()}  # drop the numpy copies
     return Translation(make_forward(plan, flat_2d=True), params, tuple(plan.layers), dict(plan.aliases),
                        plan.input_size, _logits_layer(plan, g), label, plan)

@@ -39,7 +39,8 @@ class OnnxNetwork:
                  preprocess: Callable[[jax.Array], jax.Array] | None, logits: str | None):
         self.plan, self.name, self.input_size = plan, name, plan.input_size
         self.classes = None if classes is None else [str(c) for c in classes]
-        self.params: dict[str, Any] = {k: jax.numpy.asarray(v) for k, v in plan.params.items()}
+        # device_put, not jnp.asarray: the latter compiles a copy per distinct shape (seconds for big graphs).
+        self.params: dict[str, Any] = {k: jax.device_put(np.ascontiguousarray(v)) for k, v in plan.params.items()}
         # The numpy copies are no longer needed (the network's weights are `params`): keep only shapes.
         plan.params = {k: jax.ShapeDtypeStruct(v.shape, v.dtype) for k, v in self.params.items()}
         self.forward = make_forward(plan)

@@ -28,7 +28,9 @@ def _elementwise(c: Ctx, f, idxs=None, relu=False):
         perm, feat = dyn[0].perm, dyn[0].feat
         refs = [c.data(i) if not r.is_const else
                 c.data(i, lambda a: bcast_const(a, rank, perm, feat), f"b{perm}{feat}") for i, r in zip(idxs, recs)]
-        return c.emit(f, refs, [(perm, feat)], relu=relu)
+        # One operand with the output's layout: the output has its shape (no shape trace needed).
+        like = refs[0] if len(idxs) == 1 or all(r.is_const and r.const.size == 1 for r in recs[1:]) else None
+        return c.emit(f, refs, [(perm, feat)], relu=relu, like=like if like and like[0] == "env" else None)
 
     def canon(*vals, **kw):
         return f(*[canonical(v, r) for v, r in zip(vals, recs)], **kw)

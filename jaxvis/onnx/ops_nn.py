@@ -209,7 +209,7 @@ def batch_norm(c: Ctx):
         return v * inv.reshape(shape) + (bias - mean * inv).reshape(shape)
 
     refs = [c.data(0)] + [c.data(i, conv, f"bn{x_feat}" if conv else "") for i in range(1, 5)]
-    return c.emit(fn, refs, [(x_perm, x_feat)])
+    return c.emit(fn, refs, [(x_perm, x_feat)], like=refs[0])
 
 
 @op("LRN")

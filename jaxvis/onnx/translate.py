@@ -103,8 +103,12 @@ class Ctx:
             return ("lit", key)
         return ("param", self.b.param_key(r.name, tag, v))
 
-    def emit(self, fn: Callable, inputs: list[Ref], layouts: list[tuple], relu: bool = False) -> list[Rec]:
-        """Add a step; `layouts` gives each output's (perm, feat). Returns the output records."""
+    def emit(self, fn: Callable, inputs: list[Ref], layouts: list[tuple], relu: bool = False,
+             like: Ref | None = None) -> list[Rec]:
+        """Add a step; `layouts` gives each output's (perm, feat). Returns the output records.
+
+        `like`: an input whose shape and dtype the (single) output has, which skips the shape trace.
+        """
         outs = self.node.outputs[:len(layouts)]
         if self.fold:
             vals = [self.lits[n] if k == "lit" else self.b.recs[n].const for k, n in inputs]
@@ -119,7 +123,7 @@ class Ctx:
         self.b.literals.update(self.lits)
         structs = [self.b.struct(k, n) for k, n in inputs]
         try:
-            res = jax.eval_shape((lambda *v: fn(*v, relu=jax.nn.relu)) if relu else fn, *structs)
+            res = self.b.struct(*like) if like is not None else jax.eval_shape((lambda *v: fn(*v, relu=jax.nn.relu)) if relu else fn, *structs)
         except (TypeError, ValueError, IndexError) as e:
             shapes = ", ".join(f"{r.name!r} {list(r.shape)}" for r in self.ins if r is not None)
             raise self.fail(f"cannot be applied to its inputs ({shapes}): {e}") from None
@@ -259,7 +263,7 @@ def make_forward(plan: Plan, flat_2d: bool = False):
     then land on the very value later nodes read.
     """
     step_of = {o: i for i, s in enumerate(plan.steps) for o in s.outputs}
-    literals = {k: jnp.asarray(v) for k, v in plan.literals.items()}
+    literals = dict(plan.literals)  # numpy: constants of the traced function
 
     def forward(params, images, *, relu=None, taps=None, layers=None):
         relu = relu or jax.nn.relu
