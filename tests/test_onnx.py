@@ -354,3 +354,10 @@ def test_translate_gives_a_from_function_style_apply_fn():
     guided = jax.grad(lambda v: t.apply_fn(t.params, v, relu=jaxvis.ops.relu_fn("guided"))["gemm"][:, 2].sum())(x)
     plain = jax.grad(lambda v: t.apply_fn(t.params, v)["gemm"][:, 2].sum())(x)
     assert not np.allclose(np.asarray(guided), np.asarray(plain))
+
+
+def test_missing_onnx_package_names_the_extra(monkeypatch, tmp_path):
+    import sys
+    monkeypatch.setitem(sys.modules, "onnx", None)  # import onnx now raises ImportError
+    with pytest.raises(OnnxError, match=r"pip install 'jaxvis\[onnx\]'"):
+        from_onnx(tmp_path / "any.onnx")
