@@ -17,10 +17,10 @@ onnx = pytest.importorskip("onnx", reason="test needs onnx (pip install 'jaxvis[
 ort = pytest.importorskip("onnxruntime", reason="test needs onnxruntime (test extra)")
 torch = pytest.importorskip("torch", reason="test needs torch (test extra)")
 
-from test_onnx_archs import seeded
+from test_onnx_archs import seeded  # noqa: E402
 
-import jaxvis
-from jaxvis.onnx import OnnxError, from_onnx
+import jaxvis  # noqa: E402
+from jaxvis.onnx import OnnxError, from_onnx  # noqa: E402
 
 ZOO = Path(__file__).resolve().parents[2] / "shared" / "testdata" / "squeezenet1_1_onnxzoo"
 if not ZOO.is_dir():  # a worktree one level deeper than the main checkout

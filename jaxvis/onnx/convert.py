@@ -17,7 +17,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..weights import read_weights, sha256_file, write_weights
+from ..errors import WeightFileError
+from ..fileio import regular_file_size
+from ..weights import sha256_file, write_weights
 from .errors import OnnxError
 from .proto import load_model_proto, require_onnx
 
@@ -69,13 +71,44 @@ def convert_onnx(src: str | os.PathLike, out: str | os.PathLike, *, input_size=N
     return write_weights(out, {_group(n): {"value": a} for n, a in floats.items()}, meta)
 
 
+def _read_h5(path: Path):
+    """Arrays and metadata of a converted graph, with the weight reader's hardened HDF5 checks.
+
+    `read_weights` validates the metadata against the registry's architectures; an ONNX
+    graph is not one of them, so the checks specific to this format are done here.
+    """
+    from ..weights import FORMAT, JSON_ATTRS, _member, _probe_hdf5, _read_dataset
+    import h5py
+    size = regular_file_size(path, what="converted ONNX file", error=OnnxError)
+    _probe_hdf5(path)
+    try:
+        with h5py.File(path, "r") as f:
+            meta = {k: v.decode("utf-8") if isinstance(v, bytes) else v for k, v in f.attrs.items()}
+            if meta.get("format") != FORMAT or meta.get("architecture") != ARCHITECTURE or "onnx_graph" not in meta:
+                raise OnnxError(f"{path}: not a converted ONNX graph (format {meta.get('format')!r:.40}, "
+                                f"architecture {meta.get('architecture')!r:.40}); registry models load with "
+                                "jaxvis.load_model")
+            for k in JSON_ATTRS:
+                if k in meta:
+                    meta[k] = json.loads(meta[k])
+            arrays = {}
+            for layer in f:
+                g = _member(path, f, layer, f"top-level {layer!r}")
+                if not isinstance(g, h5py.Group):
+                    raise OnnxError(f"{path}: top-level {layer!r} is not an initializer group")
+                arrays[layer] = {p: _read_dataset(path, _member(path, g, p, f"{layer}/{p}"), f"{layer}/{p}", size)
+                                 for p in g}
+    except (OnnxError, WeightFileError):
+        raise
+    except Exception as e:  # h5py raises OSError, KeyError, ValueError, RuntimeError, TypeError on damaged files
+        raise OnnxError(f"{path}: cannot be read as a converted ONNX graph ({type(e).__name__}: {str(e)[:200]})") from e
+    return arrays, meta
+
+
 def read_converted(path: str | os.PathLike):
     """(ModelProto, meta) of a file written by :func:`convert_onnx`."""
     onnx = require_onnx()
-    arrays, meta = read_weights(path)
-    if meta.get("architecture") != ARCHITECTURE or "onnx_graph" not in meta:
-        raise OnnxError(f"{path}: a jaxvis weight file, but not a converted ONNX graph "
-                        f"(architecture {meta.get('architecture')!r}); load it with jaxvis.load_model")
+    arrays, meta = _read_h5(Path(path))
     proto = onnx.ModelProto()
     proto.ParseFromString(base64.b64decode(meta["onnx_graph"]))
     names = json.loads(meta["onnx_initializers"])

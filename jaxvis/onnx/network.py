@@ -1,12 +1,14 @@
-"""`OnnxNetwork`: a translated ONNX graph as a jaxvis network (the protocol of `jaxvis.Network`).
+"""`OnnxNetwork`: a translated ONNX graph as a jaxvis network (a `FunctionNetwork` of the translation).
 
 Layers are the graph input and every node output, addressable by node name (the
-first output), by output tensor name, or by 0-based index in graph order.
+first output), by output tensor name, or by 0-based index in graph order. `apply`
+runs the translation directly: taps are added in each tensor's own run-time layout
+(so a tap on a flatten's output reaches the Gemm after it), and nothing past the
+last requested layer is traced.
 """
 
 from __future__ import annotations
 
-import collections
 import difflib
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -15,14 +17,15 @@ import jax
 import numpy as np
 
 from ..errors import LayerError
+from ..function_net import FunctionNetwork
 from ..ops import relu_fn
+from ..protocol import LayerRef
 from .translate import Plan, make_forward
 
-LayerRef = str | int
 
-
-class OnnxNetwork:
-    """An imported ONNX graph. Built by :func:`jaxvis.from_onnx`.
+class OnnxNetwork(FunctionNetwork):
+    """An imported ONNX graph: a :class:`jaxvis.FunctionNetwork` of the translated function. Built by
+    :func:`jaxvis.from_onnx`.
 
     Attributes:
       name: the file's stem (or the graph's name).
@@ -32,32 +35,31 @@ class OnnxNetwork:
       layer_names: input and node outputs in graph order.
       logits_layer: the last node before a final Softmax (or the output node), or None.
       forward: the translated function `forward(params, images, *, relu=None, taps=None, layers=None)`
-        on preprocessed NHWC images (what `from_function` wraps).
+        on preprocessed NHWC images, every activation N×H×W×C (2-D ones N×1×1×C).
+      plan: the translation (steps, tensor records, layer table).
     """
 
     def __init__(self, plan: Plan, name: str, classes: Sequence[str] | None,
                  preprocess: Callable[[jax.Array], jax.Array] | None, logits: str | None):
-        self.plan, self.name, self.input_size = plan, name, plan.input_size
-        self.classes = None if classes is None else [str(c) for c in classes]
         # device_put, not jnp.asarray: the latter compiles a copy per distinct shape (seconds for big graphs).
-        self.params: dict[str, Any] = {k: jax.device_put(np.ascontiguousarray(v)) for k, v in plan.params.items()}
+        params = {k: jax.device_put(np.ascontiguousarray(v)) for k, v in plan.params.items()}
         # The numpy copies are no longer needed (the network's weights are `params`): keep only shapes.
-        plan.params = {k: jax.ShapeDtypeStruct(v.shape, v.dtype) for k, v in self.params.items()}
+        plan.params = {k: jax.ShapeDtypeStruct(v.shape, v.dtype) for k, v in params.items()}
+        shapes = {}
+        for n, t in plan.layers.items():
+            r = plan.recs[t]
+            shapes[n] = (1, r.shape[2], r.shape[3], r.shape[1]) if r.rank == 4 else (1, *r.shape[1:])
+        super().__init__(make_forward(plan, flat_2d=True), params, input_size=plan.input_size,
+                         layers=list(plan.layers), shapes=shapes,
+                         classes=None if classes is None else [str(c) for c in classes],
+                         preprocess=preprocess, name=name, logits=logits)
+        self.plan = plan
         self.forward = make_forward(plan)
-        self._preprocess = preprocess
-        self.logits_layer = logits
         self._names = tuple(plan.layers)
-        self._index = {n: i for i, n in enumerate(self._names)}
-        self._jitted: dict = {}
-        self.trace_counts: collections.Counter = collections.Counter()
 
     def __repr__(self) -> str:
         return (f"OnnxNetwork({self.name!r}, source={self.plan.source!r}, opset={self.plan.opset}, "
                 f"input_size={self.input_size}, layers={len(self._names)}, params={len(self.params)})")
-
-    @property
-    def layer_names(self) -> tuple[str, ...]:
-        return self._names
 
     def layer_type(self, layer: LayerRef) -> str:
         """ONNX op type of a layer ('Input' for the graph input)."""
@@ -65,23 +67,19 @@ class OnnxNetwork:
 
     def layer_name(self, layer: LayerRef) -> str:
         """Layer name from a node name, output tensor name or 0-based index (LayerError with close matches)."""
-        if isinstance(layer, int) and not isinstance(layer, bool):
-            if -len(self._names) <= layer < len(self._names):
-                return self._names[layer]
-            raise LayerError(f"layer index {layer} is out of range: {self.name!r} has {len(self._names)} layers "
-                             f"(valid 0..{len(self._names) - 1}, or negative from the end)")
-        if not isinstance(layer, str):
-            raise LayerError(f"a layer is given by name (str) or 0-based index (int), not {type(layer).__name__}")
-        if layer in self._index:
-            return layer
-        if layer in self.plan.aliases:
+        if isinstance(layer, str) and layer in self.plan.aliases:
             return self.plan.aliases[layer]
+        try:
+            return self.layers[layer].name
+        except LayerError:
+            if not isinstance(layer, str):
+                raise
         pool = list(self._names) + list(self.plan.aliases)
         close = difflib.get_close_matches(layer, pool, n=5, cutoff=0.5)
         close += [n for n in self._names if layer.lower() in n.lower() and n not in close][:5]
         hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
         raise LayerError(f"no node or tensor named {layer!r} in {self.name!r}{hint} "
-                         f"(all {len(self._names)} layers: net.layer_names)")
+                         f"(all {len(self._names)} layers: net.layer_names)") from None
 
     def table(self) -> str:
         """The layer table: index, name, ONNX op, activation size (H×W×C as returned) and parameter count."""
@@ -132,23 +130,3 @@ class OnnxNetwork:
         tp = {self.layer_name(k): v for k, v in (taps or {}).items()}
         out = self.forward(params, x, relu=relu_fn(relu), taps=tp, layers=names)
         return {l: out[n] for l, n in zip(layers, names)}
-
-    def function(self, layers: Sequence[LayerRef], *, normalize: bool = True, relu: str = "standard"):
-        """Checked pure function `(params, images, taps=None) -> {name: activation}` for the given layers."""
-        names = tuple(self.layer_name(l) for l in layers)
-        return lambda params, images, taps=None: self.apply(params, images, names, normalize=normalize,
-                                                            relu=relu, taps=taps)
-
-    def jitted(self, layers: Sequence[LayerRef], *, normalize: bool = True, relu: str = "standard"):
-        """`jax.jit` of :meth:`function`, cached per (layers, normalize, relu); counts traces."""
-        names = tuple(self.layer_name(l) for l in layers)
-        key = (names, normalize, relu)
-        if key not in self._jitted:
-            fn = self.function(names, normalize=normalize, relu=relu)
-
-            def counted(params, images):
-                self.trace_counts[key] += 1
-                return fn(params, images)
-
-            self._jitted[key] = jax.jit(counted)
-        return self._jitted[key]

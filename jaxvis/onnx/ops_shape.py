@@ -71,7 +71,7 @@ def slice_(c: Ctx):
         axes, steps = c.static(3, "axes"), c.static(4, "steps")
     axes = list(range(len(starts))) if axes is None else [int(a) % x.rank for a in axes]
     steps = [1] * len(starts) if steps is None else [int(s) for s in steps]
-    lim = lambda v: max(min(int(v), 2**62), -2**62)  # noqa: E731  INT64_MAX means "to the end"
+    lim = lambda v: max(min(int(v), 2**62), -2**62)  # noqa: E731 (INT64_MAX means "to the end")
     canon = x.feat is not None
     rank_axes = axes if canon else [x.axis(a) for a in axes]
     index = [slice(None)] * x.rank

@@ -123,7 +123,8 @@ class Ctx:
         self.b.literals.update(self.lits)
         structs = [self.b.struct(k, n) for k, n in inputs]
         try:
-            res = self.b.struct(*like) if like is not None else jax.eval_shape((lambda *v: fn(*v, relu=jax.nn.relu)) if relu else fn, *structs)
+            traced = (lambda *v: fn(*v, relu=jax.nn.relu)) if relu else fn
+            res = self.b.struct(*like) if like is not None else jax.eval_shape(traced, *structs)
         except (TypeError, ValueError, IndexError) as e:
             shapes = ", ".join(f"{r.name!r} {list(r.shape)}" for r in self.ins if r is not None)
             raise self.fail(f"cannot be applied to its inputs ({shapes}): {e}") from None
