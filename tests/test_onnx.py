@@ -361,3 +361,20 @@ def test_missing_onnx_package_names_the_extra(monkeypatch, tmp_path):
     monkeypatch.setitem(sys.modules, "onnx", None)  # import onnx now raises ImportError
     with pytest.raises(OnnxError, match=r"pip install 'jaxvis\[onnx\]'"):
         from_onnx(tmp_path / "any.onnx")
+
+
+@pytest.mark.slow  # two dream compilations
+@pytest.mark.skipif(not ZOO.is_dir(), reason="../shared/testdata/squeezenet1_1_onnxzoo is absent")
+def test_toolbox_on_imported_network_equals_hand_port(tmp_path):
+    """deep_dream_image and activations take the imported network like any other; same images as the hand port."""
+    from jaxvis.convert import convert_npy_folder
+    convert_npy_folder(ZOO / "weights", tmp_path / "sq.h5")
+    hand = jaxvis.load_model("squeezenet1_1", weights=tmp_path / "sq.h5")
+    net = from_onnx(zoo_squeezenet(ZOO), preprocess="torchvision")
+    kw = dict(pyramid_levels=1, num_iterations=3, verbose=False, image_size=64, output_scaling="none")
+    a = jaxvis.deep_dream_image(hand, "fire4-concat", [3, 40], **kw)
+    b = jaxvis.deep_dream_image(net, "fire4_concat", [3, 40], **kw)
+    np.testing.assert_allclose(b, a, atol=1e-3 * float(np.abs(a).max()))
+    img = np.random.default_rng(0).uniform(0, 255, (48, 48, 3)).astype(np.float32)
+    ref = jaxvis.activations(hand, img, "fire6-squeeze1x1")
+    np.testing.assert_allclose(jaxvis.activations(net, img, "squeezenet0_conv13_fwd"), ref, atol=1e-4 * np.abs(ref).max())
