@@ -378,3 +378,34 @@ def test_toolbox_on_imported_network_equals_hand_port(tmp_path):
     img = np.random.default_rng(0).uniform(0, 255, (48, 48, 3)).astype(np.float32)
     ref = jaxvis.activations(hand, img, "fire6-squeeze1x1")
     np.testing.assert_allclose(jaxvis.activations(net, img, "squeezenet0_conv13_fwd"), ref, atol=1e-4 * np.abs(ref).max())
+
+
+def _hlo_instructions(compiled_text: str):
+    """Multiset of (shape, opcode, window/dims) of an optimized HLO module, names and metadata dropped."""
+    import collections
+    import re
+    out = []
+    for line in compiled_text.splitlines():
+        m = re.search(r"= (\S+(?:\{[^}]*\})?) ([a-z][\w-]*)\(", line)
+        if m:
+            extra = re.search(r"(window=\{[^}]*\}|dim_labels=\S+|feature_group_count=\d+|dimensions=\{[^}]*\})", line)
+            out.append((re.sub(r"\{[^}]*\}", "", m.group(1)), m.group(2), extra.group(1) if extra else ""))
+    return collections.Counter(out)
+
+
+@pytest.mark.skipif(not ZOO.is_dir(), reason="../shared/testdata/squeezenet1_1_onnxzoo is absent")
+def test_imported_squeezenet_compiles_to_the_hand_ports_xla(tmp_path):
+    """The translation adds nothing at run time: XLA's optimized forward of the imported zoo SqueezeNet
+    has exactly the instructions of jaxvis's hand-written SqueezeNet with the same weights."""
+    import jax
+    from jaxvis.convert import convert_npy_folder
+    convert_npy_folder(ZOO / "weights", tmp_path / "sq.h5")
+    hand = jaxvis.load_model("squeezenet1_1", weights=tmp_path / "sq.h5")
+    net = from_onnx(zoo_squeezenet(ZOO))
+    x = jnp.zeros((2, 64, 64, 3))
+    texts = []
+    for n, layer in ((hand, "pool10"), (net, "gap")):
+        f = n.function([layer], normalize=False)
+        texts.append(jax.jit(lambda p, v, f=f, layer=layer: f(p, v)[layer]).lower(n.params, x).compile().as_text())
+    a, b = map(_hlo_instructions, texts)
+    assert sum(a.values()) > 100 and a == b, (a - b, b - a)
