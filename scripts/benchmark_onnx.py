@@ -6,7 +6,8 @@ The graph is the ONNX-zoo SqueezeNet 1.1 rebuilt from ../shared/testdata/squeeze
 (or --zoo DIR); the hand port loads the same arrays through `jaxvis convert npy-folder`.
 Forward (logits) and forward+backward (gradient of the summed logits with respect to the
 images, what saliency and the dream compute), all in one process, interleaved, best of
-`--repeats` rounds of `--iters` calls each. onnxruntime has no backward: forward only.
+`--repeats` rounds of `--iters` calls each. onnxruntime has no backward: forward only. It also
+checks that XLA optimizes both JAX versions to the same instructions (then the ratio is 1 up to noise).
 Needs onnx and onnxruntime (test extra).
 """
 
@@ -66,6 +67,19 @@ def zoo_squeezenet(folder: Path, size: int):
     return h.make_model(graph, opset_imports=[h.make_opsetid("", 13)])
 
 
+def hlo_instructions(compiled_text: str):
+    """Multiset of (shape, opcode, window/dims) of an optimized HLO module, names and metadata dropped."""
+    import collections
+    import re
+    out = []
+    for line in compiled_text.splitlines():
+        m = re.search(r"= (\S+(?:\{[^}]*\})?) ([a-z][\w-]*)\(", line)
+        if m:
+            extra = re.search(r"(window=\{[^}]*\}|dim_labels=\S+|feature_group_count=\d+|dimensions=\{[^}]*\})", line)
+            out.append((re.sub(r"\{[^}]*\}", "", m.group(1)), m.group(2), extra.group(1) if extra else ""))
+    return collections.Counter(out)
+
+
 def best(fn, iters: int) -> float:
     """Seconds per call of `fn` (already compiled), over `iters` calls."""
     t = time.perf_counter()
@@ -100,16 +114,20 @@ def main(argv=None) -> int:
     x = np.random.default_rng(0).normal(size=(a.batch, a.size, a.size, 3)).astype(np.float32)
     xj, x_nchw = jnp.asarray(x), np.ascontiguousarray(x.transpose(0, 3, 1, 2))
 
-    def fwd_bwd(net, layer):
+    hlo = {}
+
+    def fwd_bwd(net, layer, key):
         f = net.function([layer], normalize=False)
         fwd = jax.jit(lambda p, v: f(p, v)[layer])
         grad = jax.jit(jax.grad(lambda v, p: f(p, v)[layer].sum()))
+        hlo[key] = [hlo_instructions(fwd.lower(net.params, xj).compile().as_text()),
+                         hlo_instructions(grad.lower(xj, net.params).compile().as_text())]
         return (lambda: fwd(net.params, xj).block_until_ready(),
                 lambda: grad(xj, net.params).block_until_ready())
 
     cases = {}
-    cases["hand forward"], cases["hand fwd+bwd"] = fwd_bwd(hand, "pool10")
-    cases["onnx forward"], cases["onnx fwd+bwd"] = fwd_bwd(imported, "gap")
+    cases["hand forward"], cases["hand fwd+bwd"] = fwd_bwd(hand, "pool10", "hand")
+    cases["onnx forward"], cases["onnx fwd+bwd"] = fwd_bwd(imported, "gap", "onnx")
     cases["onnxruntime forward"] = lambda: sess.run(None, {"data": x_nchw})
     ref = sess.run(None, {"data": x_nchw})[0]
     got = np.asarray(imported.jitted(["flatten"], normalize=False)(imported.params, xj)["flatten"]).reshape(ref.shape)
@@ -127,6 +145,9 @@ def main(argv=None) -> int:
     for what in ("forward", "fwd+bwd"):
         print(f"  imported/hand-port speed ratio, {what}: {times[f'hand {what}'] / times[f'onnx {what}']:.3f}")
     print(f"  imported/onnxruntime speed ratio, forward: {times['onnxruntime forward'] / times['onnx forward']:.3f}")
+    same = [a == b for a, b in zip(hlo["hand"], hlo["onnx"])]
+    print(f"  optimized XLA identical to the hand port's (instruction multisets): forward {same[0]}, "
+          f"fwd+bwd {same[1]}")
     return 0
 
 
