@@ -13,6 +13,7 @@ from .errors import (AttributionError, ChannelError, ImageError, JaxvisError, La
                      NetworkError, TargetError, VisualizationError, WeightFileError)
 from .models import MODELS
 from .network import Network, load_model
+from .onnx import OnnxError, from_onnx
 from .protocol import Net
 
 __version__ = "0.1.0"
@@ -24,4 +25,5 @@ __all__ = [
     "deep_dream_image", "deep_dream", "DreamResult", "ChannelError",
     "JaxvisError", "LayerError", "ImageError", "MissingWeightsError", "WeightFileError", "NetworkError",
     "VisualizationError", "Net", "from_function", "FunctionNetwork", "visualize", "Visualization", "objectives",
+    "from_onnx", "OnnxError",
 ]

@@ -24,11 +24,19 @@ def register(sub) -> None:
     add_model_args(p)
     p.add_argument("--input-size", type=_size, default=None, metavar="HxW",
                    help="analyse for this image size, e.g. 454x454 (default: the network's input size)")
+    p.add_argument("--onnx", default=None, metavar="FILE",
+                   help="analyse an ONNX graph (.onnx, or .h5 from `jaxvis convert onnx`) instead of --model")
     p.add_argument("--html", default=None, help="also write a self-contained HTML page here (atomically)")
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
+    if args.onnx:
+        if args.html:
+            raise ValueError("--html is not available with --onnx yet; the text table is printed")
+        from ..onnx import from_onnx
+        print(from_onnx(args.onnx, input_size=args.input_size).table())
+        return 0
     from ..analysis import analyze_network
     check_outputs(args.html)
     report = analyze_network(load(args), args.input_size)

