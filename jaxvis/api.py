@@ -8,10 +8,10 @@ import jax.numpy as jnp
 import numpy as np
 
 from .images import ImageLike, fit_to_size, to_batch
-from .network import LayerRef, Network
+from .protocol import LayerRef, Net
 
 
-def activations(net: Network, image: ImageLike, layer: LayerRef | None = None, *,
+def activations(net: Net, image: ImageLike, layer: LayerRef | None = None, *,
                 layers: Sequence[LayerRef] | None = None):
     """Activations of one layer (MATLAB's `activations(net, im, layer)`) or several in one pass.
 
@@ -37,7 +37,7 @@ def activations(net: Network, image: ImageLike, layer: LayerRef | None = None, *
     return res[names[0]] if layers is None else res
 
 
-def classify(net: Network, image: ImageLike, top: int = 5, *, resize: str = "crop"):
+def classify(net: Net, image: ImageLike, top: int = 5, *, resize: str = "crop"):
     """Top-k classes with probabilities (MATLAB's `classify`, with scores).
 
     Args:
@@ -52,7 +52,14 @@ def classify(net: Network, image: ImageLike, top: int = 5, *, resize: str = "cro
     """
     batch, single = to_batch(image)
     batch = fit_to_size(batch, net.input_size, resize)
-    prob = np.asarray(net.jitted(["prob"])(net.params, jnp.asarray(batch))["prob"]).reshape(len(batch), -1)
+    if net.logits_layer is None or not net.classes:
+        from .errors import NetworkError
+        raise NetworkError(f"{net.name!r} does not classify: it has no class names or class-score layer "
+                           f"(from_function(..., classes=..., logits=...))")
+    z = np.asarray(net.jitted([net.logits_layer])(net.params, jnp.asarray(batch))[net.logits_layer], np.float64)
+    z = z.reshape(len(batch), -1)
+    prob = np.exp(z - z.max(axis=1, keepdims=True))
+    prob /= prob.sum(axis=1, keepdims=True)
     top = max(1, min(int(top), prob.shape[1]))
     res = [[(net.classes[i], float(p[i])) for i in np.argsort(-p)[:top]] for p in prob]
     return res[0] if single else res

@@ -81,7 +81,8 @@ def test_occlusion_and_analyze(net):
 def test_dream_and_visualize(net):
     d = jaxvis.deep_dream(net, "relu2", [0, 3], pyramid_levels=1, num_iterations=3, verbose=False)
     assert d.images.shape == (2, T.SIZE, T.SIZE, 3) and d.strengths[0, -1] > d.strengths[0, 0]
-    v = jaxvis.visualize(net, [jaxvis.objectives.class_logit("cat")], steps=4, progress=False)
+    v = jaxvis.visualize(net, [jaxvis.objectives.class_logit("cat")], steps=4, progress=False, transforms="none",
+                         redirected_relu_steps=2)  # the relu hook, one short redirected segment
     assert v.images.shape == (1, T.SIZE, T.SIZE, 3) and v.images.dtype == np.uint8
 
 

@@ -153,6 +153,7 @@ def test_zoo_squeezenet_reproduces_stored_outputs(opset):
 
 
 @pytest.mark.skipif(not ZOO.is_dir(), reason="../shared/testdata/squeezenet1_1_onnxzoo is absent")
+@pytest.mark.slow  # several SqueezeNet gradient compilations; run with -m slow
 def test_zoo_squeezenet_equals_hand_port_with_gradients(tmp_path):
     """Imported graph vs jaxvis's Flax squeezenet1_1 with the same weights: activations, guided-ReLU
     gradients and gradients at a tapped inner layer (the relu= hook and taps of the protocol)."""
@@ -394,6 +395,7 @@ def _hlo_instructions(compiled_text: str):
 
 
 @pytest.mark.skipif(not ZOO.is_dir(), reason="../shared/testdata/squeezenet1_1_onnxzoo is absent")
+@pytest.mark.slow  # two full SqueezeNet compilations; run with -m slow
 def test_imported_squeezenet_compiles_to_the_hand_ports_xla(tmp_path):
     """The translation adds nothing at run time: XLA's optimized forward of the imported zoo SqueezeNet
     has exactly the instructions of jaxvis's hand-written SqueezeNet with the same weights."""
