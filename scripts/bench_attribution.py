@@ -6,7 +6,7 @@ SqueezeNet v1.1 (shipped weights) at 227×227, target 'espresso':
   * SmoothGrad, 50 noisy samples, σ = 0.15 × pixel range, at most 16 samples per call;
   * occlusion, 15×15 mask positions (45×45 mask, stride 16, MATLAB clipping), 226 forward
     passes (with the unoccluded image), at most 32 per call.
-PyTorch runs an independent SqueezeNet (tests/torch_squeezenet.py) with the same weights,
+PyTorch runs an independent SqueezeNet (tests/torch_reference.py) with the same weights,
 the same number of calls (jaxvis balances its chunks: 4×13 and 8×29; torch 16,16,16,2 and
 7×32+2) and the same number of threads, in the same process. Times are the best of
 `--repeats`, JAX and torch runs alternating, after a first run (whose extra JAX time,
@@ -57,7 +57,7 @@ def main(argv=None) -> int:
     import torch
 
     import jaxvis
-    from torch_squeezenet import from_jaxvis
+    from torch_reference import squeezenet_from_jaxvis as from_jaxvis
 
     net = jaxvis.load_model("squeezenet")
     tm = from_jaxvis(net.params)
