@@ -55,9 +55,9 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
 
     import torch
+    from torch_reference import squeezenet_from_jaxvis as from_jaxvis
 
     import jaxvis
-    from torch_reference import squeezenet_from_jaxvis as from_jaxvis
 
     net = jaxvis.load_model("squeezenet")
     tm = from_jaxvis(net.params)
@@ -86,15 +86,14 @@ def main(argv=None) -> int:
         return (total / n).numpy().transpose(1, 2, 0)
 
     # ---- occlusion, 15×15 positions
-    occ_kw = dict(mask_size=45, stride=16, batch_size=ob)
+    occ_kw = {"mask_size": 45, "stride": 16, "batch_size": ob}
 
     def jax_occ():
         return jaxvis.occlusion_sensitivity(net, x, cls, **occ_kw).raw
 
     def torch_occ():
         from jaxvis.attribution import mask_starts
-        h, w = x.shape[:2]
-        starts = mask_starts(h, 45, 16)
+        starts = mask_starts(x.shape[0], 45, 16)
         fill = xt.reshape(3, -1).mean(1).view(3, 1, 1)
         corners = [(r, c) for r in starts for c in starts]
         imgs = [xt]

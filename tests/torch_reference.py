@@ -95,8 +95,8 @@ class AlexNet(nn.Module):
         self.classifier = nn.Sequential(nn.Dropout(), nn.Linear(9216, 4096), nn.ReLU(), nn.Dropout(),
                                         nn.Linear(4096, 4096), nn.ReLU(), nn.Linear(4096, 1000))
 
-    NAMES = ["conv1", "relu1", "pool1", "conv2", "relu2", "pool2", "conv3", "relu3", "conv4", "relu4",
-             "conv5", "relu5", "pool5"]
+    NAMES = ("conv1", "relu1", "pool1", "conv2", "relu2", "pool2", "conv3", "relu3", "conv4", "relu4",
+             "conv5", "relu5", "pool5")
 
     def forward_all(self, x):
         out = {}
@@ -113,13 +113,13 @@ class AlexNet(nn.Module):
 class BVLCAlexNet(nn.Module):
     """BVLC Caffe AlexNet (MATLAB's): LRN, two-group conv2/4/5, ceil-mode pools; input BGR minus mean."""
 
-    NAMES = ["conv1", "relu1", "norm1", "pool1", "conv2", "relu2", "norm2", "pool2", "conv3", "relu3",
-             "conv4", "relu4", "conv5", "relu5", "pool5"]
+    NAMES = ("conv1", "relu1", "norm1", "pool1", "conv2", "relu2", "norm2", "pool2", "conv3", "relu3",
+             "conv4", "relu4", "conv5", "relu5", "pool5")
 
     def __init__(self):
         super().__init__()
-        lrn = lambda: nn.LocalResponseNorm(5, alpha=1e-4, beta=0.75, k=1.0)  # noqa: E731
-        pool = lambda: nn.MaxPool2d(3, 2, ceil_mode=True)  # noqa: E731
+        lrn = lambda: nn.LocalResponseNorm(5, alpha=1e-4, beta=0.75, k=1.0)
+        pool = lambda: nn.MaxPool2d(3, 2, ceil_mode=True)
         self.features = nn.Sequential(
             nn.Conv2d(3, 96, 11, 4), nn.ReLU(), lrn(), pool(),
             nn.Conv2d(96, 256, 5, padding=2, groups=2), nn.ReLU(), lrn(), pool(),

@@ -13,13 +13,37 @@ The cores (:func:`gradient`, :func:`smoothgrad`, :func:`integrated_gradients`,
 
 from .common import Attribution, trace_counts, unit_score
 from .gradcam import check_feature_layer, default_feature_layer, grad_cam, grad_cam_core
-from .gradients import METHODS, gradient, integrated_gradients, reduce_channels, saliency, smoothgrad
+from .gradients import (
+    METHODS,
+    gradient,
+    integrated_gradients,
+    reduce_channels,
+    saliency,
+    smoothgrad,
+)
 from .occlusion import mask_starts, occlusion_scores, occlusion_sensitivity, window_mean
 from .targets import Target, class_index, resolve, suggest_classes
 
 __all__ = [
-    "Attribution", "Target", "saliency", "grad_cam", "occlusion_sensitivity", "METHODS",
-    "gradient", "smoothgrad", "integrated_gradients", "reduce_channels", "grad_cam_core", "default_feature_layer",
-    "check_feature_layer", "occlusion_scores", "mask_starts", "window_mean", "class_index", "resolve",
-    "suggest_classes", "trace_counts", "unit_score",
+    "METHODS",
+    "Attribution",
+    "Target",
+    "check_feature_layer",
+    "class_index",
+    "default_feature_layer",
+    "grad_cam",
+    "grad_cam_core",
+    "gradient",
+    "integrated_gradients",
+    "mask_starts",
+    "occlusion_scores",
+    "occlusion_sensitivity",
+    "reduce_channels",
+    "resolve",
+    "saliency",
+    "smoothgrad",
+    "suggest_classes",
+    "trace_counts",
+    "unit_score",
+    "window_mean",
 ]

@@ -19,7 +19,8 @@ import collections
 import dataclasses
 import math
 import weakref
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -123,7 +124,7 @@ def net_function(net, layers: tuple[str, ...], relu: str = "standard") -> Callab
         try:
             ref = weakref.ref(net)
         except TypeError:
-            ref = lambda: net  # noqa: E731  (not cached either: see net_cache)
+            ref = lambda: net
 
         def fn(params, images, taps=None):
             return ref().apply(params, images, layers, relu=relu, taps=taps)
@@ -277,7 +278,7 @@ def pad_rows(a: np.ndarray, n: int) -> np.ndarray:
 
 
 def matlab_round(x: float) -> int:
-    return int(math.floor(x + 0.5))  # MATLAB rounds halves away from zero (x >= 0 here)
+    return math.floor(x + 0.5)  # MATLAB rounds halves away from zero (x >= 0 here)
 
 
 # ----------------------------------------------------------------------- result

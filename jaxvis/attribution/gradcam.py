@@ -21,8 +21,17 @@ from jax.extend.core import ClosedJaxpr, Var
 from ..display import imresize
 from ..errors import AttributionError
 from ..images import ImageLike
-from .common import (Attribution, computable, kernel, layer_names, net_cache, net_function, network_target,
-                     prepare_image, unit_score)
+from .common import (
+    Attribution,
+    computable,
+    kernel,
+    layer_names,
+    net_cache,
+    net_function,
+    network_target,
+    prepare_image,
+    unit_score,
+)
 
 UPSAMPLING = ("bilinear", "bicubic", "nearest", "none")
 

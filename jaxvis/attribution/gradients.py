@@ -19,8 +19,17 @@ import numpy as np
 
 from ..errors import AttributionError
 from ..images import ImageLike
-from .common import (Attribution, chunking, kernel, net_function, network_target, pad_rows, positive_int,
-                     prepare_image, unit_score)
+from .common import (
+    Attribution,
+    chunking,
+    kernel,
+    net_function,
+    network_target,
+    pad_rows,
+    positive_int,
+    prepare_image,
+    unit_score,
+)
 
 METHODS = ("gradient", "smoothgrad", "integrated_gradients", "guided_backprop", "deconvnet")
 RELU_OF = {"guided_backprop": "guided", "deconvnet": "deconvnet"}

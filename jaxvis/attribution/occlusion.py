@@ -34,8 +34,18 @@ import numpy as np
 from ..display import imresize
 from ..errors import AttributionError
 from ..images import ImageLike
-from .common import (Attribution, chunking, kernel, matlab_round, net_function, network_target, pad_rows,
-                     positive_int, prepare_image, unit_score)
+from .common import (
+    Attribution,
+    chunking,
+    kernel,
+    matlab_round,
+    net_function,
+    network_target,
+    pad_rows,
+    positive_int,
+    prepare_image,
+    unit_score,
+)
 
 DEFAULT_BATCH = 32  # occluded 227×227 copies per jitted forward call
 UPSAMPLING = ("bicubic", "nearest", "none")

@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import numbers
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
