@@ -492,8 +492,50 @@ def test_gradient_gradcam_occlusion_match_captum(net, captum_ref):
     assert err <= 2.5e-6 * max(abs(o.score), np.abs(ref.numpy()).max()), err / abs(o.score)
 
 
-def test_integrated_gradients_and_smoothgrad_match_captum(net, captum_ref):
+def _shared_noise_tunnel(ca, noise_hwc):
+    """captum NoiseTunnel that adds the given draws (N×H×W×3) instead of drawing its own."""
     import torch
+    noise_t = torch.from_numpy(np.ascontiguousarray(np.asarray(noise_hwc, np.float64).transpose(0, 3, 1, 2)))
+
+    class SharedNoise(ca.NoiseTunnel):
+        @staticmethod
+        def _add_noise_to_input(input, stdev, nt_samples_partition):
+            assert input.shape[0] == 1 and nt_samples_partition == len(noise_t)
+            return input.repeat_interleave(len(noise_t), dim=0) + noise_t
+
+    return SharedNoise
+
+
+def _jaxvis_noise(shape, n, seed, sigma):
+    """SmoothGrad's documented draws: sample i = sigma · normal(key i of split(PRNGKey(seed), n))."""
+    keys = jax.random.split(jax.random.PRNGKey(seed), n)
+    return np.stack([np.asarray(jax.random.normal(k, shape, jnp.float32)) for k in keys]) * sigma
+
+
+def test_integrated_gradients_and_smoothgrad_match_captum_on_a_small_net(img12):
+    pytest.importorskip("torch")
+    ca = pytest.importorskip("captum.attr")
+    from torch_reference import tiny_cnn_from_params
+    p, x = tiny_params(11), img12 * 3 - 1
+    model = tiny_cnn_from_params(p).double()
+    xt = _nchw(x)
+    fn = tiny_net()
+    # IG, midpoint rule = captum's riemann_middle; no max-pool near-ties on this random image, so values
+    # agree to fp32 accumulation (measured 2.1e-7 of the scale; SmoothGrad 1.5e-7).
+    ref = _hwc(ca.IntegratedGradients(model).attribute(xt, baselines=0.0, target=2, n_steps=8,
+                                                        method="riemann_middle"))
+    got = integrated_gradients(fn, p, x, "logits", 2, baseline=0.0, steps=8, batch_size=3)
+    _close(got, ref, 2.5e-6, "integrated gradients")
+    # SmoothGrad with jaxvis's draws given to captum's NoiseTunnel.
+    n, sigma = 5, 0.4
+    ref = _hwc(_shared_noise_tunnel(ca, _jaxvis_noise(x.shape, n, 7, sigma))(ca.Saliency(model)).attribute(
+        xt, nt_type="smoothgrad", nt_samples=n, stdevs=sigma, target=2, abs=False))
+    got = smoothgrad(fn, p, x, "logits", 2, sigma=sigma, num_samples=n, batch_size=2, seed=7)
+    _close(got, ref, 2.5e-6, "smoothgrad")
+
+
+@pytest.mark.slow
+def test_integrated_gradients_and_smoothgrad_match_captum(net, captum_ref):
     ca, model, x, xt = captum_ref
     # IG, midpoint rule (captum method="riemann_middle"), black baseline. Near the black baseline the
     # image is almost uniform and max-pool windows hold near-ties, which fp32 and fp64 break differently
@@ -506,18 +548,9 @@ def test_integrated_gradients_and_smoothgrad_match_captum(net, captum_ref):
     # SmoothGrad with shared noise: captum's NoiseTunnel draws its own, so it is given jaxvis's draws.
     n, seed = 6, 3
     r = jaxvis.saliency(net, x, ESPRESSO, method="smoothgrad", num_samples=n, seed=seed, batch_size=4)
-    keys = jax.random.split(jax.random.PRNGKey(seed), n)
-    noise = np.stack([np.asarray(jax.random.normal(k, x.shape, jnp.float32)) for k in keys]) * r.options["sigma"]
-    noise_t = torch.from_numpy(np.ascontiguousarray(noise.transpose(0, 3, 1, 2)).astype(np.float64))
-
-    class SharedNoise(ca.NoiseTunnel):
-        @staticmethod
-        def _add_noise_to_input(input, stdev, nt_samples_partition):
-            assert input.shape[0] == 1 and nt_samples_partition == n
-            return input.repeat_interleave(n, dim=0) + noise_t
-
-    ref = _hwc(SharedNoise(ca.Saliency(model)).attribute(xt, nt_type="smoothgrad", nt_samples=n,
-                                                          stdevs=r.options["sigma"], target=ESPRESSO, abs=False))
+    tunnel = _shared_noise_tunnel(ca, _jaxvis_noise(x.shape, n, seed, r.options["sigma"]))
+    ref = _hwc(tunnel(ca.Saliency(model)).attribute(xt, nt_type="smoothgrad", nt_samples=n,
+                                                     stdevs=r.options["sigma"], target=ESPRESSO, abs=False))
     _stats_close(r.raw, ref, "smoothgrad")
 
 
