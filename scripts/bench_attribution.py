@@ -3,12 +3,13 @@
   python scripts/bench_attribution.py [--repeats 3] [--image examples/images/coffee.png]
 
 SqueezeNet v1.1 (shipped weights) at 227×227, target 'espresso':
-  * SmoothGrad, 50 noisy samples, σ = 0.15 × pixel range, at most 16 samples per call;
+  * SmoothGrad, 50 noisy samples, σ = 0.15 × pixel range, at most 16 samples per batched
+    forward + backward pass (jaxvis: 4 chunks of 13 scanned inside one jitted call; torch:
+    16, 16, 16, 2);
   * occlusion, 15×15 mask positions (45×45 mask, stride 16, MATLAB clipping), 226 forward
-    passes (with the unoccluded image), at most 32 per call.
-PyTorch runs an independent SqueezeNet (tests/torch_reference.py) with the same weights,
-the same number of calls (jaxvis balances its chunks: 4×13 and 8×29; torch 16,16,16,2 and
-7×32+2) and the same number of threads, in the same process. Times are the best of
+    passes (with the unoccluded image), at most 32 per call (jaxvis 8×29, torch 7×32+2).
+PyTorch runs an independent SqueezeNet (tests/torch_reference.py) with the same weights
+and the same number of threads, in the same process. Times are the best of
 `--repeats`, JAX and torch runs alternating, after a first run (whose extra JAX time,
 tracing and compilation, is reported separately).
 Needs torch (not a jaxvis dependency).
