@@ -458,20 +458,33 @@ def _hwc(t):
 
 def _close(got, ref, rel, what):
     """max |got − ref| ≤ rel · max |ref| (ref: captum on the float64 model, so the gap is jaxvis's fp32;
-    measured here: gradient 4.5e-7, Grad-CAM 7.9e-7 raw and 7.6e-7 upsampled)."""
+    measured here: Grad-CAM 7.9e-7 raw and 7.6e-7 upsampled; no max-pool argmax on its gradient path)."""
     err = float(np.abs(got - ref).max() / np.abs(ref).max())
     assert err <= rel, (what, err)
+
+
+def _close_but_near_ties(got, ref, what):
+    """Input gradients route through max-pool argmaxes (and guided/deconvnet ReLU sign switches): where
+    fp32 rounding decides a near-tie, a unit's whole contribution moves, and which ties flip depends on
+    the convolution kernels' summation order. Measured against the float64 reference: with XLA:CPU's
+    Eigen convolutions 0.0 % of values beyond 2.5e-6 of the scale (max 4.5e-7); with its YNNPACK
+    convolutions, or torch float32, 3.6 % (max 1.5e-3 for the gradient, 3.6e-3 for deconvnet, relative
+    L2 ≤ 1.1e-3). So: 90 % of values within 2.5e-6 of the scale, relative L2 ≤ 1e-2, none beyond 1e-2."""
+    err, scale = np.abs(got - ref), np.abs(ref).max()
+    assert np.quantile(err, 0.9) <= 2.5e-6 * scale, (what, np.quantile(err, 0.9) / scale)
+    assert np.linalg.norm(got - ref) <= 1e-2 * np.linalg.norm(ref), what
+    assert err.max() <= 1e-2 * scale, (what, err.max() / scale)
 
 
 def test_gradient_gradcam_occlusion_match_captum(net, captum_ref):
     ca, model, x, xt = captum_ref
     # Plain gradient of the class logit: captum Saliency(abs=False).
     ref = _hwc(ca.Saliency(model).attribute(xt, target=ESPRESSO, abs=False))
-    _close(jaxvis.saliency(net, x, ESPRESSO).raw, ref, 2.5e-6, "gradient")
-    # Guided backprop and deconvnet (captum overrides every nn.ReLU's backward): see _assert_close_but_sign_flips.
+    _close_but_near_ties(jaxvis.saliency(net, x, ESPRESSO).raw, ref, "gradient")
+    # Guided backprop and deconvnet (captum overrides every nn.ReLU's backward).
     for method, cls in (("guided_backprop", ca.GuidedBackprop), ("deconvnet", ca.Deconvolution)):
         ref = _hwc(cls(model).attribute(xt, target=ESPRESSO))
-        _assert_close_but_sign_flips(jaxvis.saliency(net, x, ESPRESSO, method=method).raw, ref, method, tol=2.5e-6)
+        _close_but_near_ties(jaxvis.saliency(net, x, ESPRESSO, method=method).raw, ref, method)
     # Grad-CAM at relu_conv10 (ReLU'd), raw 14×14 and bilinearly upsampled (align_corners=False).
     lgc = ca.LayerGradCam(model, model.net.classifier[2])
     raw = lgc.attribute(xt, target=ESPRESSO, relu_attributions=True)
