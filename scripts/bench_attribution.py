@@ -3,12 +3,13 @@
   python scripts/bench_attribution.py [--repeats 3] [--image examples/images/coffee.png]
 
 SqueezeNet v1.1 (shipped weights) at 227×227, target 'espresso':
-  * SmoothGrad, 50 noisy samples, σ = 0.15 × pixel range, at most 16 samples per call;
+  * SmoothGrad, 50 noisy samples, σ = 0.15 × pixel range, at most 16 samples per batched
+    forward + backward pass (jaxvis: 4 chunks of 13 scanned inside one jitted call; torch:
+    16, 16, 16, 2);
   * occlusion, 15×15 mask positions (45×45 mask, stride 16, MATLAB clipping), 226 forward
-    passes (with the unoccluded image), at most 32 per call.
-PyTorch runs an independent SqueezeNet (tests/torch_squeezenet.py) with the same weights,
-the same number of calls (jaxvis balances its chunks: 4×13 and 8×29; torch 16,16,16,2 and
-7×32+2) and the same number of threads, in the same process. Times are the best of
+    passes (with the unoccluded image), at most 32 per call (jaxvis 8×29, torch 7×32+2).
+PyTorch runs an independent SqueezeNet (tests/torch_reference.py) with the same weights
+and the same number of threads, in the same process. Times are the best of
 `--repeats`, JAX and torch runs alternating, after a first run (whose extra JAX time,
 tracing and compilation, is reported separately).
 Needs torch (not a jaxvis dependency).
@@ -55,9 +56,9 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
 
     import torch
+    from torch_reference import squeezenet_from_jaxvis as from_jaxvis
 
     import jaxvis
-    from torch_squeezenet import from_jaxvis
 
     net = jaxvis.load_model("squeezenet")
     tm = from_jaxvis(net.params)
@@ -86,15 +87,14 @@ def main(argv=None) -> int:
         return (total / n).numpy().transpose(1, 2, 0)
 
     # ---- occlusion, 15×15 positions
-    occ_kw = dict(mask_size=45, stride=16, batch_size=ob)
+    occ_kw = {"mask_size": 45, "stride": 16, "batch_size": ob}
 
     def jax_occ():
         return jaxvis.occlusion_sensitivity(net, x, cls, **occ_kw).raw
 
     def torch_occ():
         from jaxvis.attribution import mask_starts
-        h, w = x.shape[:2]
-        starts = mask_starts(h, 45, 16)
+        starts = mask_starts(x.shape[0], 45, 16)
         fill = xt.reshape(3, -1).mean(1).view(3, 1, 1)
         corners = [(r, c) for r in starts for c in starts]
         imgs = [xt]

@@ -3,7 +3,14 @@
 The methods are written against a pure `fn(params, images) -> {layer: N×H×W×C}`; the
 jitted kernels built on such an `fn` are cached on the `fn` (so they go when it goes)
 and count their traces, so repeated calls with new targets or images of the
-same size never retrace. Network wrappers keep one `fn` per (net, layers, ReLU rule).
+same size never retrace.
+
+Network wrappers use only the network protocol (`name`, `input_size`, `classes`,
+`params`, `layer_names`, `layer_name`, `require_weights`, `apply`, `function`, `jitted`),
+so they work for any network object, including one defined by a plain function. What
+they learn about a network (its `fn` per (layers, ReLU rule), its class-score layer,
+layer shapes, Grad-CAM's default feature layer) is kept in a weak-keyed cache: it lives
+as long as the network and never keeps it alive.
 """
 
 from __future__ import annotations
@@ -11,13 +18,15 @@ from __future__ import annotations
 import collections
 import dataclasses
 import math
-from typing import Any, Callable
+import weakref
+from collections.abc import Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ..errors import AttributionError, ImageError
+from ..errors import AttributionError, ImageError, MissingWeightsError
 from ..images import ImageLike, fit_to_size, to_batch
 from .targets import Target, resolve
 
@@ -25,9 +34,16 @@ ActivationFn = Callable[[Any, jax.Array], dict]
 
 
 # ----------------------------------------------------------------------- scores
-def unit_score(acts: dict, layer: str, channel) -> jax.Array:
-    """N scores: spatial mean of `acts[layer][..., channel]` (`channel` may be traced)."""
-    a = jnp.take(acts[layer], channel, axis=-1)
+def unit_score(acts: dict, layer: str, channel, softmax: bool = False) -> jax.Array:
+    """N scores: spatial mean of `acts[layer][..., channel]` (`channel` may be traced).
+
+    softmax=True scores the softmax over channels instead (a class probability when
+    `layer` holds the 1×1 class scores).
+    """
+    a = acts[layer]
+    if softmax:
+        a = jax.nn.softmax(a, axis=-1)
+    a = jnp.take(a, channel, axis=-1)
     return a.reshape(a.shape[0], -1).mean(axis=1)
 
 
@@ -69,74 +85,164 @@ def kernel(fn: Callable, kind: str, static: tuple, build: Callable) -> Callable:
     return entry.jitted[key]
 
 
-def _net_fns(net) -> dict:
-    return net.__dict__.setdefault("_attribution_fns", {})
+# ----------------------------------------------------------------------- per-network cache
+_NETS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def net_cache(net) -> dict:
+    """A dict that lives as long as `net` (values must not refer to `net` strongly).
+
+    A network that cannot be weakly referenced or hashed gets a fresh dict: correct, but
+    nothing is reused between calls (each call traces again).
+    """
+    try:
+        return _NETS.setdefault(net, {})
+    except TypeError:
+        return {}
+
+
+def layer_names(net) -> tuple[str, ...]:
+    """`net.layer_names` (graph order)."""
+    names = getattr(net, "layer_names", None)
+    if names is None:  # jaxvis.Network before the protocol gave it `layer_names`
+        names = tuple(layer.name for layer in net.layers)
+    return tuple(names)
+
+
+def net_function(net, layers: tuple[str, ...], relu: str = "standard") -> Callable:
+    """One cached pure function per (net, layers, relu): kernels built on it are reused.
+
+    `f(params, images, taps=None) -> {layer: activation}` calls `net.apply`; a zero tap added
+    to a layer's output gives gradients at that intermediate activation (Grad-CAM), without
+    hooks. It holds `net` weakly, so the cache does not keep the network alive.
+    """
+    cache = net_cache(net)
+    key = ("fn", tuple(layers), relu)
+    if key not in cache:
+        layers = tuple(layers)
+        net.require_weights(layers)
+        try:
+            ref = weakref.ref(net)
+        except TypeError:
+            ref = lambda: net
+
+        def fn(params, images, taps=None):
+            return ref().apply(params, images, layers, relu=relu, taps=taps)
+
+        cache[key] = fn
+    return cache[key]
 
 
 def trace_counts(obj) -> collections.Counter:
     """How often each attribution kernel was traced.
 
     Args:
-      obj: a pure `fn` (keys `(kind, *static)`) or a Network (keys `(kind, relu, *static)`).
+      obj: a pure `fn` (keys `(kind, *static)`) or a network (keys `(kind, relu, *static)`).
     """
-    from ..network import Network
-    if isinstance(obj, Network):
-        out = collections.Counter()
-        for (_, relu), fn in _net_fns(obj).items():
+    if callable(obj) and not hasattr(obj, "apply"):
+        return collections.Counter(_entry(obj).traces)
+    out: collections.Counter = collections.Counter()
+    for key, fn in net_cache(obj).items():
+        if key[0] == "fn":
             for (kind, *rest), n in _entry(fn).traces.items():
-                out[(kind, relu, *rest)] += n
-        return out
-    return collections.Counter(_entry(obj).traces)
-
-
-def net_function(net, layers: tuple[str, ...], relu: str = "standard") -> Callable:
-    """One cached pure function per (net, layers, relu): kernels built on it are reused.
-
-    It is `net.function`: `f(params, images, taps=None)`; a zero tap added to a layer's
-    output gives gradients at that intermediate activation (Grad-CAM), without hooks.
-    """
-    fns = _net_fns(net)
-    key = (tuple(layers), relu)
-    if key not in fns:
-        fns[key] = net.function(layers, relu=relu)
-    return fns[key]
+                out[(kind, key[2], *rest)] += n
+    return out
 
 
 # ----------------------------------------------------------------------- network facts
-def score_layers(net) -> tuple[str | None, str | None]:
-    """(pre-softmax layer, softmax layer) of a network; None where absent."""
-    soft = [s for s in net.steps if s.kind == "softmax"]
-    if not soft:
-        return None, None
-    return soft[-1].inputs[0], soft[-1].name
+def computable(net, layer: str) -> bool:
+    """Whether the loaded weights suffice to compute `layer`."""
+    try:
+        net.require_weights([layer])
+        return True
+    except MissingWeightsError:
+        return False
 
 
 def layer_shapes(net, layers, hw: tuple[int, int]) -> dict[str, tuple]:
-    """Output shapes (N=1) of `layers` for an hw input, without computing anything."""
-    names = tuple(layers)
-    spec = jax.ShapeDtypeStruct((1, *hw, 3), jnp.float32)
-    out = jax.eval_shape(lambda p, x: net.apply(p, x, names), net.params, spec)
-    return {n: tuple(v.shape) for n, v in out.items()}
+    """Output shapes (N=1) of `layers` for an hw input, without computing anything (cached)."""
+    cache = net_cache(net)
+    todo = tuple(n for n in layers if ("shape", n, tuple(hw)) not in cache)
+    if todo:
+        spec = jax.ShapeDtypeStruct((1, *hw, 3), jnp.float32)
+        out = jax.eval_shape(lambda p, x: net.apply(p, x, todo), net.params, spec)
+        for n, v in out.items():
+            cache[("shape", n, tuple(hw))] = tuple(v.shape)
+    return {n: cache[("shape", n, tuple(hw))] for n in layers}
 
 
-def network_target(net, target, score: str, image: np.ndarray) -> Target:
-    """Resolve `target` for `net`; None means the class the network predicts for `image`."""
-    logit, prob = score_layers(net)
-    if target is None:
-        if logit is None:
-            raise AttributionError("target=None means 'the predicted class', but this network has no "
-                                   "class scores; pass a (layer, channel) target")
-        out = net.jitted([logit])(net.params, jnp.asarray(image[None]))[logit]
-        target = int(np.argmax(np.asarray(out).reshape(-1)))
+def class_layer(net, image: np.ndarray) -> tuple[str | None, tuple[str, ...]]:
+    """(layer holding the pre-softmax class scores or None, the 1×1×len(classes) layers).
+
+    Found from the protocol alone: among the layers whose output is 1×1×len(classes),
+    the last one that is not a probability distribution (a softmax output is ≥ 0 and
+    sums to 1 — no class-score vector does both). Decided once per network, on the first
+    image it sees.
+    """
+    cache = net_cache(net)
+    if "class_layer" not in cache:
+        cache["class_layer"] = _find_class_layer(net, image)
+    return cache["class_layer"]
+
+
+def _find_class_layer(net, image: np.ndarray) -> tuple[str | None, tuple[str, ...]]:
+    if not net.classes:
+        return None, ()
+    names = layer_names(net)
+    net.require_weights([names[-1]])  # class scores sit at the end: name the missing weights now
+    k = len(net.classes)
+    shapes = layer_shapes(net, [n for n in names if computable(net, n)], tuple(image.shape[:2]))
+    cands = tuple(n for n, s in shapes.items() if s[1:] == (1, 1, k))
+    if not cands:
+        return None, ()
+    out = net.jitted(cands)(net.params, jnp.asarray(image[None]))
+    probs = set()
+    for n in cands:
+        v = np.asarray(out[n], np.float64).reshape(-1)
+        if v.min() >= 0 and abs(v.sum() - 1) < 1e-3:
+            probs.add(n)
+    logits = [n for n in cands if n not in probs]
+    return (logits[-1] if logits else None), cands
+
+
+def network_target(net, target, score: str, image: np.ndarray, reduction_layer=None) -> Target:
+    """Resolve `target` for `net`; None means the class the network predicts for `image`.
+
+    `reduction_layer` (Grad-CAM's ReductionLayer) makes a class target score channel
+    `class index` of that layer instead of the class-score layer.
+    """
+    red = None if reduction_layer is None else net.layer_name(reduction_layer)
     if isinstance(target, (tuple, list)):
         def channels(layer):
             net.require_weights([layer])
             return layer_shapes(net, [layer], image.shape[:2])[layer][-1]
-        return resolve(target, classes=net.classes, logit_layer=logit, prob_layer=prob, score=score,
-                       layer_name=net.layer_name, num_channels=channels)
-    t = resolve(target, classes=net.classes, logit_layer=logit, prob_layer=prob, score=score)
-    net.require_weights([t.layer])
-    return t
+        t = resolve(target, classes=net.classes, class_layer=None, score=score, layer_name=net.layer_name,
+                    num_channels=channels)
+        if red is not None and red != t.layer:
+            raise AttributionError(f"reduction_layer {red!r} contradicts the unit target {tuple(target)!r}, "
+                                   f"which is scored at {t.layer!r}; leave reduction_layer out")
+        return t
+    logit, cands = class_layer(net, image)
+    if target is None:
+        if logit is None:
+            raise AttributionError("target=None means 'the predicted class', but this network has no "
+                                   "class scores; pass a (layer, channel) target")
+        out = net.jitted(cands)(net.params, jnp.asarray(image[None]))[logit]
+        target = int(np.argmax(np.asarray(out).reshape(-1)))
+    if red is None or red == logit:
+        t = resolve(target, classes=net.classes, class_layer=logit, score=score)
+        net.require_weights([t.layer])
+        return t
+    if score != "logit":
+        raise AttributionError(f"score={score!r} applies to the class scores ({logit!r}); with "
+                               f"reduction_layer={red!r} the score is that layer's own activation")
+    t = resolve(target, classes=net.classes, class_layer=red, score="logit")
+    net.require_weights([red])
+    c = layer_shapes(net, [red], image.shape[:2])[red][-1]
+    if t.channel >= c:
+        raise AttributionError(f"class {t.channel} is not a channel of reduction layer {red!r} "
+                               f"({c} channels, 0..{c - 1})")
+    return dataclasses.replace(t, score="activation")
 
 
 def prepare_image(net, image: ImageLike, resize: str) -> np.ndarray:
@@ -172,7 +278,7 @@ def pad_rows(a: np.ndarray, n: int) -> np.ndarray:
 
 
 def matlab_round(x: float) -> int:
-    return int(math.floor(x + 0.5))  # MATLAB rounds halves away from zero (x >= 0 here)
+    return math.floor(x + 0.5)  # MATLAB rounds halves away from zero (x >= 0 here)
 
 
 # ----------------------------------------------------------------------- result

@@ -1,34 +1,49 @@
 """Grad-CAM (Selvaraju et al. 2017): feature maps weighted by their spatially averaged gradients.
 
-map = ReLU(Σ_k α_k A^k), α_k = mean over (i, j) of ∂score/∂A^k_ij, bilinearly resized to the
-image. The gradient with respect to the feature map A comes from a zero "tap" added to
-A inside the pure function (`fn(params, images, taps)`), so activations and gradients
-come from one jitted forward + backward pass.
+map = ReLU(Σ_k α_k A^k), α_k = mean over (i, j) of ∂score/∂A^k_ij, resized to the image
+(bilinear by default). The gradient with respect to the feature map A comes from a zero
+"tap" added to A inside the pure function (`fn(params, images, taps)`), so activations
+and gradients come from one jitted forward + backward pass.
+
+Names follow MATLAB's `gradCAM`: the *feature layer* is A, the *reduction layer* is the
+layer whose channel is reduced to the score.
 """
 
 from __future__ import annotations
 
+import itertools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.extend.core import ClosedJaxpr, Var
 
 from ..display import imresize
-from ..errors import AttributionError, MissingWeightsError
+from ..errors import AttributionError
 from ..images import ImageLike
-from .common import Attribution, kernel, layer_shapes, net_function, network_target, prepare_image, unit_score
+from .common import (
+    Attribution,
+    computable,
+    kernel,
+    layer_names,
+    net_cache,
+    net_function,
+    network_target,
+    prepare_image,
+    unit_score,
+)
 
-# Layers that only resample or copy a feature map: Grad-CAM on the map before them is finer.
-_NOT_FEATURES = ("input", "maxpool", "gap", "adaptive_avgpool", "dropout", "softmax", "output")
+UPSAMPLING = ("bilinear", "bicubic", "nearest", "none")
 
 
-def _build_cam(fn, feature_layer, score_layer):
+def _build_cam(fn, feature_layer, score_layer, softmax):
     def k(params, image, channel):
         x = image[None]
         shape = jax.eval_shape(lambda: fn(params, x, None)[feature_layer]).shape
 
         def score(delta):
             out = fn(params, x, {feature_layer: delta})
-            s = unit_score(out, score_layer, channel)[0]
+            s = unit_score(out, score_layer, channel, softmax)[0]
             return s, (out[feature_layer], s)
 
         g, (a, s) = jax.grad(score, has_aux=True)(jnp.zeros(shape, x.dtype))
@@ -38,7 +53,8 @@ def _build_cam(fn, feature_layer, score_layer):
     return k
 
 
-def grad_cam_core(fn, params, image, feature_layer: str, score_layer: str, channel: int):
+def grad_cam_core(fn, params, image, feature_layer: str, score_layer: str, channel: int, *,
+                  softmax: bool = False):
     """Grad-CAM at feature resolution for one H×W×C image.
 
     Args:
@@ -48,66 +64,168 @@ def grad_cam_core(fn, params, image, feature_layer: str, score_layer: str, chann
       image: H×W×C input.
       feature_layer: the feature map A (N×h×w×K).
       score_layer, channel: the score = spatial mean of `score_layer[..., channel]`.
+      softmax: score the softmax over `score_layer`'s channels instead (class probability).
 
     Returns:
       (cam h×w, α (K,), A h×w×K, score) as numpy / float.
     """
-    k = kernel(fn, "grad_cam", (feature_layer, score_layer), _build_cam)
+    k = kernel(fn, "grad_cam", (feature_layer, score_layer, softmax), _build_cam)
     cam, alpha, a, s = k(params, jnp.asarray(image), jnp.int32(channel))
     return np.asarray(cam), np.asarray(alpha), np.asarray(a), float(s)
 
 
-def default_feature_layer(net, score_layer: str, hw: tuple[int, int]) -> str:
-    """MATLAB gradCAM's rule — the last layer whose output has non-singleton spatial
-    dimensions — applied to layers the score depends on, skipping pooling and dropout
-    layers (they only resample the map before them).
+# ----------------------------------------------------------------------- which layers feed the score
+class _LayerGraph:
+    """Data flow from the input to a reduction layer, read from the jaxpr of `net.apply`.
 
-    SqueezeNet: 'relu_conv10' (14×14 at 227, the same as MATLAB; there Grad-CAM reduces to the
-    class activation map, since pool10 averages relu_conv10). AlexNet: 'relu5' (MATLAB's
-    literal rule would give 'pool5', a coarser 6×6 copy of it).
+    One trace (`jax.make_jaxpr`, about the cost of one `eval_shape`) gives every earlier
+    layer's shape and its place in the data flow. Nested jitted calls are inlined; other
+    higher-order primitives count as one node whose outputs depend on all its inputs.
     """
-    anc = net.ancestors(score_layer)
-    cands = [s.name for s in net.steps if s.name in anc and s.kind not in _NOT_FEATURES and _computable(net, s.name)]
-    shapes = layer_shapes(net, cands, hw)
-    spatial = [n for n in cands if shapes[n][1] > 1 or shapes[n][2] > 1]
-    if not spatial:
-        raise AttributionError(f"no layer before {score_layer!r} has a spatial feature map; pass layer=")
-    return spatial[-1]
+
+    def __init__(self, net, reduction_layer: str, hw: tuple[int, int]):
+        names = layer_names(net)
+        before = [n for n in names[:names.index(reduction_layer)] if computable(net, n)]
+        want = (*before, reduction_layer)
+        spec = jax.ShapeDtypeStruct((1, *hw, 3), jnp.float32)
+        closed, shapes = jax.make_jaxpr(lambda p, x: net.apply(p, x, want), return_shape=True)(net.params, spec)
+        self.shapes = {n: tuple(v.shape) for n, v in shapes.items()}
+        self.edges: list[tuple[list[int], int]] = []
+        ids = itertools.count()
+        env = {v: next(ids) for v in closed.jaxpr.invars}
+        outs = self._inline(closed.jaxpr, env, ids)
+        order = jax.tree_util.tree_leaves({n: n for n in want})  # dict outputs flatten in key order
+        self.node = {n: o for n, o in zip(order, outs)}
+        self.source = env[closed.jaxpr.invars[-1]]  # the image
+        self.before, self.reduction = before, reduction_layer
+
+    def _inline(self, jaxpr, env: dict, ids) -> list:
+        for eqn in jaxpr.eqns:
+            ins = [env[v] for v in eqn.invars if isinstance(v, Var) and v in env]
+            sub = eqn.params.get("jaxpr")
+            if isinstance(sub, ClosedJaxpr) and len(sub.jaxpr.invars) == len(eqn.invars):
+                inner = {iv: env[ov] for iv, ov in zip(sub.jaxpr.invars, eqn.invars) if isinstance(ov, Var) and ov in env}
+                for o, n in zip(eqn.outvars, self._inline(sub.jaxpr, inner, ids)):
+                    if n is not None:
+                        env[o] = n
+                continue
+            for o in eqn.outvars:
+                env[o] = next(ids)
+                self.edges.append((ins, env[o]))
+        return [env.get(v) if isinstance(v, Var) else None for v in jaxpr.outvars]
+
+    def _live(self, sources: set, blocked=None) -> set:
+        live = set(sources) - {blocked}
+        for ins, out in self.edges:
+            if out != blocked and any(i in live for i in ins):
+                live.add(out)
+        return live
+
+    def depends_on(self, layer: str) -> bool:
+        """Whether the reduction layer's output changes with `layer`'s output."""
+        n = self.node.get(layer)
+        return n is not None and self.node[self.reduction] in self._live({n})
+
+    def dominates(self, layer: str) -> bool:
+        """Whether every path from the image to the reduction layer goes through `layer`."""
+        n = self.node.get(layer)
+        return n is not None and self.node[self.reduction] not in self._live({self.source}, blocked=n)
 
 
-def _computable(net, layer: str) -> bool:
-    try:
-        net.require_weights([layer])
-        return True
-    except MissingWeightsError:
-        return False
+def _graph(net, reduction_layer: str, hw: tuple[int, int]) -> _LayerGraph:
+    cache = net_cache(net)
+    key = ("layer_graph", reduction_layer, tuple(hw))
+    if key not in cache:
+        cache[key] = _LayerGraph(net, reduction_layer, tuple(hw))
+    return cache[key]
 
 
-def grad_cam(net, image: ImageLike, target=None, layer=None, *, score: str = "logit",
-             resize: str = "crop") -> Attribution:
+def default_feature_layer(net, reduction_layer: str, hw: tuple[int, int]) -> str:
+    """Grad-CAM's default feature layer for a reduction layer and input size (cached).
+
+    MATLAB gradCAM's rule — the last layer before the reduction layer whose output has
+    non-singleton spatial dimensions — refined in two ways, using only the network protocol
+    (layer order, and shapes and data flow from one trace of `net.apply`):
+
+    * only layers that every path to the reduction layer goes through count (a cut of the
+      graph): for a unit of a Fire module's concat, the squeeze layer both branches share,
+      not one branch, which would explain only half the channels;
+    * of the trailing run of such layers with the same channel count, the finest one is
+      taken: pooling only resamples the map before it (AlexNet: 'relu5' 13×13, not MATLAB's
+      'pool5' 6×6 copy of it).
+
+    SqueezeNet classes: 'relu_conv10' (14×14 at 227, as in MATLAB; there Grad-CAM reduces to
+    the class activation map, since pool10 averages relu_conv10).
+    """
+    cache = net_cache(net)
+    key = ("feature_layer", reduction_layer, tuple(hw))
+    if key not in cache:
+        g = _graph(net, reduction_layer, hw)
+        first = layer_names(net)[0]
+        cands = [n for n in g.before if g.shapes[n][1] * g.shapes[n][2] > 1 and g.dominates(n)
+                 and not (n == first and g.shapes[n] == (1, *hw, 3))]  # the input layer is the image itself
+        if not cands:
+            raise AttributionError(f"no layer before {reduction_layer!r} has a spatial feature map that the "
+                                   "score depends on; pass feature_layer=")
+        k = g.shapes[cands[-1]][3]
+        run = list(itertools.takewhile(lambda n: g.shapes[n][3] == k, reversed(cands)))
+        finest = max(g.shapes[n][1] * g.shapes[n][2] for n in run)
+        cache[key] = next(n for n in run if g.shapes[n][1] * g.shapes[n][2] == finest)
+    return cache[key]
+
+
+def check_feature_layer(net, feature_layer: str, reduction_layer: str, hw: tuple[int, int]) -> None:
+    """AttributionError unless the reduction layer comes after and depends on `feature_layer`."""
+    g = _graph(net, reduction_layer, hw)
+    if feature_layer not in g.node or feature_layer == reduction_layer or not g.depends_on(feature_layer):
+        raise AttributionError(f"the score at {reduction_layer!r} does not depend on feature_layer "
+                               f"{feature_layer!r}; pick a layer before {reduction_layer!r} that feeds it "
+                               f"(default: {default_feature_layer(net, reduction_layer, hw)!r})")
+
+
+def grad_cam(net, image: ImageLike, target=None, *, feature_layer=None, reduction_layer=None,
+             score: str = "logit", upsampling: str = "bilinear", resize: str = "crop") -> Attribution:
     """Grad-CAM map of a class (or hidden unit) over one image.
 
     Args:
       net: the network.
       image: one image; resized to `net.input_size` like :func:`jaxvis.classify`.
       target: class index, class name or (layer, channel); None = the predicted class.
-      layer: feature layer (name or index); default :func:`default_feature_layer`.
-      score: 'logit' (pre-softmax, default) or 'probability'.
+      feature_layer: the feature map A (MATLAB's FeatureLayer; name or index); default
+        :func:`default_feature_layer` of the reduction layer.
+      reduction_layer: the layer whose channel is the score (MATLAB's ReductionLayer). Default:
+        the class-score layer for class targets (the class index is its channel), the unit's
+        layer for (layer, channel) targets. With a class target and another layer (e.g. the
+        network's softmax layer 'prob'), the class index is a channel of that layer.
+      score: class targets: 'logit' (pre-softmax class score, default, as captum's LayerGradCam
+        on a model returning logits) or 'softmax' (the class probability: what MATLAB's
+        gradCAM differentiates on a network ending in a softmax layer).
+      upsampling: how the feature-resolution map (`.raw`) becomes `.map`: 'bilinear' (default;
+        pixel-centre aligned, = torch `interpolate(mode="bilinear", align_corners=False)`, as
+        captum's `LayerAttribution.interpolate`), 'bicubic', 'nearest' (MATLAB imresize) or
+        'none' (`.map` is `.raw`).
       resize: 'crop', 'stretch' or 'none'.
 
     Returns:
-      :class:`Attribution`: `.map` H×W (bilinear imresize of the feature-resolution map,
-      `.raw`), `.options['layer']`, `.options['alpha']` the K channel weights.
+      :class:`Attribution`: `.map` H×W, `.raw` the h×w map at the feature layer,
+      `.options['feature_layer']`, `['reduction_layer']`, `['alpha']` the K channel weights.
     """
+    if upsampling not in UPSAMPLING:
+        raise AttributionError(f"upsampling must be one of {UPSAMPLING}, not {upsampling!r}")
     x = prepare_image(net, image, resize)
-    t = network_target(net, target, score, x)
-    feat = default_feature_layer(net, t.layer, x.shape[:2]) if layer is None else net.layer_name(layer)
-    if feat not in net.ancestors(t.layer):
-        raise AttributionError(f"the score of {t} does not depend on layer {feat!r}; pick a layer before "
-                               f"{t.layer!r}")
+    hw = tuple(x.shape[:2])
+    t = network_target(net, target, score, x, reduction_layer)
+    if feature_layer is None:
+        feat = default_feature_layer(net, t.layer, hw)
+    else:
+        feat = net.layer_name(feature_layer)
+        check_feature_layer(net, feat, t.layer, hw)
     fn = net_function(net, (feat, t.layer), "standard")
-    cam, alpha, a, s = grad_cam_core(fn, net.params, x, feat, t.layer, t.channel)
-    big = imresize(cam.astype(np.float64), x.shape[:2], method="bilinear").astype(np.float32)
-    opts = {"layer": feat, "feature_size": a.shape, "alpha": alpha, "score": t.score, "resize": resize,
-            "upsampling": "bilinear"}
-    return Attribution(np.maximum(big, 0), x, "grad_cam", t, s, opts, cam)
+    cam, alpha, a, s = grad_cam_core(fn, net.params, x, feat, t.layer, t.channel, softmax=t.score == "softmax")
+    if upsampling == "none":
+        big = cam
+    else:
+        big = imresize(cam.astype(np.float64), hw, method=upsampling).astype(np.float32)
+    opts = {"feature_layer": feat, "reduction_layer": t.layer, "feature_size": a.shape, "alpha": alpha,
+            "score": t.score, "upsampling": upsampling, "resize": resize}
+    return Attribution(big, x, "grad_cam", t, s, opts, cam)

@@ -1,22 +1,30 @@
-"""Occlusion sensitivity (Zeiler & Fergus 2014) with MATLAB `occlusionSensitivity` semantics.
+"""Occlusion sensitivity (Zeiler & Fergus 2014), with MATLAB's or captum's window placement.
 
 A mask slides over the image; at each position the masked pixels are replaced by
-`mask_value` and the map holds score(original) − score(occluded): positive where hiding
-the region lowers the score, i.e. where the region supports the target. The occluded
-copies are built with `jax.vmap` inside one jitted call per chunk of `batch_size`.
+`mask_value` and the score change score(original) − score(occluded) is recorded:
+positive where hiding the region lowers the score, i.e. where the region supports the
+target. The occluded copies are built with `jax.vmap` inside one jitted call per chunk of
+`batch_size`.
 
-MATLAB defaults reproduced: MaskSize 'auto' = round(20 % of the input size), Stride
-'auto' = round(10 %), MaskValue 'auto' = the image's per-channel mean, MaskClipping 'on'
-(mask centres start at the top-left pixel, masks at the edges are clipped), and
-OutputUpsampling 'bicubic' (the grid of one value per mask position, imresize'd to the
-input size; 'nearest' and 'none' also offered). Not averaged over overlapping masks:
-MATLAB's map is per mask position, then resized.
-Difference: MATLAB scores the softmax output; jaxvis scores the pre-softmax class score
-by default (`score="probability"` gives MATLAB's).
+placement="matlab" (`occlusionSensitivity`): MaskSize 'auto' = round(20 % of the input
+size), Stride 'auto' = round(10 %), MaskValue 'auto' = the image's per-channel mean,
+MaskClipping 'on' (mask centres at 0, stride, 2·stride, … < size: the first mask is
+centred on the top-left pixel, edge masks are clipped), and OutputUpsampling 'bicubic'
+(the grid of one value per mask position, imresize'd to the input size; 'nearest' and
+'none' also offered). Not averaged over overlapping masks.
+
+placement="captum" (`captum.attr.Occlusion` with a sliding window covering all colour
+channels): windows start at 0, stride, …, ceil((size − mask)/stride)·stride (the last one
+clipped at the far edge), and each pixel gets the mean score change of the windows that
+cover it.
+
+Score: the pre-softmax class score by default; MATLAB scores the softmax output
+(`score="softmax"` gives MATLAB's).
 """
 
 from __future__ import annotations
 
+import math
 import numbers
 
 import jax
@@ -26,14 +34,27 @@ import numpy as np
 from ..display import imresize
 from ..errors import AttributionError
 from ..images import ImageLike
-from .common import (Attribution, chunking, kernel, matlab_round, net_function, network_target, pad_rows,
-                     positive_int, prepare_image, unit_score)
+from .common import (
+    Attribution,
+    chunking,
+    kernel,
+    matlab_round,
+    net_function,
+    network_target,
+    pad_rows,
+    positive_int,
+    prepare_image,
+    unit_score,
+)
 
 DEFAULT_BATCH = 32  # occluded 227×227 copies per jitted forward call
 UPSAMPLING = ("bicubic", "nearest", "none")
 
 
-def _build_occ(fn, layer):
+PLACEMENTS = ("matlab", "captum")
+
+
+def _build_occ(fn, layer, softmax):
     def k(params, image, corners, mask_hw, fill, channel):
         rows = jnp.arange(image.shape[0])[:, None]
         cols = jnp.arange(image.shape[1])[None, :]
@@ -42,23 +63,40 @@ def _build_occ(fn, layer):
             m = (rows >= c[0]) & (rows < c[0] + mask_hw[0]) & (cols >= c[1]) & (cols < c[1] + mask_hw[1])
             return jnp.where(m[..., None], fill, image)
 
-        return unit_score(fn(params, jax.vmap(occlude)(corners)), layer, channel)
+        return unit_score(fn(params, jax.vmap(occlude)(corners)), layer, channel, softmax)
     return k
 
 
-def mask_starts(size: int, mask: int, stride: int, clipping: bool = True) -> np.ndarray:
+def mask_starts(size: int, mask: int, stride: int, clipping: bool = True, placement: str = "matlab") -> np.ndarray:
     """First row (or column) of each mask position along one axis.
 
-    clipping=True (MATLAB 'on'): centres at 0, stride, 2·stride, … < size; masks hang over
-    the edges. clipping=False ('off'): masks start at 0, stride, … and stay inside.
+    placement='matlab', clipping=True (MaskClipping 'on'): centres at 0, stride, 2·stride,
+    … < size; masks hang over the edges. clipping=False ('off'): masks start at 0, stride,
+    … and stay inside. placement='captum': starts 0, stride, …, ceil((size − mask)/stride)·stride
+    (captum's shift counts; the last window may hang over the far edge).
     """
+    if placement == "captum":
+        return np.arange(math.ceil((size - mask) / stride) + 1) * stride
     if clipping:
         return np.arange(0, size, stride) - mask // 2
     return np.arange(0, size - mask + 1, stride)
 
 
+def window_mean(grid: np.ndarray, rows: np.ndarray, cols: np.ndarray, mask_size: tuple[int, int],
+                hw: tuple[int, int]) -> np.ndarray:
+    """Per-pixel mean of `grid[r, c]` over the masks (starts rows × cols) covering the pixel (captum's
+    map); 0 where no mask covers it."""
+    def cover(starts, m, n):  # n × len(starts): pixel i lies in window k
+        i = np.arange(n)[:, None]
+        return ((i >= starts[None]) & (i < starts[None] + m)).astype(np.float64)
+    r, c = cover(rows, mask_size[0], hw[0]), cover(cols, mask_size[1], hw[1])
+    total = r @ grid.astype(np.float64) @ c.T
+    count = r.sum(1)[:, None] * c.sum(1)[None, :]
+    return np.divide(total, count, out=np.zeros_like(total), where=count > 0)
+
+
 def occlusion_scores(fn, params, image, layer: str, channel: int, *, corners, mask_size: tuple[int, int],
-                     fill, batch_size: int | None = None) -> tuple[np.ndarray, float]:
+                     fill, batch_size: int | None = None, softmax: bool = False) -> tuple[np.ndarray, float]:
     """Scores of the image with a mask at each corner, and of the unoccluded image.
 
     Args:
@@ -70,6 +108,7 @@ def occlusion_scores(fn, params, image, layer: str, channel: int, *, corners, ma
       mask_size: (rows, cols) of the mask.
       fill: value or (C,) values written under the mask.
       batch_size: most occluded copies per jitted call (default 32).
+      softmax: score the softmax over `layer`'s channels (class probability).
 
     Returns:
       (P scores, unoccluded score).
@@ -79,7 +118,7 @@ def occlusion_scores(fn, params, image, layer: str, channel: int, *, corners, ma
     # Row 0 is a mask placed wholly outside the image: the unoccluded score, same call.
     pos = np.concatenate([[[-h - mask_size[0], -w - mask_size[1]]], np.asarray(corners, np.int32)]).astype(np.int32)
     b, n = chunking(len(pos), batch_size, DEFAULT_BATCH)
-    k = kernel(fn, "occlusion", (layer,), _build_occ)
+    k = kernel(fn, "occlusion", (layer, softmax), _build_occ)
     fill = jnp.broadcast_to(jnp.asarray(fill, x.dtype), (x.shape[-1],))
     m = jnp.asarray(mask_size, jnp.int32)
     out = [np.asarray(k(params, x, jnp.asarray(pad_rows(pos[c * b:(c + 1) * b], b)), m, fill, jnp.int32(channel)))
@@ -100,32 +139,44 @@ def _pair(v, name: str, auto: tuple[int, int]) -> tuple[int, int]:
 
 
 def occlusion_sensitivity(net, image: ImageLike, target=None, *, mask_size="auto", stride="auto",
-                          mask_value="mean", mask_clipping: bool = True, output_upsampling: str = "bicubic",
-                          score: str = "logit", batch_size: int | None = None,
-                          resize: str = "crop") -> Attribution:
-    """MATLAB-style occlusion sensitivity map.
+                          mask_value="mean", placement: str = "matlab", mask_clipping: bool | None = None,
+                          output_upsampling: str | None = None, score: str = "logit",
+                          batch_size: int | None = None, resize: str = "crop") -> Attribution:
+    """Occlusion sensitivity map, MATLAB's (default) or captum's.
 
     Args:
       net: the network.
       image: one image; resized to `net.input_size` like :func:`jaxvis.classify`.
       target: class index, class name or (layer, channel); None = the predicted class.
-      mask_size: 'auto' (round(0.2·H), round(0.2·W): 45×45 at 227), an int or (rows, cols).
+      mask_size: 'auto' (round(0.2·H), round(0.2·W): 45×45 at 227), an int or (rows, cols)
+        (captum's `sliding_window_shapes` without the colour axis).
       stride: 'auto' (round(0.1·H), round(0.1·W): 23 at 227), an int or (rows, cols).
       mask_value: 'mean' (= MATLAB 'auto': the image's per-channel mean), a number or an
-        RGB triple in 0..255.
-      mask_clipping: True = MATLAB 'on' (first mask centred on the top-left pixel, edge
-        masks clipped); False = 'off' (masks stay inside the image).
-      output_upsampling: 'bicubic' (default) or 'nearest' imresize of the grid to the image
-        size, or 'none' (the map is the grid itself, one value per mask position).
-      score: 'logit' (default) or 'probability' (MATLAB's choice).
+        RGB triple in 0..255 (captum's `baselines`; captum's default is 0).
+      placement: 'matlab' (masks centred on 0, stride, …; map = the grid of score changes,
+        resized) or 'captum' (windows from 0; each pixel = mean score change of the windows
+        covering it). See the module docstring.
+      mask_clipping: placement='matlab' only: True (default) = MaskClipping 'on' (first mask
+        centred on the top-left pixel, edge masks clipped); False = 'off' (masks stay inside).
+      output_upsampling: placement='matlab' only: 'bicubic' (default) or 'nearest' imresize
+        of the grid to the image size, or 'none' (the map is the grid itself).
+      score: class targets: 'logit' (pre-softmax class score, default) or 'softmax' (the class
+        probability, MATLAB's: its classification networks end in a softmax layer).
       batch_size: most occluded copies per jitted call (default 32).
       resize: 'crop', 'stretch' or 'none'.
 
     Returns:
-      :class:`Attribution`: `.map` score(original) − score(occluded), positive where the
-      region supports the target; `.raw` the grid; `.options` the mask size, stride,
-      mask value and grid shape used.
+      :class:`Attribution`: `.map` H×W, positive where the region supports the target;
+      `.raw` the grid of score(original) − score(occluded), one value per mask position;
+      `.options` the mask size, stride, mask value, placement and grid shape used.
     """
+    if placement not in PLACEMENTS:
+        raise AttributionError(f"placement must be one of {PLACEMENTS}, not {placement!r}")
+    if placement == "captum" and (mask_clipping is not None or output_upsampling is not None):
+        raise AttributionError("mask_clipping and output_upsampling apply to placement='matlab'; captum's "
+                               "windows start at 0 and its map is the per-pixel mean of the windows")
+    mask_clipping = True if mask_clipping is None else bool(mask_clipping)
+    output_upsampling = output_upsampling or "bicubic"
     if output_upsampling not in UPSAMPLING:
         raise AttributionError(f"output_upsampling must be one of {UPSAMPLING}, not {output_upsampling!r}")
     batch_size = positive_int(batch_size, "batch_size", allow_none=True)
@@ -138,19 +189,21 @@ def occlusion_sensitivity(net, image: ImageLike, target=None, *, mask_size="auto
     sh, sw = _pair(stride, "stride", (max(1, matlab_round(0.1 * h)), max(1, matlab_round(0.1 * w))))
     fill = _fill(mask_value, x)
     t = network_target(net, target, score, x)
-    rows, cols = mask_starts(h, mh, sh, mask_clipping), mask_starts(w, mw, sw, mask_clipping)
+    rows = mask_starts(h, mh, sh, mask_clipping, placement)
+    cols = mask_starts(w, mw, sw, mask_clipping, placement)
     corners = np.stack(np.meshgrid(rows, cols, indexing="ij"), -1).reshape(-1, 2)
     fn = net_function(net, (t.layer,), "standard")
     scores, s = occlusion_scores(fn, net.params, x, t.layer, t.channel, corners=corners, mask_size=(mh, mw),
-                                 fill=fill, batch_size=batch_size)
+                                 fill=fill, batch_size=batch_size, softmax=t.score == "softmax")
     grid = (s - scores).reshape(len(rows), len(cols)).astype(np.float32)
-    if output_upsampling == "none":
-        big = grid
+    opts = {"mask_size": (mh, mw), "stride": (sh, sw), "mask_value": fill.tolist(), "placement": placement,
+            "grid": grid.shape, "score": t.score, "resize": resize, "batch_size": batch_size or DEFAULT_BATCH}
+    if placement == "captum":
+        big = window_mean(grid, rows, cols, (mh, mw), (h, w)).astype(np.float32)
     else:
-        big = imresize(grid.astype(np.float64), (h, w), method=output_upsampling).astype(np.float32)
-    opts = {"mask_size": (mh, mw), "stride": (sh, sw), "mask_value": fill.tolist(), "mask_clipping": mask_clipping,
-            "grid": grid.shape, "output_upsampling": output_upsampling, "score": t.score, "resize": resize,
-            "batch_size": batch_size or DEFAULT_BATCH}
+        opts.update(mask_clipping=mask_clipping, output_upsampling=output_upsampling)
+        big = grid if output_upsampling == "none" else \
+            imresize(grid.astype(np.float64), (h, w), method=output_upsampling).astype(np.float32)
     return Attribution(big, x, "occlusion", t, s, opts, grid)
 
 

@@ -2,7 +2,8 @@
 
 Every target becomes one scalar per image, `score = mean over space of layer[..., channel]`:
 for a class that is the pre-softmax class score (a fully connected layer is 1×1, and
-SqueezeNet's `pool10` is already the spatial mean of `relu_conv10`), or its probability;
+SqueezeNet's `pool10` is already the spatial mean of `relu_conv10`), or with
+`score="softmax"` the softmax of those scores (the class probability, MATLAB's default);
 for a hidden unit it is the unit's mean activation (MATLAB's "activation strength").
 """
 
@@ -11,13 +12,13 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import numbers
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
 from ..errors import TargetError
 
-SCORES = ("logit", "probability")
+SCORES = ("logit", "softmax")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -28,7 +29,9 @@ class Target:
       layer: layer whose channel is scored.
       channel: 0-based channel of `layer`.
       kind: 'class' or 'unit'.
-      score: 'logit', 'probability' (class targets) or 'unit'.
+      score: 'logit' (the class score), 'softmax' (softmax over the class scores: the class
+        probability), 'activation' (a class index as a channel of another layer, Grad-CAM's
+        reduction layer) or 'unit' (hidden unit).
       class_index: the class for class targets, else None.
       class_name: its name, else None.
     """
@@ -42,7 +45,7 @@ class Target:
 
     def __str__(self) -> str:
         if self.kind == "class":
-            return f"class {self.class_index} {self.class_name!r} ({self.score} at {self.layer!r})"
+            return f"class {self.class_index} {self.class_name!r} ({self.score} of {self.layer!r})"
         return f"unit {self.layer!r} channel {self.channel}"
 
 
@@ -96,17 +99,15 @@ def class_index(target: int | str, classes: Sequence[str]) -> int:
     raise TargetError(f"unknown class name {target!r}{hint} (see net.classes for all {n})")
 
 
-def resolve(target, *, classes: Sequence[str], logit_layer: str | None, prob_layer: str | None,
-            score: str = "logit", layer_name: Callable = str,
-            num_channels: Callable[[str], int] | None = None) -> Target:
+def resolve(target, *, classes: Sequence[str] | None, class_layer: str | None, score: str = "logit",
+            layer_name: Callable = str, num_channels: Callable[[str], int] | None = None) -> Target:
     """Turn a user's target into a :class:`Target`.
 
     Args:
       target: class index (int), class name (str), or (layer, channel) for a hidden unit.
-      classes: class names of the network.
-      logit_layer: layer holding the pre-softmax class scores (None if the network has none).
-      prob_layer: layer holding the probabilities (None if none).
-      score: 'logit' or 'probability' for class targets.
+      classes: class names of the network (None if it has none).
+      class_layer: layer holding the pre-softmax class scores (None if the network has none).
+      score: 'logit' (the class score) or 'softmax' (its softmax over classes) for class targets.
       layer_name: maps a layer name/index to its name (raises for unknown layers).
       num_channels: layer name → channel count, to range-check unit targets.
 
@@ -114,7 +115,8 @@ def resolve(target, *, classes: Sequence[str], logit_layer: str | None, prob_lay
       The resolved :class:`Target`.
     """
     if score not in SCORES:
-        raise TargetError(f"score must be one of {SCORES}, not {score!r}")
+        hint = " ('probability' is called 'softmax')" if score == "probability" else ""
+        raise TargetError(f"score must be one of {SCORES}, not {score!r}{hint}")
     if isinstance(target, (tuple, list)):
         if score != "logit":
             raise TargetError(f"score={score!r} applies to class targets; a hidden unit {tuple(target)!r} is "
@@ -127,9 +129,8 @@ def resolve(target, *, classes: Sequence[str], logit_layer: str | None, prob_lay
             if not 0 <= ch < c:
                 raise TargetError(f"channel {ch} is out of range for layer {layer!r}: it has {c} channels, 0..{c - 1}")
         return Target(layer, ch, "unit", "unit")
-    layer = logit_layer if score == "logit" else prob_layer
-    if layer is None:
-        raise TargetError(f"this network has no {score} layer to take a class score from; "
+    if class_layer is None or not classes:
+        raise TargetError("this network has no class scores to take a class target from; "
                           "pass a (layer, channel) target instead")
     i = class_index(target, classes)
-    return Target(layer, i, "class", score, i, classes[i])
+    return Target(class_layer, i, "class", score, i, classes[i])

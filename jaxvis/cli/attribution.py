@@ -39,8 +39,9 @@ def _common(p, default_out: str) -> None:
     p.add_argument("--class", dest="cls", default=None,
                    help="class name or 0-based index (default: the predicted class)")
     p.add_argument("--unit", default=None, help="explain a hidden unit instead: LAYER:CHANNEL")
-    p.add_argument("--score", choices=("logit", "probability"), default="logit",
-                   help="class score: pre-softmax logit (default) or softmax probability")
+    p.add_argument("--score", choices=("logit", "softmax"), default="logit",
+                   help="class score: pre-softmax logit (default) or its softmax, the class probability "
+                        "(what MATLAB scores)")
     p.add_argument("--resize", choices=("crop", "stretch", "none"), default="crop")
     p.add_argument("--batch-size", type=int, default=None, help="samples per jitted call (bounds memory)")
     p.add_argument("--alpha", type=float, default=0.5, help="overlay weight of the map")
@@ -62,7 +63,14 @@ def register(sub) -> None:
 
     p = sub.add_parser("gradcam", help="Grad-CAM map of a class over an image")
     _common(p, "gradcam.png")
-    p.add_argument("--layer", default=None, help="feature layer (default: last spatial feature map)")
+    p.add_argument("--feature-layer", default=None,
+                   help="feature map A (MATLAB FeatureLayer; default: the last spatial layer before the "
+                        "reduction layer that every path to it goes through)")
+    p.add_argument("--reduction-layer", default=None,
+                   help="layer whose channel is the score (MATLAB ReductionLayer; default: the class scores, "
+                        "or the --unit layer)")
+    p.add_argument("--upsampling", choices=("bilinear", "bicubic", "nearest", "none"), default="bilinear",
+                   help="how the feature-resolution map is resized to the image (default bilinear)")
     p.set_defaults(func=run_gradcam)
 
     p = sub.add_parser("occlusion", help="MATLAB-style occlusion sensitivity map")
@@ -70,6 +78,9 @@ def register(sub) -> None:
     p.add_argument("--mask-size", type=_pair, default="auto", help="N or ROWSxCOLS (default auto: 20%% of the input)")
     p.add_argument("--stride", type=_pair, default="auto", help="N or ROWSxCOLS (default auto: 10%% of the input)")
     p.add_argument("--mask-value", default="mean", help="'mean' (per-channel image mean) or a number 0..255")
+    p.add_argument("--placement", choices=("matlab", "captum"), default="matlab",
+                   help="matlab: masks centred on 0, stride, … and the grid resized (bicubic); captum: windows "
+                        "from 0, each pixel the mean change of the windows covering it")
     p.set_defaults(func=run_occlusion)
 
 
@@ -92,7 +103,10 @@ def run_saliency(args) -> int:
 def run_gradcam(args) -> int:
     from ..attribution import grad_cam
     net = load(args)
-    return _report(grad_cam(net, args.image, _target(args), args.layer, score=args.score, resize=args.resize), args)
+    res = grad_cam(net, args.image, _target(args), feature_layer=args.feature_layer,
+                   reduction_layer=args.reduction_layer, score=args.score, upsampling=args.upsampling,
+                   resize=args.resize)
+    return _report(res, args)
 
 
 def run_occlusion(args) -> int:
@@ -105,5 +119,6 @@ def run_occlusion(args) -> int:
         except ValueError:
             raise AttributionError(f"--mask-value must be 'mean' or a number, not {mv!r}") from None
     res = occlusion_sensitivity(net, args.image, _target(args), mask_size=args.mask_size, stride=args.stride,
-                                mask_value=mv, score=args.score, batch_size=args.batch_size, resize=args.resize)
+                                mask_value=mv, placement=args.placement, score=args.score,
+                                batch_size=args.batch_size, resize=args.resize)
     return _report(res, args)
