@@ -121,7 +121,8 @@ def test_keras_every_layer_and_preact_from_three_formats(notop, images):
 def test_notop_file_lacks_fc_and_says_how_to_get_them(notop, images, tmp_path):
     _, paths, _ = notop
     d = tmp_path
-    convert.convert_keras(paths["legacy"], d / "notop.h5", "vgg16", notop=True)
+    from jaxvis.cli import main
+    assert main(["convert", "keras", str(paths["legacy"]), "--arch", "vgg16", "--notop", "--out", str(d / "notop.h5")]) == 0
     net = jaxvis.load_model("vgg16", weights=d / "notop.h5")
     with pytest.raises(MissingWeightsError, match=r"(?s)fc1:preact.*jaxvis convert keras"):
         jaxvis.activations(net, images, "predictions")

