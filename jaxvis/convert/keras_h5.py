@@ -136,6 +136,10 @@ def read_keras(path: str | os.PathLike) -> KerasWeights:
     try:
         if zipfile.is_zipfile(path):
             return _read_keras_zip(path, source)
+        with open(path, "rb") as fh:
+            if fh.read(4) == b"PK\x03\x04":  # a zip's first record but no central directory at the end
+                raise WeightFileError(f"{source}: a truncated or corrupt .keras zip ({Path(path).stat().st_size:,} "
+                                      f"bytes; its central directory is missing) — save or download it again")
         layers, fmt, version = _read_h5(path, source)
     except WeightFileError:
         raise

@@ -157,20 +157,15 @@ def from_lpips_vgg16(tree: dict, arch: str, source: str) -> dict[str, dict[str, 
 KERAS_BGR_INPUT = {"vgg16": "block1_conv1"}
 
 
-def keras_step(keras_layer: str, steps_by_base: dict[str, str]) -> str | None:
-    """jaxvis step holding a Keras layer's weights ('block1_conv1' → 'block1_conv1:preact')."""
-    return steps_by_base.get(keras_layer)
-
-
 def from_keras(layers: dict[str, list[np.ndarray]], arch: str) -> dict[str, dict[str, np.ndarray]]:
     """Keras layer weights {name: [kernel, bias]} (already matched to `arch`) → jaxvis arrays."""
-    by_base = {n.split(":", 1)[0]: n for n in learnable_layers(arch)}
+    by_base = {n.split(":", 1)[0]: n for n in learnable_layers(arch)}  # 'block1_conv1' → 'block1_conv1:preact'
     out = {}
     for name, (kernel, bias) in layers.items():
         k = np.ascontiguousarray(kernel, np.float32)
         if KERAS_BGR_INPUT.get(arch) == name:
             k = bgr_to_rgb(k)
-        out[keras_step(name, by_base)] = {"kernel": k, "bias": np.ascontiguousarray(bias, np.float32)}
+        out[by_base[name]] = {"kernel": k, "bias": np.ascontiguousarray(bias, np.float32)}
     return out
 
 
