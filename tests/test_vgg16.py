@@ -215,6 +215,31 @@ def test_missing_extra_and_misshaped_layers_are_named(notop, tmp_path):
     assert not (tmp_path / "out.h5").exists()
 
 
+def test_keras2_full_model_h5_with_colon_names(notop, tmp_path):
+    """Keras 2's full-model .h5 (weights under model_weights/) and its 'kernel:0' weight names."""
+    _, paths, _ = notop
+    k2 = tmp_path / "keras2_model.h5"
+    with h5py.File(paths["legacy"], "r") as src, h5py.File(k2, "w") as dst:
+        mw = dst.create_group("model_weights")
+        mw.attrs["layer_names"] = [n.encode() for n in src.attrs["layer_names"]]  # Keras 2 wrote bytes
+        mw.attrs["keras_version"] = b"2.2.4"
+        for name in src.attrs["layer_names"]:
+            g = mw.create_group(name)
+            names = []
+            for wn in src[name].attrs["weight_names"]:
+                g[wn + ":0"] = src[name][wn][()]
+                names.append((wn + ":0").encode())
+            g.attrs["weight_names"] = names
+    convert.convert_keras(k2, tmp_path / "k2.h5", "vgg16", notop=True)
+    convert.convert_keras(paths["legacy"], tmp_path / "k3.h5", "vgg16", notop=True)
+    a, meta = jaxvis.weights.read_weights(tmp_path / "k2.h5")
+    b, _ = jaxvis.weights.read_weights(tmp_path / "k3.h5")
+    assert meta["source_version"] == "keras 2.2.4"
+    for layer in b:
+        for p in b[layer]:
+            np.testing.assert_array_equal(a[layer][p], b[layer][p])
+
+
 @pytest.mark.parametrize("fmt", ["legacy", "weights", "keras"])
 def test_truncated_files_say_which_and_what(notop, tmp_path, fmt):
     _, paths, _ = notop
