@@ -240,6 +240,23 @@ def test_keras2_full_model_h5_with_colon_names(notop, tmp_path):
             np.testing.assert_array_equal(a[layer][p], b[layer][p])
 
 
+def test_weights_h5_without_name_attributes_maps_by_class_order(notop, tmp_path):
+    """Keras 3 names .weights.h5 groups by class (layers/conv2d_7); without the 'name' attribute the
+    n-th Conv2D is the n-th convolution, as Keras itself loads it."""
+    _, paths, _ = notop
+    bare = tmp_path / "bare.weights.h5"
+    shutil.copy(paths["weights"], bare)
+    with h5py.File(bare, "a") as f:
+        for g in f["layers"].values():
+            if "vars" in g and "name" in g["vars"].attrs:
+                del g["vars"].attrs["name"]
+    convert.convert_keras(bare, tmp_path / "a.h5", "vgg16", notop=True)
+    convert.convert_keras(paths["legacy"], tmp_path / "b.h5", "vgg16", notop=True)
+    a, b = jaxvis.weights.read_weights(tmp_path / "a.h5")[0], jaxvis.weights.read_weights(tmp_path / "b.h5")[0]
+    for layer in b:
+        np.testing.assert_array_equal(a[layer]["kernel"], b[layer]["kernel"])
+
+
 @pytest.mark.parametrize("fmt", ["legacy", "weights", "keras"])
 def test_truncated_files_say_which_and_what(notop, tmp_path, fmt):
     _, paths, _ = notop

@@ -195,6 +195,22 @@ def expected_keras_layers(arch: str) -> dict[str, list[tuple[int, ...]]]:
     return out
 
 
+def _by_class_order(kw: KerasWeights, exp: dict) -> KerasWeights:
+    """A .weights.h5 without layer-name attributes names layers by class (conv2d, conv2d_1, …, dense, …):
+    Keras's own rule, the n-th Conv2D / Dense of the model, gives the architecture's n-th conv / dense layer."""
+    keys = list(kw.layers)
+    if not keys or any(k in exp for k in keys) or not all(re.fullmatch(r"(conv2d|dense)(_\d+)?", k) for k in keys):
+        return kw
+    convs = [n for n, s in exp.items() if len(s[0]) == 4]
+    dense = [n for n, s in exp.items() if len(s[0]) == 2]
+    out = {}
+    for k in sorted(keys, key=_natural):
+        base, i = _natural(k)
+        names = convs if base == "conv2d" else dense
+        out[names[i] if i < len(names) else k] = kw.layers[k]
+    return dataclasses.replace(kw, layers=out)
+
+
 def _shapes(arrays) -> str:
     return ", ".join(str(tuple(a)) for a in arrays)
 
@@ -213,6 +229,7 @@ def match_keras(kw: KerasWeights, arch: str, source: str, skip: tuple[str, ...] 
         with both shapes, and every missing, extra and misshaped layer.
     """
     exp = {n: s for n, s in expected_keras_layers(arch).items() if n not in skip}
+    kw = _by_class_order(kw, exp)
     got = {n: [tuple(a.shape) for a in arrays] for n, arrays in kw.layers.items()}
     missing = [n for n in exp if n not in got]
     extra = [n for n in got if n not in exp]
