@@ -109,12 +109,15 @@ def _read_h5(fileobj, source: str) -> tuple[dict[str, list[np.ndarray]], str, st
 
 def _config_layer_names(config: dict) -> list[str]:
     """Layer names of a Functional/Sequential config, in model order (nested models flattened)."""
+    inner = config.get("config") if isinstance(config, dict) else None
+    layers = inner.get("layers") if isinstance(inner, dict) else None
     names = []
-    for layer in config.get("config", {}).get("layers", []):
-        if isinstance(layer, dict) and "layers" in layer.get("config", {}):
+    for layer in layers if isinstance(layers, list) else []:  # anything unexpected: no order, not an error
+        cfg = layer.get("config") if isinstance(layer, dict) else None
+        if isinstance(cfg, dict) and "layers" in cfg:
             names += _config_layer_names(layer)
-        elif isinstance(layer, dict):
-            names.append(str(layer.get("config", {}).get("name", layer.get("name", ""))))
+        elif isinstance(cfg, dict):
+            names.append(str(cfg.get("name", layer.get("name", ""))))
     return names
 
 
