@@ -16,6 +16,7 @@ import numpy as np
 from ..classes import imagenet_classes
 from ..errors import WeightFileError
 from ..models.registry import CAFFE, KERAS_CAFFE, MODELS, TORCHVISION, build_steps
+from ..models.vgg16 import fused_name
 from ..weights import sha256_file, write_weights
 from . import layouts
 from .caffe import read_caffemodel
@@ -107,7 +108,7 @@ def convert_keras(src: os.PathLike, out: os.PathLike, arch: str = "vgg16", notop
         raise ValueError(f"--arch for Keras weights must be one of {', '.join(KERAS_ARCHS)}, not {arch!r}")
     src = Path(src)
     kw = read_keras(src)
-    top = [s.name.split(":", 1)[0] for s in build_steps(arch, KERAS_CAFFE) if s.kind == "fc"]
+    top = [fused_name(s.name) for s in build_steps(arch, KERAS_CAFFE) if s.kind == "fc"]
     layers = match_keras(kw, arch, str(src), skip=tuple(top) if notop else ())
     arrays = layouts.from_keras(layers, arch)
     absent = [n for n in layouts.learnable_layers(arch) if n not in arrays]

@@ -185,6 +185,7 @@ def expected_keras_layers(arch: str) -> dict[str, list[tuple[int, ...]]]:
     A jaxvis step 'block1_conv1:preact' is the Keras layer 'block1_conv1' (see jaxvis.models.vgg16).
     """
     from ..models.registry import TORCHVISION, build_steps
+    from ..models.vgg16 import fused_name
     out = {}
     for s in build_steps(arch, TORCHVISION):
         o = s.o
@@ -194,7 +195,7 @@ def expected_keras_layers(arch: str) -> dict[str, list[tuple[int, ...]]]:
             shapes = [(o["cin"], o["cout"]), (o["cout"],)]
         else:
             continue
-        out[s.name.split(":", 1)[0]] = shapes
+        out[fused_name(s.name)] = shapes
     return out
 
 

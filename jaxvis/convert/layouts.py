@@ -159,7 +159,8 @@ KERAS_BGR_INPUT = {"vgg16": "block1_conv1"}
 
 def from_keras(layers: dict[str, list[np.ndarray]], arch: str) -> dict[str, dict[str, np.ndarray]]:
     """Keras layer weights {name: [kernel, bias]} (already matched to `arch`) → jaxvis arrays."""
-    by_base = {n.split(":", 1)[0]: n for n in learnable_layers(arch)}  # 'block1_conv1' → 'block1_conv1:preact'
+    from ..models.vgg16 import fused_name
+    by_base = {fused_name(n): n for n in learnable_layers(arch)}  # 'block1_conv1' → 'block1_conv1:preact'
     out = {}
     for name, (kernel, bias) in layers.items():
         k = np.ascontiguousarray(kernel, np.float32)

@@ -30,7 +30,8 @@ FC = ((25088, 4096), (4096, 4096), (4096, None))  # None: the number of classes
 
 
 def fused_name(layer: str) -> str:
-    """The Keras layer a jaxvis row belongs to: 'block1_conv1:preact' → 'block1_conv1'."""
+    """The framework layer a jaxvis row belongs to: 'block1_conv1:preact' → 'block1_conv1' (the rule
+    converters use to find where a fused layer's weights go)."""
     return layer.split(":", 1)[0]
 
 
