@@ -7,10 +7,13 @@ from .api import activations, classify
 from .attribution import Attribution, grad_cam, occlusion_sensitivity, saliency
 from .display import imresize, imtile, mat2gray
 from .dream import DreamResult, deep_dream, deep_dream_image
-from .errors import (AttributionError, ChannelError, ImageError, JaxvisError, LayerError, MissingWeightsError, TargetError,
-                     WeightFileError)
+from .engine import Visualization, objectives, visualize
+from .function_net import FunctionNetwork, from_function
+from .errors import (AttributionError, ChannelError, ImageError, JaxvisError, LayerError, MissingWeightsError,
+                     NetworkError, TargetError, VisualizationError, WeightFileError)
 from .models import MODELS
 from .network import Network, load_model
+from .protocol import Net
 
 __version__ = "0.1.0"
 
@@ -19,5 +22,6 @@ __all__ = [
     "strongest_channel", "channel_image", "side_by_side", "activation_grid", "heatmap_overlay", "analyze_network",
     "saliency", "grad_cam", "occlusion_sensitivity", "Attribution", "TargetError", "AttributionError",
     "deep_dream_image", "deep_dream", "DreamResult", "ChannelError",
-    "JaxvisError", "LayerError", "ImageError", "MissingWeightsError", "WeightFileError",
+    "JaxvisError", "LayerError", "ImageError", "MissingWeightsError", "WeightFileError", "NetworkError",
+    "VisualizationError", "Net", "from_function", "FunctionNetwork", "visualize", "Visualization", "objectives",
 ]

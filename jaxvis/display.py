@@ -248,6 +248,14 @@ def imtile(images, *, grid_size=None, thumbnail_size=None, border_size=0,
         rows, cols = int(g[0]), int(g[1])
     bh, bw = (int(v) for v in _pair(border_size, "border_size"))
     ch, cw = th + 2 * bh, tw + 2 * bw
+    if min(rows, cols, th, tw) < 1:
+        raise DisplayError(f"imtile grid {rows}×{cols} of {th}×{tw} thumbnails holds no pixels")
+    # Checked before anything is allocated or resized: a huge --grid/--thumbnail must fail cleanly.
+    from .images import MAX_PIXELS  # read at call time, so a raised limit applies
+    if rows * ch * cols * cw > MAX_PIXELS:
+        raise DisplayError(f"imtile output would be {rows * ch}×{cols * cw} pixels ({rows}×{cols} tiles of {ch}×{cw}), "
+                           f"over the {MAX_PIXELS / 1e6:g}-megapixel limit (jaxvis.images.MAX_PIXELS); "
+                           f"use a smaller grid or thumbnail size")
     shape = (rows * ch, cols * cw) + ((3,) if rgb else ())
     out = np.empty(shape, dtype=dtype)
     out[...] = bg if rgb else bg[0]  # broadcast fills borders and empty cells

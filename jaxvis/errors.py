@@ -27,7 +27,7 @@ class LayerError(JaxvisError, ValueError):
 
 
 class ImageError(JaxvisError, ValueError):
-    """An input image has the wrong rank, channel count, dtype, or cannot be read."""
+    """An input image has the wrong rank, channel count, dtype, is over the pixel budget, or cannot be read."""
 
 
 class MissingWeightsError(JaxvisError, ValueError):
@@ -44,3 +44,18 @@ class AttributionError(JaxvisError, ValueError):
 
 class ChannelError(JaxvisError, ValueError):
     """A channel index is outside the layer's channels (message gives the valid range)."""
+
+
+class NetworkError(JaxvisError, ValueError):
+    """A network given to jaxvis does not satisfy the protocol (e.g. a function that returns no dict)."""
+
+
+class VisualizationError(JaxvisError, ValueError):
+    """A bad objective, parameterisation, transform or preset for the feature-visualization engine."""
+
+
+class OutputError(JaxvisError, OSError):
+    """An output path cannot be written (a folder, a parent that is a file, no permission, disk full, ``''``).
+
+    Also an :class:`OSError`, because the problem lies in the file system; nothing half-written is left behind.
+    """

@@ -8,25 +8,21 @@ with the weights as arguments (not baked-in constants).
 
 from __future__ import annotations
 
-import collections
 import os
 from importlib import resources
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Sequence
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 from flax import nnx
 
 from .errors import MissingWeightsError
 from .graph import LEARNABLE, GraphNet, attr_name
 from .layers import LayerTable
 from .models.registry import MODELS, build_steps
+from .protocol import LayerRef, NetBase
 from .weights import check_arrays, read_weights
-
-LayerRef = str | int
-ActivationFn = Callable[[dict, jax.Array], dict[str, jax.Array]]
 
 
 def weight_search_path() -> list[Path]:
@@ -56,7 +52,7 @@ def shipped_weight_dir() -> Path:
     return Path(__file__).resolve().parent.parent / "weights"
 
 
-class Network:
+class Network(NetBase):
     """A pretrained network with named layers.
 
     Attributes:
@@ -84,8 +80,9 @@ class Network:
         check_arrays(path, arrays, expected, meta.get("absent_layers", []))
         self.loaded = frozenset(arrays)
         self.params = {attr_name(l): {p: jnp.asarray(a) for p, a in ps.items()} for l, ps in arrays.items()}
-        self._jitted: dict = {}
-        self.trace_counts: collections.Counter = collections.Counter()
+        # Pre-softmax class scores: the input of the softmax layer ('pool10', 'fc8').
+        soft = [st for st in self.steps if st.kind == "softmax"]
+        self.logits_layer: str | None = soft[0].inputs[0] if soft else None
 
     def __repr__(self) -> str:
         return (f"Network({self.name!r}, architecture={self.meta['architecture']!r}, "
@@ -95,6 +92,10 @@ class Network:
     def layer_name(self, layer: LayerRef) -> str:
         """Name of a layer given by name or 0-based index (LayerError with close matches)."""
         return self.layers[layer].name
+
+    @property
+    def layer_names(self) -> tuple[str, ...]:
+        return tuple(self.layers.names)
 
     def ancestors(self, name: str) -> set[str]:
         """All layers `name` depends on, itself included."""
@@ -144,27 +145,6 @@ class Network:
         nnx.replace_by_pure_dict(state, params)
         model = nnx.merge(self._graphdef, state)
         return model(images, tuple(layers), normalize=normalize, relu=relu, taps=taps)
-
-    def function(self, layers: Sequence[LayerRef], *, normalize: bool = True, relu: str = "standard") -> ActivationFn:
-        """Checked pure function `(params, images, taps=None) -> {name: activation}` for the given layers."""
-        names = tuple(self.layer_name(l) for l in layers)
-        self.require_weights(names)
-        return lambda params, images, taps=None: self.apply(params, images, names, normalize=normalize,
-                                                            relu=relu, taps=taps)
-
-    def jitted(self, layers: Sequence[LayerRef], *, normalize: bool = True, relu: str = "standard"):
-        """`jax.jit` of :meth:`function`, cached per (layers, normalize, relu); counts traces."""
-        names = tuple(self.layer_name(l) for l in layers)
-        key = (names, normalize, relu)
-        if key not in self._jitted:
-            fn = self.function(names, normalize=normalize, relu=relu)
-
-            def counted(params, images):
-                self.trace_counts[key] += 1
-                return fn(params, images)
-
-            self._jitted[key] = jax.jit(counted)
-        return self._jitted[key]
 
 
 def load_model(name: str = "squeezenet", weights: str | os.PathLike | None = None) -> Network:

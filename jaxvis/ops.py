@@ -32,7 +32,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-RELU_MODES = ("standard", "guided", "deconvnet")
+RELU_MODES = ("standard", "guided", "deconvnet", "redirected")
 
 
 def pool_out_size(n: int, k: int, s: int, p: int, ceil_mode: bool) -> int:
@@ -313,11 +313,36 @@ def _deconv_bwd(_, g):
 _deconv_relu.defvjp(_deconv_fwd, _deconv_bwd)
 
 
+@jax.custom_vjp
+def _redirected_relu(x):
+    return jnp.maximum(x, 0)
+
+
+def _redirected_fwd(x):
+    return jnp.maximum(x, 0), x
+
+
+def _redirected_bwd(x, g):
+    # lucid's RedirectedReLU (g is the gradient of a loss being minimised): an image whose ReLU passes
+    # no gradient at all (a dead unit) would never move; for it, let through the gradient components
+    # that push a negative input up (g < 0), so optimisation can leave the dead region.
+    relu_g = jnp.where(x > 0, g, 0.0)
+    redirected = jnp.where((x < 0) & (g > 0), 0.0, g)
+    alive = jnp.any(relu_g != 0, axis=tuple(range(1, x.ndim)), keepdims=True)
+    return (jnp.where(alive, relu_g, redirected),)
+
+
+_redirected_relu.defvjp(_redirected_fwd, _redirected_bwd)
+
+
 @functools.cache
 def relu_fn(mode: str):
-    """ReLU whose backward rule is `mode`: 'standard', 'guided' (guided backprop) or 'deconvnet'."""
+    """ReLU whose backward rule is `mode`: 'standard', 'guided' (guided backprop), 'deconvnet' or
+    'redirected' (lucid's RedirectedReLU, for the first steps of feature visualisation)."""
     if mode == "standard":
         return jax.nn.relu
+    if mode == "redirected":
+        return _redirected_relu
     if mode == "guided":
         return _guided_relu
     if mode == "deconvnet":

@@ -248,7 +248,13 @@ def test_guided_backprop_and_deconvnet_on_squeezenet_match_torch(net):
         ref = input_gradient(model, r.image, ESPRESSO)
         for h in hs:
             h.remove()
-        assert np.abs(r.raw - ref).max() < 1e-4 * np.abs(ref).max(), method
+        # Guided/deconvnet ReLUs switch on the sign of the incoming gradient: where it is within fp32
+        # rounding of 0 (the accumulation order differs between CPUs and thread counts) a unit flips and
+        # its whole contribution moves. Seen on another x86 CPU: 0.35 % of values off by up to 1.3e-3 of
+        # max |ref|. So: 99 % of the map within 1e-4 of the scale, no value beyond 1e-2 of it.
+        err, scale = np.abs(r.raw - ref), np.abs(ref).max()
+        assert np.quantile(err, 0.99) < 1e-4 * scale, method
+        assert err.max() < 1e-2 * scale, method
         np.testing.assert_allclose(r.map, np.abs(r.raw).max(-1))
 
 

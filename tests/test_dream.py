@@ -20,9 +20,10 @@ import optax
 import pytest
 
 import jaxvis
-from jaxvis.dream import core
-from jaxvis.dream.laplacian import lap_merge, lap_normalize, lap_split, laplacian_normalize
-from jaxvis.dream.objectives import channel_mean
+from jaxvis.dream import pyramid_sizes
+from jaxvis.engine import objectives as O
+from jaxvis.engine import optimize as core
+from jaxvis.engine.laplacian import lap_merge, lap_split, laplacian_normalize, scale_by_laplacian_norm
 from jaxvis.errors import ChannelError, ImageError, LayerError, MissingWeightsError
 
 REPO = Path(__file__).resolve().parent.parent
@@ -79,7 +80,31 @@ def _torch_lap_normalize(g: np.ndarray, n: int = 4) -> np.ndarray:
 @pytest.mark.parametrize("shape", [(2, 37, 50, 3), (1, 64, 64, 3), (1, 9, 5, 3)])
 def test_lap_normalize_matches_tf_tutorial(shape):
     g = np.random.default_rng(0).normal(size=shape).astype(np.float32)
-    np.testing.assert_allclose(np.asarray(laplacian_normalize(jnp.asarray(g))), _torch_lap_normalize(g), atol=1e-5)
+    np.testing.assert_allclose(np.asarray(laplacian_normalize(jnp.asarray(g), padding="zero", rel_eps=0)),
+                               _torch_lap_normalize(g), atol=1e-5)
+
+
+def _border_ratio(im: np.ndarray) -> float:
+    """Mean |deviation| of the 3-pixel border over that of the interior (1 = no frame)."""
+    m = np.abs(im - im.mean(axis=(0, 1))).mean(-1)
+    ring = np.concatenate([m[:3].ravel(), m[-3:].ravel(), m[:, :3].ravel(), m[:, -3:].ravel()])
+    return float(ring.mean() / m[10:-10, 10:-10].mean())
+
+
+def test_seamless_conv1_dreams_have_no_frames(squeezenet):
+    """MATLAB's plain objective gives conv1 dreams bright frames (the border's gradient differs and the
+    Laplacian normalisation boosts it); the seamless objective (wrap-padded, cropped) has none, and the
+    Laplacian normalisation is then exactly shift-equivariant, so the dream is too."""
+    kw = dict(pyramid_levels=1, num_iterations=10, image_size=64, verbose=False)
+    framed = jaxvis.deep_dream(squeezenet, "conv1", [0, 5, 17], seamless=False, lap_padding="zero", **kw)
+    clean = jaxvis.deep_dream(squeezenet, "conv1", [0, 5, 17], **kw)
+    assert max(_border_ratio(im) for im in framed.images) > 2.0
+    assert all(0.8 < _border_ratio(im) < 1.2 for im in clean.images)
+    x = np.asarray(127.5 + 10 * jax.random.normal(jax.random.PRNGKey(1), (64, 64, 3)))
+    kw3 = dict(pyramid_levels=1, num_iterations=3, verbose=False)
+    a = jaxvis.deep_dream(squeezenet, "conv1", [0], initial_image=x, **kw3).images[0]
+    b = jaxvis.deep_dream(squeezenet, "conv1", [0], initial_image=np.roll(x, 16, axis=0), **kw3).images[0]
+    np.testing.assert_allclose(np.roll(a, 16, axis=0), b, atol=1e-2 * np.abs(a - x).max())
 
 
 def test_lap_split_merge_is_exact_and_images_are_independent():
@@ -95,21 +120,29 @@ def test_lap_split_merge_is_exact_and_images_are_independent():
     rms = np.sqrt(np.mean(np.asarray(g) ** 2, axis=(1, 2, 3), keepdims=True))
     np.testing.assert_allclose(np.asarray(laplacian_normalize(g, 0)), np.asarray(g) / rms, rtol=1e-5)
     np.testing.assert_array_equal(np.asarray(laplacian_normalize(jnp.zeros((1, 8, 8, 3)))), 0)
+    for pad in ("zero", "reflect", "wrap"):  # split/merge stays exact with any padding
+        x = jnp.asarray(rng.normal(size=(2, 23, 30, 3)).astype(np.float32))
+        np.testing.assert_allclose(np.asarray(lap_merge(lap_split(x, 3, pad), pad)), np.asarray(x), atol=1e-5)
+    # wrap padding is shift-equivariant (sizes and shifts multiples of 2**levels)
+    g = jnp.asarray(rng.normal(size=(1, 64, 48, 3)).astype(np.float32))
+    a = laplacian_normalize(jnp.roll(g, 16, axis=1), 4, padding="wrap")
+    np.testing.assert_allclose(np.asarray(a), np.asarray(jnp.roll(laplacian_normalize(g, 4, padding="wrap"), 16, 1)),
+                               atol=1e-4)
 
 
 def test_lap_normalize_is_an_optax_transformation():
     g = jnp.asarray(np.random.default_rng(2).normal(size=(2, 16, 16, 3)).astype(np.float32))
-    opt = optax.chain(lap_normalize(4), optax.scale(2.5))
+    opt = optax.chain(scale_by_laplacian_norm(4), optax.scale(2.5))
     upd, _ = opt.update({"img": g}, opt.init({"img": g}))
     np.testing.assert_allclose(np.asarray(upd["img"]), 2.5 * np.asarray(laplacian_normalize(g)), rtol=1e-6)
     with pytest.raises(ValueError, match="levels"):
-        lap_normalize(-1)
+        scale_by_laplacian_norm(-1)
 
 
 def test_channel_mean_objective():
     a = np.arange(2 * 3 * 4 * 5, dtype=np.float32).reshape(2, 3, 4, 5)
-    np.testing.assert_allclose(channel_mean("x", 3)({"x": jnp.asarray(a)}), a[..., 3].mean(axis=(1, 2)))
-    combo = 2.0 * channel_mean("x", 1) - channel_mean("x", 0)
+    np.testing.assert_allclose(O.channel("x", 3)({"x": jnp.asarray(a)}), a[..., 3].mean(axis=(1, 2)))
+    combo = 2.0 * O.channel("x", 1) - O.channel("x", 0)
     np.testing.assert_allclose(combo({"x": jnp.asarray(a)}), 2 * a[..., 1].mean((1, 2)) - a[..., 0].mean((1, 2)))
 
 
@@ -120,7 +153,7 @@ def test_linear_layer_strength_rises_by_a_constant(squeezenet):
     start = rng.uniform(100, 150, size=(32, 32, 3)).astype(np.float32)
     chans = [0, 5, 17]
     res = jaxvis.deep_dream(squeezenet, "conv1", chans, pyramid_levels=1, num_iterations=6, verbose=False,
-                            initial_image=start, step_size=2.0, jitter=0, pixel_range=None)
+                            initial_image=start, step_size=2.0, jitter=0, seamless=False)
     act = jaxvis.activations(squeezenet, start, "conv1")
     np.testing.assert_allclose(res.channel_strengths[0, 0], act[..., chans].mean(axis=(0, 1)), rtol=1e-5, atol=1e-4)
     fn = squeezenet.function(["conv1"])
@@ -130,11 +163,16 @@ def test_linear_layer_strength_rises_by_a_constant(squeezenet):
         np.testing.assert_allclose(np.diff(res.channel_strengths[0, :, i]), inc, rtol=2e-4)
     d = np.diff(res.strengths[0])
     assert d.min() > 0 and np.ptp(d) < 1e-4 * abs(d.mean())
+    seamless = jaxvis.deep_dream(squeezenet, "conv1", chans, pyramid_levels=1, num_iterations=6, verbose=False,
+                                 initial_image=start, step_size=2.0)  # the default objective is linear too
+    d = np.diff(seamless.channel_strengths[0], axis=0)
+    assert d.min() > 0 and np.all(np.ptp(d, axis=0) < 1e-3 * np.abs(d.mean(axis=0)))
 
 
 def test_deeper_layer_rises_over_levels(squeezenet, capsys):
-    images, s = jaxvis.deep_dream_image(squeezenet, "fire2-expand3x3", [0, 1, 2, 3], pyramid_levels=2,
-                                        num_iterations=4, image_size=32, return_strengths=True)
+    res = jaxvis.deep_dream(squeezenet, "fire2-expand3x3", [0, 1, 2, 3], pyramid_levels=2,
+                            num_iterations=4, image_size=32)
+    images, s = res.images, res.strengths
     assert images.shape == (4, 45, 45, 3)  # 32 × 1.4 = 44.8 → 45
     assert s.shape == (2, 4) and s[-1, -1] > s[0, 0] + 1.0
     assert np.all(np.diff(s, axis=1) > 0)
@@ -147,8 +185,8 @@ def test_deeper_layer_rises_over_levels(squeezenet, capsys):
 
 
 def test_pyramid_sizes_are_matlabs():
-    assert core.pyramid_sizes((227, 227), 3, 1.4) == [(227, 227), (318, 318), (445, 445)]
-    assert core.pyramid_sizes((224, 100), 2, 1.5) == [(224, 100), (336, 150)]
+    assert pyramid_sizes((227, 227), 3, 1.4) == [(227, 227), (318, 318), (445, 445)]
+    assert pyramid_sizes((224, 100), 2, 1.5) == [(224, 100), (336, 150)]
 
 
 @pytest.fixture(scope="module")
@@ -164,8 +202,12 @@ def test_chunks_equal_one_batch(squeezenet, fire2_64):
 
 
 def test_automatic_chunks_under_a_small_budget(squeezenet, fire2_64, monkeypatch):
-    per = core.bytes_per_image(squeezenet.function(["fire2-expand3x3"]), squeezenet.params, "fire2-expand3x3",
-                               (32, 32))
+    plan = core.Plan(jaxvis.engine.param.pixel(32), jaxvis.engine.transforms.get("none"),
+                     jaxvis.engine.presets.optimizer("sgd"), ("fire2-expand3x3",))
+    run = jaxvis.dream.toroidal.seamless(squeezenet, "fire2-expand3x3")  # what deep_dream optimises
+    per = core.bytes_per_unit(run, plan, O.channel("fire2-expand3x3", 0))
+    act = 32 * 32 * 4 * (64 + 16 + 64)  # at least the layer's own activations
+    assert per > act
     monkeypatch.setattr(core, "CPU_BUDGET_BYTES", 16 * per)  # room for 16 images → 4 chunks of 16
     res = jaxvis.deep_dream(squeezenet, "fire2-expand3x3", range(64), **FAST)
     assert res.batch_size == 16
@@ -183,13 +225,17 @@ def test_vmapped_batch_equals_one_at_a_time(squeezenet, fire2_64):
 
 
 def test_compiled_once_and_reused(squeezenet, fire2_64):
-    before = sum(core.trace_counts.values())
+    counts = jaxvis.dream.toroidal.seamless(squeezenet, "fire2-expand3x3").trace_counts  # the network optimised
+    before = sum(counts.values())
+    assert before >= 1
     a = jaxvis.deep_dream(squeezenet, "fire2-expand3x3", range(63, -1, -1), batch_size=64, **FAST)
-    b = jaxvis.deep_dream(squeezenet, "fire2-expand3x3", range(64), batch_size=64, step_size=1.5, jitter=3,
-                          seed=4, **FAST)
-    assert sum(core.trace_counts.values()) == before, "other channels/step/jitter/seed must not retrace"
+    b = jaxvis.deep_dream(squeezenet, "fire2-expand3x3", range(64), batch_size=64, step_size=1.5, seed=4, **FAST)
+    assert sum(counts.values()) == before, "other channels/step size/seed must not retrace"
     np.testing.assert_allclose(a.images, fire2_64.images[::-1], atol=1.0)
     assert np.abs(b.images - fire2_64.images).max() > 1.0
+    jaxvis.deep_dream(squeezenet, "fire2-expand3x3", range(64), batch_size=64, jitter=3, **FAST)
+    jaxvis.deep_dream(squeezenet, "fire2-expand3x3", range(64), batch_size=64, jitter=3, seed=9, **FAST)
+    assert sum(counts.values()) == before + 1, "a jitter is one more compile, once"
 
 
 def test_seed_reproducible_and_jitter_used(squeezenet):
@@ -205,7 +251,12 @@ def test_output_scaling(squeezenet):
     raw = jaxvis.deep_dream_image(squeezenet, "conv1", [3, 4], output_scaling="none", **FAST)
     lin = jaxvis.deep_dream_image(squeezenet, "conv1", [3, 4], output_scaling="linear", **FAST)
     assert raw.dtype == lin.dtype == np.float32 and raw.shape == lin.shape == (2, 32, 32, 3)
-    assert raw.min() >= 0 and raw.max() <= 255 and raw.max() - raw.min() > 10  # default pixel_range 0..255
+    assert raw.max() - raw.min() > 10
+    clipped = jaxvis.deep_dream_image(squeezenet, "conv1", [3, 4], output_scaling="none", pixel_range=(0, 255),
+                                      **FAST)
+    assert clipped.min() >= 0 and clipped.max() <= 255
+    pct = jaxvis.deep_dream_image(squeezenet, "conv1", [3, 4], output_scaling="percentile", **FAST)
+    assert pct.min() == 0 and pct.max() == 1
     for r, l in zip(raw, lin):  # each image scaled on its own, over all of its pixels and colours
         np.testing.assert_allclose(l, (r - r.min()) / (r.max() - r.min()), atol=1e-5)
         assert l.min() == 0 and l.max() == 1
@@ -233,22 +284,20 @@ def test_initial_image_respected(squeezenet):
                                 verbose=False)
 
 
-def test_fixed_size_layers_are_tiled():
-    """A flatten+dense 'network' that only takes 8×8: larger levels average input-size tiles."""
+def test_fixed_size_layers_are_resized_and_function_networks_dream():
+    """A flatten+dense `from_function` network that only takes 8×8: larger pyramid levels are resized
+    to 8×8 before the network (so the level-2 strength is the dense unit of the resized image)."""
     w = jnp.asarray(np.random.default_rng(5).normal(size=(8 * 8 * 3, 4)).astype(np.float32))
-
-    def fn(params, x):
-        return {"fc": (x.reshape(x.shape[0], -1) @ params["w"]).reshape(x.shape[0], 1, 1, -1)}
-
-    start = np.random.default_rng(6).uniform(0, 255, (1, 8, 8, 3)).astype(np.float32)
-    kw = dict(pyramid_scale=1.5, num_iterations=2, step_size=1.0, jitter=0, tile_hw=(8, 8), key=jax.random.PRNGKey(0))
-    lvl1 = core.dream(fn, {"w": w}, "fc", [2], start, pyramid_levels=1, **kw)
-    lvl2 = core.dream(fn, {"w": w}, "fc", [2], start, pyramid_levels=2, **kw)
+    net = jaxvis.from_function(lambda p, x: {"fc": x.reshape(x.shape[0], -1) @ p["w"]}, {"w": w}, input_size=8)
+    start = np.random.default_rng(6).uniform(0, 255, (8, 8, 3)).astype(np.float32)
+    kw = dict(pyramid_scale=1.5, num_iterations=2, step_size=1.0, verbose=False, initial_image=start)
+    lvl1 = jaxvis.deep_dream(net, "fc", [2], pyramid_levels=1, **kw)
+    lvl2 = jaxvis.deep_dream(net, "fc", [2], pyramid_levels=2, **kw)
     assert lvl2.images.shape == (1, 12, 12, 3)
-    x = np.asarray(jax.image.resize(jnp.asarray(lvl1.images), (1, 12, 12, 3), "bilinear"))[0]
-    tiles = [x[y:y + 8, c:c + 8] for y in (0, 4) for c in (0, 4)]  # 12 = tile at 0 and one flush with the end
-    want = np.mean([t.reshape(-1) @ np.asarray(w)[:, 2] for t in tiles])
-    np.testing.assert_allclose(lvl2.strengths[1, 0], want, rtol=1e-4)
+    np.testing.assert_allclose(lvl1.strengths[0, 0], start.reshape(-1) @ np.asarray(w)[:, 2], rtol=1e-4)
+    x = jax.image.resize(jnp.asarray(lvl1.images[0]), (12, 12, 3), "bilinear")
+    want = np.asarray(jax.image.resize(x, (8, 8, 3), "bilinear")).reshape(-1) @ np.asarray(w)[:, 2]
+    np.testing.assert_allclose(lvl2.strengths[1, 0], want, rtol=1e-3)
 
 
 def test_sharded_over_four_devices_equals_one_device():
@@ -285,7 +334,9 @@ def test_batch_size_choice():
     (dict(pyramid_scale=0.7), "pyramid_scale"),
     (dict(pyramid_levels=0), "pyramid_levels must be an integer >= 1"),
     (dict(num_iterations=0), "num_iterations must be an integer >= 1"),
-    (dict(output_scaling="log"), "output_scaling must be 'linear' or 'none'"),
+    (dict(output_scaling="log"), "output_scaling must be 'linear', 'none' or 'percentile'"),
+    (dict(seed=1.5), "seed must be an integer"),
+    (dict(pixel_range=(5, 1)), "pixel_range"),
     (dict(step_size=-1.0), "step_size"),
     (dict(jitter=-2), "jitter"),
     (dict(batch_size=0), "batch_size"),

@@ -19,8 +19,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ..dream import core
-from ..dream.api import deep_dream_image
+from ..dream.api import deep_dream, pyramid_sizes
 from .device import peak_gflops, peak_memory_bytes
 from .flops import dream_flops_per_image_step
 
@@ -104,12 +103,13 @@ def bench_dream(net, layer: str, channels: list[int], *, levels: int = 1, iterat
     layer = net.layer_name(layer)
     size = size or net.input_size[0]
     start = (START_MEAN + START_STD * np.random.default_rng(seed).standard_normal((1, size, size, 3))).astype(np.float32)
-    sizes = core.pyramid_sizes((size, size), levels, scale)
+    sizes = pyramid_sizes((size, size), levels, scale)
     n = len(channels)
     flops = sum(n * iterations * dream_flops_per_image_step(net, layer, hw) for hw in sizes)
     peak, peak_how = peak_gflops(override=peak_override)
-    kw = dict(pyramid_levels=levels, pyramid_scale=scale, num_iterations=iterations, output_scaling="none",
-              verbose=False, initial_image=start, batch_size=batch_size)
+    # The PyTorch reference implements MATLAB's plain objective with the tutorial's zero padding.
+    kw = dict(pyramid_levels=levels, pyramid_scale=scale, num_iterations=iterations, verbose=False,
+              initial_image=start, batch_size=batch_size, seamless=False, lap_padding="zero")
     res = {"model": net.name, "layer": layer, "channels": n, "iterations": iterations, "levels": levels,
            "sizes": sizes, "batch_size": batch_size, "image_iterations": n * iterations * levels,
            "gflop": flops / 1e9, "flop_rule": "2 FLOPs/MAC × conv+fc MACs × 2 (forward + input gradient)",
@@ -120,7 +120,7 @@ def bench_dream(net, layer: str, channels: list[int], *, levels: int = 1, iterat
     timer = _timer()
     t = time.perf_counter()
     with timer:
-        _, jax_strengths = deep_dream_image(net, layer, channels, return_strengths=True, **kw)
+        jax_strengths = deep_dream(net, layer, channels, **kw).strengths
     cold = time.perf_counter() - t
     res["jax_first_call_s"] = cold
     # Before PyTorch runs in this process: the max RSS is then JAX's alone (and the rest of the process).
@@ -161,7 +161,7 @@ def bench_dream(net, layer: str, channels: list[int], *, levels: int = 1, iterat
     jax_times, torch_times = [], []
     for r in range(repeats):
         t = time.perf_counter()
-        deep_dream_image(net, layer, channels, **kw)
+        deep_dream(net, layer, channels, **kw)
         jax_times.append(time.perf_counter() - t)
         if torch_run is not None:
             t = time.perf_counter()
@@ -199,8 +199,7 @@ def agreement(jax_strengths: np.ndarray, torch_strengths: np.ndarray, first: int
 def core_defaults() -> dict:
     """deep_dream_image's defaults the reference must share."""
     from ..dream import api
-    return {"step_size": api.STEP_SIZE, "jitter": api.JITTER, "lap_levels": api.LAP_LEVELS,
-            "pixel_range": api.PIXEL_RANGE}
+    return {"step_size": api.STEP_SIZE, "jitter": api.JITTER, "lap_levels": api.LAP_LEVELS, "pixel_range": None}
 
 
 def _rates(prefix: str, times: list[float], n: int, image_iterations: int, flops: float, peak) -> dict:
@@ -217,15 +216,18 @@ def bench_breakdown(net, layer: str, n: int, size: int, *, repeats: int = 3, lap
                     torch_ref: bool = True) -> dict:
     """Seconds per batch of n images for the two parts of a dream step: the network's forward +
     input gradient (the vmapped objective of jaxvis.dream), and the Laplacian normalisation."""
-    from ..dream.laplacian import laplacian_normalize
-    from ..dream.objectives import dream_objective
+    from ..engine.laplacian import laplacian_normalize
+    from ..engine.objectives import Channel
     layer = net.layer_name(layer)
     fn = net.function([layer])
     x = jnp.asarray(np.random.default_rng(0).uniform(0, 255, (n, size, size, 3)).astype(np.float32))
     ch_np = (np.arange(n) % _channel_count(net, layer, size)).astype(np.int32)
     ch = jnp.asarray(ch_np)
-    grad = jax.jit(jax.vmap(jax.value_and_grad(dream_objective(fn, layer), argnums=1), in_axes=(None, 0, 0)))
-    lap = jax.jit(lambda g: laplacian_normalize(g, lap_levels))
+    def objective(params, image, c):
+        return Channel(layer, c)(fn(params, image[None]))[0]
+
+    grad = jax.jit(jax.vmap(jax.value_and_grad(objective, argnums=1), in_axes=(None, 0, 0)))
+    lap = jax.jit(lambda g: laplacian_normalize(g, lap_levels, padding="zero"))
     g = grad(net.params, x, ch)[1].block_until_ready()
     lap(g).block_until_ready()
     parts = {"jax_network_s": lambda: grad(net.params, x, ch)[1].block_until_ready(),

@@ -23,10 +23,14 @@ def main(argv: list[str] | None = None) -> int:
     from ..errors import JaxvisError
     try:
         return args.func(args) or 0
-    except (JaxvisError, FileNotFoundError, ValueError) as e:
-        # Users get the message, not a traceback: our errors say what was wrong and what would be right.
+    except (JaxvisError, OSError, ValueError) as e:
+        # Users get the message, not a traceback: our errors say what was wrong and what would be right
+        # (OutputError for outputs; a plain OSError/ValueError from elsewhere is shown the same way).
         print(f"jaxvis {args.command}: error: {e}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print(f"jaxvis {args.command}: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

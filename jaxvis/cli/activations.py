@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .common import add_model_args, grid, load
+from .common import MAX_CHANNEL, add_model_args, bounded_int, check_outputs, grid, load, thumbnail
 
 
 def register(sub) -> None:
@@ -10,10 +10,11 @@ def register(sub) -> None:
     add_model_args(p)
     p.add_argument("--image", required=True, help="image file")
     p.add_argument("--layer", default="conv1", help="layer name (see `jaxvis analyze`), default conv1")
-    p.add_argument("--grid", type=grid, default=None, help="ROWSxCOLS, e.g. 8x8 (default: roughly square)")
-    p.add_argument("--thumbnail", type=int, default=None, help="thumbnail size in pixels")
+    p.add_argument("--grid", type=grid, default=None,
+                   help="ROWSxCOLS, e.g. 8x8, each 1..256 (default: roughly square)")
+    p.add_argument("--thumbnail", type=thumbnail, default=None, help="thumbnail size in pixels (1..2048)")
     which = p.add_mutually_exclusive_group()
-    which.add_argument("--channel", type=int, default=None, metavar="N",
+    which.add_argument("--channel", type=bounded_int(0, MAX_CHANNEL, "--channel"), default=None, metavar="N",
                        help="save channel N (0-based; MATLAB's N+1) resized beside the photo instead of the grid")
     which.add_argument("--strongest", action="store_true",
                        help="save the strongest channel (MATLAB's max(max(max(act)))) beside the photo")
@@ -37,8 +38,9 @@ def run(args) -> int:
     from ..images import fit_to_size, to_batch
     if args.heatmap and args.channel is None and not args.strongest:
         raise ValueError("--heatmap needs --channel N or --strongest")
+    check_outputs(args.out)
+    batch, _ = to_batch(args.image)  # a bad image fails before the network is loaded
     net = load(args)
-    batch, _ = to_batch(args.image)
     if args.resize != "none":
         batch = fit_to_size(batch, net.input_size, args.resize)
     photo = to_uint8(batch[0] / 255.0)

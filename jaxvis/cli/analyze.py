@@ -4,18 +4,18 @@ from __future__ import annotations
 
 import argparse
 
-from .common import add_model_args, load
+from .common import add_model_args, check_outputs, load
 
 
 def _size(text: str) -> tuple[int, int]:
     """'454x454' → (454, 454)."""
     try:
         h, w = (int(v) for v in text.lower().split("x"))
-        if h > 0 and w > 0:
+        if 0 < h <= 65536 and 0 < w <= 65536:
             return h, w
     except ValueError:
         pass
-    raise argparse.ArgumentTypeError(f"input size must look like HxW with positive integers (e.g. 227x227), "
+    raise argparse.ArgumentTypeError(f"input size must look like HxW with integers in 1..65536 (e.g. 227x227), "
                                      f"not {text!r}")
 
 
@@ -30,6 +30,7 @@ def register(sub) -> None:
 
 def run(args) -> int:
     from ..analysis import analyze_network
+    check_outputs(args.html)
     report = analyze_network(load(args), args.input_size)
     print(report)
     if args.html:

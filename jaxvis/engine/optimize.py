@@ -1,0 +1,287 @@
+"""The one feature-visualization loop: every unit in one `vmap`, steps in `lax.scan`, chunked and sharded.
+
+For U units (objectives of one form, stacked), each with `batch` images:
+
+* params U×… (from `Param.init` of each unit's key), optimizer state U×… (`vmap(opt.init)`);
+* one step = `vmap` over units of value_and_grad of
+  `−Σ objective(net(255 · transform(key, image_fn(params))) ∪ {"input": image})`,
+  an optax update, and an optional projection (clip, periodic blur);
+* steps run in `lax.scan` segments inside one jit (cached in the network's
+  :class:`~jaxvis.protocol.JitCache`), the first `redirected_relu_steps` with RedirectedReLU;
+* units are chunked to a memory budget and each chunk is sharded over the devices' unit axis;
+* multi-level runs (MATLAB's pyramid) resize pixel parameters between levels.
+
+Randomness comes from `fold_in(PRNGKey(seed), unit index)`, so results do not depend on
+chunking or sharding: a batch equals its units run one at a time.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Callable, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from jax import lax
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
+
+from ..errors import VisualizationError
+from ..progress import Progress
+from .objectives import INPUT, Objective
+from .param import Param
+from .transforms import Compose, gaussian_blur
+
+# Budget for one chunk's activations when batch_size is not given: host memory on CPU, per device elsewhere.
+CPU_BUDGET_BYTES = 2 << 30
+ACCELERATOR_MEMORY_FRACTION = 0.4
+SEGMENT = 32  # steps per compiled segment: the progress granularity
+
+
+@dataclasses.dataclass(frozen=True)
+class Projection:
+    """What happens to pixel parameters after each update: clip into [lo, hi]; blur every n steps."""
+
+    clip: tuple[float, float] | None = None
+    blur_every: int = 0
+    blur_sigma: float = 0.5
+
+    def __call__(self, p: jax.Array, step: jax.Array) -> jax.Array:
+        if self.blur_every:
+            p = jnp.where((step + 1) % self.blur_every == 0, gaussian_blur(p, self.blur_sigma), p)
+        if self.clip is not None:
+            p = jnp.clip(p, *self.clip)
+        return p
+
+
+@dataclasses.dataclass(frozen=True)
+class Plan:
+    """Everything a compiled step depends on (hashable: the jit cache key)."""
+
+    param: Param
+    transforms: Compose
+    optimizer: optax.GradientTransformation
+    layers: tuple[str, ...]
+    projection: Projection = Projection()
+
+
+def _loss(net, plan: Plan, relu: str):
+    fn = net.function(plan.layers, relu=relu) if plan.layers else None
+
+    def loss(net_params, p, obj: Objective, key):
+        img = plan.param.image(p)
+        acts = dict(fn(net_params, 255.0 * plan.transforms(key, img))) if fn is not None else {}
+        acts[INPUT] = img
+        v = obj(acts)
+        return -jnp.sum(v), jnp.mean(v)
+
+    return loss
+
+
+def _segment(net, plan: Plan, relu: str, n_steps: int, obj_def):
+    """The cached jitted `(net_params, p, state, obj, unit_keys, step0, lr) -> (p, state, values n_steps×U)`.
+
+    `lr` multiplies the optimizer's updates and is traced: other step sizes reuse the compiled code.
+    """
+    def make():
+        vg = jax.vmap(jax.value_and_grad(_loss(net, plan, relu), argnums=1, has_aux=True),
+                      in_axes=(None, 0, 0, 0))
+        update = jax.vmap(plan.optimizer.update)
+
+        def run(net_params, p, state, obj, unit_keys, step0, lr):
+            def body(carry, i):
+                p, s = carry
+                keys = jax.vmap(jax.random.fold_in, in_axes=(0, None))(unit_keys, step0 + i)
+                (_, v), g = vg(net_params, p, obj, keys)
+                upd, s = update(g, s, p)
+                p = plan.projection(optax.apply_updates(p, jax.tree.map(lambda u: lr * u, upd)), step0 + i)
+                return (p, s), v
+
+            (p, state), vs = lax.scan(body, (p, state), jnp.arange(n_steps))
+            return p, state, vs
+
+        return run
+
+    return net.cache.get(("visualize", plan, relu, int(n_steps), obj_def), make)
+
+
+def _segments(steps: int, redirected: int) -> list[tuple[int, str]]:
+    """(length, relu mode) of each compiled call: the redirected steps, then equal segments."""
+    out = []
+    if redirected > 0:
+        r = min(redirected, steps)
+        out.append((r, "redirected"))
+        steps -= r
+    seg = redirected if redirected > 0 else SEGMENT
+    while steps > 0:
+        out.append((min(seg, steps), "standard"))
+        steps -= out[-1][0]
+    return out
+
+
+# -- memory ---------------------------------------------------------------------------------
+def _jaxpr_bytes(jaxpr) -> int:
+    total = 0
+    for eqn in jaxpr.eqns:
+        for v in eqn.outvars:
+            shape, dtype = getattr(v.aval, "shape", None), getattr(v.aval, "dtype", None)
+            if shape is not None and dtype is not None and hasattr(dtype, "itemsize"):
+                total += math.prod(shape) * dtype.itemsize
+        for prm in eqn.params.values():
+            for sub in (prm if isinstance(prm, (list, tuple)) else (prm,)):
+                inner = getattr(sub, "jaxpr", sub)
+                if hasattr(inner, "eqns"):
+                    total += _jaxpr_bytes(inner)
+    return total
+
+
+def bytes_per_unit(net, plan: Plan, obj1: Objective) -> int:
+    """Upper estimate of one unit's memory in a step: every intermediate of value_and_grad (traced only)."""
+    loss = _loss(net, plan, "standard")
+    p = jax.eval_shape(plan.param.init, jax.random.PRNGKey(0))
+    jaxpr = jax.make_jaxpr(jax.value_and_grad(loss, argnums=1, has_aux=True))(
+        net.params, p, obj1, jax.random.PRNGKey(0))
+    return max(_jaxpr_bytes(jaxpr.jaxpr), 1)
+
+
+def memory_budget(devices: Sequence) -> int:
+    d = devices[0]
+    if d.platform == "cpu":
+        return CPU_BUDGET_BYTES
+    try:
+        limit = d.memory_stats()["bytes_limit"]
+    except Exception:  # platforms without memory_stats
+        limit = 8 << 30
+    return int(limit * ACCELERATOR_MEMORY_FRACTION) * len(devices)
+
+
+def choose_batch_size(n: int, per_unit: int, budget: int, n_devices: int) -> int:
+    """Units per chunk: as many as the budget allows, spread evenly, a multiple of the device count."""
+    most = max(1, budget // per_unit)
+    b = math.ceil(n / math.ceil(n / most))
+    return max(n_devices, math.ceil(b / n_devices) * n_devices)
+
+
+def _to_host(x) -> np.ndarray:
+    if jax.process_count() > 1:  # a global array spans other hosts' devices
+        from jax.experimental import multihost_utils
+        return np.asarray(multihost_utils.process_allgather(x, tiled=True))
+    return np.asarray(x)
+
+
+# -- the loop -------------------------------------------------------------------------------
+@dataclasses.dataclass
+class RunResult:
+    """Raw output of :func:`optimize`: images U×B×H×W×3 (0..1 scale), trace levels×steps×U."""
+
+    images: np.ndarray
+    trace: np.ndarray
+    sizes: list[tuple[int, int]]
+    batch_size: int
+
+
+def optimize(net, objectives: Sequence[Objective], plan: Plan, *, levels: Sequence[tuple[tuple[int, int], int]],
+             learning_rate: float = 1.0, seed: int = 0, start: np.ndarray | None = None, redirected_relu_steps: int = 0,
+             batch_size: int | None = None, devices: Sequence | None = None, progress: bool = True,
+             label: str = "visualize",
+             on_level: Callable[[int, np.ndarray], None] | None = None) -> RunResult:
+    """Optimise one image set per objective (see the module docstring).
+
+    Args:
+      net: a protocol network.
+      objectives: resolved objectives of one form (one unit each).
+      plan: parameterisation (at the first level's size), transforms, optimizer, layers, projection.
+      levels: [((H, W), steps), …]; more than one level needs `param.kind == 'pixel'`.
+      learning_rate: multiplies the optimizer's updates (traced: changing it does not recompile).
+      seed: randomness of starts and transforms.
+      start: optional start images, 0..1 scale, 1×B×H×W×3 (shared) or U×B×H×W×3 (pixel params only).
+      redirected_relu_steps: steps at the start of the first level with RedirectedReLU (networks
+        without a ReLU hook run them with standard ReLUs).
+      batch_size: units per compiled call (None: from the memory estimate); rounded to the device count.
+      devices: devices the unit axis is sharded over (default all).
+      progress: show a progress bar over all levels and chunks.
+      on_level: `on_level(k, trace steps×U)` after each level (MATLAB's verbose table).
+    """
+    from .objectives import stack
+    u = len(objectives)
+    if u == 0:
+        raise VisualizationError("nothing to visualise: the objective list is empty")
+    if len(levels) > 1 and plan.param.kind != "pixel":
+        raise VisualizationError("multi-level (pyramid) runs need param='pixel'")
+    devices = list(jax.devices() if devices is None else devices)
+    nd = len(devices)
+    obj_all = stack(objectives)
+    obj_def = jax.tree.structure(objectives[0])
+    last_plan = dataclasses.replace(plan, param=dataclasses.replace(plan.param, size=tuple(levels[-1][0])))
+    if batch_size is None:
+        batch_size = choose_batch_size(u, bytes_per_unit(net, last_plan, objectives[0]), memory_budget(devices), nd)
+    else:
+        batch_size = max(nd, math.ceil(int(batch_size) / nd) * nd)
+    batch_size = min(batch_size, math.ceil(u / nd) * nd)
+    mesh = Mesh(np.array(devices), ("units",))
+    shard, repl = NamedSharding(mesh, P("units")), NamedSharding(mesh, P())
+    net_params = jax.device_put(net.params, repl)
+    redirect = redirected_relu_steps if getattr(net, "relu_hook", True) else 0
+
+    root = jax.random.PRNGKey(int(seed) % (2 ** 32))
+    unit_keys = jax.vmap(lambda i: jax.random.fold_in(root, i))(jnp.arange(u))
+    init_keys, step_keys = jax.vmap(jax.random.split, out_axes=1)(unit_keys)
+    if start is not None:
+        start = np.asarray(start, np.float32)
+        if start.ndim != 5 or start.shape[0] not in (1, u) or start.shape[1:] != plan.param.shape:
+            raise VisualizationError(f"start images must be 1×{'×'.join(map(str, plan.param.shape))} or "
+                                     f"{u}×…, got {start.shape}")
+        start_p = jax.vmap(plan.param.from_image)(jnp.asarray(start))
+        params = jnp.broadcast_to(start_p, (u, *start_p.shape[1:]))
+    else:
+        params = jax.vmap(plan.param.init)(init_keys)
+
+    n_chunks = math.ceil(u / batch_size)
+    total = sum(s for _, s in levels) * u * plan.param.batch
+    bar = Progress(total, label, "image-steps", enabled=progress)
+    traces, sizes, step0 = [], [tuple(hw) for hw, _ in levels], 0
+    try:
+        for k, (hw, steps) in enumerate(levels):
+            lp = dataclasses.replace(plan, param=dataclasses.replace(plan.param, size=tuple(hw)))
+            if params.shape[-3:-1] != tuple(hw) and lp.param.kind == "pixel":
+                params = jax.image.resize(params, (*params.shape[:-3], *hw, params.shape[-1]), "bilinear")
+            segs = _segments(steps, redirect if k == 0 else 0)
+            level_trace = np.empty((steps, u), np.float32)
+            new_params = []
+            for ci in range(n_chunks):
+                lo, hi = ci * batch_size, min(u, (ci + 1) * batch_size)
+                idx = np.r_[lo:hi, np.full(batch_size - (hi - lo), lo)]  # pad with copies of the first unit
+                put = lambda a, idx=idx: jax.device_put(np.asarray(a)[idx], shard)  # noqa: E731
+                p = put(params)
+                obj = jax.tree.map(put, obj_all)
+                keys = put(step_keys)
+                state = jax.jit(jax.vmap(lp.optimizer.init), out_shardings=shard)(p)
+                done = 0
+                for n, relu in segs:
+                    fn = _segment(net, lp, relu, n, obj_def)
+                    p, state, vs = fn(net_params, p, state, obj, keys, jnp.int32(step0 + done),
+                                      jnp.float32(learning_rate))
+                    level_trace[done:done + n, lo:hi] = _to_host(vs)[:, : hi - lo]
+                    done += n
+                    bar.update(n * (hi - lo) * plan.param.batch)
+                new_params.append(_to_host(p)[: hi - lo])
+            params = np.concatenate(new_params)
+            step0 += steps
+            traces.append(level_trace)
+            if on_level is not None:
+                on_level(k, level_trace)
+    finally:
+        bar.close()
+    final = dataclasses.replace(plan.param, size=tuple(levels[-1][0]))
+    images = np.asarray(jax.jit(jax.vmap(final.image))(jnp.asarray(params)))
+    return RunResult(images, np.stack(traces) if len({s for _, s in levels}) == 1 else traces, sizes, batch_size)
+
+
+def resolved(objectives: Sequence[Objective], net) -> list[Objective]:
+    """Objectives bound to `net` (class names → indices, layer indices → names)."""
+    return [o.resolve(net) for o in objectives]
+
+

@@ -1,0 +1,198 @@
+"""Random, differentiable image transforms with explicit keys (lucid's transformation robustness).
+
+Each transform is a hashable description called as `t(key, images) -> images` on a
+B×H×W×3 batch (one random draw per call, shared by the batch, as lucid's). Shapes are
+static: `jitter(d)` crops d pixels, `pad(w)` adds 2w; scale and rotation resample into
+the same canvas (zoom and turn about the centre, bilinear), so the network sees one
+size and one compiled function serves every step.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+
+import jax
+import jax.numpy as jnp
+from jax.scipy.ndimage import map_coordinates
+
+from ..errors import VisualizationError
+
+
+class Transform:
+    def __call__(self, key: jax.Array, x: jax.Array) -> jax.Array:
+        raise NotImplementedError
+
+    def out_size(self, hw: tuple[int, int]) -> tuple[int, int]:
+        return hw
+
+
+@dataclasses.dataclass(frozen=True)
+class Pad(Transform):
+    """Pad by `width` on every side with a constant (lucid: 0.5 grey) or 'reflect'."""
+
+    width: int
+    value: float | str = 0.5
+
+    def __call__(self, key, x):
+        p = ((0, 0), (self.width, self.width), (self.width, self.width), (0, 0))
+        if self.value == "reflect":
+            return jnp.pad(x, p, mode="reflect")
+        return jnp.pad(x, p, constant_values=float(self.value))
+
+    def out_size(self, hw):
+        return (hw[0] + 2 * self.width, hw[1] + 2 * self.width)
+
+
+@dataclasses.dataclass(frozen=True)
+class Jitter(Transform):
+    """Random crop of size (H−d, W−d) at offsets 0..d−1: lucid's jitter(d)."""
+
+    d: int
+
+    def __call__(self, key, x):
+        if self.d <= 0:
+            return x
+        oy, ox = jax.random.randint(key, (2,), 0, self.d)
+        b, h, w, c = x.shape
+        return jax.lax.dynamic_slice(x, (0, oy, ox, 0), (b, h - self.d, w - self.d, c))
+
+    def out_size(self, hw):
+        return (hw[0] - max(self.d, 0), hw[1] - max(self.d, 0))
+
+
+@dataclasses.dataclass(frozen=True)
+class Roll(Transform):
+    """Circular shift by up to ±d pixels per axis (CS231n's and DeepDream's jitter); size kept."""
+
+    d: int
+
+    def __call__(self, key, x):
+        if self.d <= 0:
+            return x
+        dy, dx = jax.random.randint(key, (2,), -self.d, self.d + 1)
+        return jnp.roll(x, (dy, dx), axis=(1, 2))
+
+
+def affine(x: jax.Array, scale: jax.Array, angle_deg: jax.Array, fill: float = 0.5) -> jax.Array:
+    """Zoom by `scale` and rotate by `angle_deg` about the centre, bilinear, same canvas; outside → `fill`."""
+    b, h, w, c = x.shape
+    t = jnp.deg2rad(angle_deg)
+    cy, cx = (h - 1) / 2.0, (w - 1) / 2.0
+    yy, xx = jnp.meshgrid(jnp.arange(h, dtype=jnp.float32) - cy, jnp.arange(w, dtype=jnp.float32) - cx,
+                          indexing="ij")
+    # Output pixel p samples the input at R(-t) p / scale.
+    sy = (jnp.cos(t) * yy - jnp.sin(t) * xx) / scale + cy
+    sx = (jnp.sin(t) * yy + jnp.cos(t) * xx) / scale + cx
+
+    def one(img2d):
+        return map_coordinates(img2d, [sy, sx], order=1, mode="constant", cval=fill)
+
+    flat = jnp.moveaxis(x, -1, 1).reshape(b * c, h, w)
+    out = jax.vmap(one)(flat).reshape(b, c, h, w)
+    return jnp.moveaxis(out, 1, -1)
+
+
+@dataclasses.dataclass(frozen=True)
+class RandomAffine(Transform):
+    """Random zoom from `scales` and rotation from `angles` (degrees), each drawn uniformly from its list."""
+
+    scales: tuple[float, ...] = (1.0,)
+    angles: tuple[float, ...] = (0.0,)
+    fill: float = 0.5
+
+    def __call__(self, key, x):
+        ks, ka = jax.random.split(key)
+        s = jax.random.choice(ks, jnp.asarray(self.scales, jnp.float32))
+        a = jax.random.choice(ka, jnp.asarray(self.angles, jnp.float32))
+        return affine(x, s, a, self.fill)
+
+
+@dataclasses.dataclass(frozen=True)
+class Resize(Transform):
+    """Bilinear resize to a fixed size (for networks that only take their input size)."""
+
+    size: tuple[int, int]
+
+    def __call__(self, key, x):
+        return jax.image.resize(x, (x.shape[0], *self.size, x.shape[3]), "bilinear")
+
+    def out_size(self, hw):
+        return tuple(self.size)
+
+
+@dataclasses.dataclass(frozen=True)
+class Compose(Transform):
+    """Apply transforms in order, each with its own key folded from the step's key."""
+
+    transforms: tuple[Transform, ...] = ()
+
+    def __call__(self, key, x):
+        for i, t in enumerate(self.transforms):
+            x = t(jax.random.fold_in(key, i), x)
+        return x
+
+    def out_size(self, hw):
+        for t in self.transforms:
+            hw = t.out_size(hw)
+        return hw
+
+    def __add__(self, other: Transform) -> Compose:
+        return Compose(self.transforms + (other.transforms if isinstance(other, Compose) else (other,)))
+
+
+def pad(width: int, value: float | str = 0.5) -> Pad:
+    return Pad(int(width), value)
+
+
+def jitter(d: int) -> Jitter:
+    return Jitter(int(d))
+
+
+def roll(d: int) -> Roll:
+    return Roll(int(d))
+
+
+def random_scale(scales: Sequence[float]) -> RandomAffine:
+    return RandomAffine(tuple(float(s) for s in scales), (0.0,))
+
+
+def random_rotate(angles: Sequence[float]) -> RandomAffine:
+    return RandomAffine((1.0,), tuple(float(a) for a in angles))
+
+
+# lucid's standard_transforms: pad 12 (grey), jitter 8, scale 0.9–1.1, rotate ±10° (0° weighted ×6), jitter 4.
+# Scale and rotate are one resampling (same draws as lucid's two steps; one bilinear gather, not two).
+STANDARD = Compose((pad(12), jitter(8), RandomAffine(tuple(1 + (i - 5) / 50.0 for i in range(11)),
+                                                     tuple(float(a) for a in list(range(-10, 11)) + 5 * [0])),
+                    jitter(4)))
+NAMED = {"standard": STANDARD, "none": Compose(()),
+         "keras_vis": Compose((jitter(4), random_rotate([-1.0, 1.0]))),
+         "roll16": Compose((roll(16),))}
+
+
+def get(transforms) -> Compose:
+    """A :class:`Compose` from a name ('standard', 'none', 'keras_vis', 'roll16'), a transform or a list."""
+    if transforms is None:
+        return NAMED["none"]
+    if isinstance(transforms, str):
+        if transforms not in NAMED:
+            raise VisualizationError(f"unknown transforms {transforms!r}; known: {', '.join(NAMED)}")
+        return NAMED[transforms]
+    if isinstance(transforms, Compose):
+        return transforms
+    if isinstance(transforms, Transform):
+        return Compose((transforms,))
+    return Compose(tuple(transforms))
+
+
+def gaussian_blur(x: jax.Array, sigma) -> jax.Array:
+    """Separable Gaussian blur (5 taps, so for σ ≲ 1; reflect edges) of a B×H×W×C batch; σ may be traced."""
+    r = 2
+    taps = jnp.exp(-0.5 * (jnp.arange(-r, r + 1, dtype=jnp.float32) / jnp.maximum(sigma, 1e-3)) ** 2)
+    taps = taps / taps.sum()
+    xp = jnp.pad(x, ((0, 0), (r, r), (r, r), (0, 0)), mode="reflect")
+    h, w = x.shape[1], x.shape[2]
+    y = sum(taps[i] * xp[:, i:i + h, :, :] for i in range(2 * r + 1))
+    return sum(taps[i] * y[:, :, i:i + w, :] for i in range(2 * r + 1))
+

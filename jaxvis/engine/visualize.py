@@ -1,0 +1,249 @@
+"""`jaxvis.visualize`: feature visualization of any network, with presets; the `Visualization` result."""
+
+from __future__ import annotations
+
+import dataclasses
+import numbers
+import os
+from collections.abc import Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from ..errors import ChannelError, VisualizationError
+from . import objectives as O
+from . import presets as P
+from . import transforms as T
+from .optimize import Plan, RunResult, optimize
+from .param import Param
+
+
+@dataclasses.dataclass
+class Visualization:
+    """Result of :func:`visualize`.
+
+    Attributes:
+      images: uint8 N×H×W×3 for display (N = units × batch, unit-major), scaled by `output_scaling`.
+      raw: float32 N×H×W×3 images on the 0..1 scale before display scaling (×255 = network pixels).
+      trace: float32 levels×steps×units: each unit's objective (mean over its batch) before each step.
+      labels: one label per unit.
+      settings: everything that produced it (preset, param, transforms, optimizer, steps, seed, …).
+    """
+
+    images: np.ndarray
+    raw: np.ndarray
+    trace: np.ndarray
+    labels: list[str]
+    settings: dict[str, Any]
+
+    def tile(self, **imtile_kwargs) -> np.ndarray:
+        """All images tiled with :func:`jaxvis.imtile` (uint8)."""
+        from ..display import imtile
+        return imtile(self.images, **imtile_kwargs)
+
+    def save(self, path: str | os.PathLike, **imtile_kwargs) -> str:
+        """Write the tiled images as PNG (atomically); returns the path."""
+        from ..display import save_png
+        save_png(path, self.tile(**imtile_kwargs))
+        return str(path)
+
+    def save_each(self, folder: str | os.PathLike, prefix: str = "unit") -> list[str]:
+        """One PNG per image in `folder` (created); returns the paths."""
+        from ..display import save_png
+        os.makedirs(folder, exist_ok=True)
+        b = len(self.images) // max(len(self.labels), 1)
+        out = []
+        for i, im in enumerate(self.images):
+            lab = _safe(self.labels[i // b]) + (f"_{i % b}" if b > 1 else "")
+            out.append(os.path.join(folder, f"{prefix}_{i:04d}_{lab}.png"))
+            save_png(out[-1], im)
+        return out
+
+
+def _safe(s: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_" else "_" for c in s)[:60]
+
+
+def scale_for_display(raw: np.ndarray, how: str) -> np.ndarray:
+    """0..1-scale images → uint8: 'clip', 'linear' (each image min–max, MATLAB's), 'percentile'
+    (each image 0.5–99.5 % stretch) or 'none' (clip, as raw pixels)."""
+    x = np.asarray(raw, np.float32)
+    if how in ("clip", "none"):
+        y = np.clip(x, 0, 1)
+    elif how in ("linear", "percentile"):
+        q = (0.0, 100.0) if how == "linear" else (0.5, 99.5)
+        lo = np.percentile(x, q[0], axis=(1, 2, 3), keepdims=True)
+        hi = np.percentile(x, q[1], axis=(1, 2, 3), keepdims=True)
+        y = np.clip((x - lo) / np.where(hi > lo, hi - lo, 1.0), 0, 1)
+    else:
+        raise VisualizationError(f"output_scaling must be 'clip', 'linear', 'percentile' or 'none', got {how!r}")
+    return np.round(y * 255).astype(np.uint8)
+
+
+def _objectives(net, objective, hw) -> list[O.Objective]:
+    if isinstance(objective, (str, numbers.Integral)) and not isinstance(objective, bool):
+        layer = net.layer_name(objective)
+        n = _layer_shape(net, layer, hw)[-1]
+        return [O.channel(layer, c) for c in range(n)]
+    if isinstance(objective, O.Objective):
+        return [objective.resolve(net)]
+    if isinstance(objective, Sequence) and objective and all(isinstance(o, O.Objective) for o in objective):
+        return [o.resolve(net) for o in objective]
+    raise VisualizationError("objective must be an objective (jaxvis.objectives.channel(...), …), a list of them, "
+                             f"or a layer name (every channel); got {type(objective).__name__}")
+
+
+def _layer_shape(net, layer: str, hw) -> tuple[int, ...] | None:
+    fn = net.function([layer])
+    try:
+        return tuple(jax.eval_shape(fn, net.params, jax.ShapeDtypeStruct((1, *hw, 3), jnp.float32))[layer].shape)
+    except (TypeError, ValueError):  # a fixed-size flatten meets another size
+        return None
+
+
+def check_units(net, objs: Sequence[O.Objective], hw) -> None:
+    """Channel indices inside each layer's channels (ChannelError names the valid range)."""
+    seen: dict[str, int] = {}
+
+    def visit(o):
+        if isinstance(o, (O.Sum,)):
+            for t in o.terms:
+                visit(t)
+        elif isinstance(o, O.Scale):
+            visit(o.obj)
+        elif isinstance(o, (O.Channel, O.Neuron, O.Spatial)):
+            if o.layer not in seen:
+                shape = _layer_shape(net, o.layer, hw) or _layer_shape(net, o.layer, net.input_size)
+                seen[o.layer] = shape[-1]
+            c, n = int(np.asarray(o.c)), seen[o.layer]
+            if not 0 <= c < n:
+                raise ChannelError(f"channel {c} is out of range for layer {o.layer!r}: it has {n} channels, "
+                                   f"valid indices are 0..{n - 1} (0-based)")
+
+    for o in objs:
+        visit(o)
+
+
+def label(o: O.Objective, net) -> str:
+    if isinstance(o, (O.Channel, O.Neuron, O.Spatial)):
+        return f"{o.layer}:{int(np.asarray(o.c))}"
+    if isinstance(o, O.ClassScore):
+        i = int(np.asarray(o.index))
+        return net.classes[i] if net.classes else f"class {i}"
+    if isinstance(o, O.Scale):
+        return label(o.obj, net)
+    if isinstance(o, O.Sum):
+        return " + ".join(label(t, net) for t in o.terms if not isinstance(t, (O.Lp, O.TotalVariation, O.Blur)))
+    return type(o).__name__
+
+
+def _hw(image_size, net) -> tuple[int, int]:
+    if image_size is None:
+        return tuple(net.input_size)
+    if isinstance(image_size, numbers.Integral):
+        return (int(image_size), int(image_size))
+    hw = tuple(int(v) for v in image_size)
+    if len(hw) != 2 or min(hw) < 1:
+        raise VisualizationError(f"image_size must be a positive int or (H, W), got {image_size!r}")
+    return hw
+
+
+def fit_transforms(net, layers: Sequence[str], tf: T.Compose, hw) -> T.Compose:
+    """`tf`, plus a resize to the network's input size if a layer cannot take the transformed size."""
+    out = tf.out_size(hw)
+    if min(out) < 1:
+        raise VisualizationError(f"the transforms crop {hw[0]}×{hw[1]} images to nothing; use larger images")
+    if all(_layer_shape(net, l, out) is not None for l in layers):
+        return tf
+    return tf + T.Resize(tuple(net.input_size))
+
+
+def visualize(net, objective, *, preset: str | P.Preset = "lucid", param: str | None = None,
+              decorrelate: bool | None = None, transforms=None, steps: int | None = None,
+              optimizer: optax.GradientTransformation | None = None, learning_rate: float | None = None,
+              batch: int = 1, seed: int = 0,
+              image_size: int | tuple[int, int] | None = None, redirected_relu_steps: int | None = None,
+              output_scaling: str | None = None, start_image=None, levels: int | None = None,
+              level_scale: float | None = None, batch_size: int | None = None, devices=None,
+              progress: bool = True, on_level=None) -> Visualization:
+    """Feature visualization: images that maximise each objective, all optimised in one batch.
+
+    Args:
+      net: any jaxvis network (`load_model`, `from_function`, `from_onnx`).
+      objective: an objective (`jaxvis.objectives.channel("conv5", 3) - 1e-3 * objectives.l1()`),
+        a list of objectives of one form (one image set each: every unit in one vmapped,
+        jit-compiled loop), or a layer name (every channel of it).
+      preset: 'lucid' (default), 'matlab', 'keras_vis' or 'cs231n' (see `jaxvis.engine.presets`);
+        the arguments below override it.
+      param: 'fft' or 'pixel'.
+      decorrelate: colour decorrelation.
+      transforms: 'standard', 'none', 'keras_vis', 'roll16', or transforms from `jaxvis.engine.transforms`.
+      steps: optimisation steps (per pyramid level).
+      optimizer: an optax GradientTransformation minimising −objective (reuse one object to reuse
+        compiled steps); default the preset's.
+      learning_rate: multiplies the optimizer's updates (default: the preset's with its optimizer, 1.0
+        with yours); traced, so other values reuse the compiled loop.
+      batch: images per objective (use with `objectives.diversity` for a diverse set).
+      seed: all randomness (starts, transforms); the same seed gives the same bytes.
+      image_size: H×W (or int); default the network's input size.
+      redirected_relu_steps: first steps run with RedirectedReLU (dead units move).
+      output_scaling: 'clip', 'linear', 'percentile' or 'none' (see :func:`scale_for_display`).
+      start_image: start from this photo (pixel param; any image jaxvis reads, 0..255 RGB).
+      levels, level_scale: pyramid levels (pixel param), each `level_scale`× larger.
+      batch_size: units per compiled call (default from a memory estimate); devices: shard over these.
+      progress: progress bar on stderr.
+      on_level: `on_level(k, trace steps×units)` after each level.
+
+    Returns:
+      :class:`Visualization`.
+    """
+    pre = P.get(preset)
+    hw = _hw(image_size, net)
+    objs = _objectives(net, objective, hw)
+    pen = pre.penalty(hw)
+    if pen is not None:
+        objs = [o - pen for o in objs]
+    layers = tuple(dict.fromkeys(l for o in objs[:1] for l in o.layers))
+    net.require_weights(layers)
+    check_units(net, objs, hw)
+    kind = param or pre.param
+    dec = pre.decorrelate if decorrelate is None else bool(decorrelate)
+    out = pre.output if kind == pre.param else "sigmoid"
+    mean = pre.mean if kind == pre.param else None
+    sd = pre.sd if kind == pre.param else 0.01
+    prm = Param(hw, int(batch), kind, dec, out, sd, (0.0 if out == "sigmoid" else 0.5) if mean is None else mean)
+    tf = fit_transforms(net, layers, T.get(pre.transforms if transforms is None else transforms), hw)
+    opt = optimizer if optimizer is not None else P.optimizer(*pre.optimizer)
+    lr = learning_rate if learning_rate is not None else (pre.learning_rate if optimizer is None else 1.0)
+    n_levels = pre.levels if levels is None else int(levels)
+    scale = pre.level_scale if level_scale is None else float(level_scale)
+    n_steps = pre.steps if steps is None else int(steps)
+    if n_steps < 1 or n_levels < 1:
+        raise VisualizationError(f"steps and levels must be >= 1, got steps={n_steps}, levels={n_levels}")
+    sizes = [(int(round(hw[0] * scale ** k)), int(round(hw[1] * scale ** k))) for k in range(n_levels)]
+    start = None
+    if start_image is not None:
+        from ..images import to_batch
+        b, _ = to_batch(start_image)
+        if b.shape[1:3] != hw:
+            b = np.asarray(jax.image.resize(jnp.asarray(b), (b.shape[0], *hw, 3), "bilinear"))
+        start = np.broadcast_to((b / 255.0)[:, None], (b.shape[0], int(batch), *hw, 3))
+    plan = Plan(prm, tf, opt, layers, pre.projection)
+    red = pre.redirected_relu_steps if redirected_relu_steps is None else int(redirected_relu_steps)
+    res: RunResult = optimize(net, objs, plan, levels=[(s, n_steps) for s in sizes], learning_rate=lr,
+                              seed=seed, start=start,
+                              redirected_relu_steps=red, batch_size=batch_size, devices=devices,
+                              progress=progress, on_level=on_level,
+                              label=f"visualize {getattr(net, 'name', '')} ({len(objs)} units)")
+    raw = res.images.reshape(-1, *res.images.shape[2:])
+    scaling = output_scaling or pre.output_scaling
+    settings = dict(preset=pre.name, param=kind, decorrelate=dec, output=out, transforms=repr(tf),
+                    optimizer=repr(pre.optimizer) if optimizer is None else repr(optimizer), learning_rate=lr,
+                    steps=n_steps,
+                    levels=sizes, seed=seed, batch=batch, redirected_relu_steps=red, output_scaling=scaling,
+                    batch_size=res.batch_size)
+    return Visualization(scale_for_display(raw, scaling), raw, np.asarray(res.trace),
+                         [label(o, net) for o in objs], settings)
