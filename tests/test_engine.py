@@ -12,7 +12,6 @@ import tiny_nets as T
 
 import jaxvis
 from jaxvis.engine import objectives as O
-from jaxvis.engine import optimize as E
 from jaxvis.engine import param as P
 from jaxvis.engine import transforms as TF
 from jaxvis.errors import ChannelError, VisualizationError

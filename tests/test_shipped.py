@@ -6,7 +6,6 @@ from __future__ import annotations
 import importlib.util
 import pickle
 import re
-import shutil
 
 import h5py
 import numpy as np
