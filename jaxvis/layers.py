@@ -44,7 +44,8 @@ def _describe(s: Step, classes: Sequence[str]) -> str:
     if k == "output":
         return f"crossentropyex with '{classes[0]}' and {len(classes) - 1} other classes" if classes else "crossentropyex"
     return {"relu": "ReLU", "gap": "Global average pooling", "dropout": "50% dropout",
-            "softmax": "softmax", "flatten": "flatten in (H, W, C) order", "concat": f"Depth concatenation of {len(s.inputs)} inputs"}[k]
+            "softmax": "softmax", "flatten": "flatten in (H, W, C) order",
+            "concat": f"Depth concatenation of {len(s.inputs)} inputs"}[k]
 
 
 class LayerTable(Sequence[Layer]):
