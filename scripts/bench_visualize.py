@@ -55,7 +55,7 @@ def main(argv=None) -> int:
     from lucent.optvis import objectives as LO
     from lucent.optvis import param as LP
     from lucent.optvis import render, transform
-    from torch_squeezenet import from_jaxvis
+    from torch_reference import squeezenet_from_jaxvis as from_jaxvis
 
     import jaxvis
     from jaxvis.engine import objectives as O
@@ -74,7 +74,7 @@ def main(argv=None) -> int:
     tmodel = Pixels01(from_jaxvis(net.params)).eval()
     for p in tmodel.parameters():
         p.requires_grad_(False)
-    obj = sum(LO.channel("inner_relu10", c, batch=i) for i, c in enumerate(classes))
+    obj = sum(LO.channel("inner_net_classifier_2", c, batch=i) for i, c in enumerate(classes))  # relu_conv10
 
     def lucent_run():
         render.render_vis(tmodel, obj, lambda: LP.image(args.size, batch=len(classes), fft=True, decorrelate=True),

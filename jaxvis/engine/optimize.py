@@ -264,7 +264,9 @@ def optimize(net, objectives: Sequence[Objective], plan: Plan, *, levels: Sequen
                 p = put(params)
                 obj = jax.tree.map(put, obj_all)
                 keys = put(step_keys)
-                state = jax.jit(jax.vmap(lp.optimizer.init), out_shardings=shard)(p)
+                state = net.cache.get(("visualize-init", lp.optimizer, tuple(d.id for d in devices)),
+                                      lambda: jax.vmap(lp.optimizer.init),
+                                      out_shardings=shard)(p)
                 done = 0
                 for n, relu in segs:
                     fn = _segment(net, lp, relu, n, obj_def)
@@ -282,7 +284,7 @@ def optimize(net, objectives: Sequence[Objective], plan: Plan, *, levels: Sequen
     finally:
         bar.close()
     final = dataclasses.replace(plan.param, size=tuple(levels[-1][0]))
-    images = np.asarray(jax.jit(jax.vmap(final.image))(jnp.asarray(params)))
+    images = np.asarray(net.cache.get(("visualize-image", final), lambda: jax.vmap(final.image))(jnp.asarray(params)))
     return RunResult(images, np.stack(traces) if len({s for _, s in levels}) == 1 else traces, sizes, batch_size)
 
 
