@@ -286,10 +286,3 @@ def optimize(net, objectives: Sequence[Objective], plan: Plan, *, levels: Sequen
     final = dataclasses.replace(plan.param, size=tuple(levels[-1][0]))
     images = np.asarray(net.cache.get(("visualize-image", final), lambda: jax.vmap(final.image))(jnp.asarray(params)))
     return RunResult(images, np.stack(traces) if len({s for _, s in levels}) == 1 else traces, sizes, batch_size)
-
-
-def resolved(objectives: Sequence[Objective], net) -> list[Objective]:
-    """Objectives bound to `net` (class names → indices, layer indices → names)."""
-    return [o.resolve(net) for o in objectives]
-
-
