@@ -15,6 +15,7 @@ from .models import MODELS
 from .network import Network, load_model
 from .onnx import OnnxError, from_onnx
 from .protocol import Net
+from .receptive import ReceptiveField, receptive_field
 
 __version__ = "0.1.0"
 
@@ -25,5 +26,5 @@ __all__ = [
     "deep_dream_image", "deep_dream", "DreamResult", "ChannelError",
     "JaxvisError", "LayerError", "ImageError", "MissingWeightsError", "WeightFileError", "NetworkError",
     "VisualizationError", "Net", "from_function", "FunctionNetwork", "visualize", "Visualization", "objectives",
-    "from_onnx", "OnnxError",
+    "from_onnx", "OnnxError", "receptive_field", "ReceptiveField",
 ]
