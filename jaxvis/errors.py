@@ -59,3 +59,7 @@ class OutputError(JaxvisError, OSError):
 
     Also an :class:`OSError`, because the problem lies in the file system; nothing half-written is left behind.
     """
+
+
+class GalleryError(JaxvisError, ValueError):
+    """A bad gallery request (no layers, an output folder made by another job's settings, …)."""

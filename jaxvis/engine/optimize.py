@@ -167,7 +167,7 @@ def choose_batch_size(n: int, per_unit: int, budget: int, n_devices: int) -> int
 
 
 def _to_host(x) -> np.ndarray:
-    if jax.process_count() > 1:  # a global array spans other hosts' devices
+    if not getattr(x, "is_fully_addressable", True):  # a global array spans other hosts' devices
         from jax.experimental import multihost_utils
         return np.asarray(multihost_utils.process_allgather(x, tiled=True))
     return np.asarray(x)

@@ -1,0 +1,83 @@
+"""What a gallery renders: layers, their units, and the fixed blocks units are rendered in.
+
+Blocks are fixed by unit index (not by what is left to do), so a resumed job compiles and runs
+exactly the batches an uninterrupted one would: the images come out byte for byte the same.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from collections.abc import Sequence
+
+import jax
+import jax.numpy as jnp
+
+from ..errors import GalleryError, MissingWeightsError
+
+# Layer types worth a page when the network has a layer table (the others repeat a neighbour's units).
+_SHOWN = ("Convolution", "Grouped Convolution", "Depth concatenation", "Fully Connected", "Addition")
+
+
+@dataclasses.dataclass(frozen=True)
+class LayerPlan:
+    """One layer of the gallery: its name, activation shape (H, W, C) or (C,), units, type and slug."""
+
+    name: str
+    shape: tuple[int, ...]
+    units: tuple[int, ...]
+    type: str
+    slug: str
+
+    def blocks(self, size: int) -> list[tuple[int, ...]]:
+        return [self.units[i:i + size] for i in range(0, len(self.units), size)]
+
+
+def slug(name: str) -> str:
+    """A file-name-safe form of a layer name (collisions are resolved by plan_layers)."""
+    s = re.sub(r"[^A-Za-z0-9_.-]", "_", name).strip(".") or "layer"
+    return s
+
+
+def plan_layers(net, layers: str | Sequence[str], units: int | None = None) -> list[LayerPlan]:
+    """Resolve `layers` ("all" or names/indices) to :class:`LayerPlan` s.
+
+    "all" means every layer with units of its own: for networks with a layer table, convolutions,
+    concatenations, additions and fully connected layers (not their ReLUs, pools or dropouts); for
+    other networks every named layer. Layers whose weights are missing are left out
+    of "all" and are an error when named.
+    """
+    table = getattr(net, "layers", None)
+    types = {}
+    if table is not None:
+        try:
+            types = {table[i].name: table[i].type for i in range(len(table))}
+        except (TypeError, AttributeError, IndexError):
+            types = {}
+    if isinstance(layers, str) and layers == "all":
+        names = [n for n in net.layer_names if types.get(n) in _SHOWN] or list(net.layer_names)
+        usable = []
+        for n in names:
+            try:
+                net.require_weights([n])
+                usable.append(n)
+            except MissingWeightsError:
+                continue
+        names = usable
+    else:
+        names = [net.layer_name(l) for l in ([layers] if isinstance(layers, (str, int)) else layers)]
+        net.require_weights(names)
+    if not names:
+        raise GalleryError(f"no layers to render for {net.name!r}: give layer names (e.g. {net.layer_names[-1]!r})")
+    shapes = jax.eval_shape(lambda p, x: net.apply(p, x, names), net.params,
+                            jax.ShapeDtypeStruct((1, *net.input_size, 3), jnp.float32))
+    out, seen = [], set()
+    for n in dict.fromkeys(names):
+        shape = tuple(int(d) for d in shapes[n].shape[1:])
+        c = shape[-1]
+        s = slug(n)
+        while s in seen:
+            s += "_"
+        seen.add(s)
+        out.append(LayerPlan(n, shape, tuple(range(c if units is None else min(c, int(units)))), types.get(n, ""), s))
+    return out

@@ -1,0 +1,156 @@
+"""The gallery job: a site from a tiny network, resumable byte for byte, the same from two
+`jax.distributed` processes, and browsable in a real headless Chromium."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import jaxvis
+from jaxvis.errors import GalleryError
+from jaxvis.gallery import gallery
+
+sys.path.insert(0, os.path.dirname(__file__))
+import tiny_nets as T  # noqa: E402
+from browser import Browser, chromium_path  # noqa: E402
+
+KW = dict(layers=["conv1", "conv2", "logits"], units=3, block=2, steps=4, image_size=32, progress=False)
+HERE = Path(__file__).resolve().parent
+
+
+def _files(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    return T.pure_net()
+
+
+@pytest.fixture(scope="module")
+def site(tiny, tmp_path_factory):
+    out = tmp_path_factory.mktemp("site")
+    r = gallery(tiny, out, diversity=2, **KW)
+    return out, r
+
+
+def test_site_manifest_pages_and_images(site, tiny):
+    out, r = site
+    assert r.complete and r.rendered == 3 * 3 and r.skipped == 0
+    m = json.loads((out / "index.json").read_text())
+    assert m == r.manifest
+    assert [L["name"] for L in m["layers"]] == ["conv1", "conv2", "logits"]
+    conv1 = m["layers"][0]
+    assert conv1["receptive_field"] == {"size": [3, 3], "stride": [2, 2], "offset": [1.0, 1.0], "spatial": True}
+    assert m["layers"][-1]["receptive_field"]["spatial"] is False  # logits see the whole image
+    logits = m["layers"][-1]["units"]
+    assert [u["label"] for u in logits] == T.CLASSES[:3]  # class units are named by class
+    for L in m["layers"]:
+        assert (out / L["page"]).is_file()
+        for u in L["units"]:
+            for key in ("image", "thumb", "page"):
+                assert (out / u[key]).is_file(), u[key]
+            assert len(u["diversity"]) == 2
+    # the unit image is what jaxvis.visualize makes for that unit alone (same settings, same bytes)
+    from PIL import Image
+    import numpy as np
+    v = jaxvis.visualize(tiny, jaxvis.objectives.units("conv2", [0, 1]), steps=4, image_size=32, progress=False)
+    assert np.array_equal(np.asarray(Image.open(out / "img/conv2/1.png")), v.images[1])
+
+
+def test_resume_after_a_kill_is_byte_identical(tiny, tmp_path, site):
+    full, _ = site
+    out = tmp_path / "resumed"
+    first = gallery(tiny, out, diversity=2, stop_after_blocks=3, **KW)  # blocks of 2, 1, 2, 1, 2, 1 units
+    assert not first.complete and first.rendered == 5 and not (out / "index.json").exists()
+    second = gallery(tiny, out, diversity=2, **KW)
+    assert second.complete and second.skipped == 5 and second.rendered == 4
+    assert _files(out) == _files(full)
+    third = gallery(tiny, out, diversity=2, **KW)  # nothing left to do
+    assert third.rendered == 0 and _files(out) == _files(full)
+
+
+def test_bad_requests(tiny, tmp_path, site):
+    full, _ = site
+    with pytest.raises(GalleryError, match="other settings.*steps"):
+        gallery(tiny, full, diversity=2, **{**KW, "steps": 5})
+    f = tmp_path / "file"
+    f.write_text("x")
+    with pytest.raises(GalleryError, match="is a file"):
+        gallery(tiny, f, **KW)
+    with pytest.raises(jaxvis.LayerError, match="conv1"):
+        gallery(tiny, tmp_path / "x", **{**KW, "layers": ["conv_1"]})
+    with pytest.raises(GalleryError, match="block >= 1"):
+        gallery(tiny, tmp_path / "x", **{**KW, "block": 0})
+
+
+RUN = """
+import sys
+sys.path[:0] = [{tests!r}, {root!r}]
+import jax
+pid, n = int(sys.argv[1]), int(sys.argv[2])
+if n > 1:
+    jax.distributed.initialize("127.0.0.1:" + sys.argv[3], num_processes=n, process_id=pid)
+import tiny_nets as T
+from jaxvis.gallery import gallery
+r = gallery(T.pure_net(), sys.argv[4], layers=["conv1", "conv2", "logits"], units=3, block=2, steps=4,
+            image_size=32, progress=False)
+print("rendered", pid, r.rendered, r.manifest is not None)
+"""
+
+
+def test_two_distributed_processes_make_the_same_site(tmp_path):
+    script = tmp_path / "run.py"
+    script.write_text(RUN.format(tests=str(HERE), root=str(HERE.parent)))
+    env = {**os.environ, "JAX_PLATFORMS": "cpu"}
+    one = subprocess.run([sys.executable, script, "0", "1", "0", tmp_path / "one"], env=env, capture_output=True,
+                         text=True, timeout=600)
+    assert one.returncode == 0, one.stderr[-2000:]
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = str(s.getsockname()[1])
+    procs = [subprocess.Popen([sys.executable, script, str(i), "2", port, tmp_path / "two"], env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for i in range(2)]
+    outs = [p.communicate(timeout=600) for p in procs]
+    assert all(p.returncode == 0 for p in procs), [o[1][-2000:] for o in outs]
+    # both processes rendered a share (blocks alternate), process 0 wrote the site
+    assert "rendered 0 " in outs[0][0] and "True" in outs[0][0] and "rendered 1 " in outs[1][0]
+    assert int(outs[1][0].split()[2]) > 0
+    assert _files(tmp_path / "one") == _files(tmp_path / "two")
+
+
+@pytest.mark.skipif(chromium_path() is None, reason="needs a chromium binary (Debian: apt-get install chromium)")
+def test_site_in_a_real_browser(site):
+    pytest.importorskip("websocket", reason="needs websocket-client (the [test] extra)")
+    out, _ = site
+    with Browser() as b:
+        b.open((out / "index.html").as_uri())
+        assert b.eval("document.querySelectorAll('table a').length") == 3
+        layer_url = b.href("table a[href$='conv2.html']")
+        b.open(layer_url)
+        imgs = b.images()
+        assert len(imgs) == 3 and all(done and w == 96 for _, done, w in imgs), imgs
+        b.open(b.href(".grid a"))
+        imgs = b.images()
+        assert len(imgs) == 3 and all(done and w == 32 for _, done, w in imgs), imgs
+        assert b.eval("document.querySelector('nav a').getAttribute('href')") == "../../index.html"
+        assert b.errors == []
+        b.open((out / "missing.html").as_uri())  # the check can fail: a broken link is reported
+        assert b.errors
+
+
+def test_all_layers_are_the_ones_with_units_of_their_own(tiny, squeezenet):
+    from jaxvis.gallery.plan import plan_layers
+    assert [p.name for p in plan_layers(tiny, "all")] == list(tiny.layer_names)  # untyped: every layer
+    plans = plan_layers(squeezenet, "all", units=4)
+    names = [p.name for p in plans]
+    assert names[:3] == ["conv1", "fire2-squeeze1x1", "fire2-expand1x1"] and "fire9-concat" in names
+    assert names[-1] == "conv10" and not any("relu" in n or "pool" in n for n in names)
+    assert len(names) == 1 + 8 * 4 + 1  # conv1, 8 fire modules × (squeeze, 2 expands, concat), conv10
+    assert plans[-1].shape == (14, 14, 1000) and plans[-1].units == (0, 1, 2, 3)
