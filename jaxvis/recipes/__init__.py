@@ -2,3 +2,4 @@
 
 from .class_model import class_model  # noqa: F401
 from .fool import FoolResult, fool  # noqa: F401
+from .dream_photo import DreamPhotoResult, dream_photo  # noqa: F401
