@@ -70,6 +70,7 @@ def class_model(net, classes, *, preset: str | P.Preset = "cs231n", steps: int |
     idx = _indices(net, classes)
     v = visualize(net, [O.class_logit(i) for i in idx], preset=preset, steps=steps, learning_rate=learning_rate,
                   image_size=image_size, batch=batch, seed=seed, progress=progress, **visualize_kwargs)
+    v.labels = [net.classes[i] if net.classes else f"class {i}" for i in idx]
     v.settings["classes"] = idx
     v.settings["recipe"] = "class_model"
     return v

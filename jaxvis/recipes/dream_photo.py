@@ -30,6 +30,7 @@ import numpy as np
 from PIL import Image
 
 from ..engine import objectives as O
+from ..engine.visualize import check_units
 from ..errors import ImageError, VisualizationError
 from ..images import ImageLike, to_batch
 from ..receptive import receptive_field
@@ -225,6 +226,7 @@ def dream_photo(net, image: ImageLike, layer_or_objective, *, octaves: int = 4, 
     layer = _check_objective(obj)
     net.require_weights([layer])
     base = batch[0]
+    check_units(net, [obj], base.shape[:2])
     h, w = base.shape[:2]
     sizes = [(max(1, round(h / octave_scale ** k)), max(1, round(w / octave_scale ** k))) for k in range(octaves)]
     try:
