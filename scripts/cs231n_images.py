@@ -40,6 +40,14 @@ def main(argv=None) -> int:
         save_png(out / "class_models.png", imtile(v.images, grid_size=(2, 4)))
         own = [p[0][0] for p in jaxvis.classify(net, list(v.images), top=1, resize="none")]
         print(f"class models ({time.perf_counter() - t:.0f} s): {list(zip(CLASSES, own))}", flush=True)
+        judge_dir = SHARED / "testdata" / "squeezenet1_1_onnxzoo"
+        if (judge_dir / "weights").is_dir():  # the independent torchvision SqueezeNet's top-5 (docs/quality.md)
+            sys.path.insert(0, str(ROOT / "scripts"))
+            from transfer_quality import judge_network
+            top5 = jaxvis.classify(judge_network(judge_dir), list(v.images), top=5, resize="stretch")
+            hits = [c in [n for n, _ in p] for c, p in zip(CLASSES, top5)]
+            print(f"independent top-5: {sum(hits)}/{len(hits)}; top-1: "
+                  f"{sum(p[0][0] == c for c, p in zip(CLASSES, top5))}/{len(hits)}", flush=True)
     if "fool" in only:
         photo = fit_to_size(read_image(SHARED / "images" / "chelsea.png")[None].astype(np.float32), net.input_size)
         t = time.perf_counter()
