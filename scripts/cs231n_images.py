@@ -37,7 +37,7 @@ def main(argv=None) -> int:
     if "class" in only:
         t = time.perf_counter()
         v = jaxvis.class_model(net, CLASSES, steps=args.steps, progress=True)
-        save_png(out / "class_models.png", imtile(v.images, grid_size=(2, 4)))
+        save_png(out / "class_models.png", imtile(v.images, grid_size=(2, 4), thumbnail_size=(150, 150)))  # < 400 KB
         own = [p[0][0] for p in jaxvis.classify(net, list(v.images), top=1, resize="none")]
         print(f"class models ({time.perf_counter() - t:.0f} s): {list(zip(CLASSES, own))}", flush=True)
         judge_dir = SHARED / "testdata" / "squeezenet1_1_onnxzoo"
