@@ -7,7 +7,11 @@ import importlib
 import sys
 
 # Subcommand modules (jaxvis.cli.<name>); each defines register(subparsers) that sets `func`.
-COMMANDS = ("classify", "activations", "convert", "analyze", "attribution", "dream", "visualize", "bench", "gallery")
+COMMANDS = (
+    "classify", "activations", "convert", "analyze", "attribution", "dream", "visualize", "bench",
+    "gallery",
+    "dream_photo",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

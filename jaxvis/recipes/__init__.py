@@ -1,0 +1,5 @@
+"""CS231n's image toolbox on the engine: one module per recipe."""
+
+from .class_model import class_model  # noqa: F401
+from .fool import FoolResult, fool  # noqa: F401
+from .dream_photo import DreamPhotoResult, dream_photo  # noqa: F401
