@@ -19,7 +19,7 @@ import time
 import numpy as np
 
 import jaxvis
-from jaxvis.display import imtile, save_png
+from jaxvis.display import imresize, imtile, save_png
 from jaxvis.recipes.invert import invert
 from jaxvis.recipes.style import style_transfer
 
@@ -29,6 +29,18 @@ LAYERS = {"squeezenet": ["relu_conv1", "fire3-concat", "fire5-concat", "fire7-co
           "alexnet": ["relu1", "relu2", "relu3", "relu4", "relu5"]}
 TV = [0.05, 0.3, 0.5, 0.5, 0.5]  # λ_TV per depth: shallow codes keep detail, deep ones need the image prior
 STYLE_WEIGHTS = [[1, 1, 1, 1], [10, 10, 10, 10], [100, 100, 100, 100]]
+MAX_PNG_BYTES = 400_000
+
+
+def save_small(path: str, tile: np.ndarray) -> None:
+    """save_png, downscaled (bilinear, antialiased) in 10 % steps until the file is under 400 KB."""
+    scale = 1.0
+    while True:
+        im = tile if scale == 1.0 else np.clip(imresize(tile.astype(np.float32), scale=scale), 0, 255).astype(np.uint8)
+        save_png(path, im)
+        if os.path.getsize(path) < MAX_PNG_BYTES or scale < 0.2:
+            return
+        scale *= 0.9
 
 
 def main():
@@ -51,7 +63,7 @@ def main():
         # per_layer: one vmapped call per layer, so conv1's units do not run the network to its 5th depth.
         r = invert(net, photos, layers, steps=args.steps, tv_weight=TV, learning_rate=0.03, per_layer=True)
         path = os.path.join(args.out, f"invert_{name}.png")
-        save_png(path, r.tile(border_size=2))
+        save_small(path, r.tile(border_size=2))
         print(path)
         results["invert"][name] = dict(layers=layers, photos=args.photos, feature_error=r.feature_error.tolist(),
                                        ssim=r.ssim.tolist(), seconds=r.seconds, settings=_jsonable(r.settings))
@@ -68,8 +80,8 @@ def main():
                        weights=STYLE_WEIGHTS, content_weight=1.0, tv_weight=1.0, steps=args.style_steps,
                        learning_rate=0.03, image_size=args.style_size)
     path = os.path.join(args.out, "style_transfer.png")
-    save_png(path, imtile(np.concatenate([s.content[None], s.style[None], s.images]), border_size=2,
-                          grid_size=(1, 2 + len(s.images))))
+    save_small(path, imtile(np.concatenate([s.content[None], s.style[None], s.images]), border_size=2,
+                            grid_size=(1, 2 + len(s.images))))
     print(path)
     results["style"] = dict(weights=STYLE_WEIGHTS, start={k: v.tolist() for k, v in s.start_losses.items()},
                             end={k: v.tolist() for k, v in s.losses.items()}, seconds=s.seconds,

@@ -100,11 +100,12 @@ def test_gram_and_losses_match_torch(tiny):
         acts[O.INPUT] = img255[None] / 255.0
         return style(acts)[0], content(acts)[0], tv(acts)[0]
 
+    terms = jax.jit(terms)
     s, c, t = terms(jnp.asarray(x))
     for got, ref in ((s, style_t), (c, content_t), (t, tv_t)):
         # fp32 sums of ~1e4 products: relative 1e-4 of the reference's scale.
         np.testing.assert_allclose(float(got), float(ref.detach()), rtol=1e-4)
-    g = np.asarray(jax.grad(lambda im: sum(terms(im)))(jnp.asarray(x)))
+    g = np.asarray(jax.jit(jax.grad(lambda im: sum(terms(im))))(jnp.asarray(x)))
     np.testing.assert_allclose(g, g_ref, atol=1e-4 * np.abs(g_ref).max())
     # gram itself, against torch on the style image's activations
     np.testing.assert_allclose(np.asarray(O.gram(a_sty["relu2"]))[0], _gram_matrix(s_ref["relu2"])[0].numpy(),
@@ -112,9 +113,9 @@ def test_gram_and_losses_match_torch(tiny):
 
 
 # ------------------------------------------------------------------------------ style transfer
-def test_style_transfer_lowers_losses_batched_equals_alone_and_reproducible(tiny):
+def test_style_transfer_lowers_losses_and_batched_equals_alone(tiny):
     """Two sets of style weights in one call: both lower style and content loss below the noise start;
-    the second set run alone gives the same image; the same seed gives the same bytes."""
+    the second set run alone gives the same image."""
     con, sty = _rand_image(3), _rand_image(4)
     kw = dict(content_layer="relu2", style_layers=STYLE_LAYERS, content_weight=1.0, tv_weight=0.1, steps=32,
               learning_rate=0.02, init="noise", seed=5)
@@ -126,20 +127,19 @@ def test_style_transfer_lowers_losses_batched_equals_alone_and_reproducible(tiny
     assert r.losses["style"][1] / 10 < r.losses["style"][0]
     alone = style_transfer(tiny, con, sty, weights=[10.0, 10.0], **kw)
     np.testing.assert_allclose(alone.raw[0], r.raw[1], atol=2e-3)  # vmapped vs single fp32 convs, 32 Adam steps
-    again = style_transfer(tiny, con, sty, weights=[10.0, 10.0], **kw)
-    assert again.images.tobytes() == alone.images.tobytes()
     assert alone.settings["content_layer"] == "relu2" and alone.settings["init"] == "noise"
 
 
 # ------------------------------------------------------------------------------ inversion
 def test_invert_batched_over_layers_equals_one_at_a_time(tiny):
+    """One optimisation for both layers equals each layer run alone (per_layer: one call per layer, each
+    objective reading only its layer); the same seed gives the same bytes."""
     img = _rand_image(6)
     both = invert(tiny, img, ["relu1", "relu2"], steps=30, tv_weight=[0.01, 0.1])
-    alone = invert(tiny, img, "relu2", steps=30, tv_weight=0.1)
-    per = invert(tiny, img, ["relu1", "relu2"], steps=30, tv_weight=[0.01, 0.1], per_layer=True)
+    alone = invert(tiny, img, ["relu1", "relu2"], steps=30, tv_weight=[0.01, 0.1], per_layer=True)
     assert both.images.shape == (1, 2, 32, 32, 3) and both.feature_error.shape == (1, 2)
-    np.testing.assert_allclose(both.raw[0, 1], alone.raw[0, 0], atol=2e-3)
-    np.testing.assert_allclose(both.raw, per.raw, atol=2e-3)
+    assert alone.settings["per_layer"] and not both.settings["per_layer"]
+    np.testing.assert_allclose(both.raw, alone.raw, atol=2e-3)  # fp32 rounding of different graphs, 30 Adam steps
     assert np.all(both.feature_error < 0.5)  # from ≈1 at the grey start
     again = invert(tiny, img, ["relu1", "relu2"], steps=30, tv_weight=[0.01, 0.1])
     assert again.images.tobytes() == both.images.tobytes()
