@@ -19,7 +19,7 @@ from jaxvis.engine import objectives as O
 from jaxvis.errors import ImageError, LayerError, VisualizationError
 from jaxvis.recipes.invert import invert
 from jaxvis.recipes.similarity import ssim
-from jaxvis.recipes.style import style_transfer
+from jaxvis.recipes.style import _terms, style_transfer
 from tests import tiny_nets
 
 REPO = Path(__file__).resolve().parent.parent
@@ -91,9 +91,9 @@ def test_gram_and_losses_match_torch(tiny):
     fn = tiny.function(STYLE_LAYERS)
     a_sty = fn(tiny.params, jnp.asarray(sty[None]))
     a_con = fn(tiny.params, jnp.asarray(con[None]))
-    style = sum(O.style_distance(l, O.gram(a_sty[l])[0], weight=wl) for wl, l in zip(w, STYLE_LAYERS))
-    content = O.feature_distance("relu2", a_con["relu2"][0], normalize=False, weight=0.7)
-    tv = 2.0 * O.total_variation(2.0)
+    grams = {l: O.gram(a_sty[l])[0] for l in STYLE_LAYERS}
+    content, styles, tv = _terms("relu2", a_con["relu2"][0], STYLE_LAYERS, grams, w, 0.7, 2.0, (32, 32), False)
+    style = sum(styles)
 
     def terms(img255):
         acts = dict(fn(tiny.params, img255[None]))
