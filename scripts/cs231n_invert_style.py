@@ -51,6 +51,8 @@ def main():
     ap.add_argument("--steps", type=int, default=150)
     ap.add_argument("--style-steps", type=int, default=200)
     ap.add_argument("--style-size", type=int, default=192)
+    ap.add_argument("--vgg16", metavar="H5", help="also style transfer on VGG16's convolutions (weights from "
+                    "`jaxvis convert lpips --arch vgg16_torchvision --out H5`), 128×128, 96 steps")
     args = ap.parse_args()
     os.makedirs(args.out, exist_ok=True)
     photos = [os.path.join(args.photos_dir, p) for p in args.photos]
@@ -88,6 +90,18 @@ def main():
                             wall=time.perf_counter() - t0, settings=_jsonable(s.settings),
                             style_image="skimage.data.hubble_deep_field (NASA, public domain)")
     print("style seconds", round(s.seconds, 1), "start", s.start_losses, "end", s.losses)
+    if args.vgg16:
+        vgg = jaxvis.load_model("vgg16_torchvision", weights=args.vgg16)
+        v = style_transfer(vgg, photos[0], skimage.data.hubble_deep_field(), content_layer="features.22",
+                           style_layers=["features.1", "features.6", "features.11", "features.20"],
+                           weights=[[1] * 4, [10] * 4], steps=96, learning_rate=0.03, image_size=128)
+        path = os.path.join(args.out, "style_transfer_vgg16.png")
+        save_small(path, imtile(np.concatenate([v.content[None], v.style[None], v.images]), border_size=2,
+                                grid_size=(1, 2 + len(v.images))))
+        print(path)
+        results["style_vgg16"] = dict(start={k: x.tolist() for k, x in v.start_losses.items()},
+                                      end={k: x.tolist() for k, x in v.losses.items()}, seconds=v.seconds,
+                                      settings=_jsonable(v.settings))
     path = os.path.join(args.out, "results.json")
     with open(path, "w") as f:
         json.dump(results, f, indent=1)
