@@ -17,6 +17,7 @@ from .onnx import OnnxError, from_onnx
 from .protocol import Net
 from .receptive import ReceptiveField, receptive_field
 from .recipes import DreamPhotoResult, FoolResult, class_model, dream_photo, fool
+from .recipes import Inversion, StyleTransfer, invert, ssim, style_transfer
 
 __version__ = "0.1.0"
 
@@ -29,4 +30,5 @@ __all__ = [
     "VisualizationError", "Net", "from_function", "FunctionNetwork", "visualize", "Visualization", "objectives",
     "from_onnx", "OnnxError", "receptive_field", "ReceptiveField",
     "class_model", "fool", "FoolResult", "dream_photo", "DreamPhotoResult",
+    "invert", "Inversion", "style_transfer", "StyleTransfer", "ssim",
 ]

@@ -309,6 +309,56 @@ class Blur(Objective):
         return 0.5 * jnp.sum((x - jax.lax.stop_gradient(gaussian_blur(x, self.sigma))) ** 2, axis=(1, 2, 3))
 
 
+# -- reconstruction (inversion, style transfer): penalties, subtract them ---------------------
+def gram(a: jax.Array) -> jax.Array:
+    """Gram matrices B×C×C of activations B×H×W×C, normalised by H·W·C (CS231n's `gram_matrix`)."""
+    b, c = a.shape[0], a.shape[-1]
+    f = a.reshape(b, -1, c)
+    return jnp.einsum("bpc,bpd->bcd", f, f) / (f.shape[1] * c)
+
+
+@_pytree(["target", "scale"], ["layer"])
+class FeatureDistance(Objective):
+    """scale · ‖Φ(x) − target‖² over all of a layer's values (target: the layer's shape without the batch axis,
+    shared by the unit's images). A penalty: subtract it."""
+
+    layer: str
+    target: Any
+    scale: Any = 1.0
+
+    def __call__(self, acts):
+        d = acts[self.layer] - jnp.asarray(self.target, jnp.float32)
+        return self.scale * jnp.sum(d * d, axis=tuple(range(1, d.ndim)))
+
+    @property
+    def layers(self):
+        return (self.layer,)
+
+    def resolve(self, net):
+        return FeatureDistance(_layer(net, self.layer), self.target, self.scale)
+
+
+@_pytree(["target", "scale"], ["layer"])
+class StyleDistance(Objective):
+    """scale · ‖G(Φ(x)) − target‖²_F: Gatys et al.'s style loss of one layer (G = :func:`gram`, target C×C).
+    A penalty: subtract it."""
+
+    layer: str
+    target: Any
+    scale: Any = 1.0
+
+    def __call__(self, acts):
+        d = gram(acts[self.layer]) - jnp.asarray(self.target, jnp.float32)
+        return self.scale * jnp.sum(d * d, axis=(1, 2))
+
+    @property
+    def layers(self):
+        return (self.layer,)
+
+    def resolve(self, net):
+        return StyleDistance(_layer(net, self.layer), self.target, self.scale)
+
+
 # -- public constructors (lucid's names) -------------------------------------------------
 def channel(layer: str | int, c: int) -> Objective:
     """Mean activation of channel `c` of `layer` (0-based)."""
@@ -368,6 +418,21 @@ def total_variation(beta: float = 1.0) -> Objective:
 def blur(sigma: float = 0.5) -> Objective:
     """Distance of the image to its Gaussian-blurred self."""
     return Blur(jnp.float32(sigma))
+
+
+def feature_distance(layer: str | int, target, *, normalize: bool = True, weight: float = 1.0) -> Objective:
+    """‖Φ_layer(x) − target‖² (a penalty: subtract it); `normalize` divides by ‖target‖² (Mahendran–Vedaldi)."""
+    t = jnp.asarray(target, jnp.float32)
+    k = weight / jnp.maximum(jnp.sum(t * t), 1e-12) if normalize else weight
+    return FeatureDistance(layer, t, jnp.float32(k))
+
+
+def style_distance(layer: str | int, target_gram, *, normalize: bool = False, weight: float = 1.0) -> Objective:
+    """‖G(Φ_layer(x)) − target_gram‖²_F with G the H·W·C-normalised Gram matrix (a penalty: subtract it);
+    `normalize` divides by ‖target_gram‖²."""
+    t = jnp.asarray(target_gram, jnp.float32)
+    k = weight / jnp.maximum(jnp.sum(t * t), 1e-12) if normalize else weight
+    return StyleDistance(layer, t, jnp.float32(k))
 
 
 def units(layer: str | int, cs: Sequence[int]) -> list[Objective]:
