@@ -158,7 +158,8 @@ def test_visualize_raises_the_channel(resnet):
 
 
 def test_top_patches_equal_brute_force(resnet, photo):
-    """top_patches over 6 images: per unit, the k largest per-image maxima (brute force with onnxruntime)."""
+    """top_patches over 6 images: per unit, the k largest per-image maxima over positions, their image ids and
+    positions (brute force: every activation from onnxruntime, np.argsort)."""
     if not hasattr(jaxvis, "top_patches"):
         pytest.skip("jaxvis.top_patches is not in this build (issue 13)")
     rng = np.random.default_rng(3)
@@ -167,11 +168,11 @@ def test_top_patches_equal_brute_force(resnet, photo):
     tp = jaxvis.top_patches(resnet.net, images, [MID], k=k, progress=False)
     acts = resnet.ort(np.stack(images))[MID]  # N×C×h×w
     per_image = acts.reshape(*acts.shape[:2], -1).max(-1)  # N×C
+    tol = 1e-4 * np.abs(acts).max()
+    assert tp.value[MID].shape == (acts.shape[1], k)
     for unit in (0, 5, 40, 255):
         order = np.argsort(-per_image[:, unit], kind="stable")[:k]
-        hits = tp.hits(MID, unit)
-        assert [h.image for h in hits] == order.tolist()
-        np.testing.assert_allclose([h.value for h in hits], per_image[order, unit], atol=1e-4 * np.abs(acts).max())
-        for h in hits:  # the position is where the maximum is
-            np.testing.assert_allclose(acts[h.image, unit][h.position], per_image[h.image, unit],
-                                       atol=1e-4 * np.abs(acts).max())
+        assert tp.image[MID][unit].tolist() == order.tolist()
+        np.testing.assert_allclose(tp.value[MID][unit], per_image[order, unit], atol=tol)
+        for i, (y, x) in zip(order, tp.position[MID][unit]):  # the position holds the image's maximum
+            np.testing.assert_allclose(acts[i, unit, y, x], per_image[i, unit], atol=tol)
