@@ -157,6 +157,7 @@ def test_visualize_raises_the_channel(resnet):
         assert got > 2 * before.max() + 1, (c, got, before)
 
 
+@pytest.mark.slow  # another ResNet forward compilation (~10 s): the default suite keeps three tools
 def test_top_patches_equal_brute_force(resnet, photo):
     """top_patches over 6 images: per unit, the k largest per-image maxima over positions, their image ids and
     positions (brute force: every activation from onnxruntime, np.argsort)."""
