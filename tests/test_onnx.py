@@ -72,8 +72,9 @@ def check_against_ort(path, net, x_nchw, n_inner=6, batch_check=True):
 
 
 # Default suite: three small-input models across opsets (alexnet and vgg need 224 for their 6×6 and 7×7 adaptive pools to export).
-DEFAULT = [("squeezenet1_1", 64, 13), ("resnet18", 64, 17)]  # with the zoo SqueezeNet and OpZoo below
-SLOW = [("mobilenet_v3_small", 64, 18), ("alexnet", 224, 11), ("mobilenet_v2", 96, 13), ("googlenet", 96, 14),
+# The issue asks for at least three of the torchvision exports in the default suite.
+DEFAULT = [("squeezenet1_1", 64, 13), ("resnet18", 64, 17), ("mobilenet_v3_small", 64, 18)]
+SLOW = [("alexnet", 224, 11), ("mobilenet_v2", 96, 13), ("googlenet", 96, 14),
         ("densenet121", 64, 15), ("efficientnet_b0", 96, 20), ("vgg11_bn", 224, 12)]
 
 
