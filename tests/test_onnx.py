@@ -72,8 +72,9 @@ def check_against_ort(path, net, x_nchw, n_inner=6, batch_check=True):
 
 
 # Default suite: three small-input models across opsets (alexnet and vgg need 224 for their 6×6 and 7×7 adaptive pools to export).
-DEFAULT = [("squeezenet1_1", 64, 13), ("resnet18", 64, 17)]  # with the zoo SqueezeNet and OpZoo below
-SLOW = [("mobilenet_v3_small", 64, 18), ("alexnet", 224, 11), ("mobilenet_v2", 96, 13), ("googlenet", 96, 14),
+# The issue asks for at least three of the torchvision exports in the default suite.
+DEFAULT = [("squeezenet1_1", 64, 13), ("resnet18", 64, 17), ("mobilenet_v3_small", 64, 18)]
+SLOW = [("alexnet", 224, 11), ("mobilenet_v2", 96, 13), ("googlenet", 96, 14),
         ("densenet121", 64, 15), ("efficientnet_b0", 96, 20), ("vgg11_bn", 224, 12)]
 
 
@@ -230,6 +231,45 @@ def test_operator_coverage_matches_onnxruntime(tmp_path, opset):
     check_against_ort(path, net, x, n_inner=12)
 
 
+def _rest_of_the_ops(opset: int):
+    """A graph of the listed ops no torch export above emits by default: HardSwish, Dropout, Identity, Clip with
+    min/max inputs, ReduceMean (axes attribute, or input from opset 18), Pow, Div, GlobalMaxPool, Squeeze (axes
+    input from opset 13), MatMul."""
+    h, nh = onnx.helper, onnx.numpy_helper
+    rng = np.random.default_rng(5)
+    inits = [nh.from_array(rng.normal(size=(4, 3, 3, 3)).astype(np.float32), "w"),
+             nh.from_array(rng.normal(size=(4, 5)).astype(np.float32), "m"),
+             nh.from_array(np.float32(-0.3), "lo"), nh.from_array(np.float32(0.8), "hi"),
+             nh.from_array(np.float32(2.0), "two"), nh.from_array(np.float32(3.0), "three"),
+             nh.from_array(np.array([2, 3], np.int64), "hw_axes")]
+    rm = ([h.make_node("ReduceMean", ["d", "c_axis"], ["e"], name="rmean", keepdims=1)] if opset >= 18 else
+          [h.make_node("ReduceMean", ["d"], ["e"], name="rmean", axes=[1], keepdims=1)])
+    if opset >= 18:
+        inits.append(nh.from_array(np.array([1], np.int64), "c_axis"))
+    nodes = [h.make_node("Conv", ["x", "w"], ["a"], name="conv", pads=[1] * 4),
+             h.make_node("HardSwish", ["a"], ["b"], name="hswish"),
+             h.make_node("Dropout", ["b"], ["c"], name="drop"),
+             h.make_node("Identity", ["c"], ["d"], name="ident"), *rm,
+             h.make_node("Sub", ["d", "e"], ["f"], name="sub"),
+             h.make_node("Clip", ["f", "lo", "hi"], ["g"], name="clip"),
+             h.make_node("Pow", ["g", "two"], ["p"], name="pow"),
+             h.make_node("Div", ["p", "three"], ["i"], name="div"),
+             h.make_node("GlobalMaxPool", ["i"], ["j"], name="gmp"),
+             h.make_node("Squeeze", ["j", "hw_axes"], ["k"], name="squeeze"),
+             h.make_node("MatMul", ["k", "m"], ["y"], name="matmul")]
+    return tiny(nodes=nodes, inits=inits, opset=opset)
+
+
+@pytest.mark.parametrize("opset", [14, 18])
+def test_rest_of_the_listed_ops_match_onnxruntime(opset):
+    m = _rest_of_the_ops(opset)
+    net = from_onnx(m)
+    assert {"HardSwish", "Dropout", "Identity", "ReduceMean", "Clip", "Pow", "Div", "GlobalMaxPool", "Squeeze",
+            "MatMul"} <= {net.layer_type(n) for n in net.layer_names}
+    x = np.random.default_rng(0).normal(size=(1, 3, 8, 8)).astype(np.float32)
+    check_against_ort(m, net, x, n_inner=10)
+
+
 # -- bad input ------------------------------------------------------------------------------------------------
 def tiny(nodes=None, inits=None, inputs=None, opset=13):
     """A one-conv graph made with onnx.helper (or the given pieces)."""
@@ -296,6 +336,34 @@ def test_cycles_and_unsupported_ops():
            h.make_node("Einsum", ["a"], ["b"], name="weird", equation="nchw->nhwc")]
     with pytest.raises(OnnxError, match=r"'weird'.*'Einsum'.*opset 13.*Supported ops:.*Conv.*MaxPool"):
         from_onnx(tiny(nodes=odd))
+
+
+def test_bad_graphs_in_files_name_file_and_node_and_convert_writes_nothing(tmp_path, capsys):
+    """From a file, each bad graph's error names the file (and the node where one is at fault); `jaxvis convert onnx`
+    exits 2 on it and leaves the output folder as it was."""
+    from jaxvis.cli import main
+    h = onnx.helper
+    dyn = [h.make_tensor_value_info("x", onnx.TensorProto.FLOAT, ["N", 3, "H", "W"])]
+    two = [h.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1, 3, 8, 8]),
+           h.make_tensor_value_info("z", onnx.TensorProto.FLOAT, [1, 3, 8, 8])]
+    short = onnx.TensorProto(name="w", dims=[4, 3, 3, 3], data_type=onnx.TensorProto.FLOAT, raw_data=b"\0" * 40)
+    cyc = [h.make_node("Conv", ["x", "w"], ["a"], name="conv", pads=[1] * 4),
+           h.make_node("Add", ["a", "c"], ["b"], name="add"), h.make_node("Relu", ["b"], ["c"], name="relu")]
+    odd = [h.make_node("Conv", ["x", "w"], ["a"], name="conv", pads=[1] * 4),
+           h.make_node("Einsum", ["a"], ["b"], name="weird", equation="nchw->nhwc")]
+    cases = {"dynamic": (tiny(inputs=dyn), "input_size"), "two_inputs": (tiny(inputs=two), "one image input"),
+             "short_init": (tiny(inits=[short]), "'w' \\(used by conv\\)"), "cycle": (tiny(nodes=cyc), "'add'"),
+             "unsupported": (tiny(nodes=odd), "'weird'")}
+    src, dst = tmp_path / "src", tmp_path / "dst"
+    src.mkdir(), dst.mkdir()
+    for stem, (model, node) in cases.items():
+        path = src / f"{stem}.onnx"
+        onnx.save(model, str(path))
+        with pytest.raises(OnnxError, match=rf"{stem}\.onnx.*{node}"):
+            from_onnx(path)
+        assert main(["convert", "onnx", str(path), "--out", str(dst / f"{stem}.h5")]) == 2
+        assert f"{stem}.onnx" in capsys.readouterr().err
+    assert list(dst.iterdir()) == []
 
 
 def test_lrn_and_same_padding_match_onnxruntime():

@@ -186,8 +186,9 @@ def class_layer(net, image: np.ndarray) -> tuple[str | None, tuple[str, ...]]:
 
 
 def _find_class_layer(net, image: np.ndarray) -> tuple[str | None, tuple[str, ...]]:
-    if not net.classes:
-        return None, ()
+    if not net.classes:  # unnamed class scores: only a declared logits layer (e.g. an imported graph's output)
+        lg = getattr(net, "logits_layer", None)
+        return (lg, (lg,)) if lg is not None and computable(net, lg) else (None, ())
     names = layer_names(net)
     net.require_weights([names[-1]])  # class scores sit at the end: name the missing weights now
     k = len(net.classes)
@@ -230,7 +231,8 @@ def network_target(net, target, score: str, image: np.ndarray, reduction_layer=N
         out = net.jitted(cands)(net.params, jnp.asarray(image[None]))[logit]
         target = int(np.argmax(np.asarray(out).reshape(-1)))
     if red is None or red == logit:
-        t = resolve(target, classes=net.classes, class_layer=logit, score=score)
+        t = resolve(target, classes=net.classes, class_layer=logit, score=score,
+                    num_channels=lambda l: layer_shapes(net, [l], image.shape[:2])[l][-1])
         net.require_weights([t.layer])
         return t
     if score != "logit":

@@ -45,7 +45,8 @@ class Target:
 
     def __str__(self) -> str:
         if self.kind == "class":
-            return f"class {self.class_index} {self.class_name!r} ({self.score} of {self.layer!r})"
+            name = "" if self.class_name is None else f" {self.class_name!r}"
+            return f"class {self.class_index}{name} ({self.score} of {self.layer!r})"
         return f"unit {self.layer!r} channel {self.channel}"
 
 
@@ -129,8 +130,16 @@ def resolve(target, *, classes: Sequence[str] | None, class_layer: str | None, s
             if not 0 <= ch < c:
                 raise TargetError(f"channel {ch} is out of range for layer {layer!r}: it has {c} channels, 0..{c - 1}")
         return Target(layer, ch, "unit", "unit")
-    if class_layer is None or not classes:
+    if class_layer is None:
         raise TargetError("this network has no class scores to take a class target from; "
                           "pass a (layer, channel) target instead")
+    if not classes:  # class scores without names (an imported graph): the index is the target
+        if not _is_int(target):
+            raise TargetError(f"this network has no class names, so the class target must be an index, not "
+                              f"{target!r} (or give the network its classes, e.g. from_onnx(..., classes=))")
+        i, n = int(target), None if num_channels is None else num_channels(class_layer)
+        if i < 0 or (n is not None and i >= n):
+            raise TargetError(f"class {i} is out of range: {class_layer!r} has {n} class scores, 0..{(n or 1) - 1}")
+        return Target(class_layer, i, "class", score, i, None)
     i = class_index(target, classes)
     return Target(class_layer, i, "class", score, i, classes[i])

@@ -48,7 +48,7 @@ def layer_geometry(net, layer: str) -> tuple[int, float, int] | None:
         return None
     k = a // 2
     x = 127.5 + 20 * jax.random.normal(jax.random.PRNGKey(0), (1, n, n, 3))
-    g = jax.grad(lambda x: fn(net.params, x)[layer][0, k, k, :].sum())(x)
+    g = jax.jit(jax.grad(lambda x: fn(net.params, x)[layer][0, k, k, :].sum()))(x)  # eager grad compiles op by op
     rows = np.nonzero(np.abs(np.asarray(g[0])).sum(axis=(1, 2)))[0]
     if rows.size == 0:
         return None

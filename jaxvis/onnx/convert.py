@@ -46,8 +46,12 @@ def convert_onnx(src: str | os.PathLike, out: str | os.PathLike, *, input_size=N
     from . import PREPROCESS, from_onnx
     onnx = require_onnx()
     proto, source = load_model_proto(src)
-    net = from_onnx(proto, input_size=input_size, preprocess=preprocess, classes=classes,
-                    name=Path(source).stem if Path(source).is_file() else None)
+    try:
+        net = from_onnx(proto, input_size=input_size, preprocess=preprocess, classes=classes,
+                        name=Path(source).stem if Path(source).is_file() else None)
+    except OnnxError as e:  # translated from the decoded proto: put the file's name back into the message
+        msg = str(e)
+        raise OnnxError(source + msg[len("<ModelProto>"):] if msg.startswith("<ModelProto>") else msg) from None
     pre = PREPROCESS.get(preprocess) if isinstance(preprocess, str) else preprocess
     if pre is not None and not isinstance(pre, dict):
         raise OnnxError("convert stores preprocessing as a preset name or dict(scale=, mean=, std=), not a callable")
