@@ -59,3 +59,7 @@ class OutputError(JaxvisError, OSError):
 
     Also an :class:`OSError`, because the problem lies in the file system; nothing half-written is left behind.
     """
+
+
+class PatchesError(JaxvisError, ValueError):
+    """A bad option to top-k dataset patches (k < 1, no images, a cache written for other settings)."""
