@@ -93,11 +93,15 @@ class TopPatches:
     settings: dict
     _arrays: Any = dataclasses.field(default=None, repr=False)
     _recon: dict = dataclasses.field(default_factory=dict, repr=False)
+    _receptive: dict = dataclasses.field(default_factory=dict, repr=False)
 
     def receptive_field(self, layer):
         """The :class:`~jaxvis.ReceptiveField` crops of `layer` are taken at (computed on first use)."""
         from ..receptive import receptive_field
-        return receptive_field(self.net, self._layer(layer))
+        layer = self._layer(layer)
+        if layer not in self._receptive:
+            self._receptive[layer] = receptive_field(self.net, layer)
+        return self._receptive[layer]
 
     # ------------------------------------------------------------------ lookup
     def _layer(self, layer) -> str:
@@ -162,9 +166,8 @@ class TopPatches:
                             [h.x for _, h in part], [u for u, _ in part], self.settings["relu"])
             crops.append(normalise_signed(np.stack([self._crop(layer, gi, h) for gi, (_, h) in zip(g, part)])))
         crops = np.concatenate(crops)
-        for u in units:
-            sel = [j for j, (uu, _) in enumerate(todo) if uu == u]
-            self._recon[(layer, u)] = crops[sel]
+        for u in dict.fromkeys(u for u, _ in todo):
+            self._recon[(layer, u)] = crops[[j for j, (uu, _) in enumerate(todo) if uu == u]]
 
     def _crop(self, layer: str, image: np.ndarray, hit: Hit) -> np.ndarray:
         y0, x0, y1, x1 = self.box(layer, hit.y, hit.x)
