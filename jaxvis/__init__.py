@@ -16,7 +16,7 @@ from .network import Network, load_model
 from .onnx import OnnxError, from_onnx
 from .protocol import Net
 from .receptive import ReceptiveField, receptive_field
-from .patches import TopPatches, top_patches
+from .patches import PatchesError, TopPatches, top_patches
 
 __version__ = "0.1.0"
 
@@ -28,5 +28,5 @@ __all__ = [
     "JaxvisError", "LayerError", "ImageError", "MissingWeightsError", "WeightFileError", "NetworkError",
     "VisualizationError", "Net", "from_function", "FunctionNetwork", "visualize", "Visualization", "objectives",
     "from_onnx", "OnnxError", "receptive_field", "ReceptiveField",
-    "top_patches", "TopPatches",
+    "top_patches", "TopPatches", "PatchesError",
 ]

@@ -19,8 +19,7 @@ from PIL import Image
 
 REPO = Path(__file__).resolve().parent.parent
 SKIMAGE_PHOTOS = ("rocket.jpg", "motorcycle_left.png", "motorcycle_right.png", "coins.png", "camera.png",
-                  "hubble_deep_field.jpg", "retina.jpg", "brick.png", "grass.png", "gravel.png", "ihc.png",
-                  "moon.png", "page.png", "horse.png", "clock_motion.png", "color.png", "cell.png", "text.png")
+                  "hubble_deep_field.jpg", "retina.jpg", "brick.png", "grass.png", "gravel.png", "ihc.png", "moon.png")
 
 
 def sources(skimage: bool = False) -> list[Path]:

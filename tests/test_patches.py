@@ -15,6 +15,7 @@ from PIL import Image
 import jaxvis
 from jaxvis.errors import LayerError, PatchesError
 from jaxvis.patches import top_patches
+from jaxvis.patches.result import reconstruct
 from tiny_nets import SIZE, pure_net
 
 LAYERS = ["relu1", "conv2", "logits"]
@@ -116,10 +117,15 @@ def test_hits_and_crops(tiny, run):
     h = hits[0]
     img = np.asarray(Image.open(h.source).convert("RGB"))
     np.testing.assert_array_equal(c.images[0], img[2 * h.y: 2 * h.y + 3, 2 * h.x: 2 * h.x + 3])
-    # guided backprop of an active relu1 unit = its conv1 kernel / 255 (preprocess x / 255 − 0.5), closed form
-    w = np.asarray(tiny.params["w1"])[..., 4] / 255.0
-    expect = 0.5 + w / (2 * np.abs(w).max())
-    np.testing.assert_allclose(c.reconstructions[0], expect, atol=1e-5)
+    # guided backprop of an active relu1 unit, closed form: its conv1 kernel / 255 (preprocess x / 255 − 0.5) on the
+    # unit's 3×3 window of the input, zero elsewhere; the crop shows it scaled symmetrically around grey
+    g = reconstruct(tiny, "relu1", img[None], [h.y], [h.x], [4])[0]
+    expect = np.zeros_like(g)
+    expect[2 * h.y: 2 * h.y + 3, 2 * h.x: 2 * h.x + 3] = np.asarray(tiny.params["w1"])[..., 4] / 255.0
+    np.testing.assert_allclose(g, expect, rtol=0, atol=1e-6 * np.abs(expect).max())
+    crop = expect[2 * h.y: 2 * h.y + 3, 2 * h.x: 2 * h.x + 3]
+    s = np.percentile(np.abs(crop), 99.5)
+    np.testing.assert_allclose(c.reconstructions[0], np.clip(0.5 + crop / (2 * s), 0, 1), atol=1e-5)
     t = run.tile("relu1", [4, 5], thumbnail=16)
     assert t.dtype == np.uint8 and t.shape == (2 * (16 + 12 + 4), K * (32 + 4), 3)
 
@@ -177,6 +183,7 @@ if {nproc} > 1:
     jax.config.update("jax_cpu_collectives_implementation", "gloo")
     jax.distributed.initialize("localhost:" + sys.argv[2], num_processes={nproc}, process_id=int(sys.argv[1]))
 from jaxvis.patches import top_patches
+from jaxvis.patches.result import reconstruct
 from tiny_nets import pure_net
 r = top_patches(pure_net(), {folder!r}, {layers!r}, k={k}, batch_size={batch}, progress=False)
 print("RESULT", json.dumps({{"devices": jax.local_device_count(), "processes": jax.process_count(),

@@ -7,8 +7,9 @@
 * :mod:`.html`: the HTML report.
 """
 
+from ..errors import PatchesError
 from .api import top_patches
 from .loader import BatchLoader, Skipped, list_images
 from .result import Crops, Hit, TopPatches
 
-__all__ = ["top_patches", "TopPatches", "Hit", "Crops", "BatchLoader", "Skipped", "list_images"]
+__all__ = ["top_patches", "PatchesError", "TopPatches", "Hit", "Crops", "BatchLoader", "Skipped", "list_images"]

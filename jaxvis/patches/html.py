@@ -15,14 +15,20 @@ def _safe(name: str) -> str:
     return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
 
 
-def write_html(result, folder, *, layers=None, units=None, reconstruction: bool = True, thumbnail: int = 64) -> list:
-    """Write ``folder/<layer>/unit_NNNN.png`` for each unit and ``folder/index.html``; return the paths."""
+def check_folder(folder) -> Path:
+    """Raise OutputError unless `folder` can be an output folder (checked before any work)."""
     folder = Path(folder)
     if folder.exists() and not folder.is_dir():
         from ..errors import OutputError
         raise OutputError(f"output folder {str(folder)!r} is a file; give a folder")
-    layers = result.layers if layers is None else [result._layer(l) for l in layers]
     check_writable([folder / "index.html"])
+    return folder
+
+
+def write_html(result, folder, *, layers=None, units=None, reconstruction: bool = True, thumbnail: int = 64) -> list:
+    """Write ``folder/<layer>/unit_NNNN.png`` for each unit and ``folder/index.html``; return the paths."""
+    folder = check_folder(folder)
+    layers = result.layers if layers is None else [result._layer(l) for l in layers]
     written, body = [], []
     for layer in layers:
         us = range(result.value[layer].shape[0]) if units is None else [result._unit(layer, u) for u in units]

@@ -61,10 +61,17 @@ def reconstruct(net, layer: str, images: np.ndarray, ys, xs, cs, relu: str = "gu
     return np.concatenate(out) if out else np.zeros((0, *images.shape[1:]), np.float32)
 
 
-def normalise_signed(r: np.ndarray) -> np.ndarray:
-    """Per crop: ``r / (2 max|r|) + 0.5``: zero is grey, the sign kept, symmetric (the deconvnet figures)."""
-    m = np.abs(r).reshape(len(r), -1).max(axis=1).reshape(-1, *([1] * (r.ndim - 1)))
-    return (0.5 + r / (2 * np.where(m > 0, m, 1))).astype(np.float32)
+def normalise_signed(r: np.ndarray, percentile: float = 99.5) -> np.ndarray:
+    """Per crop: ``0.5 + r / (2 s)`` clipped to 0..1, s = the `percentile` of ``|r|`` in the crop.
+
+    Zero is grey and the scale symmetric, so the sign stays visible (the deconvnet figures); a high
+    percentile rather than the maximum, because guided gradients have a few sharp peaks that would
+    leave every other pixel grey.
+    """
+    a = np.abs(r).reshape(len(r), -1)
+    s = np.percentile(a, percentile, axis=1) if a.shape[1] else np.zeros(len(r))
+    s = np.where(s > 0, s, np.where(a.max(axis=1, initial=0) > 0, a.max(axis=1, initial=0), 1))
+    return np.clip(0.5 + r / (2 * s.reshape(-1, *([1] * (r.ndim - 1)))), 0, 1).astype(np.float32)
 
 
 @dataclasses.dataclass
@@ -217,11 +224,12 @@ class TopPatches:
             c = self.crops(layer, u, reconstruction=reconstruction)
             for j in range(self.k):
                 if j < len(c.hits):
-                    parts = [c.images[j]]
-                    if reconstruction:
-                        parts.append(np.round(c.reconstructions[j] * 255).astype(np.uint8))
+                    parts = [imresize(c.images[j], (thumbnail, thumbnail))]
+                    if reconstruction:  # shrinking averages a signed, high-frequency map: stretch it again
+                        small = imresize(c.reconstructions[j], (thumbnail, thumbnail)) - 0.5
+                        parts.append(np.round(normalise_signed(small[None])[0] * 255).astype(np.uint8))
                     label = f"{'u%d ' % u if j == 0 else ''}{c.hits[j].value:.3g}"
-                    cells.append(_cell([imresize(p, (thumbnail, thumbnail)) for p in parts], label))
+                    cells.append(_cell(parts, label))
                 else:
                     cells.append(None)
         blank = np.full_like(next(c for c in cells if c is not None) if any(c is not None for c in cells)
