@@ -230,3 +230,26 @@ def test_two_processes(folder, run):
     for got in results:  # each process read half the batches; both hold the merged result
         assert got["processes"] == 2 and got["skipped"] == 3
         _same(got, run)
+
+
+def test_cli_errors(folder, tmp_path, capsys):
+    from jaxvis.cli import main
+    with pytest.raises(SystemExit):
+        main(["patches", "--layers", "conv10", "--images", str(folder), "--k", "0", "--out", str(tmp_path / "o")])
+    assert "k must be in 1..1000" in capsys.readouterr().err
+    (tmp_path / "file").write_text("")
+    assert main(["patches", "--layers", "conv10", "--images", str(folder), "--out", str(tmp_path / "file")]) == 2
+    assert "is a file" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_cli_writes_html(folder, tmp_path, capsys):
+    from jaxvis.cli import main
+    out = tmp_path / "html"
+    assert main(["patches", "--model", "squeezenet", "--layers", "fire2-concat,fire3-concat", "--images", str(folder),
+                 "--k", "2", "--units", "0:2", "--out", str(out), "--quiet"]) == 0
+    printed = capsys.readouterr().out
+    assert "3 skipped" in printed
+    written = [line[6:] for line in printed.splitlines() if line.startswith("wrote ")]
+    assert len(written) == 5 and all(Path(w).is_file() for w in written) and written[-1].endswith("index.html")
+    assert "fire2-concat/unit_0001.png" in (out / "index.html").read_text()
