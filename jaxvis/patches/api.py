@@ -162,10 +162,10 @@ def top_patches(net, images, layers, *, k: int = 9, batch_size: int | None = Non
     n_seen = start * bs
     try:
         for batch in loader:
-            state = step(params, state, jax.device_put(batch.images, shard), jax.device_put(batch.index, repl),
-                         jax.device_put(batch.valid, shard))
-            skipped += batch.skipped
-            next_batch = batch.number + 1
+            new = step(params, state, jax.device_put(batch.images, shard), jax.device_put(batch.index, repl),
+                       jax.device_put(batch.valid, shard))
+            # one assignment: an interrupt lands before or after it, so the cache never holds a batch twice
+            state, next_batch, skipped = new, batch.number + 1, skipped + batch.skipped
             n_seen = max(n_seen, int(batch.index.max()) + 1)
             if keep:  # an iterator is read once: keep the images some unit still holds (at most units × k)
                 held = set(np.concatenate([np.asarray(s[1]).ravel() for s in state.values()]).tolist())
