@@ -117,15 +117,18 @@ def main(argv=None) -> int:
         def jax_memory():
             return jaxvis.top_patches(net, decoded, list(LAYERS), k=K, batch_size=a.batch, progress=False)
 
+        # Worker processes started once and kept (their start-up is not timed); forked: they run only PIL/numpy
+        dl = torch.utils.data.DataLoader(_Files([str(p) for p in paths], size), batch_size=a.batch,
+                                         num_workers=a.workers, persistent_workers=a.workers > 0,
+                                         multiprocessing_context="fork" if a.workers else None)
+
         def torch_files():
-            dl = torch.utils.data.DataLoader(_Files([str(p) for p in paths], size), batch_size=a.batch,
-                                             num_workers=a.workers)
             return torch_topk(model, dl)
 
         def torch_memory():
             return torch_topk(model, (tensors[i:i + a.batch] for i in range(0, len(tensors), a.batch)))
 
-        jax_memory(), torch_memory()  # warm-up: compilation, oneDNN primitive caches
+        jax_files(), torch_files()  # warm-up: compilation, oneDNN primitive caches, worker start-up
         results = {}
         for setting, (jf, tf) in {"memory": (jax_memory, torch_memory), "files": (jax_files, torch_files)}.items():
             times = {"jaxvis": [], "torch": []}
