@@ -18,6 +18,7 @@ from .protocol import Net
 from .receptive import ReceptiveField, receptive_field
 from .recipes import DreamPhotoResult, FoolResult, class_model, dream_photo, fool
 from .recipes import Inversion, StyleTransfer, invert, ssim, style_transfer
+from .patches import PatchesError, TopPatches, top_patches
 
 __version__ = "0.1.0"
 
@@ -31,4 +32,5 @@ __all__ = [
     "from_onnx", "OnnxError", "receptive_field", "ReceptiveField",
     "class_model", "fool", "FoolResult", "dream_photo", "DreamPhotoResult",
     "invert", "Inversion", "style_transfer", "StyleTransfer", "ssim",
+    "top_patches", "TopPatches", "PatchesError",
 ]

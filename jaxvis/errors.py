@@ -63,3 +63,7 @@ class OutputError(JaxvisError, OSError):
 
 class GalleryError(JaxvisError, ValueError):
     """A bad gallery request (no layers, an output folder made by another job's settings, …)."""
+
+
+class PatchesError(JaxvisError, ValueError):
+    """A bad option to top-k dataset patches (k < 1, no images, a cache written for other settings)."""

@@ -4,6 +4,7 @@
   python scripts/benchmark.py --model alexnet --layer conv5 --channels 256 --levels 3 --size 227
   python scripts/benchmark.py --breakdown --device-info --json bench.json
   python scripts/benchmark.py attribution [--repeats 3]   # SmoothGrad 50 samples, occlusion 15×15 (SqueezeNet)
+  python scripts/benchmark.py patches [--n 240]           # top-9 dataset patches over photos (scripts/benchmark_patches.py)
 
 The deep dream part is the same as `jaxvis bench` (see `jaxvis bench --help` for every
 option). It reports channel-images/s, image-iterations/s, compile time, achieved GFLOP/s
@@ -20,6 +21,10 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a source checkout
 
 if __name__ == "__main__":
+    if sys.argv[1:2] == ["patches"]:
+        sys.path.insert(0, str(Path(__file__).resolve().parent))
+        from benchmark_patches import main as patches_main
+        sys.exit(patches_main(sys.argv[2:]))
     if sys.argv[1:2] == ["attribution"]:
         sys.path.insert(0, str(Path(__file__).resolve().parent))
         from bench_attribution import main as attribution_main

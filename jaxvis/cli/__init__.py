@@ -11,6 +11,7 @@ COMMANDS = (
     "classify", "activations", "convert", "analyze", "attribution", "dream", "visualize", "bench",
     "gallery",
     "dream_photo",
+    "patches",
 )
 
 

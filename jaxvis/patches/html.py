@@ -1,0 +1,65 @@
+"""`TopPatches.save_html`: an index page with one PNG per unit (crops beside their reconstructions)."""
+
+from __future__ import annotations
+
+import html
+import os
+from pathlib import Path
+
+
+from ..display import save_png
+from ..fileio import atomic_path, check_writable
+
+
+def _safe(name: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
+
+
+def check_folder(folder) -> Path:
+    """Raise OutputError unless `folder` can be an output folder (checked before any work)."""
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        from ..errors import OutputError
+        raise OutputError(f"output folder {str(folder)!r} is a file; give a folder")
+    check_writable([folder / "index.html"])
+    return folder
+
+
+def write_html(result, folder, *, layers=None, units=None, reconstruction: bool = True, thumbnail: int = 64) -> list:
+    """Write ``folder/<layer>/unit_NNNN.png`` for each unit and ``folder/index.html``; return the paths."""
+    folder = check_folder(folder)
+    layers = result.layers if layers is None else [result._layer(l) for l in layers]
+    written, body = [], []
+    for layer in layers:
+        us = range(result.value[layer].shape[0]) if units is None else [result._unit(layer, u) for u in units]
+        if reconstruction:
+            result.reconstruct(layer, us)
+        rf = result.receptive_field(layer)
+        beside = f", each beside its {result.settings['relu']} reconstruction" if reconstruction else ""
+        body.append(f"<h2>{html.escape(layer)}</h2><p>receptive field {rf.size[0]}×{rf.size[1]} px, "
+                    f"stride {rf.stride[0]}; crops at the field's box{beside}.</p>")
+        for u in us:
+            p = folder / _safe(layer) / f"unit_{u:04d}.png"
+            save_png(p, result.tile(layer, [u], reconstruction=reconstruction, thumbnail=thumbnail))
+            written.append(p)
+            hits = result.hits(layer, u)
+            title = "; ".join(f"#{h.image} {os.path.basename(h.source) if h.source else ''} ({h.y},{h.x}) {h.value:.4g}"
+                              for h in hits)
+            body.append(f'<div><b>unit {u}</b><br><img src="{html.escape(p.relative_to(folder).as_posix())}" '
+                        f'title="{html.escape(title)}"></div>')
+    skipped = "".join(f"<li>{html.escape(s.source)}: {html.escape(s.reason)}</li>" for s in result.skipped)
+    s = result.settings
+    doc = (f"<!doctype html><html><head><meta charset='utf-8'><title>top-{result.k} patches: {html.escape(s['net'])}"
+           f"</title></head><body><h1>Top-{result.k} dataset patches of {html.escape(s['net'])}</h1>"
+           f"<p>{result.n_images} images, {len(result.skipped)} skipped; input {s['input_size'][0]}×{s['input_size'][1]} "
+           f"({s['resize']}); batch {s['batch_size']}. Per unit: the k images with the largest maximum activation "
+           f"(one hit per image), value under each crop.</p>{''.join(body)}"
+           f"{'<h2>Skipped</h2><ul>' + skipped + '</ul>' if skipped else ''}</body></html>")
+    index = folder / "index.html"
+    with atomic_path(index) as tmp:
+        tmp.write_text(doc, encoding="utf-8")
+    written.append(index)
+    return written
+
+
+__all__ = ["write_html"]

@@ -1,0 +1,165 @@
+"""Background image loading: decode and resize in a bounded thread pool while the accelerator computes.
+
+:class:`BatchLoader` turns a folder, a list of paths or an iterable of arrays into fixed-size
+uint8 batches at the network's input size. Every image keeps the index of its place in the
+input (files: sorted paths), unreadable ones become masked slots of their batch, so batch
+``b`` always holds the same images: what makes runs resumable and shardable by batch.
+"""
+
+from __future__ import annotations
+
+import collections
+import concurrent.futures as cf
+import dataclasses
+import os
+from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import ImageError, PatchesError
+from ..images import _one, fit_to_size, read_image
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp")
+
+
+@dataclasses.dataclass(frozen=True)
+class Skipped:
+    """An input that was not used: its index, where it came from, and why."""
+
+    index: int
+    source: str
+    reason: str
+
+
+@dataclasses.dataclass
+class Batch:
+    """One batch: ``index`` (B,) image ids (-1 for padding), ``images`` B×H×W×3 uint8, ``valid`` (B,)."""
+
+    number: int
+    index: np.ndarray
+    images: np.ndarray
+    valid: np.ndarray
+    skipped: list[Skipped]
+
+
+def list_images(folder: str | os.PathLike) -> tuple[list[Path], list[Skipped]]:
+    """Image files under `folder` (recursive, sorted by relative path) and the other files, as skipped.
+
+    Raises:
+      PatchesError: `folder` is not a folder.
+    """
+    root = Path(folder)
+    if not root.is_dir():
+        raise PatchesError(f"images folder {str(root)!r} is not a folder")
+    files = sorted((p for p in root.rglob("*") if not p.is_dir()), key=lambda p: p.relative_to(root).as_posix())
+    images = [p for p in files if p.suffix.lower() in IMAGE_SUFFIXES]
+    others = [Skipped(-1, str(p), f"not an image file (suffix not one of {', '.join(IMAGE_SUFFIXES)})")
+              for p in files if p.suffix.lower() not in IMAGE_SUFFIXES]
+    return images, others
+
+
+def resolve(images) -> tuple[Sequence | Iterable, list[str] | None, list[Skipped]]:
+    """`images` as (items, paths or None, skipped non-image files).
+
+    A folder or path is listed; a list/tuple of paths is kept in order; anything else is an
+    iterable of arrays (or PIL images), read once.
+    """
+    if isinstance(images, (str, os.PathLike)):
+        paths, skipped = list_images(images)
+        if not paths:
+            raise PatchesError(f"images folder {os.fspath(images)!r} holds no image files "
+                               f"({', '.join(IMAGE_SUFFIXES)}; {len(skipped)} other files)")
+        return paths, [str(p) for p in paths], skipped
+    if isinstance(images, np.ndarray):
+        if images.ndim != 4:
+            raise PatchesError(f"an array of images must be N×H×W×C, got shape {images.shape}")
+        return images, None, []
+    if isinstance(images, (list, tuple)):
+        if not images:
+            raise PatchesError("an empty list of images was given")
+        if all(isinstance(x, (str, os.PathLike)) for x in images):
+            return list(images), [os.fspath(x) for x in images], []
+        return images, None, []
+    if isinstance(images, Iterable):
+        return images, None, []
+    raise PatchesError(f"images must be a folder, a list of paths or an iterable of arrays, not {type(images).__name__}")
+
+
+def load_one(item, size: tuple[int, int], resize: str = "crop") -> np.ndarray:
+    """One image (path, PIL image or array) as uint8 H×W×3 at `size` (:func:`jaxvis.images.fit_to_size`)."""
+    if isinstance(item, (str, os.PathLike)):
+        a = read_image(item)
+        if a.shape[:2] == tuple(size):
+            return a
+        a = a.astype(np.float32)
+    else:
+        a = _one(item, "image")
+    return np.clip(fit_to_size(a[None], size, resize)[0], 0, 255).round().astype(np.uint8)
+
+
+class BatchLoader:
+    """Iterate fixed-size uint8 batches, decoding `prefetch` batches ahead in a thread pool.
+
+    Args:
+      items: paths or arrays (a sequence, or any iterable read once).
+      size: (H, W) every image is resized to.
+      batch_size: images per batch; the last batch is padded with masked slots.
+      resize: "crop" (keep aspect, centre crop) or "stretch".
+      workers: decoding threads (default: CPU count, at most 8). Pillow releases the GIL while decoding.
+      prefetch: batches decoded ahead of the consumer (bounds memory to (prefetch + 1) batches).
+      start: first batch number to yield (earlier ones are skipped without decoding).
+      select: keep only batch numbers ``b`` with ``select(b)`` (a process's shard).
+      sources: names of the items for skip reports (paths).
+    """
+
+    def __init__(self, items, size, batch_size: int, *, resize: str = "crop", workers: int | None = None,
+                 prefetch: int = 2, start: int = 0, select=None, sources: Sequence[str] | None = None):
+        if batch_size < 1:
+            raise PatchesError(f"batch_size must be at least 1, got {batch_size}")
+        self.items, self.size, self.batch_size, self.resize = items, tuple(size), int(batch_size), resize
+        self.workers = workers or min(8, os.cpu_count() or 1)
+        self.prefetch, self.start, self.select, self.sources = max(1, prefetch), start, select, sources
+
+    def _jobs(self) -> Iterator[tuple[int, int, object]]:
+        """(batch number, image index, item) for the batches this loader yields."""
+        for i, item in enumerate(self.items):
+            b = i // self.batch_size
+            if b < self.start or (self.select is not None and not self.select(b)):
+                continue
+            yield b, i, item
+
+    def _load(self, i: int, item):
+        try:
+            return load_one(item, self.size, self.resize), None
+        except ImageError as e:
+            return None, Skipped(i, self.sources[i] if self.sources else f"image {i}", str(e))
+
+    def __iter__(self) -> Iterator[Batch]:
+        bs, (h, w) = self.batch_size, self.size
+        pending: collections.deque = collections.deque()
+        jobs = self._jobs()
+        with cf.ThreadPoolExecutor(self.workers, thread_name_prefix="jaxvis-loader") as pool:
+            def fill():
+                while len(pending) < (self.prefetch + 1) * bs:
+                    job = next(jobs, None)
+                    if job is None:
+                        return
+                    b, i, item = job
+                    pending.append((b, i, pool.submit(self._load, i, item)))
+
+            fill()
+            while pending:
+                b = pending[0][0]
+                batch = Batch(b, np.full(bs, -1, np.int32), np.zeros((bs, h, w, 3), np.uint8), np.zeros(bs, bool), [])
+                while pending and pending[0][0] == b:
+                    _, i, fut = pending.popleft()
+                    a, skip = fut.result()
+                    slot = i - b * bs
+                    batch.index[slot] = i
+                    if skip is None:
+                        batch.images[slot], batch.valid[slot] = a, True
+                    else:
+                        batch.skipped.append(skip)
+                    fill()
+                yield batch

@@ -1,0 +1,266 @@
+"""`TopPatches`: the hits of a top-k run, their crops and what in each crop drove the unit."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ..errors import ChannelError, LayerError, PatchesError
+from .loader import Skipped, load_one
+from .topk import spatial
+
+RECON_CHUNK = 8  # backward passes per jitted call: bounds memory (SqueezeNet at 227×227: ~0.3 GB)
+
+
+class Hit(NamedTuple):
+    """One of a unit's top-k: image id, its path (None for arrays), output position (y, x), activation."""
+
+    image: int
+    source: str | None
+    y: int
+    x: int
+    value: float
+
+
+class Crops(NamedTuple):
+    """A unit's hits with their crops (n×h×w×3 uint8) and reconstructions (n×h×w×3 float in 0..1, grey = 0)."""
+
+    hits: list[Hit]
+    images: np.ndarray
+    reconstructions: np.ndarray | None
+
+
+def _recon_step(net, layer: str, relu: str):
+    fn = net.function([layer], relu=relu)
+
+    def grads(params, images, ys, xs, cs):
+        def total(x):
+            a = spatial(fn(params, x)[layer])
+            return a[jnp.arange(a.shape[0]), ys, xs, cs].sum()
+        return jax.grad(total)(images.astype(jnp.float32))
+    return grads
+
+
+def reconstruct(net, layer: str, images: np.ndarray, ys, xs, cs, relu: str = "guided") -> np.ndarray:
+    """Input gradients of unit ``cs[i]`` at ``(ys[i], xs[i])`` of image i through `relu` backward rules.
+
+    One jitted function per (layer, relu), called on chunks of :data:`RECON_CHUNK` (padded), so
+    any number of hits compiles once. Returns n×H×W×3 float32.
+    """
+    n = len(images)
+    fn = net.cache.get(("top_patches-recon", layer, relu), lambda: _recon_step(net, layer, relu))
+    out = []
+    for lo in range(0, n, RECON_CHUNK):
+        idx = np.minimum(np.arange(lo, lo + RECON_CHUNK), n - 1)
+        g = fn(net.params, jnp.asarray(images[idx]), *(jnp.asarray(np.asarray(a, np.int32)[idx]) for a in (ys, xs, cs)))
+        out.append(np.asarray(g)[: min(RECON_CHUNK, n - lo)])
+    return np.concatenate(out) if out else np.zeros((0, *images.shape[1:]), np.float32)
+
+
+def normalise_signed(r: np.ndarray, percentile: float = 99.5) -> np.ndarray:
+    """Per crop: ``0.5 + r / (2 s)`` clipped to 0..1, s = the `percentile` of ``|r|`` in the crop.
+
+    Zero is grey and the scale symmetric, so the sign stays visible (the deconvnet figures); a high
+    percentile rather than the maximum, because guided gradients have a few sharp peaks that would
+    leave every other pixel grey.
+    """
+    a = np.abs(r).reshape(len(r), -1)
+    s = np.percentile(a, percentile, axis=1) if a.shape[1] else np.zeros(len(r))
+    s = np.where(s > 0, s, np.where(a.max(axis=1, initial=0) > 0, a.max(axis=1, initial=0), 1))
+    return np.clip(0.5 + r / (2 * s.reshape(-1, *([1] * (r.ndim - 1)))), 0, 1).astype(np.float32)
+
+
+@dataclasses.dataclass
+class TopPatches:
+    """Top-k dataset patches per unit of some layers (see :func:`jaxvis.top_patches`).
+
+    Attributes:
+      layers: the layers, in graph order.
+      k: hits kept per unit.
+      value / image / position: per layer C×k activation (float32, -inf = no hit), image id (-1 = none)
+        and output position C×k×2 (y, x).
+      sources: the image paths by id (None for arrays).
+      n_images: images read (skipped ones included); skipped: what was not used and why.
+      settings: what produced the result (net, k, batch size, resize, relu, devices, processes).
+    """
+
+    net: Any = dataclasses.field(repr=False)
+    layers: tuple[str, ...]
+    k: int
+    value: dict[str, np.ndarray]
+    image: dict[str, np.ndarray]
+    position: dict[str, np.ndarray]
+    sources: list[str] | None
+    n_images: int
+    skipped: list[Skipped]
+    settings: dict
+    _arrays: Any = dataclasses.field(default=None, repr=False)
+    _recon: dict = dataclasses.field(default_factory=dict, repr=False)
+    _receptive: dict = dataclasses.field(default_factory=dict, repr=False)
+
+    def receptive_field(self, layer):
+        """The :class:`~jaxvis.ReceptiveField` crops of `layer` are taken at (computed on first use)."""
+        from ..receptive import receptive_field
+        layer = self._layer(layer)
+        if layer not in self._receptive:
+            self._receptive[layer] = receptive_field(self.net, layer)
+        return self._receptive[layer]
+
+    # ------------------------------------------------------------------ lookup
+    def _layer(self, layer) -> str:
+        name = self.net.layer_name(layer)
+        if name not in self.layers:
+            raise LayerError(f"layer {name!r} was not part of this run; its layers: {', '.join(self.layers)}")
+        return name
+
+    def _unit(self, layer: str, unit: int) -> int:
+        c = self.value[layer].shape[0]
+        if not isinstance(unit, (int, np.integer)) or not 0 <= unit < c:
+            raise ChannelError(f"unit {unit!r} of {layer!r} is outside 0..{c - 1}")
+        return int(unit)
+
+    def hits(self, layer, unit: int) -> list[Hit]:
+        """The unit's hits, strongest first (fewer than k when fewer images were read)."""
+        layer = self._layer(layer)
+        unit = self._unit(layer, unit)
+        out = []
+        for v, i, (y, x) in zip(self.value[layer][unit], self.image[layer][unit], self.position[layer][unit]):
+            if i >= 0 and np.isfinite(v):
+                out.append(Hit(int(i), self.sources[i] if self.sources else None, int(y), int(x), float(v)))
+        return out
+
+    def load(self, image: int) -> np.ndarray:
+        """Image `image` as the network saw it: uint8 H×W×3 at its input size."""
+        size, resize = self.settings["input_size"], self.settings["resize"]
+        if self.sources is not None:
+            return load_one(self.sources[image], size, resize)
+        if isinstance(self._arrays, dict):
+            if image not in self._arrays:
+                raise PatchesError(f"image {image} is no unit's hit here, so it was not kept")
+            return self._arrays[image]
+        return load_one(self._arrays[image], size, resize)
+
+    def box(self, layer, y: int, x: int) -> tuple[int, int, int, int]:
+        """Crop box (y0, x0, y1, x1) of output position (y, x): the receptive field, moved inside the image
+        where it sticks out (so every crop of a layer has one size and holds the field's whole visible part)."""
+        rf = self.receptive_field(layer)
+        h, w = self.settings["input_size"]
+        y0, x0, y1, x1 = rf.box(y, x)
+        sh, sw = min(y1 - y0, h), min(x1 - x0, w)
+        y0, x0 = min(max(y0, 0), h - sh), min(max(x0, 0), w - sw)
+        return y0, x0, y0 + sh, x0 + sw
+
+    # ------------------------------------------------------------------ crops
+    def reconstruct(self, layer, units=None) -> None:
+        """Compute (batched) the reconstructions of every hit of `units` (default all) of `layer`."""
+        layer = self._layer(layer)
+        units = range(self.value[layer].shape[0]) if units is None else [self._unit(layer, u) for u in units]
+        todo = [(u, h) for u in units if (layer, u) not in self._recon for h in self.hits(layer, u)]
+        if not todo:
+            return
+        crops = []
+        for lo in range(0, len(todo), 256):  # bounded host memory: 256 images at a time
+            part = todo[lo:lo + 256]
+            cache: dict[int, np.ndarray] = {}
+            for _, h in part:
+                if h.image not in cache:
+                    cache[h.image] = self.load(h.image)
+            g = reconstruct(self.net, layer, np.stack([cache[h.image] for _, h in part]), [h.y for _, h in part],
+                            [h.x for _, h in part], [u for u, _ in part], self.settings["relu"])
+            crops.append(normalise_signed(np.stack([self._crop(layer, gi, h) for gi, (_, h) in zip(g, part)])))
+        crops = np.concatenate(crops)
+        for u in dict.fromkeys(u for u, _ in todo):
+            self._recon[(layer, u)] = crops[[j for j, (uu, _) in enumerate(todo) if uu == u]]
+
+    def _crop(self, layer: str, image: np.ndarray, hit: Hit) -> np.ndarray:
+        y0, x0, y1, x1 = self.box(layer, hit.y, hit.x)
+        return image[y0:y1, x0:x1]
+
+    def crops(self, layer, unit: int, *, reconstruction: bool = True) -> Crops:
+        """The unit's hits, the image crops at their receptive fields and (optionally) the guided-backprop
+        (or deconvnet: ``relu=`` of :func:`jaxvis.top_patches`) reconstruction of the unit in each crop.
+
+        Returns:
+          :class:`Crops` (hits, images n×h×w×3 uint8, reconstructions n×h×w×3 float in 0..1 or None).
+        """
+        layer = self._layer(layer)
+        unit = self._unit(layer, unit)
+        hits = self.hits(layer, unit)
+        rf = self.receptive_field(layer)
+        h, w = self.settings["input_size"]
+        shape = (0, min(rf.size[0], h), min(rf.size[1], w), 3)
+        ims = np.stack([self._crop(layer, self.load(x.image), x) for x in hits]) if hits else np.zeros(shape, np.uint8)
+        rec = None
+        if reconstruction:
+            self.reconstruct(layer, [unit])
+            rec = self._recon[(layer, unit)] if hits else np.zeros(shape, np.float32)
+        return Crops(hits, ims, rec)
+
+    def tile(self, layer, units, *, reconstruction: bool = True, thumbnail: int = 64) -> np.ndarray:
+        """One row per unit: its k crops (each beside its reconstruction), the activation value under each.
+
+        Args:
+          layer: a layer of the run.
+          units: unit indices (rows).
+          reconstruction: show the reconstruction beside each crop.
+          thumbnail: pixels per crop side (crops are resized to it).
+
+        Returns:
+          uint8 RGB image (:func:`jaxvis.imtile` of the cells, white background).
+        """
+        from ..display import imresize, imtile
+        layer = self._layer(layer)
+        units = [self._unit(layer, u) for u in np.atleast_1d(units).tolist()]
+        if not units:
+            raise ChannelError("tile needs at least one unit")
+        if reconstruction:
+            self.reconstruct(layer, units)
+        cells = []
+        for u in units:
+            c = self.crops(layer, u, reconstruction=reconstruction)
+            for j in range(self.k):
+                if j < len(c.hits):
+                    parts = [imresize(c.images[j], (thumbnail, thumbnail))]
+                    if reconstruction:  # shrinking averages a signed, high-frequency map: stretch it again
+                        small = imresize(c.reconstructions[j], (thumbnail, thumbnail)) - 0.5
+                        parts.append(np.round(normalise_signed(small[None])[0] * 255).astype(np.uint8))
+                    label = f"{'u%d ' % u if j == 0 else ''}{c.hits[j].value:.3g}"
+                    cells.append(_cell(parts, label))
+                else:
+                    cells.append(None)
+        blank = np.full_like(next(c for c in cells if c is not None) if any(c is not None for c in cells)
+                             else _cell([np.zeros((thumbnail, thumbnail, 3), np.uint8)] * (1 + reconstruction), ""), 255)
+        cells = [blank if c is None else c for c in cells]
+        return imtile(cells, grid_size=(len(units), self.k), border_size=2, background_color=(255, 255, 255))
+
+    def save_html(self, folder, *, layers=None, units=None, reconstruction: bool = True,
+                  thumbnail: int = 64) -> list:
+        """Write ``folder/index.html`` and one PNG per unit (``<layer>/unit_0007.png``).
+
+        Args:
+          folder: output folder (created).
+          layers: layers to write (default all of the run).
+          units: units per layer (default all).
+          reconstruction: include the reconstructions (one backward pass per hit).
+          thumbnail: pixels per crop side.
+
+        Returns:
+          The paths written, index.html last.
+        """
+        from .html import write_html
+        return write_html(self, folder, layers=layers, units=units, reconstruction=reconstruction,
+                          thumbnail=thumbnail)
+
+
+def _cell(parts: list[np.ndarray], label: str) -> np.ndarray:
+    """Parts side by side over a 12-pixel white strip with `label`."""
+    from PIL import Image, ImageDraw
+    row = np.concatenate(parts, axis=1)
+    strip = Image.new("RGB", (row.shape[1], 12), (255, 255, 255))
+    ImageDraw.Draw(strip).text((1, 0), label, fill=(0, 0, 0))
+    return np.concatenate([row, np.asarray(strip)], axis=0)
+

@@ -1,0 +1,67 @@
+"""Walkthrough: what excites SqueezeNet units in real photos (Zeiler & Fergus 2014 / CS231n "visualizing" figure).
+
+  PYTHONPATH=. python scripts/cs231n_patches.py [--out docs/cs231n] [--n 240] [--units 16]
+
+Top-9 patches of 16 units of fire4-concat, fire7-concat and fire9-concat over the shared photos
+(plus scikit-image's sample photos when installed), augmented with random crops and flips into a
+temporary folder (scripts/patches_data.py): one PNG per layer, each crop beside its guided-backprop
+reconstruction (normalised per crop, zero = grey), the activation under each pair. The 16 units are
+the first 16 whose strongest hit is positive (dead units would show 9 blank reconstructions).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from patches_data import augmented_folder  # noqa: E402
+
+import jaxvis  # noqa: E402
+from jaxvis.fileio import atomic_path  # noqa: E402
+
+LAYERS = ("fire4-concat", "fire7-concat", "fire9-concat")
+
+
+def save_small_png(path: Path, image: np.ndarray) -> int:
+    """PNG quantised to 256 colours (crops and grey reconstructions survive it; keeps files < 400 KB)."""
+    im = Image.fromarray(image).quantize(256, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE)
+    with atomic_path(path) as tmp:
+        im.save(tmp, format="PNG", optimize=True)
+    return path.stat().st_size
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--out", default="docs/cs231n")
+    ap.add_argument("--n", type=int, default=240, help="photos after augmentation (default 240)")
+    ap.add_argument("--units", type=int, default=16)
+    ap.add_argument("--thumbnail", type=int, default=44)
+    a = ap.parse_args(argv)
+    out = Path(a.out)
+    net = jaxvis.load_model("squeezenet")
+    with tempfile.TemporaryDirectory() as tmp:
+        augmented_folder(tmp, a.n, skimage=True)
+        t = time.perf_counter()
+        r = jaxvis.top_patches(net, tmp, list(LAYERS), k=9)
+        print(f"top_patches: {r.n_images} photos, {len(LAYERS)} layers in {time.perf_counter() - t:.1f} s")
+        for layer in LAYERS:
+            live = [u for u in range(r.value[layer].shape[0]) if r.value[layer][u, 0] > 0][: a.units]
+            t = time.perf_counter()
+            tile = r.tile(layer, live, thumbnail=a.thumbnail)
+            path = out / f"{layer}.png"
+            size = save_small_png(path, tile)
+            rf = r.receptive_field(layer)
+            print(f"wrote {path} ({size // 1024} KB, {tile.shape[1]}×{tile.shape[0]}): units {live}, "
+                  f"receptive field {rf.size}, stride {rf.stride}; tile in {time.perf_counter() - t:.1f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

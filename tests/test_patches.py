@@ -1,0 +1,255 @@
+"""Top-k dataset patches (jaxvis.top_patches) against a numpy brute force over all activations in memory."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import jaxvis
+from jaxvis.errors import LayerError, PatchesError
+from jaxvis.patches import top_patches
+from jaxvis.patches.result import reconstruct
+from tiny_nets import SIZE, pure_net
+
+LAYERS = ["relu1", "conv2", "logits"]
+N, K, BATCH = 22, 3, 4
+REPO = Path(__file__).resolve().parent.parent
+
+
+def write_folder(root: Path, n: int = N, seed: int = 0) -> list[Path]:
+    """n SIZE×SIZE images (PNG, JPEG-free so pixels are exact; image 2 = image 1 for a tie; some in a
+    subfolder, one WebP), plus a text file, a corrupt PNG and an empty JPEG that must be skipped."""
+    rng = np.random.default_rng(seed)
+    ims = rng.integers(0, 256, (n, SIZE, SIZE, 3), dtype=np.uint8)
+    ims[2] = ims[1]
+    paths = []
+    for i, a in enumerate(ims):
+        p = root / ("sub" if i % 3 == 0 else "") / f"im{i:02d}.{'webp' if i == 5 else 'png'}"
+        p.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(a).save(p, lossless=True) if i == 5 else Image.fromarray(a).save(p)
+        paths.append(p)
+    (root / "notes.txt").write_text("not an image")
+    (root / "im10_broken.png").write_bytes(b"\x89PNG\r\n garbage")
+    (root / "sub" / "zz_empty.jpg").write_bytes(b"")
+    return paths
+
+
+def brute_force(net, root: Path, layers, k):
+    """Every image decoded with PIL, all activations in memory, per unit argsort by (-max, image id)."""
+    files = sorted((p for p in root.rglob("*") if p.suffix in (".png", ".webp", ".jpg")),
+                   key=lambda p: p.relative_to(root).as_posix())
+    ids, ims = [], []
+    for i, p in enumerate(files):
+        try:
+            ims.append(np.asarray(Image.open(p).convert("RGB")))
+            ids.append(i)
+        except Exception:  # noqa: BLE001  the unreadable ones
+            pass
+    acts = net.jitted(layers)(net.params, np.stack(ims).astype(np.float32))
+    out = {}
+    for l in layers:
+        a = np.asarray(acts[l])
+        a = a[:, None, None, :] if a.ndim == 2 else a
+        flat = a.reshape(len(ims), -1, a.shape[-1])
+        m, pos = flat.max(1), flat.argmax(1)  # N×C
+        order = np.lexsort((np.broadcast_to(np.arange(len(ims))[:, None], m.shape), -m), axis=0)[:k]  # k×C
+        out[l] = (np.take_along_axis(m, order, 0).T, np.asarray(ids)[order].T,
+                  np.take_along_axis(pos, order, 0).T, a.shape[1:3])
+    return out, len(files), len(files) - len(ims)
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    return pure_net()
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory):
+    root = tmp_path_factory.mktemp("photos")
+    write_folder(root)
+    return root
+
+
+@pytest.fixture(scope="module")
+def run(tiny, folder):
+    return top_patches(tiny, folder, LAYERS, k=K, batch_size=BATCH, progress=False)
+
+
+def test_matches_brute_force(tiny, folder, run):
+    ref, n_files, n_bad = brute_force(tiny, folder, LAYERS, K)
+    assert run.n_images == n_files == N + 2
+    assert len(run.skipped) == n_bad + 1 == 3  # broken PNG, empty JPEG (unreadable) + notes.txt (not an image)
+    assert {Path(s.source).name for s in run.skipped} == {"notes.txt", "im10_broken.png", "zz_empty.jpg"}
+    for l in LAYERS:
+        v, ids, pos, hw = ref[l]
+        np.testing.assert_array_equal(run.image[l], ids, err_msg=l)
+        # fp32: the same convolutions in another batch layout; relative to the layer's scale
+        np.testing.assert_allclose(run.value[l], v, rtol=0, atol=1e-5 * np.abs(v).max(), err_msg=l)
+        y, x = np.unravel_index(pos, hw)
+        np.testing.assert_array_equal(run.position[l], np.stack([y, x], -1), err_msg=l)
+    # the duplicated pair (im01, im02) ties exactly: wherever both are hits, the lower id comes first
+    a, b = (next(i for i, s in enumerate(run.sources) if s.endswith(f"im0{j}.png")) for j in (1, 2))
+    assert a < b
+    both = [(l, u) for l in LAYERS for u in range(run.image[l].shape[0]) if {a, b} <= set(run.image[l][u].tolist())]
+    assert both
+    for l, u in both:
+        row = run.image[l][u].tolist()
+        assert row.index(a) + 1 == row.index(b) and run.value[l][u][row.index(a)] == run.value[l][u][row.index(b)]
+    key = ("top_patches", tuple(LAYERS), K, (jaxvis.patches.topk.jax.local_devices()[0].id,))
+    assert tiny.trace_counts[key] == 1  # 7 batches (the last one padded), one compile
+
+
+def test_hits_and_crops(tiny, run):
+    hits = run.hits("relu1", 4)
+    assert [h.image for h in hits] == run.image["relu1"][4].tolist() and hits[0].value >= hits[-1].value
+    # relu1 = relu(conv3×3 stride 2, SAME: no top/left padding at 32 px) → input rows 2y..2y+2. Given here in closed
+    # form: measuring it (jaxvis.receptive_field, tested on its own) costs more than this whole file.
+    rf = run._receptive["relu1"] = jaxvis.ReceptiveField("relu1", (3, 3), (2, 2), (1.0, 1.0))
+    c = run.crops("relu1", 4)
+    assert c.images.shape == (K, *rf.size, 3) and c.reconstructions.shape == c.images.shape
+    h = hits[0]
+    img = np.asarray(Image.open(h.source).convert("RGB"))
+    np.testing.assert_array_equal(c.images[0], img[2 * h.y: 2 * h.y + 3, 2 * h.x: 2 * h.x + 3])
+    # guided backprop of an active relu1 unit, closed form: its conv1 kernel / 255 (preprocess x / 255 − 0.5) on the
+    # unit's 3×3 window of the input, zero elsewhere; the crop shows it scaled symmetrically around grey
+    g = reconstruct(tiny, "relu1", img[None], [h.y], [h.x], [4])[0]
+    expect = np.zeros_like(g)
+    expect[2 * h.y: 2 * h.y + 3, 2 * h.x: 2 * h.x + 3] = np.asarray(tiny.params["w1"])[..., 4] / 255.0
+    np.testing.assert_allclose(g, expect, rtol=0, atol=1e-6 * np.abs(expect).max())
+    crop = expect[2 * h.y: 2 * h.y + 3, 2 * h.x: 2 * h.x + 3]
+    s = np.percentile(np.abs(crop), 99.5)
+    np.testing.assert_allclose(c.reconstructions[0], np.clip(0.5 + crop / (2 * s), 0, 1), atol=1e-5)
+    t = run.tile("relu1", [4, 5], thumbnail=16)
+    assert t.dtype == np.uint8 and t.shape == (2 * (16 + 12 + 4), K * (32 + 4), 3)
+
+
+def test_resume_after_interrupt(tiny, folder, run, tmp_path):
+    cache = tmp_path / "state.npz"
+    with pytest.raises(KeyboardInterrupt):
+        top_patches(tiny, folder, LAYERS, k=K, batch_size=BATCH, progress=False, cache=cache, _stop_after=3)
+    assert cache.exists()
+    again = top_patches(tiny, folder, LAYERS, k=K, batch_size=BATCH, progress=False, cache=cache)
+    for l in LAYERS:
+        np.testing.assert_array_equal(again.image[l], run.image[l])
+        np.testing.assert_array_equal(again.value[l], run.value[l])
+        np.testing.assert_array_equal(again.position[l], run.position[l])
+    assert again.skipped == run.skipped
+    with pytest.raises(PatchesError, match="other settings.*k: cache 3, now 2"):
+        top_patches(tiny, folder, LAYERS, k=2, batch_size=BATCH, progress=False, cache=cache)
+
+
+def test_arrays_and_generator(tiny, folder, run):
+    paths = [folder / s for s in sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*.png")
+                                        if "broken" not in p.name)]
+    ims = [np.asarray(Image.open(p).convert("RGB")) for p in paths]
+    r = top_patches(tiny, (a for a in ims), ["conv2"], k=K, batch_size=BATCH, progress=False)
+    assert r.n_images == len(ims) and r.sources is None
+    u = 7
+    got = [ims[h.image] for h in r.hits("conv2", u)]
+    np.testing.assert_array_equal(np.stack([r.load(h.image) for h in r.hits("conv2", u)]), np.stack(got))
+
+
+def test_bad_inputs(tiny, folder, tmp_path):
+    with pytest.raises(LayerError, match="conv2"):
+        top_patches(tiny, folder, "conv_2", progress=False)
+    with pytest.raises(PatchesError, match="k must be"):
+        top_patches(tiny, folder, "conv2", k=0, progress=False)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(PatchesError, match="holds no image files"):
+        top_patches(tiny, tmp_path / "empty", "conv2", progress=False)
+    with pytest.raises(PatchesError, match="is not a folder"):
+        top_patches(tiny, tmp_path / "missing", "conv2", progress=False)
+    with pytest.raises(PatchesError, match="empty list"):
+        top_patches(tiny, [], "conv2", progress=False)
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "a.png").write_bytes(b"nope")
+    with pytest.raises(PatchesError, match="none of the 1 images could be read"):
+        top_patches(tiny, bad, "conv2", progress=False)
+
+
+CHILD = """
+import json, sys
+sys.path.insert(0, {tests!r})
+import jax
+if {nproc} > 1:
+    jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    jax.distributed.initialize("localhost:" + sys.argv[2], num_processes={nproc}, process_id=int(sys.argv[1]))
+from jaxvis.patches import top_patches
+from jaxvis.patches.result import reconstruct
+from tiny_nets import pure_net
+r = top_patches(pure_net(), {folder!r}, {layers!r}, k={k}, batch_size={batch}, progress=False)
+print("RESULT", json.dumps({{"devices": jax.local_device_count(), "processes": jax.process_count(),
+    "skipped": len(r.skipped), "image": {{l: r.image[l].tolist() for l in r.layers}},
+    "value": {{l: r.value[l].tolist() for l in r.layers}}}}))
+"""
+
+
+def _child(folder, nproc=1, devices=1, pid=0, port=0):
+    env = dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}", JAX_PLATFORMS="cpu",
+               PYTHONPATH=str(REPO))
+    code = CHILD.format(tests=str(REPO / "tests"), nproc=nproc, folder=str(folder), layers=LAYERS, k=K, batch=BATCH)
+    return subprocess.Popen([sys.executable, "-c", code, str(pid), str(port)], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+
+
+def _result(proc):
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err[-3000:]
+    return json.loads(next(line for line in out.splitlines() if line.startswith("RESULT"))[7:])
+
+
+def _same(got, run):
+    for l in LAYERS:
+        np.testing.assert_array_equal(np.asarray(got["image"][l]), run.image[l])
+        np.testing.assert_allclose(np.asarray(got["value"][l]), run.value[l], rtol=0,
+                                   atol=1e-5 * np.abs(run.value[l]).max())
+
+
+def test_two_devices(folder, run):
+    got = _result(_child(folder, devices=2))
+    assert got["devices"] == 2 and got["skipped"] == 3
+    _same(got, run)
+
+
+@pytest.mark.slow
+def test_two_processes(folder, run):
+    import socket
+    with socket.socket() as s:
+        s.bind(("localhost", 0))
+        port = s.getsockname()[1]
+    procs = [_child(folder, nproc=2, pid=i, port=port) for i in range(2)]
+    results = [_result(p) for p in procs]
+    for got in results:  # each process read half the batches; both hold the merged result
+        assert got["processes"] == 2 and got["skipped"] == 3
+        _same(got, run)
+
+
+def test_cli_errors(folder, tmp_path, capsys):
+    from jaxvis.cli import main
+    with pytest.raises(SystemExit):
+        main(["patches", "--layers", "conv10", "--images", str(folder), "--k", "0", "--out", str(tmp_path / "o")])
+    assert "k must be in 1..1000" in capsys.readouterr().err
+    (tmp_path / "file").write_text("")
+    assert main(["patches", "--layers", "conv10", "--images", str(folder), "--out", str(tmp_path / "file")]) == 2
+    assert "is a file" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_cli_writes_html(folder, tmp_path, capsys):
+    from jaxvis.cli import main
+    out = tmp_path / "html"
+    assert main(["patches", "--model", "squeezenet", "--layers", "fire2-concat,fire3-concat", "--images", str(folder),
+                 "--k", "2", "--units", "0:2", "--out", str(out), "--quiet"]) == 0
+    printed = capsys.readouterr().out
+    assert "3 skipped" in printed
+    written = [line[6:] for line in printed.splitlines() if line.startswith("wrote ")]
+    assert len(written) == 5 and all(Path(w).is_file() for w in written) and written[-1].endswith("index.html")
+    assert "fire2-concat/unit_0001.png" in (out / "index.html").read_text()
