@@ -1,6 +1,5 @@
 """jaxvis: see what convolutional networks have learned — MATLAB-style tools in JAX."""
 
-from . import xla_defaults  # noqa: F401  first: adds jaxvis's XLA flags before JAX starts a backend
 from .activation_tools import activation_grid, channel_image, heatmap_overlay, side_by_side, strongest_channel
 from .analysis import analyze_network
 from .api import activations, classify
@@ -16,6 +15,7 @@ from .network import Network, load_model
 from .onnx import OnnxError, from_onnx
 from .protocol import Net
 from .receptive import ReceptiveField, receptive_field
+from .cpu import configure_cpu
 
 __version__ = "0.1.0"
 
@@ -27,4 +27,5 @@ __all__ = [
     "JaxvisError", "LayerError", "ImageError", "MissingWeightsError", "WeightFileError", "NetworkError",
     "VisualizationError", "Net", "from_function", "FunctionNetwork", "visualize", "Visualization", "objectives",
     "from_onnx", "OnnxError", "receptive_field", "ReceptiveField",
+    "configure_cpu",
 ]

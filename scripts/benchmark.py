@@ -20,6 +20,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a source checkout
 
 if __name__ == "__main__":
+    from jaxvis import configure_cpu
+    configure_cpu()  # XLA:CPU speed flags, before JAX starts a backend
     if sys.argv[1:2] == ["attribution"]:
         sys.path.insert(0, str(Path(__file__).resolve().parent))
         from bench_attribution import main as attribution_main

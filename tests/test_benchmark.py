@@ -1,4 +1,4 @@
-"""The benchmark's pieces: FLOP counts (closed form), peak rules, XLA flag defaults, and the
+"""The benchmark's pieces: FLOP counts (closed form), peak rules, and the
 PyTorch reference being the same network and algorithm as jaxvis's deep dream."""
 
 import json
@@ -7,7 +7,6 @@ import numpy as np
 import pytest
 
 import jaxvis
-from jaxvis import xla_defaults
 from jaxvis.benchmark import device, flops
 
 
@@ -34,29 +33,6 @@ def test_cpu_peak_rules():
     assert device.cpu_flops_per_cycle({"avx2", "fma", "avx"}) == 32
     assert device.cpu_flops_per_cycle({"avx"}) == 16
     assert device.peak_gflops(override=123.0) == (123.0, "given by --peak-gflops")
-
-
-@pytest.mark.parametrize("env,want", [
-    ({}, "--xla_cpu_experimental_ynn_fusion_type="),
-    ({"XLA_FLAGS": "--xla_force_host_platform_device_count=4"},
-     "--xla_force_host_platform_device_count=4 --xla_cpu_experimental_ynn_fusion_type="),
-    ({"XLA_FLAGS": "--xla_cpu_experimental_ynn_fusion_type=individual_convolution"},
-     "--xla_cpu_experimental_ynn_fusion_type=individual_convolution"),  # the user's value wins
-    ({"JAXVIS_XLA_DEFAULTS": "0"}, None),
-])
-def test_xla_flag_defaults(env, want, monkeypatch):
-    monkeypatch.setattr(xla_defaults, "_cpu_backend_started", lambda: False)
-    env = dict(env)
-    xla_defaults.apply(env)
-    assert env.get("XLA_FLAGS") == want
-
-
-def test_xla_flag_defaults_too_late_warns(monkeypatch):
-    monkeypatch.setattr(xla_defaults, "_cpu_backend_started", lambda: True)
-    env = {}
-    with pytest.warns(UserWarning, match="import jaxvis"):
-        assert xla_defaults.apply(env) == []
-    assert "XLA_FLAGS" not in env
 
 
 @pytest.mark.parametrize("model,layer,size", [("alexnet", "conv5", 67), ("squeezenet", "fire9-concat", 67)])
