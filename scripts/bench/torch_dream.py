@@ -5,8 +5,8 @@ Same network (built from the jaxvis step graph, with the same weights), same obj
 Normalization (5-tap binomial kernel, TF 'SAME' stride-2 pyramid, per-band RMS), same
 roll jitter, step and clipping, same bilinear upscaling between pyramid levels.
 
-It lives in scripts/ because the jaxvis library never imports torch; `jaxvis bench` loads
-it from a source checkout (jaxvis.benchmark.dream_bench.torch_reference) when torch is installed.
+It lives in scripts/bench/ because the jaxvis library never imports torch; dream_bench.torch_reference
+loads it when torch is installed.
 """
 
 from __future__ import annotations
