@@ -27,10 +27,10 @@ class TorchNet:
         self.steps = [s for s in net.steps if s.name in need]
         self.device = device
         self.w = {}
-        from jaxvis.graph import attr_name
+        from jaxvis.graph import param_key
         for s in self.steps:
             if s.kind in ("conv", "fc"):
-                p = net.params[attr_name(s.name)]
+                p = net.params[param_key(s.name)]
                 k, b = np.asarray(p["kernel"]), np.asarray(p["bias"])
                 # jaxvis conv kernels are HWIO, torch's OIHW; fc kernels are (in, out) over NHWC-flattened inputs.
                 k = k.transpose(3, 2, 0, 1) if s.kind == "conv" else k.T
