@@ -204,7 +204,7 @@ def from_function(apply_fn: Callable, params: Any = None, *, input_size: int | t
     hw = (int(input_size), int(input_size)) if isinstance(input_size, int) else tuple(int(v) for v in input_size)
     if len(hw) != 2 or min(hw) < 1:
         raise NetworkError(f"input_size must be an int or (H, W) of positive ints, got {input_size!r}")
-    label = name or getattr(apply_fn, "__name__", "function")
+    label = str(name or getattr(apply_fn, "__name__", "function"))
     probe = jax.ShapeDtypeStruct((1, *hw, 3), jnp.float32)
     pre = preprocess if preprocess is not None else (lambda x: x)
     try:

@@ -87,7 +87,7 @@ class GraphNet(nnx.Module):
     def __call__(self, x: jax.Array, want: tuple[str, ...], *, normalize: bool = True,
                  relu: str = "standard", taps: dict[str, jax.Array] | None = None) -> dict[str, jax.Array]:
         taps = taps or {}
-        want_set, out = set(want) | set(taps), {}
+        want_set, out = set(want) | set(taps), dict[str, jax.Array]()
         relu_fn = ops.relu_fn(relu)
         try:
             for s in self.steps:
