@@ -1,7 +1,7 @@
 """VGG16 speed: filter visualisation of block5_conv3 and saliency, jaxvis (JAX) vs PyTorch eager.
 
   PYTHONPATH=. python scripts/benchmark_vgg16.py [--steps 5] [--batch 1] [--repeats 3] [--weights vgg16.h5]
-                                                 [--json out.json]
+                                                 [--out out.json]
 
 Same weights, same process, same algorithm; JAX and torch runs alternate and the best of
 `--repeats` warm runs is reported (after one untimed-for-ratio first run: JAX's includes
@@ -123,7 +123,7 @@ def main(argv=None) -> int:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--weights", default=None, help="a converted full VGG16 .h5 (default: see the docstring)")
     ap.add_argument("--image", default=str(ROOT / "examples/images/coffee.png"))
-    ap.add_argument("--json", default=None)
+    ap.add_argument("--out", "--json", dest="out", default=None, help="also write the results as JSON here")
     args = ap.parse_args(argv)
 
     import jax
@@ -199,8 +199,9 @@ def main(argv=None) -> int:
     print(f"saliency (gradient of predictions:logits['espresso'], 1 image, {sgflop:.1f} GFLOP):")
     print(f"  jaxvis {sv['jax_ms']:.0f} ms (first call {sfirst:.1f} s) | torch eager {sv['torch_ms']:.0f} ms | "
           f"torch/jaxvis {sv['torch_over_jax']:.2f}× | maps differ by {sv['rel_max_diff']:.1e} of max")
-    if args.json:
-        Path(args.json).write_text(json.dumps(res, indent=1))
+    if args.out:
+        Path(args.out).write_text(json.dumps(res, indent=1))
+        print(f"wrote {args.out}")
     return 0
 
 

@@ -71,4 +71,4 @@ def test_benchmark_script_runs_both_frameworks_on_the_same_algorithm(tmp_path, c
     assert r["jax_image_iterations_per_s"] > 0 and r["torch_image_iterations_per_s"] > 0
     assert r["speedup_jax_over_torch"] == pytest.approx(r["torch_s"] / r["jax_s"])
     printed = capsys.readouterr().out
-    assert "JAX / PyTorch throughput" in printed and f"results → {out}" in printed
+    assert "JAX / PyTorch throughput" in printed and f"wrote {out}" in printed

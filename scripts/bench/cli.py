@@ -89,7 +89,7 @@ def run(args) -> int:
         from jaxvis.fileio import atomic_path
         with atomic_path(args.out) as tmp, open(tmp, "w") as f:
             json.dump({"machine": info, "results": results}, f, indent=1, default=str)
-        print(f"results → {args.out}")
+        print(f"wrote {args.out}")
     return 0
 
 
