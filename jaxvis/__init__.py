@@ -1,6 +1,5 @@
 """jaxvis: see what convolutional networks have learned — MATLAB-style tools in JAX."""
 
-from . import xla_defaults  # noqa: F401  first: adds jaxvis's XLA flags before JAX starts a backend
 from .activation_tools import activation_grid, channel_image, heatmap_overlay, side_by_side, strongest_channel
 from .analysis import analyze_network
 from .api import activations, classify
@@ -19,6 +18,7 @@ from .receptive import ReceptiveField, receptive_field
 from .recipes import DreamPhotoResult, FoolResult, class_model, dream_photo, fool
 from .recipes import Inversion, StyleTransfer, invert, ssim, style_transfer
 from .patches import PatchesError, TopPatches, top_patches
+from .cpu import configure_cpu
 
 __version__ = "0.1.0"
 
@@ -33,4 +33,5 @@ __all__ = [
     "class_model", "fool", "FoolResult", "dream_photo", "DreamPhotoResult",
     "invert", "Inversion", "style_transfer", "StyleTransfer", "ssim",
     "top_patches", "TopPatches", "PatchesError",
+    "configure_cpu",
 ]

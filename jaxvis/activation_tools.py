@@ -98,7 +98,7 @@ def channel_image(act, channel: int | Sequence[int], size: tuple[int, int] | Non
     """
     a = _act3(act)
     many = not isinstance(channel, (int, np.integer))
-    chans = [_check_channel(c, a.shape[-1]) for c in (channel if many else [channel])]
+    chans = [_check_channel(c, a.shape[-1]) for c in (channel if many else [channel])]  # type: ignore[union-attr]  # many ⇒ a sequence
     if not chans:
         raise DisplayError("channel_image needs at least one channel")
     g = mat2gray(a[..., chans].astype(np.float32))

@@ -20,7 +20,7 @@ from flax import nnx
 
 from .errors import ImageError
 from .fileio import atomic_path
-from .graph import LEARNABLE, GraphNet, attr_name
+from .graph import LEARNABLE, GraphNet, param_key
 from .network import Network
 
 
@@ -182,7 +182,7 @@ def analyze_network(net: Network, input_size: tuple[int, int] | None = None) -> 
     for i, s in enumerate(net.steps):
         layer = net.layers[i]
         learn = _matlab_learnables(s.kind, s.o) if s.kind in LEARNABLE else {}
-        count = sum(int(np.prod(v.shape)) for v in jax.tree.leaves(abstract.get(attr_name(s.name), {})))
+        count = sum(int(np.prod(v.shape)) for v in jax.tree.leaves(abstract.get(param_key(s.name), {})))
         rows.append(LayerInfo(i, s.name, layer.type, layer.description, tuple(shapes[s.name].shape[1:]),
                               learn, count if learn else 0, (s.name in net.loaded) if learn else None))
     return NetworkAnalysis(net.name, (h, w), rows)

@@ -30,7 +30,7 @@ def activations(net: Net, image: ImageLike, layer: LayerRef | None = None, *,
         raise TypeError("give exactly one of `layer` or `layers=[...]`")
     if isinstance(layers, (str, int)):  # a bare name would otherwise be read letter by letter
         raise TypeError(f"layers= takes a list of layers, e.g. layers=[{layers!r}]; for one layer use layer={layers!r}")
-    names = [net.layer_name(l) for l in ([layer] if layers is None else layers)]
+    names = [net.layer_name(l) for l in ([layer] if layers is None else layers)]  # type: ignore[arg-type]  # exactly one is given
     batch, single = to_batch(image)
     out = net.jitted(names)(net.params, jnp.asarray(batch))
     res = {n: np.asarray(out[n])[0] if single else np.asarray(out[n]) for n in names}

@@ -35,7 +35,7 @@ def _why(exc: OSError) -> str:
                errno.EROFS: "the file system is read-only", errno.EISDIR: "it is a folder",
                errno.ENOTDIR: "a parent in the path is a file, not a folder",
                errno.ENAMETOOLONG: "the name is too long"}
-    return reasons.get(exc.errno, exc.strerror or str(exc))
+    return reasons.get(exc.errno or 0, exc.strerror or str(exc))
 
 
 def check_writable(paths: Iterable[str | os.PathLike | None]) -> list[Path]:

@@ -11,7 +11,6 @@ ReLU to use.
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import inspect
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -20,7 +19,8 @@ import jax
 import jax.numpy as jnp
 from jax.extend import core as jcore
 
-from .errors import LayerError, NetworkError
+from .errors import NetworkError
+from .layers import Table
 from .ops import relu_fn
 from .protocol import LayerRef, NetBase
 
@@ -36,39 +36,12 @@ class FunctionLayer:
     inputs: tuple[str, ...] = ()
 
 
-class FunctionLayers(Sequence[FunctionLayer]):
+class FunctionLayers(Table[FunctionLayer]):
     """Layer table of a function network: names in the function's output order, shapes at the input size."""
 
     def __init__(self, names: Sequence[str], shapes: dict[str, tuple[int, ...]]):
-        self._rows = tuple(FunctionLayer(i, n, "Function output", "×".join(map(str, shapes[n][1:])))
-                           for i, n in enumerate(names))
-        self.names = [r.name for r in self._rows]
-
-    def __len__(self) -> int:
-        return len(self._rows)
-
-    def __getitem__(self, key):
-        if isinstance(key, slice):
-            return self._rows[key]
-        return self._rows[self.index(key)]
-
-    def __contains__(self, name) -> bool:
-        return name in self.names
-
-    def index(self, key: LayerRef) -> int:
-        if isinstance(key, int) and not isinstance(key, bool):
-            if -len(self) <= key < len(self):
-                return key % len(self)
-            raise LayerError(f"layer index {key} is out of range: the network has {len(self)} layers "
-                             f"(valid 0..{len(self) - 1})")
-        if not isinstance(key, str):
-            raise LayerError(f"a layer is given by name (str) or 0-based index (int), not {type(key).__name__}")
-        if key in self.names:
-            return self.names.index(key)
-        close = difflib.get_close_matches(key, self.names, n=5, cutoff=0.5)
-        hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
-        raise LayerError(f"no layer named {key!r} in this network{hint} (layers: {', '.join(self.names[:12])}"
-                         f"{', …' if len(self) > 12 else ''})")
+        self._set_rows(FunctionLayer(i, n, "Function output", "×".join(map(str, shapes[n][1:])))
+                       for i, n in enumerate(names))
 
     def __repr__(self) -> str:
         w = max(len(r.name) for r in self._rows) + 2
@@ -231,7 +204,7 @@ def from_function(apply_fn: Callable, params: Any = None, *, input_size: int | t
     hw = (int(input_size), int(input_size)) if isinstance(input_size, int) else tuple(int(v) for v in input_size)
     if len(hw) != 2 or min(hw) < 1:
         raise NetworkError(f"input_size must be an int or (H, W) of positive ints, got {input_size!r}")
-    label = name or getattr(apply_fn, "__name__", "function")
+    label = str(name or getattr(apply_fn, "__name__", "function"))
     probe = jax.ShapeDtypeStruct((1, *hw, 3), jnp.float32)
     pre = preprocess if preprocess is not None else (lambda x: x)
     try:

@@ -54,9 +54,14 @@ def step(name: str, kind: str, inputs=(), **opts) -> Step:
     return Step(name, kind, tuple(inputs), tuple(sorted(opts.items())))
 
 
-def attr_name(layer: str) -> str:
-    """NNX attribute holding a layer's parameters (MATLAB names contain '-')."""
-    return layer.replace("-", "_")
+def param_key(layer: str) -> str:
+    """The one key scheme: a layer's parameters live under its own name, in `Network.params` and as
+    the NNX attribute of GraphNet (NNX accepts any string, '-' and ':' included), so
+    `net.params["fire2-squeeze1x1"]["kernel"]`. Public form: `Network.param_path(layer)`."""
+    return layer
+
+
+attr_name = param_key  # the former name, for code written before the key scheme was unified
 
 
 class _Done(Exception):
@@ -72,17 +77,17 @@ class GraphNet(nnx.Module):
             o = s.o
             if s.kind == "conv":
                 k = o["kernel"]
-                setattr(self, attr_name(s.name), nnx.Conv(
+                setattr(self, param_key(s.name), nnx.Conv(
                     o["cin"], o["cout"], (k, k), strides=o.get("stride", 1),
                     padding=[(o.get("pad", 0),) * 2] * 2,
                     feature_group_count=o.get("groups", 1), rngs=rngs))
             elif s.kind == "fc":
-                setattr(self, attr_name(s.name), nnx.Linear(o["cin"], o["cout"], rngs=rngs))
+                setattr(self, param_key(s.name), nnx.Linear(o["cin"], o["cout"], rngs=rngs))
 
     def __call__(self, x: jax.Array, want: tuple[str, ...], *, normalize: bool = True,
                  relu: str = "standard", taps: dict[str, jax.Array] | None = None) -> dict[str, jax.Array]:
         taps = taps or {}
-        want_set, out = set(want) | set(taps), {}
+        want_set, out = set(want) | set(taps), dict[str, jax.Array]()
         relu_fn = ops.relu_fn(relu)
         try:
             for s in self.steps:
@@ -105,11 +110,11 @@ class GraphNet(nnx.Module):
         x = xs[0]
         if k == "conv":
             # ops.conv2d, not mod(x): same result, formulated for XLA:CPU (grouped and strided convs).
-            mod = getattr(self, attr_name(s.name))
+            mod = getattr(self, param_key(s.name))
             return ops.conv2d(x, mod.kernel[...], mod.bias[...], o.get("stride", 1), o.get("pad", 0),
                               o.get("groups", 1))
         if k == "fc":
-            mod = getattr(self, attr_name(s.name))
+            mod = getattr(self, param_key(s.name))
             return mod(x.reshape(x.shape[0], -1)).reshape(x.shape[0], 1, 1, -1)
         if k == "relu":
             return relu_fn(x)

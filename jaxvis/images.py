@@ -153,11 +153,11 @@ def fit_to_size(batch: np.ndarray, size: tuple[int, int], mode: str = "crop") ->
     for im in batch:
         pil = Image.fromarray(np.clip(im, 0, 255).round().astype(np.uint8))
         if mode == "stretch":
-            pil = pil.resize((w, h), Image.BILINEAR)
+            pil = pil.resize((w, h), Image.Resampling.BILINEAR)
         else:
             s = max(h / pil.height, w / pil.width)
             nw, nh = max(w, round(pil.width * s)), max(h, round(pil.height * s))
-            pil = pil.resize((nw, nh), Image.BILINEAR)
+            pil = pil.resize((nw, nh), Image.Resampling.BILINEAR)
             left, top = (nw - w) // 2, (nh - h) // 2
             pil = pil.crop((left, top, left + w, top + h))
         out.append(np.asarray(pil, np.float32))

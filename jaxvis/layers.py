@@ -4,10 +4,18 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-from typing import Iterator, Sequence
+from typing import Iterator, Protocol, Sequence, TypeVar, overload
 
 from .errors import LayerError
 from .graph import Step
+
+
+class _Named(Protocol):
+    @property
+    def name(self) -> str: ...
+
+
+RowT = TypeVar("RowT", bound=_Named)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -48,37 +56,39 @@ def _describe(s: Step, classes: Sequence[str]) -> str:
             "concat": f"Depth concatenation of {len(s.inputs)} inputs"}[k]
 
 
-class LayerTable(Sequence[Layer]):
-    """Ordered layers; ``table["conv1"]`` or ``table[1]``; printing shows MATLAB's listing."""
+class Table(Sequence[RowT]):
+    """Rows with a `name`, looked up by name or 0-based index: the one lookup of every layer table
+    (LayerTable here, FunctionLayers of `from_function` networks)."""
 
-    def __init__(self, steps: Sequence[Step], classes: Sequence[str] = (), input_size=None):
-        self._layers = tuple(Layer(i, s.name, s.type_name, _describe(s, classes), s.inputs)
-                             for i, s in enumerate(steps))
-        if input_size is not None:  # the input row states the size, as MATLAB's does
-            first = self._layers[0]
-            self._layers = (dataclasses.replace(
-                first, description=f"{input_size[0]}×{input_size[1]}×3 {first.description}"),) + self._layers[1:]
-        self._index = {l.name: l.index for l in self._layers}
+    _rows: tuple[RowT, ...]
+
+    def _set_rows(self, rows) -> None:
+        self._rows = tuple(rows)
+        self._index = {r.name: i for i, r in enumerate(self._rows)}
 
     def __len__(self) -> int:
-        return len(self._layers)
+        return len(self._rows)
 
-    def __iter__(self) -> Iterator[Layer]:
-        return iter(self._layers)
+    def __iter__(self) -> Iterator[RowT]:
+        return iter(self._rows)
 
+    @overload
+    def __getitem__(self, key: str | int) -> RowT: ...
+    @overload
+    def __getitem__(self, key: slice) -> tuple[RowT, ...]: ...
     def __getitem__(self, key):
         if isinstance(key, slice):
-            return self._layers[key]
-        return self._layers[self.index(key)]
+            return self._rows[key]
+        return self._rows[self.index(key)]
 
     def __contains__(self, name) -> bool:
         return name in self._index
 
     @property
     def names(self) -> list[str]:
-        return [l.name for l in self._layers]
+        return [r.name for r in self._rows]
 
-    def index(self, key: str | int) -> int:
+    def index(self, key: str | int) -> int:  # type: ignore[override]  # by name or position, not Sequence.index(row)
         """0-based index of a layer given by name or index; LayerError with close matches."""
         if isinstance(key, (int,)) and not isinstance(key, bool):
             if -len(self) <= key < len(self):
@@ -95,9 +105,21 @@ class LayerTable(Sequence[Layer]):
         raise LayerError(f"no layer named {key!r} in this network{hint} "
                          f"(all {len(self)} names: net.layers.names)")
 
+
+class LayerTable(Table[Layer]):
+    """Ordered layers; ``table["conv1"]`` or ``table[1]``; printing shows MATLAB's listing."""
+
+    def __init__(self, steps: Sequence[Step], classes: Sequence[str] = (), input_size=None):
+        rows = tuple(Layer(i, s.name, s.type_name, _describe(s, classes), s.inputs) for i, s in enumerate(steps))
+        if input_size is not None:  # the input row states the size, as MATLAB's does
+            first = rows[0]
+            rows = (dataclasses.replace(first, description=f"{input_size[0]}×{input_size[1]}×3 {first.description}"),
+                    ) + rows[1:]
+        self._set_rows(rows)
+
     def __repr__(self) -> str:
-        w = max(len(l.name) for l in self._layers) + 2
-        tw = max(len(l.type) for l in self._layers)
+        w = max(len(l.name) for l in self._rows) + 2
+        tw = max(len(l.type) for l in self._rows)
         rows = [f"  {len(self)}×1 Layer array with layers:", ""]
-        rows += [f"  {l.index:4d}   {repr(l.name):<{w}}   {l.type:<{tw}}   {l.description}" for l in self._layers]
+        rows += [f"  {l.index:4d}   {repr(l.name):<{w}}   {l.type:<{tw}}   {l.description}" for l in self._rows]
         return "\n".join(rows)

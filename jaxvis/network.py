@@ -17,8 +17,8 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from .errors import MissingWeightsError
-from .graph import LEARNABLE, GraphNet, attr_name
+from .errors import LayerError, MissingWeightsError
+from .graph import LEARNABLE, GraphNet, param_key
 from .layers import LayerTable
 from .models.registry import MODELS, build_steps
 from .protocol import LayerRef, NetBase
@@ -60,8 +60,8 @@ class Network(NetBase):
       layers: :class:`LayerTable` in MATLAB order (print it for MATLAB's listing).
       classes: class names, index = class id.
       input_size: (H, W) the weights were trained at.
-      params: weights as a nested dict (NNX attribute → {'kernel', 'bias'}), the first
-        argument of :meth:`apply`.
+      params: weights as a nested dict, layer name → {'kernel', 'bias'} (see :meth:`param_path`),
+        the first argument of :meth:`apply`.
       meta: the weight file's metadata (source, licence, sha256, preprocessing, …).
     """
 
@@ -75,11 +75,11 @@ class Network(NetBase):
         self._how_to_get = how_to_get
         model = nnx.eval_shape(lambda: GraphNet(self.steps, rngs=nnx.Rngs(0)))
         self._graphdef, self._abstract = nnx.split(model)
-        expected = {s.name: {p: v.shape for p, v in nnx.to_pure_dict(self._abstract)[attr_name(s.name)].items()}
+        expected = {s.name: {p: v.shape for p, v in nnx.to_pure_dict(self._abstract)[param_key(s.name)].items()}
                     for s in self.steps if s.kind in LEARNABLE}
         check_arrays(path, arrays, expected, meta.get("absent_layers", []))
         self.loaded = frozenset(arrays)
-        self.params = {attr_name(l): {p: jnp.asarray(a) for p, a in ps.items()} for l, ps in arrays.items()}
+        self.params = {param_key(l): {p: jnp.asarray(a) for p, a in ps.items()} for l, ps in arrays.items()}
         # Pre-softmax class scores: the input of the softmax layer ('pool10', 'fc8').
         soft = [st for st in self.steps if st.kind == "softmax"]
         self.logits_layer: str | None = soft[0].inputs[0] if soft else None
@@ -92,6 +92,23 @@ class Network(NetBase):
     def layer_name(self, layer: LayerRef) -> str:
         """Name of a layer given by name or 0-based index (LayerError with close matches)."""
         return self.layers[layer].name
+
+    def param_path(self, layer: LayerRef) -> str:
+        """Key of a learnable layer's weights in `params`: the layer's own name, the one key scheme of
+        layer names and parameters (`net.params[net.param_path("fire2-squeeze1x1")]["kernel"]`).
+
+        Args:
+          layer: layer name or 0-based index.
+
+        Returns:
+          The key into `params` (LayerError for a layer without weights, naming those with some).
+        """
+        name = self.layer_name(layer)
+        if self._by_name[name].kind not in LEARNABLE:
+            learnable = [s.name for s in self.steps if s.kind in LEARNABLE]
+            raise LayerError(f"layer {name!r} ({self._by_name[name].kind}) has no weights; layers with weights: "
+                             f"{', '.join(learnable[:8])}{', …' if len(learnable) > 8 else ''}")
+        return param_key(name)
 
     @property
     def layer_names(self) -> tuple[str, ...]:

@@ -8,7 +8,7 @@ A network is anything that maps images to named activations. `load_model` networ
 from __future__ import annotations
 
 import collections
-from typing import Any, Callable, Protocol, Sequence, runtime_checkable
+from typing import TYPE_CHECKING, Any, Callable, Protocol, Sequence, runtime_checkable
 
 import jax
 
@@ -86,6 +86,12 @@ class NetBase:
     """Shared behaviour of protocol networks: `function` and `jitted` on top of `apply`."""
 
     _cache: JitCache
+
+    if TYPE_CHECKING:  # provided by each network class (declared here for the type checker only)
+        def layer_name(self, layer: LayerRef) -> str: ...
+        def require_weights(self, layers: Sequence[str]) -> None: ...
+        def apply(self, params: Any, images: jax.Array, layers: Sequence[str], *, normalize: bool = True,
+                  relu: str = "standard", taps: dict[str, jax.Array] | None = None) -> dict[str, jax.Array]: ...
 
     @property
     def cache(self) -> JitCache:

@@ -213,7 +213,7 @@ def read_weights(path: str | os.PathLike) -> tuple[Arrays, dict[str, Any]]:
     _probe_hdf5(path)
     try:
         with h5py.File(path, "r") as f:
-            meta = {}
+            meta: dict[str, Any] = {}
             for k, v in f.attrs.items():
                 if isinstance(v, bytes):
                     v = v.decode("utf-8")
@@ -258,8 +258,8 @@ def check_arrays(path: str | os.PathLike, arrays: Arrays, expected: Mapping[str,
     All problems are reported together in one :class:`WeightFileError`.
     """
     missing, unexpected, misshaped = [], [], []
-    for layer, params in expected.items():
-        for p, shape in params.items():
+    for layer, shapes in expected.items():
+        for p, shape in shapes.items():
             got = arrays.get(layer, {}).get(p)
             if got is None:
                 if layer not in absent:

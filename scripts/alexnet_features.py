@@ -12,7 +12,7 @@ Its fully connected layers need a full checkpoint: the script says which file to
 and how, and meanwhile runs the same walkthrough on the shipped SqueezeNet (MATLAB's
 `squeezenet`), whose conv10 gives the class scores.
 
-    python scripts/alexnet_features.py [OUT_DIR] [--quick] [--iterations N] [--levels N]
+    python scripts/alexnet_features.py [--out OUT_DIR] [--quick] [--iterations N] [--levels N]
 
 Writes PNGs into OUT_DIR (default out/alexnet_features).
 """
@@ -106,7 +106,7 @@ def run(net, spec, out_dir: Path, prefix: str, args) -> None:
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("out", nargs="?", default="out/alexnet_features", help="output folder")
+    p.add_argument("--out", default="out/alexnet_features", help="output folder (default out/alexnet_features)")
     p.add_argument("--quick", action="store_true", help="8 channels, 1 level, 10 iterations: a fast check")
     p.add_argument("--iterations", type=int, default=None, help="override iterations per level")
     p.add_argument("--levels", type=int, default=None, help="override pyramid levels")
@@ -141,4 +141,6 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
+    from jaxvis import configure_cpu
+    configure_cpu()  # XLA:CPU speed flags, before JAX starts a backend
     sys.exit(main())

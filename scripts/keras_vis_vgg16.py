@@ -109,6 +109,7 @@ def main(argv=None) -> int:
                 tiles.append(overlay(maps[3].image / 255, maps[3].map))
                 name = f"saliency_{Path(photo).stem}"
                 save_png(out / f"{name}.png", imtile(np.stack([to_uint8(x) for x in tiles]), grid_size=(1, 5)))
+                print(f"wrote {out / f'{name}.png'}")
                 what = (f"{photo}: class {maps[0].target.class_name!r}; photo, vanilla, guided, rectified saliency, "
                         f"Grad-CAM ({maps[3].options.get('layer')})")
                 report.append((name, what, [], time.perf_counter() - t))
@@ -135,7 +136,10 @@ def write_md(out: Path, net, args, report, skipped, full) -> None:
     if skipped:
         lines += ["## Skipped", ""] + [f"- figure(s) {f}: {w}" for f, w in skipped] + [""]
     (out.parent / f"{rel}.md").write_text("\n".join(lines))
+    print(f"wrote {out.parent / f'{rel}.md'}")
 
 
 if __name__ == "__main__":
+    from jaxvis import configure_cpu
+    configure_cpu()  # XLA:CPU speed flags, before JAX starts a backend
     sys.exit(main())

@@ -56,18 +56,22 @@ def main(argv=None) -> int:
         img = imresize(read_image(photos[0]), (224, 224))
         act = jaxvis.activations(net, img, "fire5_concat")
         save_png(a.out / "01_fire5_concat.png", jaxvis.activation_grid(act[..., :64], (8, 8)))
+        print(f"wrote {a.out / '01_fire5_concat.png'}")
     classes = [947, 963, 980]  # mushroom, pizza, volcano
     dreams = jaxvis.deep_dream_image(net, "squeezenet0_conv25", classes, pyramid_levels=3, num_iterations=10,
                                      verbose=False)
     save_png(a.out / "02_dream_classes.png", jaxvis.imtile(dreams, grid_size=(1, len(classes)), border_size=4))
+    print(f"wrote {a.out / '02_dream_classes.png'}")
     print("dreamed: " + ", ".join(net.classes[c] for c in classes))
     from jaxvis.onnx.convert import convert_onnx
     convert_onnx(path, a.out / "squeezenet1_1.h5", preprocess="torchvision", classes=imagenet_classes())
     again = jaxvis.from_onnx(a.out / "squeezenet1_1.h5")
-    print(f"converted: {a.out / 'squeezenet1_1.h5'} → {again!r}")
-    print(f"wrote {a.out}")
+    print(f"converted: {again!r}")
+    print(f"wrote {a.out / 'squeezenet1_1.h5'}")
     return 0
 
 
 if __name__ == "__main__":
+    from jaxvis import configure_cpu
+    configure_cpu()  # XLA:CPU speed flags, before JAX starts a backend
     sys.exit(main())

@@ -177,6 +177,7 @@ def main(argv=None) -> int:
 
     def save(name: str, img: np.ndarray, title: str, labels=None) -> None:
         save_png(out / name, titled(img, title, labels, tile_w=disp[1]))
+        print(f"wrote {out / name}")
 
     save("01_input.png", show, f"Input image ({INPUT}x{INPUT})")
     # conv1: 113×113×64, all channels at native size.
@@ -236,9 +237,11 @@ def main(argv=None) -> int:
     print(table)
     with atomic_path(out / "closed_eye.txt") as tmp:
         tmp.write_text(table + "\n", encoding="utf-8")
-    print(f"wrote {len(list(out.glob('*.png')))} PNGs to {out}")
+    print(f"wrote {out / 'closed_eye.txt'}")
     return 0
 
 
 if __name__ == "__main__":
+    from jaxvis import configure_cpu
+    configure_cpu()  # XLA:CPU speed flags, before JAX starts a backend
     sys.exit(main())

@@ -75,10 +75,12 @@ def main(argv=None) -> int:
                            "seconds": secs, "settings": v.settings,
                            "predictions": {net.classes[c]: p for c, p in zip(classes, preds)}}
         save_png(out / f"{preset}.png", imtile(v.images, thumbnail_size=(112, 112)))
+        print(f"wrote {out / f'{preset}.png'}")
         print(f"{preset}: independent top-1 {np.mean(top1):.0%}, top-5 {np.mean(top5):.0%} "
               f"(own network top-1 {np.mean(own1):.0%}) over {len(classes)} classes, {secs:.0f} s", flush=True)
         (out / "results.json").write_text(json.dumps({"classes": [net.classes[c] for c in classes],
                                                       "results": results}, indent=1))
+        print(f"wrote {out / 'results.json'}")
     print("\n| preset | steps | independent top-1 | independent top-5 | own top-1 | time |")
     print("|---|---|---|---|---|---|")
     for p, r in results.items():
@@ -88,4 +90,6 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
+    from jaxvis import configure_cpu
+    configure_cpu()  # XLA:CPU speed flags, before JAX starts a backend
     sys.exit(main())

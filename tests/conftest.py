@@ -6,6 +6,10 @@ from pathlib import Path
 
 import pytest
 
+import jaxvis
+
+jaxvis.configure_cpu()  # the speed flags the CLI and scripts use, before any test starts JAX's backend
+
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLES = REPO / "examples" / "images"
 SHARED = REPO.parent / "shared"

@@ -1,4 +1,4 @@
-"""The benchmark's pieces: FLOP counts (closed form), peak rules, XLA flag defaults, and the
+"""The benchmark's pieces: FLOP counts (closed form), peak rules, and the
 PyTorch reference being the same network and algorithm as jaxvis's deep dream."""
 
 import json
@@ -7,8 +7,7 @@ import numpy as np
 import pytest
 
 import jaxvis
-from jaxvis import xla_defaults
-from jaxvis.benchmark import device, flops
+from scripts.bench import device, flops
 
 
 def test_alexnet_conv5_macs_closed_form(alexnet):
@@ -36,33 +35,10 @@ def test_cpu_peak_rules():
     assert device.peak_gflops(override=123.0) == (123.0, "given by --peak-gflops")
 
 
-@pytest.mark.parametrize("env,want", [
-    ({}, "--xla_cpu_experimental_ynn_fusion_type="),
-    ({"XLA_FLAGS": "--xla_force_host_platform_device_count=4"},
-     "--xla_force_host_platform_device_count=4 --xla_cpu_experimental_ynn_fusion_type="),
-    ({"XLA_FLAGS": "--xla_cpu_experimental_ynn_fusion_type=individual_convolution"},
-     "--xla_cpu_experimental_ynn_fusion_type=individual_convolution"),  # the user's value wins
-    ({"JAXVIS_XLA_DEFAULTS": "0"}, None),
-])
-def test_xla_flag_defaults(env, want, monkeypatch):
-    monkeypatch.setattr(xla_defaults, "_cpu_backend_started", lambda: False)
-    env = dict(env)
-    xla_defaults.apply(env)
-    assert env.get("XLA_FLAGS") == want
-
-
-def test_xla_flag_defaults_too_late_warns(monkeypatch):
-    monkeypatch.setattr(xla_defaults, "_cpu_backend_started", lambda: True)
-    env = {}
-    with pytest.warns(UserWarning, match="import jaxvis"):
-        assert xla_defaults.apply(env) == []
-    assert "XLA_FLAGS" not in env
-
-
 @pytest.mark.parametrize("model,layer,size", [("alexnet", "conv5", 67), ("squeezenet", "fire9-concat", 67)])
 def test_torch_reference_is_the_same_network(model, layer, size, request):
     torch = pytest.importorskip("torch")
-    from jaxvis.benchmark.dream_bench import torch_reference
+    from scripts.bench.dream_bench import torch_reference
     TorchNet = torch_reference().TorchNet
     net = request.getfixturevalue(model)
     x = np.random.default_rng(0).uniform(0, 255, (2, size, size, 3)).astype(np.float32)
@@ -73,7 +49,7 @@ def test_torch_reference_is_the_same_network(model, layer, size, request):
 
 def test_torch_laplacian_normalisation_matches_jaxvis():
     torch = pytest.importorskip("torch")
-    from jaxvis.benchmark.dream_bench import torch_reference
+    from scripts.bench.dream_bench import torch_reference
     LapNorm = torch_reference().LapNorm
     from jaxvis.engine.laplacian import laplacian_normalize
     g = np.random.default_rng(1).normal(size=(2, 37, 50, 3)).astype(np.float32)
@@ -82,16 +58,17 @@ def test_torch_laplacian_normalisation_matches_jaxvis():
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5 * np.abs(want).max())
 
 
-def test_bench_cli_runs_both_frameworks_on_the_same_algorithm(tmp_path, capsys):
+def test_benchmark_script_runs_both_frameworks_on_the_same_algorithm(tmp_path, capsys):
     pytest.importorskip("torch")
-    from jaxvis.cli import main
+    from scripts.bench.cli import main
     out = tmp_path / "bench.json"
-    assert main(["bench", "--model", "alexnet", "--channels", "2", "--iterations", "3", "--size", "67",
-                 "--repeats", "1", "--json", str(out)]) == 0
+    assert main(["--model", "alexnet", "--channels", "2", "--iterations", "3", "--size", "67",
+                 "--repeats", "1", "--out", str(out)]) == 0
     r = json.loads(out.read_text())["results"][0]
     assert r["channels"] == 2 and r["image_iterations"] == 6 and r["sizes"] == [[67, 67]]
     # Same start, same steps: the activation strengths of the first steps agree to float rounding.
     assert r["strength_rel_diff_first_steps"] < 1e-4
     assert r["jax_image_iterations_per_s"] > 0 and r["torch_image_iterations_per_s"] > 0
     assert r["speedup_jax_over_torch"] == pytest.approx(r["torch_s"] / r["jax_s"])
-    assert "JAX / PyTorch throughput" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "JAX / PyTorch throughput" in printed and f"wrote {out}" in printed

@@ -58,8 +58,9 @@ def test_transform_gradients_match_finite_differences():
     d = jnp.asarray(np.random.default_rng(4).normal(size=x.shape), jnp.float32)
     for t in (TF.STANDARD, TF.get("keras_vis"), TF.get("roll16")):
         key = jax.random.PRNGKey(5)
-        f = lambda x: jnp.sum(jax.image.resize(t(key, x), (1, 20, 20, 3), "bilinear") * wt)  # noqa: E731
-        g = jax.grad(f)(x)
+        # jitted: run eagerly, each primitive of the transform compiles on its own (seconds per transform)
+        f = jax.jit(lambda x: jnp.sum(jax.image.resize(t(key, x), (1, 20, 20, 3), "bilinear") * wt))
+        g = jax.jit(jax.grad(f))(x)
         eps = 1e-2  # the transforms are linear in the image: central differences are exact up to rounding
         fd = (f(x + eps * d) - f(x - eps * d)) / (2 * eps)
         np.testing.assert_allclose(float(jnp.sum(g * d)), float(fd), rtol=2e-3)
@@ -70,7 +71,7 @@ def test_transform_gradients_match_finite_differences():
 
 
 def test_batch_equals_one_at_a_time_and_seed_is_bytes(tiny):
-    kw = dict(steps=6, image_size=24, progress=False)
+    kw = dict(steps=4, image_size=24, progress=False)  # the loop test_no_retrace… reuses (same plan, 3 units)
     objs = O.units("relu2", [0, 5, 9])
     all3 = jaxvis.visualize(tiny, objs, **kw)
     chunked = jaxvis.visualize(tiny, objs, batch_size=1, **kw)
@@ -86,9 +87,9 @@ def test_batch_equals_one_at_a_time_and_seed_is_bytes(tiny):
 
 def test_no_retrace_for_other_units_seeds_or_step_sizes(tiny):
     kw = dict(steps=4, image_size=24, progress=False, preset="lucid")
-    jaxvis.visualize(tiny, O.units("relu2", [0, 1]), **kw)
+    jaxvis.visualize(tiny, O.units("relu2", [0, 1, 2]), **kw)
     before = sum(tiny.trace_counts.values())
-    jaxvis.visualize(tiny, O.units("relu2", [7, 3]), seed=3, learning_rate=0.1, **kw)
+    jaxvis.visualize(tiny, O.units("relu2", [7, 3, 4]), seed=3, learning_rate=0.1, **kw)
     assert sum(tiny.trace_counts.values()) == before
 
 
@@ -133,20 +134,27 @@ def test_objective_algebra_and_regularisers():
         O.stack([O.channel("l", 0), O.neuron("l", 0)])
 
 
-def test_presets_run_and_errors(tiny):
-    for name in ("lucid", "matlab", "keras_vis", "cs231n"):
-        v = jaxvis.visualize(tiny, [O.class_logit("cat")], preset=name, steps=3, image_size=24, progress=False,
-                             levels=1)
-        assert v.images.shape == (1, 24, 24, 3) and np.isfinite(v.raw).all(), name
-        assert v.settings["preset"] == name
+# lucid's loop is the default preset's (run by the other tests here), matlab's is deep_dream's (tests/test_dream.py):
+# their own runs here (the two largest compiles) are slow-only.
+@pytest.mark.parametrize("name", [pytest.param("lucid", marks=pytest.mark.slow),
+                                  pytest.param("matlab", marks=pytest.mark.slow), "keras_vis", "cs231n"])
+def test_presets_run(tiny, name):
+    v = jaxvis.visualize(tiny, [O.class_logit("cat")], preset=name, steps=3, image_size=24, progress=False,
+                         levels=1)
+    assert v.images.shape == (1, 24, 24, 3) and np.isfinite(v.raw).all(), name
+    assert v.settings["preset"] == name
+
+
+def test_visualize_errors_and_whole_layers(tiny):
     with pytest.raises(ChannelError, match=r"0\.\.15"):
         jaxvis.visualize(tiny, O.channel("relu2", 16), steps=1, progress=False)
     with pytest.raises(VisualizationError, match="did you mean 'cat'"):
         jaxvis.visualize(tiny, O.class_logit("caat"), steps=1, progress=False)
     with pytest.raises(VisualizationError, match="unknown preset"):
         jaxvis.visualize(tiny, O.channel("relu2", 0), preset="matlib", steps=1, progress=False)
-    v = jaxvis.visualize(tiny, "relu1", steps=2, image_size=24, progress=False)  # a layer = all its channels
-    assert v.labels == [f"relu1:{c}" for c in range(8)]
+    # a layer = all its channels (cs231n: the cheapest loop to compile; it adds its L2 term to each label)
+    v = jaxvis.visualize(tiny, "relu1", steps=2, image_size=24, preset="cs231n", progress=False)
+    assert v.labels == [f"relu1:{c} + Lp" for c in range(8)] and v.images.shape == (8, 24, 24, 3)
 
 
 def test_cli_visualize(tmp_path, capsys):
@@ -154,8 +162,9 @@ def test_cli_visualize(tmp_path, capsys):
 
     from jaxvis.cli import main
     out = tmp_path / "v.png"
+    # cs231n: the CLI's plumbing on the cheapest loop to compile (lucid's runs in the API tests above)
     assert main(["visualize", "--layer", "conv1", "--channels", "0:4", "--steps", "2", "--image-size", "32",
-                 "--out", str(out), "--quiet"]) == 0
+                 "--preset", "cs231n", "--out", str(out), "--quiet"]) == 0
     assert Image.open(out).size == (64, 64)
     assert f"wrote {out}" in capsys.readouterr().out
     assert main(["visualize", "--classes", "espresso,hen", "--steps", "1", "--image-size", "32", "--quiet",

@@ -78,7 +78,12 @@ def test_occlusion_and_analyze(net):
     assert a.rows[2].activation_size == (16, 16, 16) and a.total_learnables == 3 * 3 * 3 * 8 + 8 + 9 * 8 * 16 + 16 + 85
 
 
-def test_dream_and_visualize(net):
+# The engine sees only `net.apply`, which the tests above check per kind: the NNX and Linen runs (compiles of
+# the whole optimisation loop, ~13 s each) are slow-only.
+@pytest.mark.parametrize("kind", ["jax", pytest.param("nnx", marks=pytest.mark.slow),
+                                  pytest.param("linen", marks=pytest.mark.slow)])
+def test_dream_and_visualize(kind):
+    net = NETS[kind]()
     d = jaxvis.deep_dream(net, "relu2", [0, 3], pyramid_levels=1, num_iterations=3, verbose=False)
     assert d.images.shape == (2, T.SIZE, T.SIZE, 3) and d.strengths[0, -1] > d.strengths[0, 0]
     v = jaxvis.visualize(net, [jaxvis.objectives.class_logit("cat")], steps=4, progress=False, transforms="none",

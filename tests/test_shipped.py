@@ -73,6 +73,17 @@ def test_layers_by_index_and_name(squeezenet):
     assert "'fire6-relu_squeeze1x1'" in repr(squeezenet.layers)
 
 
+def test_params_are_keyed_by_layer_name(squeezenet):
+    # One key scheme: a layer's weights live under its own name (NNX attributes accept '-').
+    learnable = [n for n in squeezenet.layer_names if squeezenet.steps[squeezenet.layers.index(n)].kind in ("conv", "fc")]
+    assert sorted(squeezenet.params) == sorted(learnable) and "fire2-squeeze1x1" in squeezenet.params
+    assert squeezenet.param_path("fire2-squeeze1x1") == "fire2-squeeze1x1" == squeezenet.param_path(
+        squeezenet.layers.index("fire2-squeeze1x1"))
+    assert squeezenet.params[squeezenet.param_path("conv1")]["kernel"].shape == (3, 3, 3, 64)
+    with pytest.raises(LayerError, match="'fire2-relu_squeeze1x1' .relu. has no weights; layers with weights: conv1"):
+        squeezenet.param_path("fire2-relu_squeeze1x1")
+
+
 def test_nothing_past_the_requested_layer_is_traced(squeezenet):
     import jax
     jaxpr = jax.make_jaxpr(squeezenet.function(["conv1"]))(squeezenet.params, np.zeros((1, 64, 64, 3), np.float32))

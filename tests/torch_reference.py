@@ -180,9 +180,9 @@ def squeezenet_from_jaxvis(params: dict) -> Pixels:
     _put(m.classifier[1], params["conv10"])
     fires = [f for f in m.features if isinstance(f, Fire)]
     for n, f in enumerate(fires, start=2):
-        _put(f.squeeze, params[f"fire{n}_squeeze1x1"])
-        _put(f.expand1x1, params[f"fire{n}_expand1x1"])
-        _put(f.expand3x3, params[f"fire{n}_expand3x3"])
+        _put(f.squeeze, params[f"fire{n}-squeeze1x1"])
+        _put(f.expand1x1, params[f"fire{n}-expand1x1"])
+        _put(f.expand3x3, params[f"fire{n}-expand3x3"])
     return Pixels(m).eval()
 
 

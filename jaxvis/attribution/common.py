@@ -20,7 +20,7 @@ import dataclasses
 import math
 import weakref
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Literal, overload
 
 import jax
 import jax.numpy as jnp
@@ -64,7 +64,7 @@ def _entry(fn: Callable) -> _FnKernels:
     if e is None:
         e = _FnKernels()
         try:
-            fn._jaxvis_kernels = e
+            fn._jaxvis_kernels = e  # type: ignore[attr-defined]  # a per-function cache slot
         except AttributeError:
             e = _UNTAGGABLE.setdefault(fn, e)
     return e
@@ -121,6 +121,7 @@ def net_function(net, layers: tuple[str, ...], relu: str = "standard") -> Callab
     if key not in cache:
         layers = tuple(layers)
         net.require_weights(layers)
+        ref: Callable[[], Any]
         try:
             ref = weakref.ref(net)
         except TypeError:
@@ -145,7 +146,7 @@ def trace_counts(obj) -> collections.Counter:
     for key, fn in net_cache(obj).items():
         if key[0] == "fn":
             for (kind, *rest), n in _entry(fn).traces.items():
-                out[(kind, key[2], *rest)] += n
+                out[(kind, key[2]) + tuple(rest)] += n
     return out
 
 
@@ -256,6 +257,10 @@ def prepare_image(net, image: ImageLike, resize: str) -> np.ndarray:
 
 
 # ----------------------------------------------------------------------- options and chunks
+@overload
+def positive_int(value, name: str, allow_none: Literal[False] = False) -> int: ...
+@overload
+def positive_int(value, name: str, allow_none: bool) -> int | None: ...
 def positive_int(value, name: str, allow_none: bool = False) -> int | None:
     if value is None and allow_none:
         return None

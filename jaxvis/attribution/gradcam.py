@@ -136,7 +136,7 @@ def _graph(net, reduction_layer: str, hw: tuple[int, int]) -> _LayerGraph:
     cache = net_cache(net)
     key = ("layer_graph", reduction_layer, tuple(hw))
     if key not in cache:
-        cache[key] = _LayerGraph(net, reduction_layer, tuple(hw))
+        cache[key] = _LayerGraph(net, reduction_layer, (int(hw[0]), int(hw[1])))
     return cache[key]
 
 

@@ -135,7 +135,7 @@ def _pair(v, name: str, auto: tuple[int, int]) -> tuple[int, int]:
     vals = [v, v] if isinstance(v, numbers.Number) else list(v)
     if len(vals) != 2:
         raise AttributionError(f"{name} must be an int or (rows, cols); got {v!r}")
-    return tuple(positive_int(x, name) for x in vals)
+    return positive_int(vals[0], name), positive_int(vals[1], name)
 
 
 def occlusion_sensitivity(net, image: ImageLike, target=None, *, mask_size="auto", stride="auto",

@@ -26,22 +26,23 @@ def register(sub) -> None:
                    help="analyse for this image size, e.g. 454x454 (default: the network's input size)")
     p.add_argument("--onnx", default=None, metavar="FILE",
                    help="analyse an ONNX graph (.onnx, or .h5 from `jaxvis convert onnx`) instead of --model")
-    p.add_argument("--html", default=None, help="also write a self-contained HTML page here (atomically)")
+    p.add_argument("--out", "--html", dest="out", default=None, metavar="PATH",
+                   help="also write a self-contained HTML page here (atomically)")
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
     if args.onnx:
-        if args.html:
-            raise ValueError("--html is not available with --onnx yet; the text table is printed")
+        if args.out:
+            raise ValueError("--out (the HTML page) is not available with --onnx yet; the text table is printed")
         from ..onnx import from_onnx
         print(from_onnx(args.onnx, input_size=args.input_size).table())
         return 0
     from ..analysis import analyze_network
-    check_outputs(args.html)
+    check_outputs(args.out)
     report = analyze_network(load(args), args.input_size)
     print(report)
-    if args.html:
-        report.save_html(args.html)
-        print(f"wrote {args.html}")
+    if args.out:
+        report.save_html(args.out)
+        print(f"wrote {args.out}")
     return 0

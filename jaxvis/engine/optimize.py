@@ -174,12 +174,16 @@ def _to_host(x) -> np.ndarray:
 
 
 # -- the loop -------------------------------------------------------------------------------
+def _hw(hw) -> tuple[int, int]:
+    return int(hw[0]), int(hw[1])
+
+
 @dataclasses.dataclass
 class RunResult:
     """Raw output of :func:`optimize`: images U×B×H×W×3 (0..1 scale), trace levels×steps×U."""
 
     images: np.ndarray
-    trace: np.ndarray
+    trace: np.ndarray | list[np.ndarray]  # a list when the levels have different step counts
     sizes: list[tuple[int, int]]
     batch_size: int
 
@@ -220,7 +224,7 @@ def optimize(net, objectives: Sequence[Objective], plan: Plan, *, levels: Sequen
     nd = len(devices)
     obj_all = stack(objectives)
     obj_def = jax.tree.structure(objectives[0])
-    last_plan = dataclasses.replace(plan, param=dataclasses.replace(plan.param, size=tuple(levels[-1][0])))
+    last_plan = dataclasses.replace(plan, param=dataclasses.replace(plan.param, size=_hw(levels[-1][0])))
     if batch_size is None:
         batch_size = choose_batch_size(u, bytes_per_unit(net, last_plan, objectives[0]), memory_budget(devices), nd)
     else:
@@ -248,10 +252,10 @@ def optimize(net, objectives: Sequence[Objective], plan: Plan, *, levels: Sequen
     n_chunks = math.ceil(u / batch_size)
     total = sum(s for _, s in levels) * u * plan.param.batch
     bar = Progress(total, label, "image-steps", enabled=progress)
-    traces, sizes, step0 = [], [tuple(hw) for hw, _ in levels], 0
+    traces, sizes, step0 = [], [_hw(hw) for hw, _ in levels], 0
     try:
         for k, (hw, steps) in enumerate(levels):
-            lp = dataclasses.replace(plan, param=dataclasses.replace(plan.param, size=tuple(hw)))
+            lp = dataclasses.replace(plan, param=dataclasses.replace(plan.param, size=_hw(hw)))
             if params.shape[-3:-1] != tuple(hw) and lp.param.kind == "pixel":
                 params = jax.image.resize(params, (*params.shape[:-3], *hw, params.shape[-1]), "bilinear")
             segs = _segments(steps, redirect if k == 0 else 0)
@@ -276,13 +280,13 @@ def optimize(net, objectives: Sequence[Objective], plan: Plan, *, levels: Sequen
                     done += n
                     bar.update(n * (hi - lo) * plan.param.batch)
                 new_params.append(_to_host(p)[: hi - lo])
-            params = np.concatenate(new_params)
+            params = np.concatenate(new_params)  # type: ignore[assignment]  # host copy between levels; jnp ops accept it
             step0 += steps
             traces.append(level_trace)
             if on_level is not None:
                 on_level(k, level_trace)
     finally:
         bar.close()
-    final = dataclasses.replace(plan.param, size=tuple(levels[-1][0]))
+    final = dataclasses.replace(plan.param, size=_hw(levels[-1][0]))
     images = np.asarray(net.cache.get(("visualize-image", final), lambda: jax.vmap(final.image))(jnp.asarray(params)))
     return RunResult(images, np.stack(traces) if len({s for _, s in levels}) == 1 else traces, sizes, batch_size)

@@ -134,4 +134,5 @@ def fft(size, *, batch: int = 1, decorrelate: bool = True, output: str = "sigmoi
 def _size(size) -> tuple[int, int]:
     if isinstance(size, (int, np.integer)):
         return (int(size), int(size))
-    return tuple(int(v) for v in size)
+    h, w = (int(v) for v in size)
+    return (h, w)

@@ -10,6 +10,7 @@ size and one compiled function serves every step.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Sequence
 
 import jax
@@ -193,6 +194,6 @@ def gaussian_blur(x: jax.Array, sigma) -> jax.Array:
     taps = taps / taps.sum()
     xp = jnp.pad(x, ((0, 0), (r, r), (r, r), (0, 0)), mode="reflect")
     h, w = x.shape[1], x.shape[2]
-    y = sum(taps[i] * xp[:, i:i + h, :, :] for i in range(2 * r + 1))
-    return sum(taps[i] * y[:, :, i:i + w, :] for i in range(2 * r + 1))
+    y = functools.reduce(jnp.add, [taps[i] * xp[:, i:i + h, :, :] for i in range(2 * r + 1)])
+    return functools.reduce(jnp.add, [taps[i] * y[:, :, i:i + w, :] for i in range(2 * r + 1)])
 

@@ -87,8 +87,11 @@ def scale_for_display(raw: np.ndarray, how: str) -> np.ndarray:
 def _objectives(net, objective, hw) -> list[O.Objective]:
     if isinstance(objective, (str, numbers.Integral)) and not isinstance(objective, bool):
         layer = net.layer_name(objective)
-        n = _layer_shape(net, layer, hw)[-1]
-        return [O.channel(layer, c) for c in range(n)]
+        shape = _layer_shape(net, layer, hw)
+        if shape is None:
+            raise VisualizationError(f"layer {layer!r} cannot be computed from a {hw[0]}×{hw[1]} image; "
+                                     f"give image_size={tuple(net.input_size)} (the network's input size)")
+        return [O.channel(layer, c) for c in range(shape[-1])]
     if isinstance(objective, O.Objective):
         return [objective.resolve(net)]
     if isinstance(objective, Sequence) and objective and all(isinstance(o, O.Objective) for o in objective):

@@ -44,7 +44,8 @@ class OnnxNetwork(FunctionNetwork):
         # device_put, not jnp.asarray: the latter compiles a copy per distinct shape (seconds for big graphs).
         params = {k: jax.device_put(np.ascontiguousarray(v)) for k, v in plan.params.items()}
         # The numpy copies are no longer needed (the network's weights are `params`): keep only shapes.
-        plan.params = {k: jax.ShapeDtypeStruct(v.shape, v.dtype) for k, v in params.items()}
+        plan.params = {k: jax.ShapeDtypeStruct(v.shape, v.dtype)  # type: ignore[misc]  # shapes only from here on
+                       for k, v in params.items()}
         shapes = {}
         for n, t in plan.layers.items():
             r = plan.recs[t]

@@ -1,4 +1,4 @@
-"""Timed deep dream: `jaxvis.deep_dream_image` and, in the same process, the PyTorch reference.
+"""Timed deep dream: `jaxvis.deep_dream` and, in the same process, the PyTorch reference.
 
 Timing protocol: one cold call (tracing + XLA compilation + run; compile time is read
 from JAX's own monitoring events), then `repeats` warm calls of which the fastest is
@@ -12,14 +12,13 @@ from __future__ import annotations
 import importlib.util
 import statistics
 import time
-from pathlib import Path
 from typing import Callable
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ..dream.api import deep_dream, pyramid_sizes
+from jaxvis.dream.api import deep_dream, pyramid_sizes
 from .device import peak_gflops, peak_memory_bytes
 from .flops import dream_flops_per_image_step
 
@@ -62,18 +61,11 @@ def _timer() -> CompileTimer:
 
 
 def torch_reference():
-    """The PyTorch baseline, `scripts/torch_dream.py` of a source checkout, or None.
-
-    It lives in scripts/ because the library never imports torch; from an installed
-    wheel (no scripts/) or without torch installed, benchmarks run JAX alone.
-    """
-    path = Path(__file__).resolve().parents[2] / "scripts" / "torch_dream.py"
-    if not path.is_file() or importlib.util.find_spec("torch") is None:
+    """The PyTorch baseline (torch_dream.py next to this file), or None when torch is not installed."""
+    if importlib.util.find_spec("torch") is None:
         return None
-    spec = importlib.util.spec_from_file_location("jaxvis_torch_dream", path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    from . import torch_dream
+    return torch_dream
 
 
 def _torch_device(torch) -> str:
@@ -134,7 +126,7 @@ def bench_dream(net, layer: str, channels: list[int], *, levels: int = 1, iterat
         torch_dream = torch_reference()
         torch = torch_dream.torch if torch_dream else None
         if torch is None:
-            log("  no PyTorch reference (torch not installed, or no scripts/torch_dream.py: run from a checkout)")
+            log("  no PyTorch reference (torch is not installed)")
         else:
             dev = _torch_device(torch)
             tnet = torch_dream.TorchNet(net, layer, dev)
@@ -198,7 +190,7 @@ def agreement(jax_strengths: np.ndarray, torch_strengths: np.ndarray, first: int
 
 def core_defaults() -> dict:
     """deep_dream_image's defaults the reference must share."""
-    from ..dream import api
+    from jaxvis.dream import api
     return {"step_size": api.STEP_SIZE, "jitter": api.JITTER, "lap_levels": api.LAP_LEVELS, "pixel_range": None}
 
 
@@ -216,8 +208,8 @@ def bench_breakdown(net, layer: str, n: int, size: int, *, repeats: int = 3, lap
                     torch_ref: bool = True) -> dict:
     """Seconds per batch of n images for the two parts of a dream step: the network's forward +
     input gradient (the vmapped objective of jaxvis.dream), and the Laplacian normalisation."""
-    from ..engine.laplacian import laplacian_normalize
-    from ..engine.objectives import Channel
+    from jaxvis.engine.laplacian import laplacian_normalize
+    from jaxvis.engine.objectives import Channel
     layer = net.layer_name(layer)
     fn = net.function([layer])
     x = jnp.asarray(np.random.default_rng(0).uniform(0, 255, (n, size, size, 3)).astype(np.float32))

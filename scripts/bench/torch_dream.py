@@ -5,8 +5,8 @@ Same network (built from the jaxvis step graph, with the same weights), same obj
 Normalization (5-tap binomial kernel, TF 'SAME' stride-2 pyramid, per-band RMS), same
 roll jitter, step and clipping, same bilinear upscaling between pyramid levels.
 
-It lives in scripts/ because the jaxvis library never imports torch; `jaxvis bench` loads
-it from a source checkout (jaxvis.benchmark.dream_bench.torch_reference) when torch is installed.
+It lives in scripts/bench/ because the jaxvis library never imports torch; dream_bench.torch_reference
+loads it when torch is installed.
 """
 
 from __future__ import annotations
@@ -27,10 +27,10 @@ class TorchNet:
         self.steps = [s for s in net.steps if s.name in need]
         self.device = device
         self.w = {}
-        from jaxvis.graph import attr_name
+        from jaxvis.graph import param_key
         for s in self.steps:
             if s.kind in ("conv", "fc"):
-                p = net.params[attr_name(s.name)]
+                p = net.params[param_key(s.name)]
                 k, b = np.asarray(p["kernel"]), np.asarray(p["bias"])
                 # jaxvis conv kernels are HWIO, torch's OIHW; fc kernels are (in, out) over NHWC-flattened inputs.
                 k = k.transpose(3, 2, 0, 1) if s.kind == "conv" else k.T

@@ -1,13 +1,18 @@
-"""`jaxvis bench`: deep dream throughput of JAX against the same algorithm in PyTorch eager.
+"""The options of `python scripts/benchmark.py`: deep dream throughput of JAX against the same
+algorithm in PyTorch eager.
 
 Without --model it runs the two benchmarks of docs/benchmarks.md: AlexNet conv5 and
 SqueezeNet fire9-concat, 30 channels × 30 iterations, one pyramid level, at the
-networks' input sizes. scripts/benchmark.py runs the same code.
+networks' input sizes.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
+import sys
+
+from jaxvis.cli.common import bounded_int, channel_list
 
 # (model, layer, size) of the standard suite.
 SUITE = (("alexnet", "conv5", 224), ("squeezenet", "fire9-concat", 227))
@@ -15,41 +20,45 @@ SUITE = (("alexnet", "conv5", 224), ("squeezenet", "fire9-concat", 227))
 
 def channel_spec(text: str) -> list[int]:
     """'30' → channels 0..29 (a count); '0:30', '5,9' → those 0-based channels."""
-    from .dream import channel_list
     text = text.strip()
     if text.isdigit():
         return list(range(int(text)))
     return channel_list(text)
 
 
-def register(sub) -> None:
-    p = sub.add_parser("bench", help="benchmark deep dream (JAX vs PyTorch eager, same run)")
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="benchmark.py", description="Benchmark deep dream (JAX vs PyTorch eager, same run).")
     p.add_argument("--model", default=None, help="registry name; default: the standard suite "
                    + ", ".join(f"{m} {l}" for m, l, _ in SUITE))
     p.add_argument("--weights", default=None, help="explicit jaxvis .h5 weight file")
     p.add_argument("--layer", default=None, help="layer to dream on (default: the suite's layer for --model)")
     p.add_argument("--channels", type=channel_spec, default=list(range(30)),
                    help="a count (30 = channels 0..29, the default; 256 = all of conv5) or a list (0:30, 5,9)")
-    p.add_argument("--iterations", type=int, default=30, help="gradient steps per pyramid level (default 30)")
-    p.add_argument("--levels", type=int, default=1, help="pyramid levels (default 1)")
+    p.add_argument("--iterations", type=bounded_int(1, 10000, "iterations"), default=30,
+                   help="gradient steps per pyramid level (default 30)")
+    p.add_argument("--levels", type=bounded_int(1, 10, "levels"), default=1, help="pyramid levels (default 1)")
     p.add_argument("--scale", type=float, default=1.4, help="pyramid scale (default 1.4)")
-    p.add_argument("--size", type=int, default=None, help="start size in pixels (default: the network's input)")
-    p.add_argument("--batch-size", type=int, default=None,
+    p.add_argument("--size", type=bounded_int(8, 4096, "size"), default=None,
+                   help="start size in pixels (default: the network's input)")
+    p.add_argument("--batch-size", type=bounded_int(1, 4096, "batch size"), default=None,
                    help="channels per compiled call (default: the library's choice; PyTorch then takes all at once)")
-    p.add_argument("--repeats", type=int, default=3, help="timed runs per framework; the fastest counts (default 3)")
+    p.add_argument("--repeats", type=bounded_int(1, 100, "repeats"), default=3,
+                   help="timed runs per framework; the fastest counts (default 3)")
     p.add_argument("--no-torch", action="store_true", help="skip the PyTorch reference")
     p.add_argument("--breakdown", action="store_true",
                    help="also time the network's forward+gradient and the Laplacian normalisation separately")
     p.add_argument("--peak-gflops", type=float, default=None, help="device peak FP32 GFLOP/s (default: detected)")
     p.add_argument("--device-info", action="store_true", help="print the machine and software versions first")
-    p.add_argument("--json", default=None, metavar="PATH", help="also write all results as JSON (atomically)")
-    p.set_defaults(func=run)
+    p.add_argument("--out", "--json", dest="out", default=None, metavar="PATH",
+                   help="also write all results as JSON (atomically)")
+    return p
 
 
 def run(args) -> int:
-    from ..benchmark import machine_info
-    from ..benchmark.dream_bench import bench_breakdown, bench_dream
-    from ..network import load_model
+    from jaxvis.network import load_model
+
+    from . import machine_info
+    from .dream_bench import bench_breakdown, bench_dream
     info = machine_info()
     if args.device_info:
         for k, v in info.items():
@@ -76,11 +85,11 @@ def run(args) -> int:
                                              torch_ref=not args.no_torch)
         results.append(r)
         print(summary(r))
-    if args.json:
-        from ..fileio import atomic_path
-        with atomic_path(args.json) as tmp, open(tmp, "w") as f:
+    if args.out:
+        from jaxvis.fileio import atomic_path
+        with atomic_path(args.out) as tmp, open(tmp, "w") as f:
             json.dump({"machine": info, "results": results}, f, indent=1, default=str)
-        print(f"results → {args.json}")
+        print(f"wrote {args.out}")
     return 0
 
 
@@ -120,6 +129,14 @@ def summary(r: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of scripts/benchmark.py: `jaxvis bench` with the same arguments."""
-    from . import main as cli_main
-    return cli_main(["bench", *(argv if argv is not None else __import__("sys").argv[1:])])
+    """Entry point of scripts/benchmark.py (deep dream part); returns the exit status."""
+    from jaxvis.errors import JaxvisError
+    args = build_parser().parse_args(argv)
+    if args.out:
+        from jaxvis.fileio import check_writable
+        check_writable([args.out])  # before minutes of benchmarking
+    try:
+        return run(args)
+    except (JaxvisError, OSError, ValueError) as e:
+        print(f"benchmark.py: error: {e}", file=sys.stderr)
+        return 2
