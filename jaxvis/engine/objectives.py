@@ -329,7 +329,7 @@ class FeatureDistance(Objective):
     """scale · ‖Φ(x) − target‖² over all of a layer's values (target: the layer's shape without the batch axis,
     shared by the unit's images). A penalty: subtract it."""
 
-    layer: str
+    layer: str | int  # a name; an index until resolve(net)
     target: Any
     scale: Any = 1.0
 
@@ -350,7 +350,7 @@ class StyleDistance(Objective):
     """scale · ‖G(Φ(x)) − target‖²_F: Gatys et al.'s style loss of one layer (G = :func:`gram`, target C×C).
     A penalty: subtract it."""
 
-    layer: str
+    layer: str | int  # a name; an index until resolve(net)
     target: Any
     scale: Any = 1.0
 

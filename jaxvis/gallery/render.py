@@ -57,7 +57,7 @@ def _write_json(path: Path, obj) -> None:
 
 
 def _thumb(img: np.ndarray, size: int) -> np.ndarray:
-    return np.asarray(Image.fromarray(img).resize((size, size), Image.LANCZOS))
+    return np.asarray(Image.fromarray(img).resize((size, size), Image.Resampling.LANCZOS))
 
 
 def _label(net, lp: LayerPlan, c: int) -> str:
@@ -83,16 +83,15 @@ def _render_block(net, lp: LayerPlan, block: tuple[int, ...], out: Path, cfg: di
     records = []
     folder = out / "img" / lp.slug
     for i, c in enumerate(block):
-        rec = {"unit": c, "label": _label(net, lp, c), "image": f"img/{lp.slug}/{c}.png",
+        rec: dict[str, Any] = {"unit": c, "label": _label(net, lp, c), "image": f"img/{lp.slug}/{c}.png",
                "thumb": f"img/{lp.slug}/{c}_t.png", "objective": float(vis.trace[-1, -1, i])}
         save_png(folder / f"{c}.png", vis.images[i])
         save_png(folder / f"{c}_t.png", _thumb(vis.images[i], cfg["thumbnail"]))
         if div is not None:
             b = cfg["diversity"]
-            rec["diversity"] = []
             for j in range(b):
                 save_png(folder / f"{c}_d{j}.png", div.images[i * b + j])
-                rec["diversity"].append(f"img/{lp.slug}/{c}_d{j}.png")
+            rec["diversity"] = [f"img/{lp.slug}/{c}_d{j}.png" for j in range(b)]
         records.append(rec)
     return records
 

@@ -45,7 +45,7 @@ def write_site(net, plans: list[LayerPlan], out: Path, settings: dict, units: di
     """Write index.html, layers/*.html, units/*/*.html, style.css and index.json; return the manifest."""
     from ..receptive import receptive_field
     e = html.escape
-    layers = []
+    layers: list[dict[str, Any]] = []
     for lp in plans:
         rf = receptive_field(net, lp.name)
         ex = extra.get(lp.name, {})
@@ -63,10 +63,10 @@ def write_site(net, plans: list[LayerPlan], out: Path, settings: dict, units: di
 
     rows = []
     for L in layers:
-        rf = L["receptive_field"]
+        rfd = L["receptive_field"]
         rows.append(f"<tr><td><a href=\"{e(L['page'])}\">{e(L['name'])}</a></td><td>{e(L['type'])}</td>"
                     f"<td>{_dims(L['shape'])}</td><td class=n>{len(L['units'])}</td>"
-                    f"<td>{_dims(rf['size'])}</td><td>{_dims(rf['stride'])}</td></tr>")
+                    f"<td>{_dims(rfd['size'])}</td><td>{_dims(rfd['stride'])}</td></tr>")
     s = settings
     intro = (f"<h1>{e(net.name)}</h1><p>Feature visualisations (preset <b>{e(str(s.get('preset')))}</b>, "
              f"{e(str(s.get('steps') or 'preset'))} steps, seed {e(str(s.get('seed')))}) of every unit of "

@@ -9,7 +9,7 @@ import json
 import math
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Sequence, Sized
 from pathlib import Path
 
 import jax
@@ -60,7 +60,7 @@ def _save_cache(path: Path, meta: dict, next_batch: int, state, skipped: list[Sk
     doc = dict(meta, next_batch=next_batch, skipped=[[s.index, s.source, s.reason] for s in skipped])
     with atomic_path(path) as tmp:
         with open(tmp, "wb") as fh:
-            np.savez(fh, __meta__=np.frombuffer(json.dumps(doc).encode(), np.uint8), **arrays)
+            np.savez(fh, __meta__=np.frombuffer(json.dumps(doc).encode(), np.uint8), **arrays)  # type: ignore[arg-type]  # numpy's stub types **kwds as allow_pickle
 
 
 def _load_cache(path: Path, meta: dict):
@@ -156,7 +156,7 @@ def top_patches(net, images, layers, *, k: int = 9, batch_size: int | None = Non
     kept: dict[int, np.ndarray] = {}
     loader = BatchLoader(items, size, bs, resize=resize, workers=workers, start=start, sources=sources,
                          select=(lambda b: b % n_proc == pid) if n_proc > 1 else None)
-    total = len(items) if hasattr(items, "__len__") else 0
+    total = len(items) if isinstance(items, Sized) else 0
     bar = Progress(max(total - start * bs, 1), f"top_patches {net.name}", "images", enabled=progress)
     next_batch, last_save, done = start, time.monotonic(), 0
     n_seen = start * bs

@@ -162,7 +162,7 @@ class TopPatches:
         todo = [(u, h) for u in units if (layer, u) not in self._recon for h in self.hits(layer, u)]
         if not todo:
             return
-        crops = []
+        parts: list[np.ndarray] = []
         for lo in range(0, len(todo), 256):  # bounded host memory: 256 images at a time
             part = todo[lo:lo + 256]
             cache: dict[int, np.ndarray] = {}
@@ -171,8 +171,8 @@ class TopPatches:
                     cache[h.image] = self.load(h.image)
             g = reconstruct(self.net, layer, np.stack([cache[h.image] for _, h in part]), [h.y for _, h in part],
                             [h.x for _, h in part], [u for u, _ in part], self.settings["relu"])
-            crops.append(normalise_signed(np.stack([self._crop(layer, gi, h) for gi, (_, h) in zip(g, part)])))
-        crops = np.concatenate(crops)
+            parts.append(normalise_signed(np.stack([self._crop(layer, gi, h) for gi, (_, h) in zip(g, part)])))
+        crops = np.concatenate(parts)
         for u in dict.fromkeys(u for u, _ in todo):
             self._recon[(layer, u)] = crops[[j for j, (uu, _) in enumerate(todo) if uu == u]]
 
@@ -219,13 +219,13 @@ class TopPatches:
             raise ChannelError("tile needs at least one unit")
         if reconstruction:
             self.reconstruct(layer, units)
-        cells = []
+        cells: list[np.ndarray | None] = []
         for u in units:
             c = self.crops(layer, u, reconstruction=reconstruction)
             for j in range(self.k):
                 if j < len(c.hits):
                     parts = [imresize(c.images[j], (thumbnail, thumbnail))]
-                    if reconstruction:  # shrinking averages a signed, high-frequency map: stretch it again
+                    if c.reconstructions is not None:  # shrinking averages a signed, high-frequency map: stretch it again
                         small = imresize(c.reconstructions[j], (thumbnail, thumbnail)) - 0.5
                         parts.append(np.round(normalise_signed(small[None])[0] * 255).astype(np.uint8))
                     label = f"{'u%d ' % u if j == 0 else ''}{c.hits[j].value:.3g}"

@@ -89,5 +89,5 @@ def merge_host(states: list[dict], k: int) -> dict[str, tuple[np.ndarray, np.nda
         p = np.concatenate([np.asarray(s[l][2]) for s in states], 1)
         # empty slots (-1) sort last among -inf ties, so they never displace a real hit
         order = np.lexsort((np.where(i < 0, np.iinfo(np.int32).max, i), -v), axis=1)[:, :k]
-        out[l] = tuple(np.take_along_axis(a, order, 1) for a in (v, i, p))
+        out[l] = (np.take_along_axis(v, order, 1), np.take_along_axis(i, order, 1), np.take_along_axis(p, order, 1))
     return out

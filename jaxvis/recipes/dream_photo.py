@@ -41,7 +41,7 @@ from ..receptive import receptive_field
 class LayerL2(O.Objective):
     """DeepDream's objective: ½ Σ_c a² averaged over the layer's positions."""
 
-    layer: str = dataclasses.field(metadata=dict(static=True))
+    layer: str | int = dataclasses.field(metadata=dict(static=True))  # a name; an index until resolve(net)
 
     def __call__(self, acts):
         a = acts[self.layer]
@@ -63,7 +63,7 @@ def layer_l2(layer: str | int) -> O.Objective:
 _TILEABLE = (LayerL2, O.Channel, O.Direction)
 
 
-def _check_objective(o: O.Objective) -> str:
+def _check_objective(o: O.Objective) -> str | int:
     """The one layer a spatial-mean objective reads (else VisualizationError)."""
     if isinstance(o, O.Sum):
         layers = {_check_objective(t) for t in o.terms}
@@ -150,7 +150,7 @@ def objective_gradient(net, image: np.ndarray, objective: O.Objective, *, tile: 
         halo = [int(math.ceil((rf.size[i] + abs(rf.offset[i])) / rf.stride[i])) * rf.stride[i] for i in (0, 1)]
         ty = _tiles_1d(h, m[1], rf.stride[0], halo[0], int(tile))
         tx = _tiles_1d(w, m[2], rf.stride[1], halo[1], int(tile))
-    fn = _gradient_fn(net, layer, jax.tree.structure(obj))
+    fn = _gradient_fn(net, str(layer), jax.tree.structure(obj))  # resolved: a name
     g = np.zeros_like(x)
     total = m[1] * m[2]
     for a, b, j0y, j1y in ty:
@@ -182,7 +182,7 @@ def _resize(x: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
     """Bilinear resize of H×W×3 float32 (PIL, per channel: no float64 copies of a large photo)."""
     if x.shape[:2] == tuple(hw):
         return x
-    return np.stack([np.asarray(Image.fromarray(x[..., c], mode="F").resize((hw[1], hw[0]), Image.BILINEAR))
+    return np.stack([np.asarray(Image.fromarray(x[..., c], mode="F").resize((hw[1], hw[0]), Image.Resampling.BILINEAR))
                      for c in range(x.shape[2])], axis=-1)
 
 

@@ -214,9 +214,10 @@ def fool(net, image: ImageLike, target, *, method: str = "cs231n", eps: float | 
     net.require_weights([net.logits_layer])
     x0, targets = _pairs(net, image, target)
     steps_max = 1 if method == "fgsm" else int(max_steps)
-    step = {"cs231n": CS231N_STEP, "fgsm": eps, "pgd": (eps or 0) / 10.0}[method] if step_size is None else step_size
+    step = float({"cs231n": CS231N_STEP, "fgsm": eps or 0.0, "pgd": (eps or 0) / 10.0}[method]
+                 if step_size is None else step_size)
     if method == "fgsm":
-        step = eps
+        step = float(eps or 0.0)
     index = O.stack([O.class_logit(int(t)).resolve(net) for t in targets])  # the engine's class score, per pair
     run = _loop(net, method, bool(clip), eps is not None)
     x, steps, z = run(net.params, jnp.asarray(x0), jnp.asarray(targets), index, jnp.float32(step),

@@ -73,7 +73,7 @@ class Inversion:
 
 
 def _number(v, name: str, *, positive: bool = False) -> float:
-    if isinstance(v, bool) or not isinstance(v, numbers.Real) or not np.isfinite(v) or v < 0 or (positive and v == 0):
+    if isinstance(v, bool) or not isinstance(v, numbers.Real) or not np.isfinite(float(v)) or v < 0 or (positive and v == 0):
         raise VisualizationError(f"{name} must be a {'positive' if positive else 'non-negative'} finite number, "
                                  f"got {v!r}")
     return float(v)
@@ -112,7 +112,7 @@ def load_images(image: ImageLike, size: tuple[int, int], resize: str, what: str 
 def size_of(net, size) -> tuple[int, int]:
     """(H, W) from None (the network's input size), an int or a pair."""
     if size is None:
-        return tuple(int(v) for v in net.input_size)
+        return (int(net.input_size[0]), int(net.input_size[1]))
     if isinstance(size, numbers.Integral) and not isinstance(size, bool):
         size = (size, size)
     hw = tuple(size)
