@@ -7,7 +7,8 @@ import importlib
 import sys
 
 # Subcommand modules (jaxvis.cli.<name>); each defines register(subparsers) that sets `func`.
-COMMANDS = ("classify", "activations", "convert", "analyze", "attribution", "dream", "visualize", "bench")
+COMMANDS = ("classify", "activations", "convert", "analyze", "attribution", "dream", "visualize", "bench",
+            "filters")
 
 
 def build_parser() -> argparse.ArgumentParser:
