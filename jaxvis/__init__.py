@@ -16,6 +16,8 @@ from .network import Network, load_model
 from .onnx import OnnxError, from_onnx
 from .protocol import Net
 from .receptive import ReceptiveField, receptive_field
+from .filters import FilterImage, filter_image
+from .embedding import Embedding, EmbeddingError, atlas_image, embedding
 
 __version__ = "0.1.0"
 
@@ -27,4 +29,6 @@ __all__ = [
     "JaxvisError", "LayerError", "ImageError", "MissingWeightsError", "WeightFileError", "NetworkError",
     "VisualizationError", "Net", "from_function", "FunctionNetwork", "visualize", "Visualization", "objectives",
     "from_onnx", "OnnxError", "receptive_field", "ReceptiveField",
+    "filter_image", "FilterImage",
+    "embedding", "atlas_image", "Embedding", "EmbeddingError",
 ]

@@ -59,3 +59,7 @@ class OutputError(JaxvisError, OSError):
 
     Also an :class:`OSError`, because the problem lies in the file system; nothing half-written is left behind.
     """
+
+
+class EmbeddingError(JaxvisError, ValueError):
+    """A bad option to the embedding atlas, or its optional extra (``jaxvis[atlas]``) is not installed."""
