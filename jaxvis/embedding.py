@@ -184,14 +184,23 @@ def embedding(net, images, layer=None, *, method: str = "tsne", batch_size: int 
         raise EmbeddingError(f"an embedding needs at least 3 images, got {len(ims)}")
     name = net.layer_name(default_layer(net) if layer is None else layer)
     c = codes(net, ims, name, batch_size=batch_size, resize=resize)
-    explained = None
+    xy, explained = layout(c, method, seed=seed, **options)
+    return Embedding(xy, c, name, method, int(seed), explained)
+
+
+def layout(x, method: str = "pca", *, seed: int = 0, **options) -> tuple[np.ndarray, tuple[float, float] | None]:
+    """2-D layout of the rows of `x` (codes): "pca", "tsne" or "umap" (see :func:`embedding`).
+
+    Returns:
+      (N×2 float64 coordinates, PCA's explained-variance fractions or None).
+    """
     if method == "pca":
-        xy, explained = pca_2d(c)
-    elif method == "tsne":
-        xy = _tsne(c, seed, **options)
-    else:
-        xy = _umap(c, seed, **options)
-    return Embedding(np.asarray(xy, np.float64), c, name, method, int(seed), explained)
+        return pca_2d(x)
+    if method == "tsne":
+        return np.asarray(_tsne(np.asarray(x), seed, **options), np.float64), None
+    if method == "umap":
+        return np.asarray(_umap(np.asarray(x), seed, **options), np.float64), None
+    raise EmbeddingError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
 
 
 def assign_grid(coords, grid: tuple[int, int] = (20, 20), *, assign: str = "linear") -> np.ndarray:
