@@ -1,9 +1,10 @@
 """Receptive fields: which input pixels can change a unit of a layer.
 
 Two methods with one answer. ``"graph"`` composes kernel, stride, padding and dilation along
-the layer graph (networks that have one); ``"measured"`` reads the gradient support of one
-central output position of the network's own function (any network, ``from_function``
-included). Coordinates are input pixels with pixel centres at integers, boxes half-open.
+the layer graph (``jaxvis.Network`` steps, or an imported ONNX graph's node attributes);
+``"measured"`` reads the gradient support of one central output position of the network's own
+function (any network, ``from_function`` included). Coordinates are input pixels with pixel
+centres at integers, boxes half-open.
 """
 
 from __future__ import annotations
@@ -154,9 +155,9 @@ def _from_graph(net, name: str, input_size: tuple[int, int] | None = None) -> Re
     network's; it matters for 'same' padding and global layers); None where the network has no
     graph (or a step kind whose geometry this module does not know)."""
     steps = getattr(net, "steps", None)
-    if not steps:
-        return None
     h0, w0 = net.input_size if input_size is None else input_size
+    if not steps:
+        return _from_onnx_graph(net, name, (h0, w0)) if getattr(net, "onnx_nodes", None) else None
     state: dict[str, tuple[_Axis, _Axis] | None] = {}  # None: global (no spatial grid)
     for s in steps:
         k, o = s.kind, s.o
@@ -180,11 +181,69 @@ def _from_graph(net, name: str, input_size: tuple[int, int] | None = None) -> Re
             return None
         if s.name == name:
             break
-    ax = state[name]
+    return _field(name, state[name], h0, w0)
+
+
+def _field(name: str, ax, h0: int, w0: int) -> ReceptiveField:
     if ax is None:
         return ReceptiveField(name, (h0, w0), (h0, w0), ((h0 - 1) / 2, (w0 - 1) / 2), spatial=False, method="graph")
     return ReceptiveField(name, (ax[0].r, ax[1].r), (ax[0].j, ax[1].j), (float(ax[0].c), float(ax[1].c)),
                           method="graph")
+
+
+_ONNX_IDENTITY = {"Relu", "LeakyRelu", "PRelu", "Elu", "Selu", "Clip", "Sigmoid", "Tanh", "HardSigmoid",
+                  "HardSwish", "BatchNormalization", "LRN", "Dropout", "Identity", "Cast", "Mul", "Div", "Sub",
+                  "Add", "Sum", "Max", "Min"}
+_ONNX_WINDOW = {"Conv", "MaxPool", "AveragePool", "LpPool"}
+_ONNX_GLOBAL = {"GlobalAveragePool", "GlobalMaxPool", "GlobalLpPool", "Flatten", "Gemm", "MatMul", "Reshape"}
+
+
+def _onnx_pads(node, axis: int, n: int, k: int, s: int, d: int) -> tuple[int, int]:
+    auto = node.attrs.get("auto_pad", "NOTSET")
+    auto = auto.decode() if isinstance(auto, bytes) else auto
+    if auto in ("SAME_UPPER", "SAME_LOWER"):
+        b, e = window_pads("same", n, k, s, d, axis)  # the odd pixel at the end
+        return (e, b) if auto == "SAME_LOWER" else (b, e)
+    if auto == "VALID":
+        return 0, 0
+    p = node.attrs.get("pads", [0, 0, 0, 0])
+    return int(p[axis]), int(p[axis + 2])  # ONNX: [y_begin, x_begin, y_end, x_end]
+
+
+def _from_onnx_graph(net, name: str, hw: tuple[int, int]) -> ReceptiveField | None:
+    """The graph method on an imported ONNX graph's nodes (None at an op it does not know)."""
+    plan = net.plan
+    state: dict[str, tuple[_Axis, _Axis] | None] = {plan.input_name: (_Axis(1, 1, 0.0, hw[0]), _Axis(1, 1, 0.0, hw[1]))}
+    want = plan.layers[name]
+    for node in net.onnx_nodes:
+        if want in state:
+            break
+        ins = [state[t] for t in node.inputs if t in state]
+        if not ins:
+            continue  # constant arithmetic (shape computations): no position
+        op = node.op
+        if any(i is None for i in ins) or op in _ONNX_GLOBAL:
+            out = None
+        elif op == "Concat" and node.attrs.get("axis") in (1, -3) or op in _ONNX_IDENTITY and len(ins) > 1:
+            out = (_merge(node.name, [i[0] for i in ins]), _merge(node.name, [i[1] for i in ins]))
+        elif op in _ONNX_IDENTITY or op == "Softmax" and node.attrs.get("axis", 1) in (1, -3):
+            out = ins[0]
+        elif op in _ONNX_WINDOW:
+            kk = node.attrs.get("kernel_shape")
+            if kk is None:  # Conv may leave it to the weight (jaxvis layout: HWIO)
+                kk = plan.params[node.inputs[1]].shape[:2]
+            st, d = node.attrs.get("strides", [1, 1]), node.attrs.get("dilations", [1, 1])
+            out = tuple(_window(a, int(kk[ax]), int(st[ax]), int(d[ax]),
+                                _onnx_pads(node, ax, a.n, int(kk[ax]), int(st[ax]), int(d[ax])),
+                                bool(node.attrs.get("ceil_mode", 0)))
+                        for ax, a in enumerate(ins[0]))
+        else:
+            return None
+        for t in node.outputs:
+            state[t] = out
+    if want not in state:
+        return None
+    return _field(name, state[want], *hw)
 
 
 def _measured(net, name: str) -> ReceptiveField:

@@ -168,3 +168,38 @@ def test_graph_equals_measured_vgg16_lpips(tmp_path):
     for n in ("block1_conv1", "block2_pool", "block3_conv3", "block5_pool"):
         g, m = receptive_field(net, n, method="graph"), receptive_field(net, n, method="measured")
         assert (g.size, g.stride, g.offset) == (m.size, m.stride, m.offset), n
+
+
+def test_onnx_graph_matches_measured_and_closed_form():
+    """An imported ONNX graph: asymmetric explicit pads, a ceil-mode pool, SAME_LOWER, branches merged by
+    Concat and Add, global pooling. The graph method reads the node attributes; the measured method
+    differentiates the translated function."""
+    onnx = pytest.importorskip("onnx", reason="onnx (jaxvis[onnx]) not installed")
+    import numpy as np
+    h = onnx.helper
+    r = np.random.default_rng(0)
+    w = {n: r.normal(size=s).astype(np.float32) for n, s in
+         {"w1": (8, 3, 3, 3), "w2": (8, 8, 1, 1), "w3": (8, 8, 3, 3), "w4": (8, 16, 2, 2)}.items()}
+    nodes = [h.make_node("Conv", ["x", "w1"], ["c1"], name="c1", strides=[2, 2], pads=[0, 0, 1, 1]),
+             h.make_node("Relu", ["c1"], ["r1"], name="r1"),
+             h.make_node("MaxPool", ["r1"], ["p1"], name="p1", kernel_shape=[3, 3], strides=[2, 2], ceil_mode=1),
+             h.make_node("Conv", ["p1", "w2"], ["b1"], name="b1"),
+             h.make_node("Conv", ["p1", "w3"], ["b3"], name="b3", pads=[1, 1, 1, 1]),
+             h.make_node("Concat", ["b1", "b3"], ["cat"], name="cat", axis=1),
+             h.make_node("Conv", ["cat", "w4"], ["c4"], name="c4", auto_pad="SAME_LOWER"),
+             h.make_node("Add", ["c4", "b3"], ["sum"], name="sum"),
+             h.make_node("GlobalAveragePool", ["sum"], ["gap"], name="gap")]
+    g = h.make_graph(nodes, "rf", [h.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1, 3, 48, 48])],
+                     [h.make_tensor_value_info("gap", onnx.TensorProto.FLOAT, None)],
+                     [onnx.numpy_helper.from_array(a, k) for k, a in w.items()])
+    net = jaxvis.from_onnx(h.make_model(g, opset_imports=[h.make_opsetid("", 13)]))
+    # c1: pads begin 0 → centre 1; p1: 3 + 2·2 = 7, centre 1 + 2·1 = 3; b3: 7 + 2·4 = 15;
+    # c4 (k2, SAME_LOWER: the odd pad pixel at the begin) → 15 + 4 = 19, centre 3 + 4·(0.5 - 1) = 1.
+    closed = {"c1": (3, 2, 1.0), "p1": (7, 4, 3.0), "cat": (15, 4, 3.0), "c4": (19, 4, 1.0), "sum": (19, 4, 1.0)}
+    for name, want in closed.items():
+        rf = receptive_field(net, name)
+        assert rf.method == "graph"
+        _check(rf, want, name)
+    assert not receptive_field(net, "gap").spatial
+    for name in ("c4",):  # one measured layer: the whole chain
+        _check(receptive_field(net, name, method="measured"), closed[name], name)
