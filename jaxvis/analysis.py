@@ -101,6 +101,9 @@ class NetworkAnalysis:
     def _table(self) -> tuple[list[str], list[list[str]]]:
         head = ["#", "Name", "Type", "Activations", "Learnables", "Count", "Weights", "RF size", "RF stride",
                 "RF offset"]
+        rf_known = any(r.rf_size is not None for r in self.rows)  # no graph (from_function): no RF columns
+        if not rf_known:
+            head = head[:-3]
         body = []
         for r in self.rows:
             learn = ", ".join(f"{k} {_dims(v)}" for k, v in r.learnables.items())
@@ -109,7 +112,7 @@ class NetworkAnalysis:
                 _dims(r.rf_size), _dims(r.rf_stride),
                 "global" if r.rf_offset is None else "(" + ", ".join(f"{v:g}" for v in r.rf_offset) + ")"]
             body.append([str(r.index), r.name, r.type, _dims(r.activation_size), learn,
-                         f"{r.learnable_count:,}" if r.learnables else "", state, *rf])
+                         f"{r.learnable_count:,}" if r.learnables else "", state, *(rf if rf_known else [])])
         return head, body
 
     def _summary(self) -> list[str]:
@@ -219,7 +222,9 @@ def _analyze_protocol(net, h: int, w: int) -> NetworkAnalysis:
     rows = []
     for i, n in enumerate(names):
         layer = net.layers[i]
+        rf = _from_graph(net, n, (h, w))  # ONNX imports have a graph; from_function networks do not
+        rf_cols = (None, None, None) if rf is None else (rf.size, rf.stride, rf.offset if rf.spatial else None)
         rows.append(LayerInfo(i, n, layer.type, layer.description, tuple(shapes[n].shape[1:]),
                               {"Parameters": (total,)} if i == 0 and total else {}, total if i == 0 else 0,
-                              True if i == 0 and total else None))
+                              True if i == 0 and total else None, *rf_cols))
     return NetworkAnalysis(net.name, (h, w), rows)
