@@ -19,6 +19,8 @@ from .recipes import DreamPhotoResult, FoolResult, class_model, dream_photo, foo
 from .recipes import Inversion, StyleTransfer, invert, ssim, style_transfer
 from .patches import PatchesError, TopPatches, top_patches
 from .cpu import configure_cpu
+from .filters import FilterImage, filter_image
+from .embedding import Embedding, EmbeddingError, atlas_image, embedding
 
 __version__ = "0.1.0"
 
@@ -34,4 +36,6 @@ __all__ = [
     "invert", "Inversion", "style_transfer", "StyleTransfer", "ssim",
     "top_patches", "TopPatches", "PatchesError",
     "configure_cpu",
+    "filter_image", "FilterImage",
+    "embedding", "atlas_image", "Embedding", "EmbeddingError",
 ]

@@ -22,6 +22,7 @@ from .errors import ImageError
 from .fileio import atomic_path
 from .graph import LEARNABLE, GraphNet, param_key
 from .network import Network
+from .receptive import _from_graph
 
 
 @dataclasses.dataclass(frozen=True)
@@ -37,6 +38,10 @@ class LayerInfo:
         empty for layers without parameters.
       learnable_count: number of parameters of this layer (from the architecture).
       loaded: True/False whether its weights are loaded; None for layers without parameters.
+      rf_size: receptive field (h, w) in input pixels (the whole image for global layers); None where
+        the network has no layer graph.
+      rf_stride: input pixels between neighbouring output positions (the "jump"); None likewise.
+      rf_offset: input position (y, x) of the centre of output (0, 0)'s field; None for global layers.
     """
 
     index: int
@@ -47,6 +52,9 @@ class LayerInfo:
     learnables: dict[str, tuple[int, ...]]
     learnable_count: int
     loaded: bool | None
+    rf_size: tuple[int, int] | None = None
+    rf_stride: tuple[int, int] | None = None
+    rf_offset: tuple[float, float] | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -91,13 +99,20 @@ class NetworkAnalysis:
         return [r.name for r in self.rows if r.loaded is False]
 
     def _table(self) -> tuple[list[str], list[list[str]]]:
-        head = ["#", "Name", "Type", "Activations", "Learnables", "Count", "Weights"]
+        head = ["#", "Name", "Type", "Activations", "Learnables", "Count", "Weights", "RF size", "RF stride",
+                "RF offset"]
+        rf_known = any(r.rf_size is not None for r in self.rows)  # no graph (from_function): no RF columns
+        if not rf_known:
+            head = head[:-3]
         body = []
         for r in self.rows:
             learn = ", ".join(f"{k} {_dims(v)}" for k, v in r.learnables.items())
             state = "" if r.loaded is None else ("loaded" if r.loaded else "not loaded")
+            rf = ["", "", ""] if r.rf_size is None else [
+                _dims(r.rf_size), _dims(r.rf_stride),
+                "global" if r.rf_offset is None else "(" + ", ".join(f"{v:g}" for v in r.rf_offset) + ")"]
             body.append([str(r.index), r.name, r.type, _dims(r.activation_size), learn,
-                         f"{r.learnable_count:,}" if r.learnables else "", state])
+                         f"{r.learnable_count:,}" if r.learnables else "", state, *(rf if rf_known else [])])
         return head, body
 
     def _summary(self) -> list[str]:
@@ -183,8 +198,11 @@ def analyze_network(net: Network, input_size: tuple[int, int] | None = None) -> 
         layer = net.layers[i]
         learn = _matlab_learnables(s.kind, s.o) if s.kind in LEARNABLE else {}
         count = sum(int(np.prod(v.shape)) for v in jax.tree.leaves(abstract.get(param_key(s.name), {})))
+        rf = _from_graph(net, s.name, (h, w))  # from the graph alone: no weights needed
+        rf_cols = (None, None, None) if rf is None else (
+            rf.size, rf.stride, rf.offset if rf.spatial else None)
         rows.append(LayerInfo(i, s.name, layer.type, layer.description, tuple(shapes[s.name].shape[1:]),
-                              learn, count if learn else 0, (s.name in net.loaded) if learn else None))
+                              learn, count if learn else 0, (s.name in net.loaded) if learn else None, *rf_cols))
     return NetworkAnalysis(net.name, (h, w), rows)
 
 
@@ -204,7 +222,9 @@ def _analyze_protocol(net, h: int, w: int) -> NetworkAnalysis:
     rows = []
     for i, n in enumerate(names):
         layer = net.layers[i]
+        rf = _from_graph(net, n, (h, w))  # ONNX imports have a graph; from_function networks do not
+        rf_cols = (None, None, None) if rf is None else (rf.size, rf.stride, rf.offset if rf.spatial else None)
         rows.append(LayerInfo(i, n, layer.type, layer.description, tuple(shapes[n].shape[1:]),
                               {"Parameters": (total,)} if i == 0 and total else {}, total if i == 0 else 0,
-                              True if i == 0 and total else None))
+                              True if i == 0 and total else None, *rf_cols))
     return NetworkAnalysis(net.name, (h, w), rows)

@@ -67,3 +67,7 @@ class GalleryError(JaxvisError, ValueError):
 
 class PatchesError(JaxvisError, ValueError):
     """A bad option to top-k dataset patches (k < 1, no images, a cache written for other settings)."""
+
+
+class EmbeddingError(JaxvisError, ValueError):
+    """A bad option to the embedding atlas, or its optional extra (``jaxvis[atlas]``) is not installed."""

@@ -61,7 +61,6 @@ def param_key(layer: str) -> str:
     return layer
 
 
-attr_name = param_key  # the former name, for code written before the key scheme was unified
 
 
 class _Done(Exception):

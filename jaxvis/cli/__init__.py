@@ -12,6 +12,7 @@ COMMANDS = (
     "gallery",
     "dream_photo",
     "patches",
+    "filters",
 )
 
 

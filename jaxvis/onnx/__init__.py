@@ -125,7 +125,9 @@ def from_onnx(model: str | os.PathLike | Any, *, input_size: int | tuple[int, in
             name = name or meta.get("model")
             model = model_proto
     plan, g, label = _plan(model, input_size, name)
-    return OnnxNetwork(plan, label, classes, _preprocess_fn(preprocess), _logits_layer(plan, g))
+    net = OnnxNetwork(plan, label, classes, _preprocess_fn(preprocess), _logits_layer(plan, g))
+    net.onnx_nodes = tuple(g.nodes)  # node attributes, for receptive fields composed along the graph
+    return net
 
 
 def _plan(model, input_size, name):

@@ -55,6 +55,7 @@ class OnnxNetwork(FunctionNetwork):
                          classes=None if classes is None else [str(c) for c in classes],
                          preprocess=preprocess, name=name, logits=logits)
         self.plan = plan
+        self.onnx_nodes: tuple = ()  # node attributes (set by from_onnx), for receptive fields along the graph
         self.forward = make_forward(plan)
         self._names = tuple(plan.layers)
 
