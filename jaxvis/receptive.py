@@ -224,7 +224,7 @@ def _from_onnx_graph(net, name: str, hw: tuple[int, int]) -> ReceptiveField | No
             continue  # constant arithmetic (shape computations): no position
         op = node.op
         if any(i is None for i in ins) or op in _ONNX_GLOBAL:
-            out = None
+            out: Any = None
         elif op == "Concat" and node.attrs.get("axis") in (1, -3) or op in _ONNX_IDENTITY and len(ins) > 1:
             out = (_merge(node.name, [i[0] for i in ins]), _merge(node.name, [i[1] for i in ins]))
         elif op in _ONNX_IDENTITY or op == "Softmax" and node.attrs.get("axis", 1) in (1, -3):
