@@ -34,7 +34,7 @@ def main(argv=None) -> int:
     p.add_argument("--out", default=None, help="JSON results file")
     a = p.parse_args(argv)
     import jaxvis
-    jaxvis.configure_cpu() if hasattr(jaxvis, "configure_cpu") else None
+    jaxvis.configure_cpu()
     import jax
 
     from jaxvis.gallery.plan import plan_layers
