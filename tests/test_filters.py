@@ -43,7 +43,7 @@ def test_symmetric_scaling_zero_is_128():
 def test_norm_maps_deeper_layer(squeezenet):
     f = filter_image(squeezenet, "fire2-relu_expand3x3", upsample=1, gap=1)  # a ReLU: its convolution's filters
     assert f.layer == "fire2-expand3x3" and f.mode == "norm"
-    w = np.asarray(squeezenet.params["fire2_expand3x3"]["kernel"], np.float64)
+    w = np.asarray(squeezenet.params["fire2-expand3x3"]["kernel"], np.float64)
     n = np.sqrt((w ** 2).sum(axis=2))
     want = np.round(n / n.max() * 255)
     for i in (0, 40):
