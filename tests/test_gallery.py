@@ -154,3 +154,30 @@ def test_all_layers_are_the_ones_with_units_of_their_own(tiny, squeezenet):
     assert names[-1] == "conv10" and not any("relu" in n or "pool" in n for n in names)
     assert len(names) == 1 + 8 * 4 + 1  # conv1, 8 fire modules × (squeeze, 2 expands, concat), conv10
     assert plans[-1].shape == (14, 14, 1000) and plans[-1].units == (0, 1, 2, 3)
+
+
+def test_data_columns_top_patches_and_means_against_numpy(tiny, tmp_path):
+    """With --images: each unit's patches are its top-k images by max activation (numpy brute force over
+    the photos, resized as top_patches resizes them) and its mean is the position-and-image mean."""
+    import numpy as np
+
+    from jaxvis.patches.loader import load_one
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    src = HERE.parent / "examples" / "images"
+    names = ["chelsea.png", "coffee.png", "grace_hopper.jpg"]
+    for n in names:
+        (photos / n).write_bytes((src / n).read_bytes())
+    (photos / "notes.txt").write_text("not an image")  # skipped, never fatal
+    out = tmp_path / "site"
+    r = gallery(tiny, out, images=photos, k=2, **{**KW, "layers": ["conv2"]})
+    x = np.stack([load_one(photos / n, tiny.input_size) for n in sorted(names)]).astype(np.float32)
+    a = np.asarray(tiny.apply(tiny.params, x, ["conv2"])["conv2"])  # N×H×W×C
+    best = a.reshape(len(names), -1, a.shape[-1]).max(1)  # N×C
+    for u in r.manifest["layers"][0]["units"]:
+        c = u["unit"]
+        order = np.argsort(-best[:, c], kind="stable")[:2]
+        assert [p["source"] for p in u["patches"]] == [sorted(names)[i] for i in order]
+        np.testing.assert_allclose([p["value"] for p in u["patches"]], best[order, c], rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(u["mean"], a[..., c].mean(), rtol=1e-5, atol=1e-6)
+        assert all((out / p["image"]).is_file() for p in u["patches"])
