@@ -11,6 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ..display import save_png
+from ..errors import LayerError, MissingWeightsError
 from .plan import LayerPlan
 
 
@@ -47,7 +48,7 @@ def _first_conv(net, plans: list[LayerPlan]) -> tuple[str, np.ndarray] | None:
     for lp in plans[:1]:
         try:
             name, k = conv_kernel(net, lp.name)
-        except Exception:  # not a convolution with readable weights: no filter column
+        except (LayerError, MissingWeightsError):  # not a convolution with loaded weights: no filter column
             return None
         k = np.asarray(k)
         if k.ndim == 4 and k.shape[2] == 3:

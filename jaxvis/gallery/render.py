@@ -152,10 +152,12 @@ def gallery(net, out: str | os.PathLike, *, layers: str | Sequence[str] = "all",
         raise GalleryError(f"block >= 1, thumbnail >= 8, diversity >= 0 and k >= 1 are needed; got block={block}, "
                            f"thumbnail={thumbnail}, diversity={diversity}, k={k}")
     plans = plan_layers(net, layers, units)
+    if images is not None and not isinstance(images, (str, os.PathLike)):
+        images = list(images)  # read twice (top patches, then means): a generator would be empty the second time
     cfg = {"preset": preset, "steps": steps, "image_size": image_size, "seed": int(seed),
            "diversity": int(diversity), "thumbnail": int(thumbnail), "block": int(block), "k": int(k),
            "images": None if images is None else (str(images) if isinstance(images, (str, os.PathLike))
-                                                  else f"{len(list(images))} images")}
+                                                  else f"{len(images)} images")}
     settings = _settings(net, plans, **cfg)
     state = out / STATE
     pid, nproc = jax.process_index(), jax.process_count()
