@@ -2,13 +2,43 @@
 
 from __future__ import annotations
 
+import atexit
+import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
 
+import jax
+
 import jaxvis
 
 jaxvis.configure_cpu()  # the speed flags the CLI and scripts use, before any test starts JAX's backend
+
+
+def _share_compilations() -> None:
+    """One XLA compilation cache for the whole test session, on disk, in a fresh folder.
+
+    Most of the suite's time is XLA compiling: many tests build their own network object (a fresh jit
+    cache) around the same computation, and subprocess tests recompile what the parent compiled. JAX's
+    persistent cache is keyed by the compiled program, not the Python function, so those recompiles
+    become disk reads. A fresh folder per session: nothing carries over between runs, so a test cannot
+    pass because of another run's state. Set through the environment so subprocesses share it; a
+    JAX_COMPILATION_CACHE_DIR already set by the caller is respected.
+    """
+    if "JAX_COMPILATION_CACHE_DIR" in os.environ:
+        return
+    folder = tempfile.mkdtemp(prefix="jaxvis-tests-xla-")
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    settings = dict(jax_compilation_cache_dir=folder, jax_persistent_cache_min_compile_time_secs=0,
+                    jax_persistent_cache_min_entry_size_bytes=0)
+    for name, value in settings.items():
+        jax.config.update(name, value)
+        os.environ[name.upper()] = str(value)
+
+
+_share_compilations()
 
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLES = REPO / "examples" / "images"
