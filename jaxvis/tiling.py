@@ -70,14 +70,18 @@ def layer_tiles(length: int, strides: Sequence[int], halos: Sequence[int], outpu
     Args:
       length: image length along the axis.
       strides, halos, outputs: per layer, its stride, :func:`field_halo` and output positions.
-      tile: input pixels owned per tile.
+      tile: input pixels owned per tile at most (evened out over the axis, so that the last crop,
+        moved back to end at the image's end, does not recompute most of its neighbour).
 
     Returns:
       (a, b, [(j0, j1) per layer, in crop output coordinates]) per crop.
     """
     grid = math.lcm(*strides)
     halo = -(-max(halos) // grid) * grid
-    cells = tiles_1d(length, -(-length // grid), grid, halo, tile)
+    m = -(-length // grid)
+    per = max(1, tile // grid)
+    per = -(-m // -(-m // per))  # as many tiles as `tile` needs, evened out: no sliver of a last tile
+    cells = tiles_1d(length, m, grid, halo, per * grid)
     out = []
     for k, (a, b, c0, c1) in enumerate(cells):
         p0, p1 = (c0 + a // grid) * grid, (c1 + a // grid) * grid

@@ -103,3 +103,19 @@ def test_tiled_equals_whole_on_a_6000x4000_photo(squeezenet):
     got = jaxvis.activations(squeezenet, x, "conv1")  # automatic: 1.4 GiB of output is over the estimate
     assert traces(squeezenet, ["conv1"]) == before + 1
     close(got, ref)
+
+
+def test_cli_activations_tile_option(tmp_path, capsys):
+    from PIL import Image
+
+    from jaxvis.cli import main
+    with pytest.raises(SystemExit):
+        main(["activations", "--image", str(PHOTO), "--tile", "7"])
+    assert "--tile must be 0 (off) or in 16..16384" in capsys.readouterr().err
+    outs = []
+    for t in ("0", "64"):
+        outs.append(tmp_path / f"t{t}.png")
+        assert main(["activations", "--image", str(PHOTO), "--layer", "fire2-concat", "--resize", "stretch",
+                     "--tile", t, "--out", str(outs[-1])]) == 0
+    a, b = (np.asarray(Image.open(p), np.int16) for p in outs)
+    assert a.shape == b.shape and np.abs(a - b).max() <= 1  # one grey level of PNG rounding
