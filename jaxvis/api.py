@@ -115,7 +115,7 @@ def _tileable(net: Net, name: str):
     """The layer's receptive field if its outputs can be tiled exactly, else None."""
     try:
         f = receptive_field(net, name)
-    except (LayerError, TypeError, ValueError):
+    except (JaxvisError, TypeError, ValueError):
         return None
     if not f.spatial or min(f.stride) < 1:
         return None
@@ -136,19 +136,25 @@ def _tiled(net: Net, names: list[str], batch: np.ndarray, fields: dict, shapes: 
                                 [field_halo(fields[k].size[ax], fields[k].offset[ax], fields[k].stride[ax])
                                  for k in names],
                                 [shapes[k].shape[1 + ax] for k in names], size))
+    if len(axes[0]) == len(axes[1]) == 1:  # one crop: the whole image
+        return _whole(net, names, batch)
     fn = net.jitted(names)
     for a, b, own_y in axes[0]:
         for c, d, own_x in axes[1]:
             res = fn(net.params, jnp.asarray(batch[:, a:b, c:d]))
             for k, (j0, j1), (i0, i1) in zip(names, own_y, own_x):
-                if j1 <= j0 or i1 <= i0:
-                    continue
                 r = np.asarray(res[k])
-                if j1 > r.shape[1] or i1 > r.shape[2]:  # the geometry's promise, checked
-                    raise LayerError(f"tiling {k!r}: crop [{a}:{b}, {c}:{d}] gives {r.shape[1:3]} outputs, "
-                                     f"fewer than the owned [{j0}:{j1}, {i0}:{i1}]; pass tile=0")
                 y0, x0 = j0 + a // fields[k].stride[0], i0 + c // fields[k].stride[1]
-                out[k][:, y0:y0 + j1 - j0, x0:x0 + i1 - i0] = r[:, j0:j1, i0:i1]
+                # The geometry's promise, checked: crops hold what they own, and a crop ending at the
+                # image's end ends on the same output (else the stride or alignment was wrong).
+                full = out[k].shape
+                if (j1 > r.shape[1] or i1 > r.shape[2]
+                        or (b == batch.shape[1] and r.shape[1] - j0 != full[1] - y0)
+                        or (d == batch.shape[2] and r.shape[2] - i0 != full[2] - x0)):
+                    raise LayerError(f"cannot tile {k!r} exactly (crop [{a}:{b}, {c}:{d}] gives {r.shape[1:3]} "
+                                     f"outputs for owned [{j0}:{j1}, {i0}:{i1}] of {full[1:3]}); pass tile=0")
+                if j1 > j0 and i1 > i0:
+                    out[k][:, y0:y0 + j1 - j0, x0:x0 + i1 - i0] = r[:, j0:j1, i0:i1]
             del res
     return out
 
