@@ -46,8 +46,9 @@ def activations(net: Net, image: ImageLike, layer: LayerRef | None = None, *,
       tile: None (default): tile when the estimated memory of the whole-image pass (requested
         outputs + twice the largest activation up to the deepest requested layer + the input,
         fp32) exceeds ``TILE_ABOVE_BYTES`` (1 GiB), with tiles of about ``TILE_BYTES`` (256 MiB)
-        of working set; an int >= 16: tiles of that many input pixels a side (rounded to the
-        stride); 0 or False: never tile; True: always tile, at the automatic size.
+        of working set; an int >= 16: tiles of at most that many input pixels a side (evened
+        out over the image, on the stride's grid); 0 or False: never tile; True: always tile,
+        at the automatic size. All tiles of a call share one crop shape: one compilation.
 
     Returns:
       numpy H×W×C (N×H×W×C for a batch); with `layers`, a dict name → such array.
@@ -85,9 +86,9 @@ def _activations(net: Net, names: list[str], batch: np.ndarray, tile: int | bool
     if not fields:
         return _whole(net, names, batch)
     if tile is None or tile is True:
-        # Square tiles whose share of the estimated working set is about TILE_BYTES, at least four halos
-        # wide (the halo's recomputation then costs at most ~2×), in steps of 256 px so that calls on
-        # photos of one size reuse one compiled crop shape.
+        # Square tiles whose share of the estimated working set is about TILE_BYTES, about four halos
+        # wide at least (the halo's recomputation then costs at most ~2×), in steps of 256 px so that
+        # the size (hence the compiled crop shape) does not follow small changes of the estimate.
         halo = max(max(field_halo(f.size[i], f.offset[i], f.stride[i]) for i in (0, 1)) for f in fields.values())
         side = math.sqrt(TILE_BYTES / max(need / (h * w), 1.0))
         size = int(max(256, 4 * halo, min(4096, side)) // 256 * 256)
