@@ -74,7 +74,8 @@ def strongest_channel(act) -> tuple[int, float]:
       are ignored, as in MATLAB's ``max``.
     """
     a = _act3(act)
-    per_channel = np.nanmax(np.where(np.isnan(a), -np.inf, a), axis=(0, 1))
+    per_channel = np.fmax.reduce(a, axis=(0, 1))  # NaNs ignored, without a copy of a large map
+    per_channel = np.where(np.isnan(per_channel), -np.inf, per_channel)  # an all-NaN channel never wins
     i = int(np.argmax(per_channel))  # first maximum, like MATLAB
     return i, float(per_channel[i])
 

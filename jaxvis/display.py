@@ -40,12 +40,13 @@ def mat2gray(a, limits: Sequence[float] | None = None) -> np.ndarray:
         to [0, 1]; we do the same.  NaNs stay NaN.
     """
     a = np.asarray(a)
-    x = a.astype(_out_float(a))
+    x = a.astype(_out_float(a))  # a copy: rescaled in place below (one copy of a large map, not five)
     if limits is None:
-        finite = x[~np.isnan(x)]
-        if finite.size == 0:
-            return x.copy()
-        lo, hi = float(finite.min()), float(finite.max())
+        if x.size == 0:
+            return x
+        lo, hi = float(np.fmin.reduce(x, axis=None)), float(np.fmax.reduce(x, axis=None))  # NaNs ignored
+        if math.isnan(lo):  # all NaN
+            return x
     else:
         lim = np.asarray(limits, dtype=np.float64).ravel()
         if lim.size != 2 or np.isnan(lim).any():
@@ -53,9 +54,11 @@ def mat2gray(a, limits: Sequence[float] | None = None) -> np.ndarray:
         lo, hi = float(lim[0]), float(lim[1])
         if lo > hi:
             raise DisplayError(f"mat2gray limits need amin <= amax, got ({lo}, {hi})")
-    out = x.copy() if hi == lo else (x - lo) / (hi - lo)
+    if hi != lo:
+        x -= lo
+        x /= hi - lo
     # np.clip keeps NaN (MATLAB's max/min would drop it; NaN-in/NaN-out is safer).
-    return np.clip(out, 0, 1).astype(x.dtype, copy=False)
+    return np.clip(x, 0, 1, out=x)
 
 
 # ---------------------------------------------------------------- imresize

@@ -16,11 +16,13 @@ from .fileio import regular_file_size
 ImageLike = Any  # path, PIL image, numpy array (H×W, H×W×C, N×H×W×C) or a list of those
 
 
-# Largest image (height × width, per image) jaxvis accepts: a 40-megapixel photo
-# through SqueezeNet's conv1 already needs ~10 GB of activations on CPU, and much
-# larger inputs abort inside XLA instead of failing cleanly. Raise it for a
-# machine that can take more: ``jaxvis.images.MAX_PIXELS = 100_000_000``, or pass
-# ``max_pixels=`` to :func:`read_image` / :func:`to_batch`.
+# Largest image (height × width, per image) jaxvis accepts. `activations` computes
+# large images in exact tiles (jaxvis/tiling.py), but its output is whole: a
+# 40-megapixel photo's SqueezeNet conv1 map alone is 2.4 GiB, and gradient methods
+# (attribution, dreaming whole images) hold the whole image's activations; much larger
+# inputs abort inside XLA instead of failing cleanly. Raise it for a machine that can
+# take more: ``jaxvis.images.MAX_PIXELS = 100_000_000``, or pass ``max_pixels=`` to
+# :func:`read_image` / :func:`to_batch`.
 MAX_PIXELS = 40_000_000
 # Largest image file read at all (a compressed image over the pixel budget is refused from its header).
 MAX_IMAGE_FILE_BYTES = 1 << 30
@@ -41,7 +43,8 @@ def check_pixels(height: int, width: int, what: str, max_pixels: int | None = No
         raise ImageError(
             f"{what} is {width}×{height} = {height * width / 1e6:.1f} megapixels, over the limit of "
             f"{limit / 1e6:g} megapixels; downscale it, or raise the limit (jaxvis.images.MAX_PIXELS = "
-            f"{height * width}, or max_pixels={height * width}) if this machine has the memory")
+            f"{height * width}, or max_pixels={height * width}) if this machine has the memory (activations "
+            f"and dream_photo work in tiles: about the output's size plus one tile)")
 
 
 def read_image(path: str | os.PathLike, max_pixels: int | None = None) -> np.ndarray:

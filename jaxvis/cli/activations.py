@@ -2,7 +2,19 @@
 
 from __future__ import annotations
 
+import argparse
+
 from .common import MAX_CHANNEL, add_model_args, bounded_int, check_outputs, grid, load, thumbnail
+
+MAX_TILE = 16384
+
+
+def tile_size(text: str) -> int:
+    """argparse type of --tile: 0 (off) or 16..MAX_TILE pixels."""
+    v = bounded_int(0, MAX_TILE, "--tile")(text)
+    if 0 < v < 16:
+        raise argparse.ArgumentTypeError(f"--tile must be 0 (off) or in 16..{MAX_TILE}, not {v}")
+    return v
 
 
 def register(sub) -> None:
@@ -25,6 +37,9 @@ def register(sub) -> None:
     p.add_argument("--resize", choices=("none", "stretch", "crop"), default="none",
                    help="bring the photo to the network's input size first: 'stretch' as MATLAB's "
                         "imresize(im, inputSize), 'crop' (centre crop), 'none' (default: any size)")
+    p.add_argument("--tile", type=tile_size, default=None, metavar="PX",
+                   help="compute the layer tile by tile (exact), PX input pixels a tile; 0: the whole image at "
+                        "once; default: tiles when the whole-image pass would need over 1 GiB")
     p.add_argument("--out", default="activations.png", help="output PNG (written atomically)")
     p.add_argument("--classify", action="store_true", help="also print the top-5 classes")
     p.set_defaults(func=run)
@@ -47,7 +62,7 @@ def run(args) -> int:
     if args.classify:
         for name, p in classify(net, photo):
             print(f"  {p:8.4f}  {name}")
-    act = activations(net, photo, args.layer)
+    act = activations(net, photo, args.layer, tile=args.tile)
     top, value = strongest_channel(act)
     h, w, c = act.shape
     if args.channel is None and not args.strongest:

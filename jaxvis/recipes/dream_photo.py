@@ -8,19 +8,19 @@ shift of up to ±`jitter` px, computes the objective's gradient, rolls it back a
 `step_size · g / mean|g|`, clipped to the pixel range. The default objective of a layer is
 DeepDream's L2: ½ Σ a² (mean over positions here).
 
-Large photos: the gradient is computed tile by tile. The output positions of the layer are split
-into tiles of about `tile` input pixels; each tile's network input is its crop plus a halo of the
-receptive field (aligned to the layer's stride), and only the tile's own positions carry
-gradient (the others are `stop_gradient`). For objectives that are means over positions (layer
-L2, `channel`, `direction`) the sum of the tiles' gradients *is* the whole image's gradient —
-exact, not an approximation (tested against the untiled gradient) — while memory is bounded by
-one crop's activations. The random roll moves the image under the fixed tile grid every step.
+Large photos: the gradient is computed tile by tile (the geometry is :mod:`jaxvis.tiling`, shared
+with :func:`jaxvis.activations`). The output positions of the layer are split into tiles of about
+`tile` input pixels; each tile's network input is its crop plus a halo of the receptive field
+(aligned to the layer's stride), and only the tile's own positions carry gradient (the others are
+`stop_gradient`). For objectives that are means over positions (layer L2, `channel`, `direction`)
+the sum of the tiles' gradients *is* the whole image's gradient — exact, not an approximation
+(tested against the untiled gradient) — while memory is bounded by one crop's activations. The
+random roll moves the image under the fixed tile grid every step.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import math
 import time
 from typing import Any
 
@@ -34,6 +34,8 @@ from ..engine.visualize import check_units
 from ..errors import ImageError, VisualizationError
 from ..images import ImageLike, to_batch
 from ..receptive import receptive_field
+from ..tiling import field_halo
+from ..tiling import tiles_1d as _tiles_1d  # the shared tiling geometry (tests import it from here)
 
 
 @jax.tree_util.register_dataclass
@@ -81,36 +83,6 @@ def _check_objective(o: O.Objective) -> str | int:
     return layers.pop()
 
 
-@dataclasses.dataclass(frozen=True)
-class _Axis:
-    """Tiling of one axis: crops [a, b) and the output positions [j0, j1) (in crop coordinates) each owns."""
-
-    crops: tuple[tuple[int, int, int, int], ...]
-
-
-def _tiles_1d(length: int, m: int, stride: int, halo: int, tile: int) -> list[tuple[int, int, int, int]]:
-    """(a, b, j0, j1) per tile: crop [a, b) of the image, owning crop outputs [j0, j1).
-
-    Crops start on multiples of the stride (crop output j is image output j + a/stride) and their
-    lengths equal the image's modulo the stride, so size-dependent padding ('SAME' with strides)
-    pads a crop as it pads the image; interior crops share one length, the last ends at the image's end.
-    """
-    per = max(1, tile // stride)          # output positions per tile
-    if m <= per or length <= per * stride + 2 * halo:
-        return [(0, length, 0, m)]
-    crop = per * stride + 2 * halo + length % stride
-    out = []
-    for i0 in range(0, m, per):
-        i1 = min(m, i0 + per)
-        a = max(0, i0 * stride - halo)
-        b = a + crop
-        if b >= length:
-            b = length
-            a = max(0, min(a, (length - crop) // stride * stride))
-        out.append((a, b, i0 - a // stride, i1 - a // stride))
-    return out
-
-
 def _gradient_fn(net, layer: str, obj_def):
     fn = net.function([layer])
 
@@ -147,7 +119,7 @@ def objective_gradient(net, image: np.ndarray, objective: O.Objective, *, tile: 
         ty, tx = [(0, h, 0, m[1])], [(0, w, 0, m[2])]
     else:
         rf = receptive_field(net, layer)
-        halo = [int(math.ceil((rf.size[i] + abs(rf.offset[i])) / rf.stride[i])) * rf.stride[i] for i in (0, 1)]
+        halo = [field_halo(rf.size[i], rf.offset[i], rf.stride[i]) for i in (0, 1)]
         ty = _tiles_1d(h, m[1], rf.stride[0], halo[0], int(tile))
         tx = _tiles_1d(w, m[2], rf.stride[1], halo[1], int(tile))
     fn = _gradient_fn(net, str(layer), jax.tree.structure(obj))  # resolved: a name

@@ -462,7 +462,7 @@ def run_image(data: bytes, tmp: Path) -> None:
 # ---------------------------------------------------------------- CLI
 _OPTS = ["--grid", "--thumbnail", "--channel", "--layer", "--out", "--image", "--model", "--weights", "--resize",
          "--method", "--html", "--input-size", "--arch", "--pkl", "--top", "--strongest", "--heatmap", "--classify",
-         "--help", "-h"]
+         "--tile", "--help", "-h"]
 _VALUES = ["8x8", "0x0", "100000x2", "-1x3", "x", "1e9", "64", "0", "-5", "10**30", "99999999999999999999", "",
            "conv1", "nope", "none", "crop", "stretch", "nearest", "227x227", "65537x1", "squeezenet", "alexnet",
            "\x00", "é", "--", "-", "a" * 300]
