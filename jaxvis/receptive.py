@@ -268,8 +268,9 @@ def _measured(net, name: str) -> ReceptiveField:
     a = shape_a[1:3]
     stride = tuple(64 // (bb - aa) for aa, bb in zip(a, b))
     ky, kx = a[0] // 2, a[1] // 2
-    x = jax.random.uniform(jax.random.PRNGKey(0), (8, n, n, 3), minval=0.0, maxval=255.0)
-    g = jax.grad(lambda x: fn(net.params, x)[name][:, ky, kx, :].sum())(x)
+    # numpy's generator and one jitted gradient: eager JAX would compile every op (and the RNG) on its own
+    x = np.random.default_rng(0).uniform(0.0, 255.0, (8, n, n, 3)).astype(np.float32)
+    g = jax.jit(jax.grad(lambda p, x: fn(p, x)[name][:, ky, kx, :].sum(), argnums=1))(net.params, x)
     support = np.asarray(jnp.abs(g).sum(axis=(0, 3))) > 0
     rows, cols = np.nonzero(support.any(axis=1))[0], np.nonzero(support.any(axis=0))[0]
     size = (int(rows.max() - rows.min() + 1), int(cols.max() - cols.min() + 1))
