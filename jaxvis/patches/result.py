@@ -86,6 +86,8 @@ class TopPatches:
       sources: the image paths by id (None for arrays).
       n_images: images read (skipped ones included); skipped: what was not used and why.
       settings: what produced the result (net, k, batch size, resize, relu, devices, processes).
+      means: per layer (C,) float32: each unit's activation averaged over its positions and over the images
+        read (unreadable ones excluded), from the same pass as the hits.
     """
 
     net: Any = dataclasses.field(repr=False)
@@ -98,6 +100,7 @@ class TopPatches:
     n_images: int
     skipped: list[Skipped]
     settings: dict
+    means: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
     _arrays: Any = dataclasses.field(default=None, repr=False)
     _recon: dict = dataclasses.field(default_factory=dict, repr=False)
     _receptive: dict = dataclasses.field(default_factory=dict, repr=False)
