@@ -121,7 +121,7 @@ def test_matches_brute_force(tiny, run, ref):
     assert tiny.trace_counts[key] == 1  # 7 batches (the last one padded), one compile
 
 
-def test_hits_and_crops(tiny, run):
+def test_hits_and_crops(tiny, run, monkeypatch):
     hits = run.hits("relu1", 4)
     assert [h.image for h in hits] == run.image["relu1"][4].tolist() and hits[0].value >= hits[-1].value
     # relu1 = relu(conv3×3 stride 2, SAME: no top/left padding at 32 px) → input rows 2y..2y+2. Given here in closed
@@ -141,8 +141,11 @@ def test_hits_and_crops(tiny, run):
     crop = expect[2 * h.y: 2 * h.y + 3, 2 * h.x: 2 * h.x + 3]
     s = np.percentile(np.abs(crop), 99.5)
     np.testing.assert_allclose(c.reconstructions[0], np.clip(0.5 + crop / (2 * s), 0, 1), atol=1e-5)
+    loads = []  # tile decodes each photo once, for the crops and the reconstructions of all its units
+    monkeypatch.setattr(run, "load", lambda i, load=run.load: loads.append(i) or load(i))
     t = run.tile("relu1", [4, 5], thumbnail=16)
     assert t.dtype == np.uint8 and t.shape == (2 * (16 + 12 + 4), K * (32 + 4), 3)
+    assert sorted(loads) == sorted({h.image for u in (4, 5) for h in run.hits("relu1", u)})
 
 
 def test_resume_after_interrupt(tiny, folder, run, ref, tmp_path):
