@@ -100,29 +100,45 @@ if n > 1:
 import tiny_nets as T
 from jaxvis.gallery import gallery
 r = gallery(T.pure_net(), sys.argv[4], layers=["conv2"], units=4, block=2, steps=4, image_size=32,
-            progress=False)
+            images=sys.argv[5], k=3, progress=False)
 print("rendered", pid, r.rendered, r.manifest is not None)
 """
 
 
 def test_two_distributed_processes_make_the_same_site(tmp_path):
+    """Blocks alternate between the processes and so do the photo batches of the data pass (40 photos: batch 0
+    of 32 on process 0, batch 1 on process 1); process 0 writes the pages, the same bytes as one process."""
+    import numpy as np
+    from PIL import Image
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(40):
+        Image.fromarray(rng.integers(0, 256, (T.SIZE, T.SIZE, 3), dtype=np.uint8)).save(photos / f"p{i:02d}.png")
     script = tmp_path / "run.py"
     script.write_text(RUN.format(tests=str(HERE), root=str(HERE.parent)))
     env = {**os.environ, "JAX_PLATFORMS": "cpu"}
-    one = subprocess.run([sys.executable, script, "0", "1", "0", tmp_path / "one"], env=env, capture_output=True,
-                         text=True, timeout=600)
+    one = subprocess.run([sys.executable, script, "0", "1", "0", tmp_path / "one", photos], env=env,
+                         capture_output=True, text=True, timeout=600)
     assert one.returncode == 0, one.stderr[-2000:]
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = str(s.getsockname()[1])
-    procs = [subprocess.Popen([sys.executable, script, str(i), "2", port, tmp_path / "two"], env=env,
+    procs = [subprocess.Popen([sys.executable, script, str(i), "2", port, tmp_path / "two", photos], env=env,
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for i in range(2)]
     outs = [p.communicate(timeout=600) for p in procs]
     assert all(p.returncode == 0 for p in procs), [o[1][-2000:] for o in outs]
     # both processes rendered a share (blocks alternate), process 0 wrote the site
     assert "rendered 0 " in outs[0][0] and "True" in outs[0][0] and "rendered 1 " in outs[1][0]
     assert int(outs[1][0].split()[2]) > 0
-    assert _files(tmp_path / "one") == _files(tmp_path / "two")
+    # each process's data-pass cache: process 0 read batch 0 only, process 1 batch 1 only
+    for i, after in ((0, 1), (1, 2)):
+        with np.load(tmp_path / "two" / ".jaxvis-gallery" / f"patches.npz.process{i}of2") as z:
+            assert json.loads(bytes(z["__meta__"]).decode())["next_batch"] == after
+    site = lambda root: {f: b for f, b in _files(root).items() if not f.startswith(".jaxvis-gallery/patches.npz")}  # noqa: E731
+    one_files = site(tmp_path / "one")
+    assert sum(f.startswith("patches/") for f in one_files) == 4 * 3
+    assert one_files == site(tmp_path / "two")
 
 
 @pytest.mark.skipif(chromium_path() is None, reason="needs a chromium binary (Debian: apt-get install chromium)")

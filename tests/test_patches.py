@@ -42,7 +42,8 @@ def write_folder(root: Path, n: int = N, seed: int = 0) -> list[Path]:
 
 
 def brute_force(net, root: Path, layers, k):
-    """Every image decoded with PIL, all activations in memory, per unit argsort by (-max, image id)."""
+    """Every image decoded with PIL, all activations in memory, per unit argsort by (-max, image id); and per
+    unit the mean activation (float64) over positions and readable images."""
     files = sorted((p for p in root.rglob("*") if p.suffix in (".png", ".webp", ".jpg")),
                    key=lambda p: p.relative_to(root).as_posix())
     ids, ims = [], []
@@ -53,7 +54,7 @@ def brute_force(net, root: Path, layers, k):
         except Exception:  # noqa: BLE001  the unreadable ones
             pass
     acts = net.jitted(layers)(net.params, np.stack(ims).astype(np.float32))
-    out = {}
+    out, means = {}, {}
     for l in layers:
         a = np.asarray(acts[l])
         a = a[:, None, None, :] if a.ndim == 2 else a
@@ -62,7 +63,8 @@ def brute_force(net, root: Path, layers, k):
         order = np.lexsort((np.broadcast_to(np.arange(len(ims))[:, None], m.shape), -m), axis=0)[:k]  # k×C
         out[l] = (np.take_along_axis(m, order, 0).T, np.asarray(ids)[order].T,
                   np.take_along_axis(pos, order, 0).T, a.shape[1:3])
-    return out, len(files), len(files) - len(ims)
+        means[l] = flat.astype(np.float64).mean(axis=(0, 1))
+    return out, means, len(files), len(files) - len(ims)
 
 
 @pytest.fixture(scope="module")
@@ -78,12 +80,24 @@ def folder(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
+def ref(tiny, folder):
+    return brute_force(tiny, folder, LAYERS, K)
+
+
+def assert_means(got: dict, means: dict) -> None:
+    """fp32 per-image means summed over 22 images: a few ulps of the layer's scale."""
+    for l in LAYERS:
+        assert got[l].shape == means[l].shape, l
+        np.testing.assert_allclose(got[l], means[l], rtol=0, atol=1e-5 * np.abs(means[l]).max(), err_msg=l)
+
+
+@pytest.fixture(scope="module")
 def run(tiny, folder):
     return top_patches(tiny, folder, LAYERS, k=K, batch_size=BATCH, progress=False)
 
 
-def test_matches_brute_force(tiny, folder, run):
-    ref, n_files, n_bad = brute_force(tiny, folder, LAYERS, K)
+def test_matches_brute_force(tiny, run, ref):
+    ref, means, n_files, n_bad = ref
     assert run.n_images == n_files == N + 2
     assert len(run.skipped) == n_bad + 1 == 3  # broken PNG, empty JPEG (unreadable) + notes.txt (not an image)
     assert {Path(s.source).name for s in run.skipped} == {"notes.txt", "im10_broken.png", "zz_empty.jpg"}
@@ -102,11 +116,12 @@ def test_matches_brute_force(tiny, folder, run):
     for l, u in both:
         row = run.image[l][u].tolist()
         assert row.index(a) + 1 == row.index(b) and run.value[l][u][row.index(a)] == run.value[l][u][row.index(b)]
+    assert_means(run.means, means)  # from the same pass: every layer's units averaged over positions and images
     key = ("top_patches", tuple(LAYERS), K, (jaxvis.patches.topk.jax.local_devices()[0].id,))
     assert tiny.trace_counts[key] == 1  # 7 batches (the last one padded), one compile
 
 
-def test_hits_and_crops(tiny, run):
+def test_hits_and_crops(tiny, run, monkeypatch):
     hits = run.hits("relu1", 4)
     assert [h.image for h in hits] == run.image["relu1"][4].tolist() and hits[0].value >= hits[-1].value
     # relu1 = relu(conv3×3 stride 2, SAME: no top/left padding at 32 px) → input rows 2y..2y+2. Given here in closed
@@ -126,11 +141,14 @@ def test_hits_and_crops(tiny, run):
     crop = expect[2 * h.y: 2 * h.y + 3, 2 * h.x: 2 * h.x + 3]
     s = np.percentile(np.abs(crop), 99.5)
     np.testing.assert_allclose(c.reconstructions[0], np.clip(0.5 + crop / (2 * s), 0, 1), atol=1e-5)
+    loads = []  # tile decodes each photo once, for the crops and the reconstructions of all its units
+    monkeypatch.setattr(run, "load", lambda i, load=run.load: loads.append(i) or load(i))
     t = run.tile("relu1", [4, 5], thumbnail=16)
     assert t.dtype == np.uint8 and t.shape == (2 * (16 + 12 + 4), K * (32 + 4), 3)
+    assert sorted(loads) == sorted({h.image for u in (4, 5) for h in run.hits("relu1", u)})
 
 
-def test_resume_after_interrupt(tiny, folder, run, tmp_path):
+def test_resume_after_interrupt(tiny, folder, run, ref, tmp_path):
     cache = tmp_path / "state.npz"
     with pytest.raises(KeyboardInterrupt):
         top_patches(tiny, folder, LAYERS, k=K, batch_size=BATCH, progress=False, cache=cache, _stop_after=3)
@@ -141,8 +159,18 @@ def test_resume_after_interrupt(tiny, folder, run, tmp_path):
         np.testing.assert_array_equal(again.value[l], run.value[l])
         np.testing.assert_array_equal(again.position[l], run.position[l])
     assert again.skipped == run.skipped
+    assert_means(again.means, ref[1])  # the sums of the batches before the interrupt came back from the cache
     with pytest.raises(PatchesError, match="other settings.*k: cache 3, now 2"):
         top_patches(tiny, folder, LAYERS, k=2, batch_size=BATCH, progress=False, cache=cache)
+    # a cache of the format before the means (no "format" field, no sums) is refused, naming the format
+    with np.load(cache) as z:
+        arrays = {n: z[n] for n in z.files if not n.endswith("/mean_sum")}
+    meta = json.loads(bytes(arrays.pop("__meta__")).decode())
+    del meta["format"], meta["images_used"]
+    old = tmp_path / "old.npz"
+    np.savez(old, __meta__=np.frombuffer(json.dumps(meta).encode(), np.uint8), **arrays)
+    with pytest.raises(PatchesError, match="format 1 .*older jaxvis.*reads format 2"):
+        top_patches(tiny, folder, LAYERS, k=K, batch_size=BATCH, progress=False, cache=old)
 
 
 def test_arrays_and_generator(tiny, folder, run):
@@ -188,7 +216,7 @@ from tiny_nets import pure_net
 r = top_patches(pure_net(), {folder!r}, {layers!r}, k={k}, batch_size={batch}, progress=False)
 print("RESULT", json.dumps({{"devices": jax.local_device_count(), "processes": jax.process_count(),
     "skipped": len(r.skipped), "image": {{l: r.image[l].tolist() for l in r.layers}},
-    "value": {{l: r.value[l].tolist() for l in r.layers}}}}))
+    "value": {{l: r.value[l].tolist() for l in r.layers}}, "means": {{l: r.means[l].tolist() for l in r.layers}}}}))
 """
 
 
@@ -206,21 +234,22 @@ def _result(proc):
     return json.loads(next(line for line in out.splitlines() if line.startswith("RESULT"))[7:])
 
 
-def _same(got, run):
+def _same(got, run, ref):
     for l in LAYERS:
         np.testing.assert_array_equal(np.asarray(got["image"][l]), run.image[l])
         np.testing.assert_allclose(np.asarray(got["value"][l]), run.value[l], rtol=0,
                                    atol=1e-5 * np.abs(run.value[l]).max())
+    assert_means({l: np.asarray(v) for l, v in got["means"].items()}, ref[1])
 
 
-def test_two_devices(folder, run):
+def test_two_devices(folder, run, ref):
     got = _result(_child(folder, devices=2))
     assert got["devices"] == 2 and got["skipped"] == 3
-    _same(got, run)
+    _same(got, run, ref)
 
 
 @pytest.mark.slow
-def test_two_processes(folder, run):
+def test_two_processes(folder, run, ref):
     import socket
     with socket.socket() as s:
         s.bind(("localhost", 0))
@@ -229,7 +258,7 @@ def test_two_processes(folder, run):
     results = [_result(p) for p in procs]
     for got in results:  # each process read half the batches; both hold the merged result
         assert got["processes"] == 2 and got["skipped"] == 3
-        _same(got, run)
+        _same(got, run, ref)
 
 
 def test_cli_errors(folder, tmp_path, capsys):

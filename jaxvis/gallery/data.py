@@ -1,42 +1,32 @@
-"""The gallery's data columns: per unit the top-k dataset patches, the mean activation over the
-photos, and for the first convolution the filter itself."""
+"""The gallery's data columns: per unit the top-k dataset patches and the mean activation over the
+photos (both from one :func:`jaxvis.top_patches` pass, in which every process reads its share),
+and for the first convolution the filter itself."""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
 
-import jax
-import jax.numpy as jnp
 import numpy as np
 
 from ..display import save_png
 from ..errors import LayerError, MissingWeightsError
+from ..patches import TopPatches
+from ..patches.loader import DECODED_MAX
 from .plan import LayerPlan
 
 
-def mean_activations(net, images, layers: list[str], batch_size: int = 32) -> dict[str, np.ndarray]:
-    """Per layer, each unit's activation averaged over positions and over every readable image."""
-    from ..patches.loader import BatchLoader, resolve
-    items, sources, _ = resolve(images)
+def data_pass(net, plans: list[LayerPlan], images, out: Path, *, k: int, devices, progress: bool) -> TopPatches:
+    """The one pass over the photos for every planned layer: top-`k` hits and means (``.means``).
 
-    def make():
-        fn = net.function(layers)
-
-        def sums(params, x, valid):
-            acts = fn(params, x.astype(jnp.float32))
-            w = valid.astype(jnp.float32)
-            return {l: jnp.einsum("n,nc->c", w, a.reshape(a.shape[0], -1, a.shape[-1]).mean(1))
-                    for l, a in acts.items()}
-        return sums
-
-    step = net.cache.get(("gallery-mean", tuple(layers)), make)
-    total, n = None, 0
-    for b in BatchLoader(items, tuple(net.input_size), batch_size, sources=sources):
-        s = step(net.params, jnp.asarray(b.images), jnp.asarray(b.valid))
-        total = s if total is None else jax.tree.map(jnp.add, total, s)
-        n += int(b.valid.sum())
-    return {l: np.asarray(v) / max(n, 1) for l, v in (total or {}).items()}
+    Called on every process: under ``jax.distributed`` each reads every P-th batch and all get the
+    merged result. A folder's pass is resumable (its cache lives in the gallery's state folder).
+    """
+    from ..patches import top_patches
+    from .render import STATE
+    cache = out / STATE / "patches.npz" if isinstance(images, (str, os.PathLike)) else None
+    return top_patches(net, images, [lp.name for lp in plans], k=k, cache=cache, devices=devices,
+                       progress=progress)
 
 
 def _first_conv(net, plans: list[LayerPlan]) -> tuple[str, np.ndarray] | None:
@@ -56,27 +46,24 @@ def _first_conv(net, plans: list[LayerPlan]) -> tuple[str, np.ndarray] | None:
     return None
 
 
-def unit_data(net, plans: list[LayerPlan], images, out: Path, *, k: int, progress: bool) -> dict:
-    """{layer: {unit: {"patches": [...], "mean": float, "filter": path}}}, images written under `out`."""
-    from ..patches import top_patches
-    from .render import STATE
-    names = [lp.name for lp in plans]
-    cache = out / STATE / "patches.npz" if isinstance(images, (str, os.PathLike)) else None
-    tp = top_patches(net, images, names, k=k, cache=cache, progress=progress)
-    means = mean_activations(net, images, names)
+def unit_data(net, plans: list[LayerPlan], tp: TopPatches, out: Path) -> dict:
+    """{layer: {unit: {"patches": [...], "mean": float, "filter": path}}} from `tp`, images written under `out`."""
     conv = _first_conv(net, plans)
     data: dict = {}
     for lp in plans:
         per = data.setdefault(lp.name, {})
+        decoded: dict = {}  # neighbouring units share photos: decode each once, up to DECODED_MAX at a time
         for c in lp.units:
-            crops = tp.crops(lp.name, c, reconstruction=False)
+            if len(decoded) > DECODED_MAX:
+                decoded.clear()
+            crops = tp.crops(lp.name, c, reconstruction=False, decoded=decoded)
             patches = []
             for i, (hit, im) in enumerate(zip(crops.hits, crops.images)):
                 rel = f"patches/{lp.slug}/{c}_{i}.png"
                 save_png(out / rel, im)
                 src = Path(hit.source).name if hit.source else f"image {hit.image}"
                 patches.append({"image": rel, "source": src, "value": float(hit.value), "y": hit.y, "x": hit.x})
-            per[c] = {"patches": patches, "mean": float(means[lp.name][c])}
+            per[c] = {"patches": patches, "mean": float(tp.means[lp.name][c])}
             if conv is not None and conv[0] == lp.name:
                 w = conv[1][..., c]
                 img = 0.5 + w / (2 * max(float(np.abs(w).max()), 1e-12))  # CS231n: symmetric around grey

@@ -3,9 +3,11 @@
 Work is split into fixed blocks of units per layer (plan.py). Each block is one call of the
 engine (all its units in one vmapped, jit-compiled loop, sharded over the local devices); its
 images are written atomically and then a small state file records the block as done, so a
-killed job restarted with the same command renders only the missing blocks. With
-``jax.distributed`` each process takes every P-th block; process 0 waits for all blocks'
-state files and writes the site (site.py) from them.
+killed job restarted with the same command renders only the missing blocks. With photos, one
+:func:`jaxvis.top_patches` pass (data.py) comes first and gives both the top patches and the
+mean activations. With ``jax.distributed`` every process reads its share of the photos in that
+pass and takes every P-th block; process 0 waits for all blocks' state files and writes the site
+(site.py) from them.
 """
 
 from __future__ import annotations
@@ -153,7 +155,7 @@ def gallery(net, out: str | os.PathLike, *, layers: str | Sequence[str] = "all",
                            f"thumbnail={thumbnail}, diversity={diversity}, k={k}")
     plans = plan_layers(net, layers, units)
     if images is not None and not isinstance(images, (str, os.PathLike)):
-        images = list(images)  # read twice (top patches, then means): a generator would be empty the second time
+        images = list(images)  # its length is part of the settings a resumed job is checked against
     cfg = {"preset": preset, "steps": steps, "image_size": image_size, "seed": int(seed),
            "diversity": int(diversity), "thumbnail": int(thumbnail), "block": int(block), "k": int(k),
            "images": None if images is None else (str(images) if isinstance(images, (str, os.PathLike))
@@ -161,10 +163,14 @@ def gallery(net, out: str | os.PathLike, *, layers: str | Sequence[str] = "all",
     settings = _settings(net, plans, **cfg)
     state = out / STATE
     pid, nproc = jax.process_index(), jax.process_count()
+    _check_settings(state, settings)  # on every process: all stop before the data pass's collectives
     if pid == 0:
-        _check_settings(state, settings)
         _write_json(state / "settings.json", settings)
     devices = list(jax.local_devices() if devices is None else devices)
+    tp = None
+    if images is not None:  # first, while every process is here: the pass merges all processes' shares
+        from .data import data_pass
+        tp = data_pass(net, plans, images, out, k=int(k), devices=devices, progress=progress)
 
     work = [(lp, b, blk) for lp in plans for b, blk in enumerate(lp.blocks(int(block)))]
     mine = [w for i, w in enumerate(work) if i % nproc == pid]
@@ -187,9 +193,9 @@ def gallery(net, out: str | os.PathLike, *, layers: str | Sequence[str] = "all",
         return GalleryResult(out, None, rendered, skipped, True, time.perf_counter() - t0)
     _wait_for(state, [(lp, b) for lp, b, _ in work], done_file, wait_timeout)
     extra = {}
-    if images is not None:
+    if tp is not None:
         from .data import unit_data
-        extra = unit_data(net, plans, images, out, k=int(k), progress=progress)
+        extra = unit_data(net, plans, tp, out)
     from .site import write_site
     manifest = write_site(net, plans, out, settings, {lp.name: _load_units(lp, state) for lp in plans}, extra)
     return GalleryResult(out, manifest, rendered, skipped, True, time.perf_counter() - t0)

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from ..display import save_png
 from ..fileio import atomic_path, check_writable
+from .loader import DECODED_MAX
 
 
 def _safe(name: str) -> str:
@@ -38,9 +39,12 @@ def write_html(result, folder, *, layers=None, units=None, reconstruction: bool 
         beside = f", each beside its {result.settings['relu']} reconstruction" if reconstruction else ""
         body.append(f"<h2>{html.escape(layer)}</h2><p>receptive field {rf.size[0]}×{rf.size[1]} px, "
                     f"stride {rf.stride[0]}; crops at the field's box{beside}.</p>")
+        decoded: dict = {}  # photos decoded once across units, up to DECODED_MAX at a time
         for u in us:
+            if len(decoded) > DECODED_MAX:
+                decoded.clear()
             p = folder / _safe(layer) / f"unit_{u:04d}.png"
-            save_png(p, result.tile(layer, [u], reconstruction=reconstruction, thumbnail=thumbnail))
+            save_png(p, result.tile(layer, [u], reconstruction=reconstruction, thumbnail=thumbnail, decoded=decoded))
             written.append(p)
             hits = result.hits(layer, u)
             title = "; ".join(f"#{h.image} {os.path.basename(h.source) if h.source else ''} ({h.y},{h.x}) {h.value:.4g}"

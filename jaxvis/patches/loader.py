@@ -21,6 +21,9 @@ from ..errors import ImageError, PatchesError
 from ..images import _one, fit_to_size, read_image
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp")
+# Decoded images a caller keeps across units (TopPatches.crops(decoded=...)) before starting afresh:
+# bounds memory (~40 MB at 227 px) while neighbouring units, which often share photos, decode them once.
+DECODED_MAX = 256
 
 
 @dataclasses.dataclass(frozen=True)

@@ -86,6 +86,8 @@ class TopPatches:
       sources: the image paths by id (None for arrays).
       n_images: images read (skipped ones included); skipped: what was not used and why.
       settings: what produced the result (net, k, batch size, resize, relu, devices, processes).
+      means: per layer (C,) float32: each unit's activation averaged over its positions and over the images
+        read (unreadable ones excluded), from the same pass as the hits.
     """
 
     net: Any = dataclasses.field(repr=False)
@@ -98,6 +100,7 @@ class TopPatches:
     n_images: int
     skipped: list[Skipped]
     settings: dict
+    means: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
     _arrays: Any = dataclasses.field(default=None, repr=False)
     _recon: dict = dataclasses.field(default_factory=dict, repr=False)
     _receptive: dict = dataclasses.field(default_factory=dict, repr=False)
@@ -144,6 +147,14 @@ class TopPatches:
             return self._arrays[image]
         return load_one(self._arrays[image], size, resize)
 
+    def _decoded(self, image: int, decoded: dict[int, np.ndarray] | None) -> np.ndarray:
+        """:meth:`load`, through `decoded` (image id → image) when given: callers share it to decode each photo once."""
+        if decoded is None:
+            return self.load(image)
+        if image not in decoded:
+            decoded[image] = self.load(image)
+        return decoded[image]
+
     def box(self, layer, y: int, x: int) -> tuple[int, int, int, int]:
         """Crop box (y0, x0, y1, x1) of output position (y, x): the receptive field, moved inside the image
         where it sticks out (so every crop of a layer has one size and holds the field's whole visible part)."""
@@ -155,8 +166,9 @@ class TopPatches:
         return y0, x0, y0 + sh, x0 + sw
 
     # ------------------------------------------------------------------ crops
-    def reconstruct(self, layer, units=None) -> None:
-        """Compute (batched) the reconstructions of every hit of `units` (default all) of `layer`."""
+    def reconstruct(self, layer, units=None, *, decoded: dict[int, np.ndarray] | None = None) -> None:
+        """Compute (batched) the reconstructions of every hit of `units` (default all) of `layer`
+        (`decoded`: as in :meth:`crops`)."""
         layer = self._layer(layer)
         units = range(self.value[layer].shape[0]) if units is None else [self._unit(layer, u) for u in units]
         todo = [(u, h) for u in units if (layer, u) not in self._recon for h in self.hits(layer, u)]
@@ -165,11 +177,8 @@ class TopPatches:
         parts: list[np.ndarray] = []
         for lo in range(0, len(todo), 256):  # bounded host memory: 256 images at a time
             part = todo[lo:lo + 256]
-            cache: dict[int, np.ndarray] = {}
-            for _, h in part:
-                if h.image not in cache:
-                    cache[h.image] = self.load(h.image)
-            g = reconstruct(self.net, layer, np.stack([cache[h.image] for _, h in part]), [h.y for _, h in part],
+            cache = {} if decoded is None else decoded  # without a shared one: each image once per part
+            g = reconstruct(self.net, layer, np.stack([self._decoded(h.image, cache) for _, h in part]), [h.y for _, h in part],
                             [h.x for _, h in part], [u for u, _ in part], self.settings["relu"])
             parts.append(normalise_signed(np.stack([self._crop(layer, gi, h) for gi, (_, h) in zip(g, part)])))
         crops = np.concatenate(parts)
@@ -180,9 +189,14 @@ class TopPatches:
         y0, x0, y1, x1 = self.box(layer, hit.y, hit.x)
         return image[y0:y1, x0:x1]
 
-    def crops(self, layer, unit: int, *, reconstruction: bool = True) -> Crops:
+    def crops(self, layer, unit: int, *, reconstruction: bool = True,
+              decoded: dict[int, np.ndarray] | None = None) -> Crops:
         """The unit's hits, the image crops at their receptive fields and (optionally) the guided-backprop
         (or deconvnet: ``relu=`` of :func:`jaxvis.top_patches`) reconstruction of the unit in each crop.
+
+        Args:
+          decoded: a dict (image id → image at the input size) filled and reused here: pass one dict to
+            the calls for several units and each photo is decoded once (its size is the caller's to bound).
 
         Returns:
           :class:`Crops` (hits, images n×h×w×3 uint8, reconstructions n×h×w×3 float in 0..1 or None).
@@ -193,14 +207,16 @@ class TopPatches:
         rf = self.receptive_field(layer)
         h, w = self.settings["input_size"]
         shape = (0, min(rf.size[0], h), min(rf.size[1], w), 3)
-        ims = np.stack([self._crop(layer, self.load(x.image), x) for x in hits]) if hits else np.zeros(shape, np.uint8)
+        ims = (np.stack([self._crop(layer, self._decoded(x.image, decoded), x) for x in hits]) if hits
+               else np.zeros(shape, np.uint8))
         rec = None
         if reconstruction:
-            self.reconstruct(layer, [unit])
+            self.reconstruct(layer, [unit], decoded=decoded)
             rec = self._recon[(layer, unit)] if hits else np.zeros(shape, np.float32)
         return Crops(hits, ims, rec)
 
-    def tile(self, layer, units, *, reconstruction: bool = True, thumbnail: int = 64) -> np.ndarray:
+    def tile(self, layer, units, *, reconstruction: bool = True, thumbnail: int = 64,
+             decoded: dict[int, np.ndarray] | None = None) -> np.ndarray:
         """One row per unit: its k crops (each beside its reconstruction), the activation value under each.
 
         Args:
@@ -208,6 +224,7 @@ class TopPatches:
           units: unit indices (rows).
           reconstruction: show the reconstruction beside each crop.
           thumbnail: pixels per crop side (crops are resized to it).
+          decoded: as in :meth:`crops` (default: a dict for this call, so each photo is decoded once).
 
         Returns:
           uint8 RGB image (:func:`jaxvis.imtile` of the cells, white background).
@@ -217,11 +234,12 @@ class TopPatches:
         units = [self._unit(layer, u) for u in np.atleast_1d(units).tolist()]
         if not units:
             raise ChannelError("tile needs at least one unit")
+        decoded = {} if decoded is None else decoded
         if reconstruction:
-            self.reconstruct(layer, units)
+            self.reconstruct(layer, units, decoded=decoded)
         cells: list[np.ndarray | None] = []
         for u in units:
-            c = self.crops(layer, u, reconstruction=reconstruction)
+            c = self.crops(layer, u, reconstruction=reconstruction, decoded=decoded)
             for j in range(self.k):
                 if j < len(c.hits):
                     parts = [imresize(c.images[j], (thumbnail, thumbnail))]

@@ -54,17 +54,26 @@ def batch_maxima(a: jax.Array, valid: jax.Array) -> tuple[jax.Array, jax.Array]:
     return m.T, flat.argmax(axis=1).astype(jnp.int32).T
 
 
+def batch_mean_sums(a: jax.Array, valid: jax.Array) -> jax.Array:
+    """Per unit: the sum over valid images of the image's activation averaged over positions (C,)."""
+    a = spatial(a)
+    means = a.reshape(a.shape[0], -1, a.shape[-1]).astype(jnp.float32).mean(axis=1)  # N×C
+    return jnp.einsum("n,nc->c", valid.astype(jnp.float32), means)
+
+
 def make_step(net, layers: tuple[str, ...], k: int):
-    """`step(params, state, images_u8, index, valid) -> state`: one forward pass for all layers."""
+    """`step(params, state, images_u8, index, valid) -> (state, sums)`: one forward pass for all layers;
+    ``sums[layer]`` is the batch's :func:`batch_mean_sums`."""
     fn = net.function(layers)
 
     def step(params, state, images, index, valid):
         acts = fn(params, images.astype(jnp.float32))
-        out = {}
+        out, sums = {}, {}
         for l in layers:
             m, pos = batch_maxima(acts[l], valid)
             out[l] = merge(state[l], m, index[None, :], pos, k)
-        return out
+            sums[l] = batch_mean_sums(acts[l], valid)
+        return out, sums
     return step
 
 
