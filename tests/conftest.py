@@ -14,6 +14,23 @@ import jax
 
 import jaxvis
 
+
+
+def _compile_fast() -> None:
+    """Tests compile at LLVM's -O0 (XLA's backend optimisation level 0), unless XLA_FLAGS names the level.
+
+    The default suite is dominated by XLA:CPU compiling small programs that then run for milliseconds:
+    at level 0 the same files take 35 % less CPU time (engine, attribution, recipes, VGG16: 267 → 174 s;
+    one engine test 44 → 12 s). The level changes how LLVM optimises the generated loops, not what they
+    compute; convolutions and matrix products are library kernels either way. To test the code exactly
+    as users compile it: `XLA_FLAGS=--xla_backend_optimization_level=2 python -m pytest`.
+    """
+    flags = os.environ.get("XLA_FLAGS", "")
+    if "--xla_backend_optimization_level" not in flags:
+        os.environ["XLA_FLAGS"] = f"{flags} --xla_backend_optimization_level=0".strip()
+
+
+_compile_fast()
 jaxvis.configure_cpu()  # the speed flags the CLI and scripts use, before any test starts JAX's backend
 
 
