@@ -219,12 +219,17 @@ def _analyze_protocol(net, h: int, w: int) -> NetworkAnalysis:
         raise ImageError(f"{net.name!r} cannot take a {h}×{w} input ({e}); "
                          f"its input size is {net.input_size[0]}×{net.input_size[1]}") from e
     total = sum(int(np.prod(np.shape(a))) for a in jax.tree.leaves(net.params))
+    # Per-layer counts where the network knows which layer uses which weights (ONNX imports); otherwise
+    # the whole parameter pytree, reported once on the first row.
+    per_layer = net.param_counts() if hasattr(net, "param_counts") else {names[0]: total} if total else {}
     rows = []
     for i, n in enumerate(names):
         layer = net.layers[i]
         rf = _from_graph(net, n, (h, w))  # ONNX imports have a graph; from_function networks do not
         rf_cols = (None, None, None) if rf is None else (rf.size, rf.stride, rf.offset if rf.spatial else None)
-        rows.append(LayerInfo(i, n, layer.type, layer.description, tuple(shapes[n].shape[1:]),
-                              {"Parameters": (total,)} if i == 0 and total else {}, total if i == 0 else 0,
-                              True if i == 0 and total else None, *rf_cols))
+        count = per_layer.get(n, 0)
+        kind = net.layer_type(n) if hasattr(net, "layer_type") else layer.type  # ONNX: the node's op
+        rows.append(LayerInfo(i, n, kind, layer.description, tuple(shapes[n].shape[1:]),
+                              {"Parameters": (count,)} if count else {}, count,
+                              True if count else None, *rf_cols))
     return NetworkAnalysis(net.name, (h, w), rows)

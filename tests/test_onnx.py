@@ -394,9 +394,12 @@ def test_convert_roundtrip_and_cli(tmp_path, capsys):
         [0.229, 0.224, 0.225])).transpose(0, 3, 1, 2), [])["y"]
     np.testing.assert_allclose(np.asarray(b.apply(b.params, img, ["relu"])["relu"]), as_nhwc(ref),
                                atol=1e-4 * np.abs(ref).max())
-    assert main(["analyze", "--onnx", str(tmp_path / "tiny.h5")]) == 0
+    assert main(["analyze", "--onnx", str(tmp_path / "tiny.h5"), "--out", str(tmp_path / "a.html")]) == 0
     out = capsys.readouterr().out
-    assert "'conv'" in out and "Conv" in out and "8×8×4" in out and "108" in out
+    row = next(line.split() for line in out.splitlines() if line.startswith("1 "))
+    assert row[1:4] == ["conv", "Conv", "8×8×4"] and "108" in row  # per-node parameters, the node's op
+    assert row[-4:] == ["3×3", "1×1", "(0,", "0)"]  # receptive field of a 3×3 'same' convolution
+    assert "conv" in (tmp_path / "a.html").read_text() and f"wrote {tmp_path / 'a.html'}" in out
     assert main(["analyze", "--onnx", str(tmp_path / "absent.onnx")]) == 2
 
 

@@ -32,15 +32,14 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    if args.onnx:
-        if args.out:
-            raise ValueError("--out (the HTML page) is not available with --onnx yet; the text table is printed")
-        from ..onnx import from_onnx
-        print(from_onnx(args.onnx, input_size=args.input_size).table())
-        return 0
     from ..analysis import analyze_network
     check_outputs(args.out)
-    report = analyze_network(load(args), args.input_size)
+    if args.onnx:
+        from ..onnx import from_onnx
+        net = from_onnx(args.onnx, input_size=args.input_size)
+    else:
+        net = load(args)
+    report = analyze_network(net, args.input_size)
     print(report)
     if args.out:
         report.save_html(args.out)

@@ -83,12 +83,17 @@ class OnnxNetwork(FunctionNetwork):
         raise LayerError(f"no node or tensor named {layer!r} in {self.name!r}{hint} "
                          f"(all {len(self._names)} layers: net.layer_names)") from None
 
-    def table(self) -> str:
-        """The layer table: index, name, ONNX op, activation size (H×W×C as returned) and parameter count."""
+    def param_counts(self) -> dict[str, int]:
+        """Parameters (float initializers) each layer uses, by layer name; layers without any are absent."""
         per_node: dict[str, int] = {}
         for s in self.plan.steps:
             per_node[s.node] = per_node.get(s.node, 0) + sum(
                 int(np.prod(self.plan.params[n].shape)) for k, n in s.inputs if k == "param")
+        return {n: c for n, c in per_node.items() if c}
+
+    def table(self) -> str:
+        """The layer table: index, name, ONNX op, activation size (H×W×C as returned) and parameter count."""
+        per_node = self.param_counts()
         rows = [(f"  {self.name}: {len(self._names)} layers, {self.param_count():,} parameters, "
                  f"input {self.input_size[0]}×{self.input_size[1]}, opset {self.plan.opset}"), ""]
         w = min(max(len(n) for n in self._names) + 2, 60)
