@@ -22,6 +22,7 @@ from .errors import ImageError
 from .fileio import atomic_path
 from .graph import LEARNABLE, GraphNet, param_key
 from .network import Network
+from .protocol import Net
 from .receptive import _from_graph
 
 
@@ -161,7 +162,7 @@ class NetworkAnalysis:
             tmp.write_text(self.to_html(), encoding="utf-8")
 
 
-def analyze_network(net: Network, input_size: tuple[int, int] | None = None) -> NetworkAnalysis:
+def analyze_network(net: Net, input_size: tuple[int, int] | None = None) -> NetworkAnalysis:
     """MATLAB's ``analyzeNetwork(net)``: every layer's output size and learnables.
 
     Args:
@@ -174,7 +175,7 @@ def analyze_network(net: Network, input_size: tuple[int, int] | None = None) -> 
       ``.to_html()`` / ``.save_html(path)`` a self-contained page.
     """
     h, w = net.input_size if input_size is None else (int(input_size[0]), int(input_size[1]))
-    if not hasattr(net, "steps"):
+    if not isinstance(net, Network):  # no layer graph of ours: from_function, ONNX imports
         return _analyze_protocol(net, h, w)
     # Abstract parameters of the whole architecture (missing weights included): shapes only.
     model = nnx.eval_shape(lambda: GraphNet(net.steps, rngs=nnx.Rngs(0)))

@@ -111,7 +111,8 @@ class FunctionNetwork(NetBase):
     def __init__(self, apply_fn: Callable, params: Any, *, input_size: tuple[int, int], layers: Sequence[str],
                  shapes: dict[str, tuple[int, ...]], classes: list[str] | None,
                  preprocess: Callable[[jax.Array], jax.Array] | None, name: str, logits: str | None):
-        self._fn, self.params, self.input_size = apply_fn, params, tuple(input_size)
+        self._fn, self.params = apply_fn, params
+        self.input_size: tuple[int, int] = (int(input_size[0]), int(input_size[1]))
         self.classes, self.name, self._preprocess = classes, name, preprocess
         self.layers = FunctionLayers(layers, shapes)
         self.logits_layer = logits
