@@ -218,7 +218,9 @@ def visualize(net, objective, *, preset: str | P.Preset = "lucid", param: str | 
     out = pre.output if kind == pre.param else "sigmoid"
     mean = pre.mean if kind == pre.param else None
     sd = pre.sd if kind == pre.param else 0.01
-    prm = Param(hw, int(batch), kind, dec, out, sd, (0.0 if out == "sigmoid" else 0.5) if mean is None else mean)
+    margin = pre.margin if kind == "fft" and kind == pre.param else 0
+    prm = Param(hw, int(batch), kind, dec, out, sd, (0.0 if out == "sigmoid" else 0.5) if mean is None else mean,
+                margin=margin)
     tf = fit_transforms(net, layers, T.get(pre.transforms if transforms is None else transforms), hw)
     opt = optimizer if optimizer is not None else P.optimizer(*pre.optimizer)
     lr = learning_rate if learning_rate is not None else (pre.learning_rate if optimizer is None else 1.0)
@@ -245,7 +247,7 @@ def visualize(net, objective, *, preset: str | P.Preset = "lucid", param: str | 
                               label=f"visualize {getattr(net, 'name', '')} ({len(objs)} units)")
     raw = res.images.reshape(-1, *res.images.shape[2:])
     scaling = output_scaling or pre.output_scaling
-    settings = dict(preset=pre.name, param=kind, decorrelate=dec, output=out, transforms=repr(tf),
+    settings = dict(preset=pre.name, param=kind, decorrelate=dec, output=out, margin=margin, transforms=repr(tf),
                     optimizer=repr(pre.optimizer) if optimizer is None else repr(optimizer), learning_rate=lr,
                     steps=n_steps,
                     levels=sizes, seed=seed, batch=batch, redirected_relu_steps=red, output_scaling=scaling,
