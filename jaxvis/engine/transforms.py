@@ -186,13 +186,17 @@ def random_rotate(angles: Sequence[float]) -> RandomAffine:
 STANDARD = Compose((pad(12), jitter(8), RandomAffine(tuple(1 + (i - 5) / 50.0 for i in range(11)),
                                                      tuple(float(a) for a in list(range(-10, 11)) + 5 * [0])),
                     jitter(4)))
-NAMED = {"standard": STANDARD, "none": Compose(()),
+# The same without the grey pad: for an image optimised 12 px larger on every side, which the network sees in
+# the pad's place and the result does not show (the `lucid` preset's `border`; docs/quality.md).
+STANDARD_UNPADDED = Compose(STANDARD.transforms[1:])
+NAMED = {"standard": STANDARD, "standard_unpadded": STANDARD_UNPADDED, "none": Compose(()),
          "keras_vis": Compose((jitter(4), random_rotate([-1.0, 1.0]))),
          "roll16": Compose((roll(16),))}
 
 
 def get(transforms) -> Compose:
-    """A :class:`Compose` from a name ('standard', 'none', 'keras_vis', 'roll16'), a transform or a list."""
+    """A :class:`Compose` from a name ('standard', 'standard_unpadded', 'none', 'keras_vis', 'roll16'), a
+    transform or a list."""
     if transforms is None:
         return NAMED["none"]
     if isinstance(transforms, str):

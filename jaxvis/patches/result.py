@@ -37,7 +37,7 @@ class Crops(NamedTuple):
     hits: list[Hit]
     images: np.ndarray
     reconstructions: np.ndarray | None
-    fields: np.ndarray | None = None
+    fields: np.ndarray
 
 
 def outline(image: np.ndarray, box, color=(255, 0, 0)) -> np.ndarray:
