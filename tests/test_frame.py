@@ -57,14 +57,14 @@ def test_fft_margin_is_the_centre_of_a_larger_fourier_image():
     spec = (np.asarray(p[0]) + 1j * np.asarray(p[1])) * scale
     full = np.fft.irfft2(spec, s=(h + 2 * m, w + 2 * m), norm="ortho").transpose(0, 2, 3, 1) / 4
     np.testing.assert_allclose(np.asarray(jax.jit(prm.image)(p)), full[:, m:m + h, m:m + w], atol=1e-5)
-    assert PR.get("lucid").margin == 16
+    assert PR.get("lucid").margin == 16 and PR.get("lucid").border == 12
 
 
 @pytest.mark.slow
 def test_lucid_conv1_units_have_no_frame():
     """The frame itself: 8 conv1 units of the tiny net (linear in the image), lucid preset, 128 steps at 64 px.
     Colour distance between each image's 3-px border band and its centre (RGB 0..1, mean over units): before the
-    fix 0.28 (the band saturated white/black), after 0.05 — the texture's own variation."""
+    fix 0.28 (the band saturated white/black), after 0.045 — the texture's own variation."""
     net = T.pure_net()
     v = jaxvis.visualize(net, [O.channel("conv1", c) for c in range(8)], steps=128, image_size=64, progress=False)
     r = v.raw.astype(np.float64)
