@@ -15,7 +15,7 @@ from PIL import Image
 import jaxvis
 from jaxvis.errors import LayerError, PatchesError
 from jaxvis.patches import top_patches
-from jaxvis.patches.result import reconstruct
+from jaxvis.patches.result import outline, reconstruct
 from tiny_nets import SIZE, pure_net
 
 LAYERS = ["relu1", "conv2", "logits"]
@@ -127,11 +127,27 @@ def test_hits_and_crops(tiny, run, monkeypatch):
     # relu1 = relu(conv3×3 stride 2, SAME: no top/left padding at 32 px) → input rows 2y..2y+2. Given here in closed
     # form: measuring it (jaxvis.receptive_field, tested on its own) costs more than this whole file.
     rf = run._receptive["relu1"] = jaxvis.ReceptiveField("relu1", (3, 3), (2, 2), (1.0, 1.0))
-    c = run.crops("relu1", 4)
+    c = run.crops("relu1", 4, context=0)
     assert c.images.shape == (K, *rf.size, 3) and c.reconstructions.shape == c.images.shape
     h = hits[0]
     img = np.asarray(Image.open(h.source).convert("RGB"))
     np.testing.assert_array_equal(c.images[0], img[2 * h.y: 2 * h.y + 3, 2 * h.x: 2 * h.x + 3])
+    assert c.fields.tolist()[0] == [0, 0, 3, 3]
+    # context 8: an 8×8 crop around the 3×3 field (grown 2 up/left, 3 down/right, then moved inside the 32×32
+    # image), the field's place in it in `fields`; the reconstruction is zero (grey) outside the field
+    wide = run.crops("relu1", 4, context=8)
+    for j, hj in enumerate(hits):
+        y0 = min(max(2 * hj.y - 2, 0), 32 - 8)
+        x0 = min(max(2 * hj.x - 2, 0), 32 - 8)
+        im = np.asarray(Image.open(hj.source).convert("RGB"))
+        np.testing.assert_array_equal(wide.images[j], im[y0:y0 + 8, x0:x0 + 8])
+        assert wide.fields[j].tolist() == [2 * hj.y - y0, 2 * hj.x - x0, 2 * hj.y - y0 + 3, 2 * hj.x - x0 + 3]
+        fy0, fx0, fy1, fx1 = wide.fields[j]
+        out = np.ones((8, 8), bool)
+        out[fy0:fy1, fx0:fx1] = False
+        np.testing.assert_allclose(wide.reconstructions[j][out], 0.5, atol=1e-6)
+    red = outline(np.zeros((8, 8, 3), np.uint8), (2, 2, 5, 5))
+    assert (red[..., 0] > 0).sum() == 5 * 4 - 4 and red[2:5, 2:5].max() == 0  # a 5×5 ring around the 3×3 field
     # guided backprop of an active relu1 unit, closed form: its conv1 kernel / 255 (preprocess x / 255 − 0.5) on the
     # unit's 3×3 window of the input, zero elsewhere; the crop shows it scaled symmetrically around grey
     g = reconstruct(tiny, "relu1", img[None], [h.y], [h.x], [4])[0]

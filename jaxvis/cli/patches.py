@@ -23,6 +23,9 @@ def register(sub) -> None:
                    help="fit photos to the input: centre crop (default) or stretch")
     p.add_argument("--cache", default=None, metavar="FILE.npz",
                    help="resumable state: rerun the same command after an interrupt to continue")
+    p.add_argument("--context", type=bounded_int(0, 4096, "context"), default=32,
+                   help="smallest crop side in input pixels (0..4096, default 32): smaller receptive fields are "
+                        "shown with the photo around them, outlined in red; 0 crops fields exactly")
     p.add_argument("--thumbnail", type=thumbnail, default=64, help="pixels per crop side in the PNGs (default 64)")
     p.add_argument("--out", required=True, metavar="DIR", help="output folder (index.html + one PNG per unit)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -41,7 +44,8 @@ def run(args) -> int:
           f"units in {', '.join(r.layers)}")
     for s in r.skipped:
         print(f"  skipped {s.source}: {s.reason}")
-    written = r.save_html(args.out, units=args.units, reconstruction=not args.no_reconstruction, thumbnail=args.thumbnail)
+    written = r.save_html(args.out, units=args.units, reconstruction=not args.no_reconstruction,
+                          thumbnail=args.thumbnail, context=args.context)
     for w in written:
         print(f"wrote {w}")
     return 0

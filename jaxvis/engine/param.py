@@ -51,6 +51,12 @@ class Param:
       sd: std of the random start (pixel: of the pixels; fft: of the spectrum).
       mean: value the random pixel start is centred on (0..1 scale; sigmoid/decorrelated: 0 = grey).
       decay_power: fft spectrum scaling 1/f**decay_power.
+      margin: fft only: the Fourier canvas is (H + 2·margin)×(W + 2·margin) and the image its centre.
+        The inverse FFT is periodic, so without a margin the image's top row neighbours its bottom row;
+        any step in the gradient there (the transforms see the border less often than the interior,
+        the grey padding meets it) is a sharp feature that Adam, normalising each Fourier coefficient
+        alone, grows as fast as the image's content: a bright frame. With a margin the seam lies
+        outside the image.
     """
 
     size: tuple[int, int]
@@ -61,6 +67,7 @@ class Param:
     sd: float = 0.01
     mean: float = 0.0
     decay_power: float = 1.0
+    margin: int = 0
 
     def __post_init__(self):
         if self.kind not in ("pixel", "fft"):
@@ -69,6 +76,8 @@ class Param:
             raise VisualizationError(f"output must be one of {OUTPUTS}, got {self.output!r}")
         if len(self.size) != 2 or min(self.size) < 1:
             raise VisualizationError(f"image size must be (H, W) of positive ints, got {self.size!r}")
+        if int(self.margin) < 0:
+            raise VisualizationError(f"margin must be >= 0, got {self.margin!r}")
         if int(self.batch) < 1:
             raise VisualizationError(f"batch must be >= 1, got {self.batch!r}")
 
@@ -81,18 +90,23 @@ class Param:
         b, h, w, c = self.shape
         if self.kind == "pixel":
             return self.mean + self.sd * jax.random.normal(key, (b, h, w, c), jnp.float32)
-        f = rfft2d_freqs(h, w)
+        f = rfft2d_freqs(h + 2 * self.margin, w + 2 * self.margin)
         return self.sd * jax.random.normal(key, (2, b, c, *f.shape), jnp.float32)
 
     def image(self, params: jax.Array) -> jax.Array:
         """B×H×W×3 image (0..1 scale) from parameters."""
         b, h, w, c = self.shape
         if self.kind == "fft":
-            f = rfft2d_freqs(h, w)
-            scale = jnp.asarray(1.0 / np.maximum(f, 1.0 / max(h, w)) ** self.decay_power, jnp.float32)
+            m = int(self.margin)
+            hm, wm = h + 2 * m, w + 2 * m
+            f = rfft2d_freqs(hm, wm)
+            # × √(hw / canvas area): Adam moves every coefficient alike, so an image's change per step
+            # grows with the canvas' side; this keeps the shown image's step as without a margin.
+            scale = jnp.asarray(np.sqrt(h * w / (hm * wm)) / np.maximum(f, 1.0 / max(hm, wm)) ** self.decay_power,
+                                jnp.float32)
             spectrum = jax.lax.complex(params[0], params[1]) * scale
-            x = jnp.fft.irfft2(spectrum, s=(h, w), norm="ortho") / 4.0  # B×C×H×W; lucid's "magic" 4
-            x = jnp.moveaxis(x, 1, -1)
+            x = jnp.fft.irfft2(spectrum, s=(hm, wm), norm="ortho") / 4.0  # B×C×H×W; lucid's "magic" 4
+            x = jnp.moveaxis(x[:, :, m:m + h, m:m + w], 1, -1)
         else:
             x = params
         if self.decorrelate:
@@ -126,9 +140,9 @@ def pixel(size, *, batch: int = 1, decorrelate: bool = False, output: str = "sig
 
 
 def fft(size, *, batch: int = 1, decorrelate: bool = True, output: str = "sigmoid", sd: float = 0.01,
-        decay_power: float = 1.0) -> Param:
+        decay_power: float = 1.0, margin: int = 0) -> Param:
     """lucid's default: Fourier parameterisation, decorrelated colours, sigmoid (see :class:`Param`)."""
-    return Param(_size(size), batch, "fft", decorrelate, output, sd, 0.0, decay_power)
+    return Param(_size(size), batch, "fft", decorrelate, output, sd, 0.0, decay_power, int(margin))
 
 
 def _size(size) -> tuple[int, int]:

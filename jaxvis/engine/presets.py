@@ -4,7 +4,11 @@ Each reproduces a tool's published defaults on jaxvis's 0..1 image scale (the ne
 sees 255×; pixel-unit numbers below are converted):
 
 - `lucid` (lucid/lucent `render_vis`): FFT parameterisation, decorrelated colours,
-  sigmoid; `standard_transforms`; Adam 0.05; 512 steps; RedirectedReLU for 16 steps.
+  sigmoid; `standard_transforms`; Adam 0.05; 512 steps; RedirectedReLU for 16 steps. Against
+  the bright frame lucid's recipe leaves on early-layer units (docs/quality.md), the 12 px its
+  grey pad adds are optimised with the image and cropped off the result (`border`), and the
+  Fourier image is 16 px larger again (`margin`), so no image pixel is an edge of what is
+  optimised or seen. The network sees images of the same size as lucid's.
 - `matlab` (`deepDreamImage`): pixels, mid-grey + N(0, 10²/255²) start, Laplacian-normalised
   gradient ascent of 3 pixel units per step (reflect padding, unclipped), 3-level pyramid ×1.4
   of 10 steps each, per-image min–max output ('linear').
@@ -77,6 +81,8 @@ class Preset:
     output: str = "sigmoid"
     sd: float = 0.01
     mean: float | None = None
+    margin: int = 0  # fft param: hidden margin of the Fourier canvas (see Param.margin)
+    border: int = 0  # fft param: pixels optimised around the image, seen by the network, cropped off the result
     transforms: str = "standard"
     optimizer: tuple = ("adam",)
     learning_rate: float = 0.05
@@ -106,7 +112,7 @@ class Preset:
 
 
 PRESETS = {
-    "lucid": Preset("lucid"),
+    "lucid": Preset("lucid", margin=16, border=12, transforms="standard_unpadded"),
     "matlab": Preset("matlab", param="pixel", decorrelate=False, output="none", sd=10 / 255, mean=0.5,
                      transforms="none", optimizer=("laplacian", 4, "reflect"), learning_rate=3.0 / 255, steps=10,
                      redirected_relu_steps=0, levels=3, output_scaling="linear"),

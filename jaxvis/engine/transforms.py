@@ -3,14 +3,15 @@
 Each transform is a hashable description called as `t(key, images) -> images` on a
 B×H×W×3 batch (one random draw per call, shared by the batch, as lucid's). Shapes are
 static: `jitter(d)` crops d pixels, `pad(w)` adds 2w; scale and rotation resample into
-the same canvas (zoom and turn about the centre, bilinear), so the network sees one
-size and one compiled function serves every step.
+one canvas (zoom and turn about the centre, bilinear) large enough for the largest zoom,
+so the network sees one size and one compiled function serves every step.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import functools
+import math
 from collections.abc import Sequence
 
 import jax
@@ -75,13 +76,16 @@ class Roll(Transform):
         return jnp.roll(x, (dy, dx), axis=(1, 2))
 
 
-def affine(x: jax.Array, scale: jax.Array, angle_deg: jax.Array, fill: float = 0.5) -> jax.Array:
-    """Zoom by `scale` and rotate by `angle_deg` about the centre, bilinear, same canvas; outside → `fill`."""
+def affine(x: jax.Array, scale: jax.Array, angle_deg: jax.Array, fill: float = 0.5,
+           out_hw: tuple[int, int] | None = None) -> jax.Array:
+    """Zoom by `scale` and rotate by `angle_deg` about the centre, bilinear, onto an `out_hw` canvas
+    (default the input's size) centred on the input's centre; outside the input → `fill`."""
     b, h, w, c = x.shape
+    oh, ow = out_hw or (h, w)
     t = jnp.deg2rad(angle_deg)
     cy, cx = (h - 1) / 2.0, (w - 1) / 2.0
-    yy, xx = jnp.meshgrid(jnp.arange(h, dtype=jnp.float32) - cy, jnp.arange(w, dtype=jnp.float32) - cx,
-                          indexing="ij")
+    yy, xx = jnp.meshgrid(jnp.arange(oh, dtype=jnp.float32) - (oh - 1) / 2.0,
+                          jnp.arange(ow, dtype=jnp.float32) - (ow - 1) / 2.0, indexing="ij")
     # Output pixel p samples the input at R(-t) p / scale.
     sy = (jnp.cos(t) * yy - jnp.sin(t) * xx) / scale + cy
     sx = (jnp.sin(t) * yy + jnp.cos(t) * xx) / scale + cx
@@ -90,13 +94,21 @@ def affine(x: jax.Array, scale: jax.Array, angle_deg: jax.Array, fill: float = 0
         return map_coordinates(img2d, [sy, sx], order=1, mode="constant", cval=fill)
 
     flat = jnp.moveaxis(x, -1, 1).reshape(b * c, h, w)
-    out = jax.vmap(one)(flat).reshape(b, c, h, w)
+    out = jax.vmap(one)(flat).reshape(b, c, oh, ow)
     return jnp.moveaxis(out, 1, -1)
 
 
 @dataclasses.dataclass(frozen=True)
 class RandomAffine(Transform):
-    """Random zoom from `scales` and rotation from `angles` (degrees), each drawn uniformly from its list."""
+    """Random zoom from `scales` and rotation from `angles` (degrees), each drawn uniformly from its list.
+
+    As lucid's `random_scale` (a resize: zooming in enlarges the image, nothing is cut), the canvas
+    grows to hold the largest zoom, size · max(scales) (rounded up to keep its parity), with `fill`
+    around smaller zooms. A
+    same-size canvas would cut up to (max(scales) − 1)/2 of the canvas off every side on zoom-in, so
+    the image's border pixels would be seen in fewer steps than its interior; that weaker, stepped
+    gradient at the border is what Adam in Fourier space turns into a bright frame (conv1 units).
+    """
 
     scales: tuple[float, ...] = (1.0,)
     angles: tuple[float, ...] = (0.0,)
@@ -106,7 +118,13 @@ class RandomAffine(Transform):
         ks, ka = jax.random.split(key)
         s = jax.random.choice(ks, jnp.asarray(self.scales, jnp.float32))
         a = jax.random.choice(ka, jnp.asarray(self.angles, jnp.float32))
-        return affine(x, s, a, self.fill)
+        return affine(x, s, a, self.fill, self.out_size(x.shape[1:3]))
+
+    def out_size(self, hw):
+        # grown by an even number of pixels, so the canvas' centre stays on the input's pixel grid (an odd
+        # growth would put every sample half a pixel off: a [½ ½] blur at zoom 1)
+        m = max(1.0, *self.scales)
+        return tuple(int(n + 2 * math.ceil(n * (m - 1) / 2 - 1e-6)) for n in hw)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -163,17 +181,22 @@ def random_rotate(angles: Sequence[float]) -> RandomAffine:
 
 
 # lucid's standard_transforms: pad 12 (grey), jitter 8, scale 0.9–1.1, rotate ±10° (0° weighted ×6), jitter 4.
-# Scale and rotate are one resampling (same draws as lucid's two steps; one bilinear gather, not two).
+# Scale and rotate are one resampling (same draws as lucid's two steps; one bilinear gather, not two) onto a
+# canvas 1.1× the size, as lucid's resize would make it at the largest zoom.
 STANDARD = Compose((pad(12), jitter(8), RandomAffine(tuple(1 + (i - 5) / 50.0 for i in range(11)),
                                                      tuple(float(a) for a in list(range(-10, 11)) + 5 * [0])),
                     jitter(4)))
-NAMED = {"standard": STANDARD, "none": Compose(()),
+# The same without the grey pad: for an image optimised 12 px larger on every side, which the network sees in
+# the pad's place and the result does not show (the `lucid` preset's `border`; docs/quality.md).
+STANDARD_UNPADDED = Compose(STANDARD.transforms[1:])
+NAMED = {"standard": STANDARD, "standard_unpadded": STANDARD_UNPADDED, "none": Compose(()),
          "keras_vis": Compose((jitter(4), random_rotate([-1.0, 1.0]))),
          "roll16": Compose((roll(16),))}
 
 
 def get(transforms) -> Compose:
-    """A :class:`Compose` from a name ('standard', 'none', 'keras_vis', 'roll16'), a transform or a list."""
+    """A :class:`Compose` from a name ('standard', 'standard_unpadded', 'none', 'keras_vis', 'roll16'), a
+    transform or a list."""
     if transforms is None:
         return NAMED["none"]
     if isinstance(transforms, str):

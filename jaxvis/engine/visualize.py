@@ -218,8 +218,14 @@ def visualize(net, objective, *, preset: str | P.Preset = "lucid", param: str | 
     out = pre.output if kind == pre.param else "sigmoid"
     mean = pre.mean if kind == pre.param else None
     sd = pre.sd if kind == pre.param else 0.01
-    prm = Param(hw, int(batch), kind, dec, out, sd, (0.0 if out == "sigmoid" else 0.5) if mean is None else mean)
-    tf = fit_transforms(net, layers, T.get(pre.transforms if transforms is None else transforms), hw)
+    own = kind == "fft" and kind == pre.param
+    margin = pre.margin if own else 0
+    # the preset's border replaces its transforms' padding: with other transforms it is not added
+    border = pre.border if own and transforms is None else 0
+    opt_hw = (hw[0] + 2 * border, hw[1] + 2 * border)
+    prm = Param(opt_hw, int(batch), kind, dec, out, sd, (0.0 if out == "sigmoid" else 0.5) if mean is None else mean,
+                margin=margin)
+    tf = fit_transforms(net, layers, T.get(pre.transforms if transforms is None else transforms), opt_hw)
     opt = optimizer if optimizer is not None else P.optimizer(*pre.optimizer)
     lr = learning_rate if learning_rate is not None else (pre.learning_rate if optimizer is None else 1.0)
     n_levels = pre.levels if levels is None else int(levels)
@@ -227,7 +233,7 @@ def visualize(net, objective, *, preset: str | P.Preset = "lucid", param: str | 
     n_steps = pre.steps if steps is None else int(steps)
     if n_steps < 1 or n_levels < 1:
         raise VisualizationError(f"steps and levels must be >= 1, got steps={n_steps}, levels={n_levels}")
-    sizes = [(int(round(hw[0] * scale ** k)), int(round(hw[1] * scale ** k))) for k in range(n_levels)]
+    sizes = [(int(round(opt_hw[0] * scale ** k)), int(round(opt_hw[1] * scale ** k))) for k in range(n_levels)]
     start = None
     if start_image is not None:
         from ..images import to_batch
@@ -244,8 +250,11 @@ def visualize(net, objective, *, preset: str | P.Preset = "lucid", param: str | 
                               progress=progress, on_level=on_level,
                               label=f"visualize {getattr(net, 'name', '')} ({len(objs)} units)")
     raw = res.images.reshape(-1, *res.images.shape[2:])
+    if border:
+        raw = raw[:, border:raw.shape[1] - border, border:raw.shape[2] - border]
     scaling = output_scaling or pre.output_scaling
-    settings = dict(preset=pre.name, param=kind, decorrelate=dec, output=out, transforms=repr(tf),
+    settings = dict(preset=pre.name, param=kind, decorrelate=dec, output=out, margin=margin, border=border,
+                    transforms=repr(tf),
                     optimizer=repr(pre.optimizer) if optimizer is None else repr(optimizer), learning_rate=lr,
                     steps=n_steps,
                     levels=sizes, seed=seed, batch=batch, redirected_relu_steps=red, output_scaling=scaling,

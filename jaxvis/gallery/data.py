@@ -46,6 +46,15 @@ def _first_conv(net, plans: list[LayerPlan]) -> tuple[str, np.ndarray] | None:
     return None
 
 
+def _with_field(im: np.ndarray, box) -> np.ndarray:
+    """A crop with context around its receptive field: upscaled (nearest, to >= 96 px; the page shows 110)
+    with the field outlined 1 px thin."""
+    from ..patches.result import outline
+    h, w = im.shape[:2]
+    f = max(1, -(-96 // max(min(h, w), 1)))
+    return outline(np.kron(im, np.ones((f, f, 1), im.dtype)), [int(v) * f for v in box])
+
+
 def unit_data(net, plans: list[LayerPlan], tp: TopPatches, out: Path) -> dict:
     """{layer: {unit: {"patches": [...], "mean": float, "filter": path}}} from `tp`, images written under `out`."""
     conv = _first_conv(net, plans)
@@ -58,9 +67,11 @@ def unit_data(net, plans: list[LayerPlan], tp: TopPatches, out: Path) -> dict:
                 decoded.clear()
             crops = tp.crops(lp.name, c, reconstruction=False, decoded=decoded)
             patches = []
-            for i, (hit, im) in enumerate(zip(crops.hits, crops.images)):
+            rf = tp.receptive_field(lp.name)
+            grown = crops.images.shape[1] > rf.size[0] or crops.images.shape[2] > rf.size[1]
+            for i, (hit, im, box) in enumerate(zip(crops.hits, crops.images, crops.fields)):
                 rel = f"patches/{lp.slug}/{c}_{i}.png"
-                save_png(out / rel, im)
+                save_png(out / rel, _with_field(im, box) if grown else im)
                 src = Path(hit.source).name if hit.source else f"image {hit.image}"
                 patches.append({"image": rel, "source": src, "value": float(hit.value), "y": hit.y, "x": hit.x})
             per[c] = {"patches": patches, "mean": float(tp.means[lp.name][c])}

@@ -26,7 +26,8 @@ def check_folder(folder) -> Path:
     return folder
 
 
-def write_html(result, folder, *, layers=None, units=None, reconstruction: bool = True, thumbnail: int = 64) -> list:
+def write_html(result, folder, *, layers=None, units=None, reconstruction: bool = True, thumbnail: int = 64,
+               context: int = 32) -> list:
     """Write ``folder/<layer>/unit_NNNN.png`` for each unit and ``folder/index.html``; return the paths."""
     folder = check_folder(folder)
     layers = result.layers if layers is None else [result._layer(l) for l in layers]
@@ -34,17 +35,20 @@ def write_html(result, folder, *, layers=None, units=None, reconstruction: bool 
     for layer in layers:
         us = range(result.value[layer].shape[0]) if units is None else [result._unit(layer, u) for u in units]
         if reconstruction:
-            result.reconstruct(layer, us)
+            result.reconstruct(layer, us, context)
         rf = result.receptive_field(layer)
         beside = f", each beside its {result.settings['relu']} reconstruction" if reconstruction else ""
         body.append(f"<h2>{html.escape(layer)}</h2><p>receptive field {rf.size[0]}×{rf.size[1]} px, "
-                    f"stride {rf.stride[0]}; crops at the field's box{beside}.</p>")
+                    f"stride {rf.stride[0]}; crops at the field's box"
+                    + (f" (at least {context} px, the field outlined in red)" if context > min(rf.size) else "")
+                    + f"{beside}.</p>")
         decoded: dict = {}  # photos decoded once across units, up to DECODED_MAX at a time
         for u in us:
             if len(decoded) > DECODED_MAX:
                 decoded.clear()
             p = folder / _safe(layer) / f"unit_{u:04d}.png"
-            save_png(p, result.tile(layer, [u], reconstruction=reconstruction, thumbnail=thumbnail, decoded=decoded))
+            save_png(p, result.tile(layer, [u], reconstruction=reconstruction, thumbnail=thumbnail, context=context,
+                                    decoded=decoded))
             written.append(p)
             hits = result.hits(layer, u)
             title = "; ".join(f"#{h.image} {os.path.basename(h.source) if h.source else ''} ({h.y},{h.x}) {h.value:.4g}"

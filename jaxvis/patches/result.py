@@ -14,6 +14,10 @@ from .loader import Skipped, load_one
 from .topk import spatial
 
 RECON_CHUNK = 8  # backward passes per jitted call: bounds memory (SqueezeNet at 227×227: ~0.3 GB)
+# Smallest crop side shown (pixels of the network input): a 3-pixel conv1 field alone, upscaled, shows
+# a colour and nothing else; with context around it (its box outlined, as OpenAI Microscope) one sees
+# which edge or blob of the photo it sits on. Fields at least this large are cropped exactly.
+CONTEXT = 32
 
 
 class Hit(NamedTuple):
@@ -27,11 +31,27 @@ class Hit(NamedTuple):
 
 
 class Crops(NamedTuple):
-    """A unit's hits with their crops (n×h×w×3 uint8) and reconstructions (n×h×w×3 float in 0..1, grey = 0)."""
+    """A unit's hits with their crops (n×h×w×3 uint8), reconstructions (n×h×w×3 float in 0..1, grey = 0)
+    and where in each crop the receptive field lies (n×4 int: y0, x0, y1, x1, half-open, crop pixels)."""
 
     hits: list[Hit]
     images: np.ndarray
     reconstructions: np.ndarray | None
+    fields: np.ndarray
+
+
+def outline(image: np.ndarray, box, color=(255, 0, 0)) -> np.ndarray:
+    """`image` (h×w×3 uint8) with a 1-pixel rectangle just outside `box` (y0, x0, y1, x1), clipped to the image;
+    unchanged when the box is the whole image."""
+    h, w = image.shape[:2]
+    y0, x0, y1, x1 = (int(v) for v in box)
+    if (y0, x0, y1, x1) == (0, 0, h, w):
+        return image
+    out = image.copy()
+    t, b, l, r = max(y0 - 1, 0), min(y1, h - 1), max(x0 - 1, 0), min(x1, w - 1)
+    out[t, l:r + 1] = out[b, l:r + 1] = color
+    out[t:b + 1, l] = out[t:b + 1, r] = color
+    return out
 
 
 def _recon_step(net, layer: str, relu: str):
@@ -155,23 +175,35 @@ class TopPatches:
             decoded[image] = self.load(image)
         return decoded[image]
 
-    def box(self, layer, y: int, x: int) -> tuple[int, int, int, int]:
-        """Crop box (y0, x0, y1, x1) of output position (y, x): the receptive field, moved inside the image
-        where it sticks out (so every crop of a layer has one size and holds the field's whole visible part)."""
+    def box(self, layer, y: int, x: int, context: int = 0) -> tuple[int, int, int, int]:
+        """Crop box (y0, x0, y1, x1) of output position (y, x): the receptive field, grown about its centre to at
+        least `context` pixels a side, moved inside the image where it sticks out (so every crop of a layer has
+        one size and holds the field's whole visible part)."""
         rf = self.receptive_field(layer)
         h, w = self.settings["input_size"]
         y0, x0, y1, x1 = rf.box(y, x)
+        gy, gx = max(int(context) - (y1 - y0), 0), max(int(context) - (x1 - x0), 0)
+        y0, x0, y1, x1 = y0 - gy // 2, x0 - gx // 2, y1 + gy - gy // 2, x1 + gx - gx // 2
         sh, sw = min(y1 - y0, h), min(x1 - x0, w)
         y0, x0 = min(max(y0, 0), h - sh), min(max(x0, 0), w - sw)
         return y0, x0, y0 + sh, x0 + sw
 
+    def field_in_crop(self, layer, y: int, x: int, context: int = 0) -> tuple[int, int, int, int]:
+        """The receptive field of (y, x) in the coordinates of its crop (:meth:`box` with `context`), clipped."""
+        cy0, cx0, cy1, cx1 = self.box(layer, y, x, context)
+        y0, x0, y1, x1 = self.receptive_field(layer).box(y, x)
+        return (min(max(y0 - cy0, 0), cy1 - cy0), min(max(x0 - cx0, 0), cx1 - cx0),
+                min(max(y1 - cy0, 0), cy1 - cy0), min(max(x1 - cx0, 0), cx1 - cx0))
+
     # ------------------------------------------------------------------ crops
-    def reconstruct(self, layer, units=None, *, decoded: dict[int, np.ndarray] | None = None) -> None:
-        """Compute (batched) the reconstructions of every hit of `units` (default all) of `layer`
-        (`decoded`: as in :meth:`crops`)."""
+    def reconstruct(self, layer, units=None, context: int = CONTEXT, *,
+                    decoded: dict[int, np.ndarray] | None = None) -> None:
+        """Compute (batched) the reconstructions of every hit of `units` (default all) of `layer`, cropped as
+        :meth:`crops` with `context` (`decoded`: as in :meth:`crops`)."""
         layer = self._layer(layer)
+        context = int(context)
         units = range(self.value[layer].shape[0]) if units is None else [self._unit(layer, u) for u in units]
-        todo = [(u, h) for u in units if (layer, u) not in self._recon for h in self.hits(layer, u)]
+        todo = [(u, h) for u in units if (layer, u, context) not in self._recon for h in self.hits(layer, u)]
         if not todo:
             return
         parts: list[np.ndarray] = []
@@ -180,43 +212,52 @@ class TopPatches:
             cache = {} if decoded is None else decoded  # without a shared one: each image once per part
             g = reconstruct(self.net, layer, np.stack([self._decoded(h.image, cache) for _, h in part]), [h.y for _, h in part],
                             [h.x for _, h in part], [u for u, _ in part], self.settings["relu"])
-            parts.append(normalise_signed(np.stack([self._crop(layer, gi, h) for gi, (_, h) in zip(g, part)])))
+            parts.append(normalise_signed(np.stack([self._crop(layer, gi, h, context) for gi, (_, h) in zip(g, part)])))
         crops = np.concatenate(parts)
         for u in dict.fromkeys(u for u, _ in todo):
-            self._recon[(layer, u)] = crops[[j for j, (uu, _) in enumerate(todo) if uu == u]]
+            self._recon[(layer, u, context)] = crops[[j for j, (uu, _) in enumerate(todo) if uu == u]]
 
-    def _crop(self, layer: str, image: np.ndarray, hit: Hit) -> np.ndarray:
-        y0, x0, y1, x1 = self.box(layer, hit.y, hit.x)
+    def _crop(self, layer: str, image: np.ndarray, hit: Hit, context: int = 0) -> np.ndarray:
+        y0, x0, y1, x1 = self.box(layer, hit.y, hit.x, context)
         return image[y0:y1, x0:x1]
 
-    def crops(self, layer, unit: int, *, reconstruction: bool = True,
+    def crops(self, layer, unit: int, *, reconstruction: bool = True, context: int = CONTEXT,
               decoded: dict[int, np.ndarray] | None = None) -> Crops:
         """The unit's hits, the image crops at their receptive fields and (optionally) the guided-backprop
         (or deconvnet: ``relu=`` of :func:`jaxvis.top_patches`) reconstruction of the unit in each crop.
 
         Args:
+          layer, unit: the unit.
+          reconstruction: compute the reconstructions (one backward pass per hit, cached).
+          context: smallest crop side in input pixels (default :data:`CONTEXT`, 32): smaller receptive
+            fields are shown with the photo around them (their box in `fields`); 0 crops fields exactly.
           decoded: a dict (image id → image at the input size) filled and reused here: pass one dict to
             the calls for several units and each photo is decoded once (its size is the caller's to bound).
 
         Returns:
-          :class:`Crops` (hits, images n×h×w×3 uint8, reconstructions n×h×w×3 float in 0..1 or None).
+          :class:`Crops` (hits, images n×h×w×3 uint8, reconstructions n×h×w×3 float in 0..1 or None,
+          fields n×4: the receptive field's box in each crop).
         """
         layer = self._layer(layer)
         unit = self._unit(layer, unit)
+        context = int(context)
+        if context < 0:
+            raise PatchesError(f"context must be >= 0 pixels, got {context}")
         hits = self.hits(layer, unit)
         rf = self.receptive_field(layer)
         h, w = self.settings["input_size"]
-        shape = (0, min(rf.size[0], h), min(rf.size[1], w), 3)
-        ims = (np.stack([self._crop(layer, self._decoded(x.image, decoded), x) for x in hits]) if hits
+        shape = (0, min(max(rf.size[0], context), h), min(max(rf.size[1], context), w), 3)
+        ims = (np.stack([self._crop(layer, self._decoded(x.image, decoded), x, context) for x in hits]) if hits
                else np.zeros(shape, np.uint8))
+        fields = np.array([self.field_in_crop(layer, x.y, x.x, context) for x in hits], np.int64).reshape(-1, 4)
         rec = None
         if reconstruction:
-            self.reconstruct(layer, [unit], decoded=decoded)
-            rec = self._recon[(layer, unit)] if hits else np.zeros(shape, np.float32)
-        return Crops(hits, ims, rec)
+            self.reconstruct(layer, [unit], context, decoded=decoded)
+            rec = self._recon[(layer, unit, context)] if hits else np.zeros(shape, np.float32)
+        return Crops(hits, ims, rec, fields)
 
     def tile(self, layer, units, *, reconstruction: bool = True, thumbnail: int = 64,
-             decoded: dict[int, np.ndarray] | None = None) -> np.ndarray:
+             context: int = CONTEXT, decoded: dict[int, np.ndarray] | None = None) -> np.ndarray:
         """One row per unit: its k crops (each beside its reconstruction), the activation value under each.
 
         Args:
@@ -224,6 +265,8 @@ class TopPatches:
           units: unit indices (rows).
           reconstruction: show the reconstruction beside each crop.
           thumbnail: pixels per crop side (crops are resized to it).
+          context: smallest crop side in input pixels (see :meth:`crops`); a receptive field smaller
+            than its crop is outlined in red.
           decoded: as in :meth:`crops` (default: a dict for this call, so each photo is decoded once).
 
         Returns:
@@ -236,13 +279,18 @@ class TopPatches:
             raise ChannelError("tile needs at least one unit")
         decoded = {} if decoded is None else decoded
         if reconstruction:
-            self.reconstruct(layer, units, decoded=decoded)
+            self.reconstruct(layer, units, context, decoded=decoded)
         cells: list[np.ndarray | None] = []
+        rf = self.receptive_field(layer)
         for u in units:
-            c = self.crops(layer, u, reconstruction=reconstruction, decoded=decoded)
+            c = self.crops(layer, u, reconstruction=reconstruction, context=context, decoded=decoded)
+            ch, cw = c.images.shape[1:3]
+            grown = ch > rf.size[0] or cw > rf.size[1]  # context added: outline the field (big fields: as before)
             for j in range(self.k):
                 if j < len(c.hits):
                     parts = [imresize(c.images[j], (thumbnail, thumbnail))]
+                    if grown:
+                        parts[0] = outline(parts[0], np.round(c.fields[j] * np.array([thumbnail / ch, thumbnail / cw] * 2)))
                     if c.reconstructions is not None:  # shrinking averages a signed, high-frequency map: stretch it again
                         small = imresize(c.reconstructions[j], (thumbnail, thumbnail)) - 0.5
                         parts.append(np.round(normalise_signed(small[None])[0] * 255).astype(np.uint8))
@@ -256,7 +304,7 @@ class TopPatches:
         return imtile(cells, grid_size=(len(units), self.k), border_size=2, background_color=(255, 255, 255))
 
     def save_html(self, folder, *, layers=None, units=None, reconstruction: bool = True,
-                  thumbnail: int = 64) -> list:
+                  thumbnail: int = 64, context: int = CONTEXT) -> list:
         """Write ``folder/index.html`` and one PNG per unit (``<layer>/unit_0007.png``).
 
         Args:
@@ -265,13 +313,14 @@ class TopPatches:
           units: units per layer (default all).
           reconstruction: include the reconstructions (one backward pass per hit).
           thumbnail: pixels per crop side.
+          context: smallest crop side in input pixels (see :meth:`crops`).
 
         Returns:
           The paths written, index.html last.
         """
         from .html import write_html
         return write_html(self, folder, layers=layers, units=units, reconstruction=reconstruction,
-                          thumbnail=thumbnail)
+                          thumbnail=thumbnail, context=context)
 
 
 def _cell(parts: list[np.ndarray], label: str) -> np.ndarray:
