@@ -59,6 +59,7 @@ def main(argv=None) -> int:
 
     import jaxvis
     from jaxvis.engine import objectives as O
+    from jaxvis.engine.presets import Preset
 
     net = jaxvis.load_model("squeezenet")
     classes = (CLASSES * 8)[: args.units]
@@ -84,7 +85,9 @@ def main(argv=None) -> int:
     objs = [O.class_logit(c) for c in classes]
 
     def jax_run():
-        v = jaxvis.visualize(net, objs, preset="lucid", steps=args.steps, image_size=args.size,
+        # lucid's exact recipe (the `lucid` preset adds a border and a margin against frames: more pixels
+        # than lucent computes); the same work on both sides
+        v = jaxvis.visualize(net, objs, preset=Preset("lucid"), steps=args.steps, image_size=args.size,
                              redirected_relu_steps=0, progress=False, batch_size=len(classes))
         return v
 
