@@ -400,3 +400,20 @@ def test_torchvision_full_pth_with_classifier(tmp_path):
         _assert_close(ours[f"classifier.{i}"], outs[f"classifier.{i}"].numpy().reshape(2, 1, 1, -1), f"classifier.{i}")
     _assert_close(ours["prob"], torch.softmax(h, -1).numpy().reshape(2, 1, 1, -1), "prob")
     _assert_close(jaxvis.activations(kn, imgs, "predictions:logits"), h.numpy().reshape(2, 1, 1, -1), "keras layout")
+
+
+def test_torchvision_classifier_layers_are_fully_connected_by_the_graph():
+    """The converter takes a layer's kind (conv / fc) from the architecture's graph, not its name: VGG16's
+    classifier.0/3/6 (torchvision names) and fc1/fc2/predictions (Keras names) are 2-D, a 4-D one is refused."""
+    from jaxvis.convert.layouts import from_torchvision
+    from jaxvis.errors import WeightFileError
+    rng = np.random.default_rng(0)
+    sd = {"classifier.0.weight": rng.normal(size=(2, 512 * 7 * 7)).astype(np.float32),
+          "classifier.3.weight": rng.normal(size=(3, 2)).astype(np.float32),
+          "classifier.6.weight": rng.normal(size=(4, 3)).astype(np.float32)}
+    for arch, names in (("vgg16_torchvision", ["classifier.0", "classifier.3", "classifier.6"]),
+                        ("vgg16", ["fc1:preact", "fc2:preact", "predictions:logits"])):
+        out = from_torchvision(sd, arch, "x.pth")
+        assert [out[n]["kernel"].shape for n in names] == [(25088, 2), (2, 3), (3, 4)]
+    with pytest.raises(WeightFileError, match="classifier.3.weight.*expected 2-D"):
+        from_torchvision({**sd, "classifier.3.weight": np.zeros((3, 2, 1, 1), np.float32)}, "vgg16_torchvision", "x.pth")

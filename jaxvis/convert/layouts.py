@@ -88,10 +88,15 @@ _TV_VGG16 = tuple(f"features.{i}" for i in (0, 2, 5, 7, 10, 12, 14, 17, 19, 21, 
     "classifier.0", "classifier.3", "classifier.6")
 
 
+def learnable_kinds(arch: str) -> dict[str, str]:
+    """The architecture's conv/fc layer names in graph order → 'conv' or 'fc' (from its step graph)."""
+    from ..models.registry import TORCHVISION, build_steps
+    return {s.name: s.kind for s in build_steps(arch, TORCHVISION) if s.kind in ("conv", "fc")}
+
+
 def learnable_layers(arch: str) -> list[str]:
     """The architecture's conv/fc layer names in graph order (what a weight file must hold)."""
-    from ..models.registry import TORCHVISION, build_steps
-    return [s.name for s in build_steps(arch, TORCHVISION) if s.kind in ("conv", "fc")]
+    return list(learnable_kinds(arch))
 
 
 def torchvision_layer(arch: str, prefix: str) -> str | None:
@@ -115,6 +120,7 @@ def from_torchvision(state_dict: dict[str, np.ndarray], arch: str, source: str) 
     """torchvision state dict → jaxvis arrays; unknown keys are an error listing them."""
     out: dict[str, dict[str, np.ndarray]] = {}
     unknown = []
+    kinds = learnable_kinds(arch)
     for key, a in state_dict.items():
         prefix, _, pname = key.rpartition(".")
         layer = torchvision_layer(arch, prefix)
@@ -124,8 +130,9 @@ def from_torchvision(state_dict: dict[str, np.ndarray], arch: str, source: str) 
         if pname == "bias":
             out.setdefault(layer, {})["bias"] = np.asarray(checked(a, source, f"tensor {key!r}", (1,)), np.float32)
             continue
-        # conv1..conv5 and SqueezeNet's convolutions are 4-D; AlexNet's fc6..fc8 2-D.
-        conv = not layer.startswith("fc")
+        # convolutions are 4-D, fully connected layers (AlexNet fc6..fc8, VGG16 classifier.0/3/6 or fc1, fc2,
+        # predictions) 2-D: the kind comes from the architecture's graph, not the layer's name
+        conv = kinds.get(layer) == "conv"
         a = checked(a, source, f"tensor {key!r}", (4,) if conv else (2,))
         out.setdefault(layer, {})["kernel"] = (conv_oihw(a) if conv else
                                                _with_source(fc_from_chw, source, key, a,
