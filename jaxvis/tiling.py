@@ -78,10 +78,10 @@ def layer_tiles(length: int, strides: Sequence[int], halos: Sequence[int], outpu
     """
     grid = math.lcm(*strides)
     halo = -(-max(halos) // grid) * grid
-    m = -(-length // grid)
+    n_cells = -(-length // grid)
     per = max(1, tile // grid)
-    per = -(-m // -(-m // per))  # as many tiles as `tile` needs, evened out: no sliver of a last tile
-    cells = tiles_1d(length, m, grid, halo, per * grid)
+    per = -(-n_cells // -(-n_cells // per))  # as many tiles as `tile` needs, evened out: no sliver of a last tile
+    cells = tiles_1d(length, n_cells, grid, halo, per * grid)
     out = []
     for k, (a, b, c0, c1) in enumerate(cells):
         p0, p1 = (c0 + a // grid) * grid, (c1 + a // grid) * grid
