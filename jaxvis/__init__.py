@@ -1,26 +1,26 @@
 """jaxvis: see what convolutional networks have learned — MATLAB-style tools in JAX."""
 
-from .activation_tools import activation_grid, channel_image, heatmap_overlay, side_by_side, strongest_channel
-from .analysis import analyze_network
-from .api import activations, classify
+from .maps.channel_views import activation_grid, channel_image, heatmap_overlay, side_by_side, strongest_channel
+from .nets.analysis import analyze_network
+from .maps.activations import activations, classify
 from .attribution import Attribution, grad_cam, occlusion_sensitivity, saliency
-from .display import imresize, imtile, mat2gray
+from .imaging.display import imresize, imtile, mat2gray
 from .dream import DreamResult, deep_dream, deep_dream_image
 from .engine import Visualization, objectives, visualize
-from .function_net import FunctionNetwork, from_function
+from .nets.function import FunctionNetwork, from_function
 from .errors import (AttributionError, ChannelError, ImageError, JaxvisError, LayerError, MissingWeightsError,
                      NetworkError, TargetError, VisualizationError, WeightFileError)
-from .models import MODELS
-from .network import Network, load_model
-from .onnx import OnnxError, from_onnx
-from .protocol import Net
-from .receptive import ReceptiveField, receptive_field
+from .nets.models import MODELS
+from .nets.network import Network, load_model
+from .nets.onnx import OnnxError, from_onnx
+from .nets.protocol import Net
+from .nets.receptive import ReceptiveField, receptive_field
 from .recipes import DreamPhotoResult, FoolResult, class_model, dream_photo, fool
 from .recipes import Inversion, StyleTransfer, invert, ssim, style_transfer
 from .patches import PatchesError, TopPatches, top_patches
-from .cpu import configure_cpu
-from .filters import FilterImage, filter_image
-from .embedding import Embedding, EmbeddingError, atlas_image, embedding
+from .nets.cpu import configure_cpu
+from .maps.filters import FilterImage, filter_image
+from .maps.embedding import Embedding, EmbeddingError, atlas_image, embedding
 
 __version__ = "0.1.0"
 

@@ -30,9 +30,9 @@ from PIL import Image, ImageDraw, ImageFont
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a source checkout
 
 import jaxvis  # noqa: E402
-from jaxvis.display import imtile, save_png, to_uint8  # noqa: E402
+from jaxvis.imaging.display import imtile, save_png, to_uint8  # noqa: E402
 from jaxvis.errors import MissingWeightsError  # noqa: E402
-from jaxvis.models import MODELS  # noqa: E402
+from jaxvis.nets.models import MODELS  # noqa: E402
 
 CLASSES = [8, 187, 230, 562, 854, 974]  # MATLAB's [9 188 231 563 855 975]
 

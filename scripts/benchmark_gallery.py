@@ -3,7 +3,7 @@
   python scripts/benchmark_gallery.py [--model squeezenet] [--layer fire6-concat] [--units 16] [--steps 64]
                                       [--block 16] [--repeats 3] [--out bench_gallery.json]
 
-Both arms render the same units with the same settings through `jaxvis.gallery`'s block renderer
+Both arms render the same units with the same settings through `jaxvis.site`'s block renderer
 (the lucid preset, `--steps` steps at the network's input size); the baseline is the same engine
 called once per unit (block 1), which is what a per-unit loop over lucid/lucent amounts to.
 Arms are interleaved, best of `--repeats`, after one warm-up each (compile excluded and reported
@@ -37,8 +37,8 @@ def main(argv=None) -> int:
     jaxvis.configure_cpu()
     import jax
 
-    from jaxvis.gallery.plan import plan_layers
-    from jaxvis.gallery.render import _render_block
+    from jaxvis.site.plan import plan_layers
+    from jaxvis.site.render import _render_block
 
     net = jaxvis.load_model(a.model)
     lp = plan_layers(net, [a.layer], a.units)[0]
@@ -68,7 +68,7 @@ def main(argv=None) -> int:
            "per_unit_s": per_unit, "per_unit_step_ms": 1000 * per_unit / a.steps}
     print(json.dumps(res, indent=1))
     if a.out:
-        from jaxvis.fileio import atomic_path
+        from jaxvis.imaging.fileio import atomic_path
         with atomic_path(a.out) as t:
             t.write_text(json.dumps(res, indent=1))
         print(f"wrote {a.out}")

@@ -102,7 +102,7 @@ def main(argv=None) -> int:
     import onnxruntime as ort
 
     import jaxvis
-    from jaxvis.convert import convert_npy_folder
+    from jaxvis.nets.convert import convert_npy_folder
     model = zoo_squeezenet(a.zoo, a.size)
     with tempfile.TemporaryDirectory() as d:
         convert_npy_folder(a.zoo / "weights", Path(d) / "sq.h5")

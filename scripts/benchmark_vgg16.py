@@ -57,8 +57,8 @@ def interleaved(jf, tf, repeats: int) -> tuple[float, float, float]:
 
 def load_vgg16(weights: str | None, tmp: Path):
     import jaxvis
-    from jaxvis import convert
-    from jaxvis.weights import read_weights, write_weights
+    from jaxvis.nets import convert
+    from jaxvis.nets.weights import read_weights, write_weights
     if weights:
         return jaxvis.load_model("vgg16", weights=weights), "file " + weights
     convert.convert_lpips(tmp / "conv.h5", arch="vgg16")
@@ -177,7 +177,7 @@ def main(argv=None) -> int:
           f"{fv['max_abs_diff_after_steps']:.2g} (0..255)")
 
     # ---- saliency of 'espresso' on predictions:logits
-    img = jaxvis.images.fit_to_size(jaxvis.images.to_batch(args.image)[0], (224, 224), "crop")[0]
+    img = jaxvis.imaging.images.fit_to_size(jaxvis.imaging.images.to_batch(args.image)[0], (224, 224), "crop")[0]
     target = net.classes.index("espresso")
     tsal = TorchNet(net, "predictions:logits")
     sal: dict = {}

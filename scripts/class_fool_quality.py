@@ -75,7 +75,7 @@ def run_fool(args) -> dict:
 
 def run_class(args) -> dict:
     import jaxvis
-    from jaxvis.display import imtile, save_png
+    from jaxvis.imaging.display import imtile, save_png
     from jaxvis.engine import presets as P
     from jaxvis.engine.optimize import Projection
     from jaxvis.recipes import class_model

@@ -48,7 +48,7 @@ def cells(path: Path, n: int) -> np.ndarray:
 
 
 def shrink(images) -> np.ndarray:
-    from jaxvis.display import imtile
+    from jaxvis.imaging.display import imtile
     t = imtile(np.asarray(images), grid_size=(1, len(images)), thumbnail_size=(CELL, CELL))
     return np.stack([t[:, i * CELL:(i + 1) * CELL] for i in range(len(images))])
 
@@ -59,7 +59,7 @@ def main(argv=None) -> int:
     ap.add_argument("--out", default=str(ROOT / "docs" / "quality" / "colour.json"))
     args = ap.parse_args(argv)
     import jaxvis
-    from jaxvis.cpu import configure_cpu
+    from jaxvis.nets.cpu import configure_cpu
     configure_cpu()
     sys.path.insert(0, str(ROOT / "scripts"))
     from transfer_quality import judge_network
@@ -67,7 +67,7 @@ def main(argv=None) -> int:
     for preset in ("lucid", "cs231n", "keras_vis", "matlab"):
         out[f"tile {preset} (30 classes, SqueezeNet)"] = stats(cells(ROOT / "docs" / "quality" / f"{preset}.png", 30))
     photos = [p for p in sorted((SHARED / "images").iterdir()) if p.suffix.lower() in (".png", ".jpg", ".jpeg")]
-    from jaxvis.images import fit_to_size, read_image
+    from jaxvis.imaging.images import fit_to_size, read_image
     out["photos (../shared/images)"] = stats(shrink([fit_to_size(read_image(p)[None].astype(np.float32), (227, 227))[0]
                                                      .round().astype(np.uint8) for p in photos]))
     judge = judge_network(SHARED / "testdata" / "squeezenet1_1_onnxzoo")
@@ -75,7 +75,7 @@ def main(argv=None) -> int:
                       ("torchvision SqueezeNet 1.1 (RGB, mean/std)", judge)):
         v = jaxvis.class_model(net, CLASSES, steps=args.steps, progress=False)
         out[f"cs231n class models, 8 classes, {name}"] = stats(shrink(v.images))
-        from jaxvis.display import imtile, save_png
+        from jaxvis.imaging.display import imtile, save_png
         slug = "caffe" if "Caffe" in name else "torchvision"
         save_png(Path(args.out).with_name(f"cs231n_{slug}.png"), imtile(v.images, grid_size=(2, 4),
                                                                          thumbnail_size=(CELL, CELL)))

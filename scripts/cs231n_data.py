@@ -25,8 +25,8 @@ import numpy as np
 from PIL import Image
 
 import jaxvis
-from jaxvis.display import save_png
-from jaxvis.embedding import embedding, layout
+from jaxvis.imaging.display import save_png
+from jaxvis.maps.embedding import embedding, layout
 
 MAX_BYTES = 300_000
 

@@ -28,8 +28,8 @@ def main(argv=None) -> int:
     ap.add_argument("--only", default="class,fool,dream")
     args = ap.parse_args(argv)
     import jaxvis
-    from jaxvis.display import imtile, save_png
-    from jaxvis.images import fit_to_size, read_image
+    from jaxvis.imaging.display import imtile, save_png
+    from jaxvis.imaging.images import fit_to_size, read_image
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     net = jaxvis.load_model("squeezenet")

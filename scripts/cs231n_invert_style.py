@@ -19,7 +19,7 @@ import time
 import numpy as np
 
 import jaxvis
-from jaxvis.display import imresize, imtile, save_png
+from jaxvis.imaging.display import imresize, imtile, save_png
 from jaxvis.recipes.invert import invert
 from jaxvis.recipes.style import style_transfer
 

@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from patches_data import augmented_folder  # noqa: E402
 
 import jaxvis  # noqa: E402
-from jaxvis.fileio import atomic_path  # noqa: E402
+from jaxvis.imaging.fileio import atomic_path  # noqa: E402
 
 LAYERS = ("fire4-concat", "fire7-concat", "fire9-concat")
 

@@ -36,7 +36,7 @@ sys.path.insert(0, str(ROOT))
 
 import jaxvis  # noqa: E402
 from jaxvis import objectives as O  # noqa: E402
-from jaxvis.display import apply_colormap, imtile, mat2gray, overlay, save_png, to_uint8  # noqa: E402
+from jaxvis.imaging.display import apply_colormap, imtile, mat2gray, overlay, save_png, to_uint8  # noqa: E402
 from jaxvis.engine import presets  # noqa: E402
 
 PHOTOS = ("coffee.png", "chelsea.png")  # examples/images, see its SOURCES.md
@@ -101,7 +101,7 @@ def main(argv=None) -> int:
         else:
             for photo in PHOTOS:
                 t = time.perf_counter()
-                img = jaxvis.images.read_image(ROOT / "examples" / "images" / photo)
+                img = jaxvis.imaging.images.read_image(ROOT / "examples" / "images" / photo)
                 maps = [jaxvis.saliency(net, img, method=m) for m in ("gradient", "guided_backprop", "deconvnet")]
                 maps.append(jaxvis.grad_cam(net, img))
                 # keras-vis shows saliency as a jet heat map and Grad-CAM over the photo

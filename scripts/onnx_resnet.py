@@ -37,10 +37,10 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 import jaxvis
-from jaxvis.classes import imagenet_classes
-from jaxvis.display import to_uint8
-from jaxvis.fileio import atomic_path
-from jaxvis.images import read_image
+from jaxvis.nets.classes import imagenet_classes
+from jaxvis.imaging.display import to_uint8
+from jaxvis.imaging.fileio import atomic_path
+from jaxvis.imaging.images import read_image
 
 ROOT = Path(__file__).resolve().parent.parent
 PHOTOS = ROOT / "examples" / "images"

@@ -26,9 +26,9 @@ import numpy as np
 from benchmark_onnx import ZOO, zoo_squeezenet
 
 import jaxvis
-from jaxvis.classes import imagenet_classes
-from jaxvis.display import imresize, save_png
-from jaxvis.images import read_image
+from jaxvis.nets.classes import imagenet_classes
+from jaxvis.imaging.display import imresize, save_png
+from jaxvis.imaging.images import read_image
 
 PHOTOS = Path(__file__).resolve().parent.parent / "examples" / "images"
 
@@ -63,7 +63,7 @@ def main(argv=None) -> int:
     save_png(a.out / "02_dream_classes.png", jaxvis.imtile(dreams, grid_size=(1, len(classes)), border_size=4))
     print(f"wrote {a.out / '02_dream_classes.png'}")
     print("dreamed: " + ", ".join(net.classes[c] for c in classes))
-    from jaxvis.onnx.convert import convert_onnx
+    from jaxvis.nets.onnx.convert import convert_onnx
     convert_onnx(path, a.out / "squeezenet1_1.h5", preprocess="torchvision", classes=imagenet_classes())
     again = jaxvis.from_onnx(a.out / "squeezenet1_1.h5")
     print(f"converted: {again!r}")

@@ -49,11 +49,11 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))  # run from a checkout without installing
 
 import jaxvis  # noqa: E402
-from jaxvis.activation_tools import (activation_grid, channel_image, heatmap_overlay,  # noqa: E402
+from jaxvis.maps.channel_views import (activation_grid, channel_image, heatmap_overlay,  # noqa: E402
                                      side_by_side, strongest_channel)
-from jaxvis.display import imresize, imtile, save_png, to_uint8  # noqa: E402
-from jaxvis.fileio import atomic_path  # noqa: E402
-from jaxvis.images import read_image  # noqa: E402
+from jaxvis.imaging.display import imresize, imtile, save_png, to_uint8  # noqa: E402
+from jaxvis.imaging.fileio import atomic_path  # noqa: E402
+from jaxvis.imaging.images import read_image  # noqa: E402
 
 PHOTO = REPO / "examples" / "images" / "grace_hopper.jpg"
 INPUT = 227

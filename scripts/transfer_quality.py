@@ -28,7 +28,7 @@ CLASSES = [1, 9, 22, 71, 76, 94, 130, 145, 207, 254, 291, 292, 309, 323, 340, 38
 
 def judge_network(testdata: Path):
     import jaxvis
-    from jaxvis.convert import convert_npy_folder
+    from jaxvis.nets.convert import convert_npy_folder
     tmp = Path(tempfile.mkdtemp()) / "squeezenet1_1.h5"
     convert_npy_folder(testdata / "weights", tmp)
     return jaxvis.load_model("squeezenet1_1", weights=tmp)
@@ -46,7 +46,7 @@ def main(argv=None) -> int:
     import numpy as np
 
     import jaxvis
-    from jaxvis.display import imtile, save_png
+    from jaxvis.imaging.display import imtile, save_png
     from jaxvis.engine import objectives as O
 
     testdata = Path(args.testdata)

@@ -17,13 +17,13 @@ import numpy as np
 import pytest
 
 import jaxvis
-from jaxvis.activation_tools import (activation_grid, channel_image, heatmap_overlay, side_by_side,
+from jaxvis.maps.channel_views import (activation_grid, channel_image, heatmap_overlay, side_by_side,
                                      strongest_channel)
-from jaxvis.analysis import LayerInfo, NetworkAnalysis, analyze_network
+from jaxvis.nets.analysis import LayerInfo, NetworkAnalysis, analyze_network
 from jaxvis.cli import main
-from jaxvis.display import DisplayError, imresize, mat2gray, overlay
+from jaxvis.imaging.display import DisplayError, imresize, mat2gray, overlay
 from jaxvis.errors import ImageError, LayerError
-from jaxvis.images import fit_to_size, read_image
+from jaxvis.imaging.images import fit_to_size, read_image
 
 from pathlib import Path
 
@@ -137,7 +137,7 @@ def test_analyze_alexnet_missing_fc_weights(alexnet):
 
 
 def test_analyze_grouped_convolution_shapes_as_matlab():
-    from jaxvis.analysis import _matlab_learnables
+    from jaxvis.nets.analysis import _matlab_learnables
     assert _matlab_learnables("conv", dict(kernel=5, cin=96, cout=256, groups=2)) == {
         "Weights": (5, 5, 48, 128, 2), "Bias": (1, 1, 128, 2)}
 
@@ -273,7 +273,7 @@ def test_cli_activations_and_analyze(tmp_path, capsys):
 
 def test_saved_png_is_readable_like_a_plain_file(tmp_path):
     # save_png once left mkstemp's 0600 mode on outputs (figures unreadable to other users).
-    from jaxvis.display import save_png
+    from jaxvis.imaging.display import save_png
     umask = os.umask(0)
     os.umask(umask)
     save_png(tmp_path / "a.png", np.zeros((2, 2)))

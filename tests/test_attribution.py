@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import jaxvis
-from jaxvis import ops
+from jaxvis.nets import ops
 from jaxvis.attribution import (
     check_feature_layer,
     class_index,

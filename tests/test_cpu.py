@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from jaxvis import cpu
+from jaxvis.nets import cpu
 
 FLAG = "--xla_cpu_experimental_ynn_fusion_type="
 

@@ -1,4 +1,4 @@
-"""Tests for jaxvis.display against MATLAB's documented semantics and closed forms."""
+"""Tests for jaxvis.imaging.display against MATLAB's documented semantics and closed forms."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from jaxvis.display import (DisplayError, apply_colormap, colormap, imresize, imtile,
+from jaxvis.imaging.display import (DisplayError, apply_colormap, colormap, imresize, imtile,
                             mat2gray, overlay, save_png, to_uint8)
 
 nan = float("nan")

@@ -206,7 +206,7 @@ def test_chunks_equal_one_batch(squeezenet, fire2_64):
 def test_automatic_chunks_under_a_small_budget(squeezenet, fire2_64, monkeypatch):
     plan = core.Plan(jaxvis.engine.param.pixel(32), jaxvis.engine.transforms.get("none"),
                      jaxvis.engine.presets.optimizer("sgd"), ("fire2-expand3x3",))
-    run = jaxvis.dream.toroidal.seamless(squeezenet, "fire2-expand3x3")  # what deep_dream optimises
+    run = jaxvis.dream.seamless.seamless(squeezenet, "fire2-expand3x3")  # what deep_dream optimises
     per = core.bytes_per_unit(run, plan, O.channel("fire2-expand3x3", 0))
     act = 32 * 32 * 4 * (64 + 16 + 64)  # at least the layer's own activations
     assert per > act
@@ -227,7 +227,7 @@ def test_vmapped_batch_equals_one_at_a_time(squeezenet, fire2_64):
 
 
 def test_compiled_once_and_reused(squeezenet, fire2_64):
-    counts = jaxvis.dream.toroidal.seamless(squeezenet, "fire2-expand3x3").trace_counts  # the network optimised
+    counts = jaxvis.dream.seamless.seamless(squeezenet, "fire2-expand3x3").trace_counts  # the network optimised
     before = sum(counts.values())
     assert before >= 1
     a = jaxvis.deep_dream(squeezenet, "fire2-expand3x3", range(63, -1, -1), batch_size=64, **FAST)
@@ -265,7 +265,7 @@ def test_output_scaling(squeezenet):
 
 
 def test_initial_image_respected(squeezenet):
-    from jaxvis.images import fit_to_size, read_image
+    from jaxvis.imaging.images import fit_to_size, read_image
     im = fit_to_size(read_image(REPO / "examples/images/coffee.png")[None].astype(np.float32), (40, 40))[0]
     out = jaxvis.deep_dream_image(squeezenet, "conv1", [0, 1], initial_image=im, pyramid_levels=2,
                                   num_iterations=1, step_size=1e-4, output_scaling="none", verbose=False)

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import tiny_nets
 
-from jaxvis.embedding import EmbeddingError, assign_grid, atlas_image, codes, default_layer, embedding, pca_2d
+from jaxvis.maps.embedding import EmbeddingError, assign_grid, atlas_image, codes, default_layer, embedding, pca_2d
 
 
 @pytest.fixture(scope="module")
@@ -88,7 +88,7 @@ def test_tsne_when_installed(photos):
     pytest.importorskip("openTSNE", reason="openTSNE (jaxvis[atlas]) not installed")
     x = np.concatenate([np.random.default_rng(4).normal(size=(15, 8)) + 10 * np.eye(8)[0],
                         np.random.default_rng(5).normal(size=(15, 8)) - 10 * np.eye(8)[0]])
-    from jaxvis.embedding import _tsne
+    from jaxvis.maps.embedding import _tsne
     xy = _tsne(x, 0, perplexity=5)
     assert xy.shape == (30, 2) and np.isfinite(xy).all()
     # two well-separated clusters stay separated: every point is nearer its own cluster's mean

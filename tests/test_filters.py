@@ -8,7 +8,7 @@ import tiny_nets
 from PIL import Image
 
 from jaxvis.errors import LayerError
-from jaxvis.filters import filter_image, filter_tiles
+from jaxvis.maps.filters import filter_image, filter_tiles
 
 
 def _tile(img, i, cols, th, tw, gap):

@@ -14,7 +14,7 @@ import pytest
 
 import jaxvis
 from jaxvis.errors import GalleryError
-from jaxvis.gallery import gallery
+from jaxvis.site import gallery
 
 sys.path.insert(0, os.path.dirname(__file__))
 import tiny_nets as T  # noqa: E402
@@ -98,7 +98,7 @@ pid, n = int(sys.argv[1]), int(sys.argv[2])
 if n > 1:
     jax.distributed.initialize("127.0.0.1:" + sys.argv[3], num_processes=n, process_id=pid)
 import tiny_nets as T
-from jaxvis.gallery import gallery
+from jaxvis.site import gallery
 r = gallery(T.pure_net(), sys.argv[4], layers=["conv2"], units=4, block=2, steps=4, image_size=32,
             images=sys.argv[5], k=3, progress=False)
 print("rendered", pid, r.rendered, r.manifest is not None)
@@ -162,7 +162,7 @@ def test_site_in_a_real_browser(site):
 
 
 def test_all_layers_are_the_ones_with_units_of_their_own(tiny, squeezenet):
-    from jaxvis.gallery.plan import plan_layers
+    from jaxvis.site.plan import plan_layers
     assert [p.name for p in plan_layers(tiny, "all")] == list(tiny.layer_names)  # untyped: every layer
     plans = plan_layers(squeezenet, "all", units=4)
     names = [p.name for p in plans]

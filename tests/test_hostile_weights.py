@@ -17,9 +17,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from jaxvis.convert.caffe import read_caffemodel
-from jaxvis.convert.safe_pickle import load_arrays_pickle
-from jaxvis.convert.torch_pth import read_pth
+from jaxvis.nets.convert.caffe import read_caffemodel
+from jaxvis.nets.convert.safe_pickle import load_arrays_pickle
+from jaxvis.nets.convert.torch_pth import read_pth
 from jaxvis.errors import UnsafePickleError, WeightFileError
 from tests.fuzz.builders import (
     BUILD,
@@ -276,8 +276,8 @@ def _squeeze_caffe_layers(conv1_w: np.ndarray, conv1_b: np.ndarray) -> list:
 
 @pytest.mark.parametrize("shape", [(), (64,), (1, 64, 3, 3, 3)], ids=["0-d", "1-d", "5-d"])
 def test_converters_check_weight_ranks(tmp_path, shape):
-    from jaxvis.convert import convert_caffe, convert_ndf, convert_pth
-    from jaxvis.convert.caffe import encode_caffemodel
+    from jaxvis.nets.convert import convert_caffe, convert_ndf, convert_pth
+    from jaxvis.nets.convert.caffe import encode_caffemodel
     w = np.ones(shape, np.float32)
     out = tmp_path / "out.h5"
     pth = _write(tmp_path, "bad.pth", simple_pth({"features.0.weight": w, "features.0.bias": np.ones(64, np.float32)}))
@@ -294,8 +294,8 @@ def test_converters_check_weight_ranks(tmp_path, shape):
 
 
 def test_caffe_bias_must_match_outputs(tmp_path):
-    from jaxvis.convert import convert_caffe
-    from jaxvis.convert.caffe import encode_caffemodel
+    from jaxvis.nets.convert import convert_caffe
+    from jaxvis.nets.convert.caffe import encode_caffemodel
     caffe = _write(tmp_path, "b.caffemodel", encode_caffemodel(
         _squeeze_caffe_layers(np.ones((64, 3, 3, 3), np.float32), np.ones(7, np.float32))))
     with pytest.raises(WeightFileError, match="conv1.*bias.*7 values.*expected 64"):
@@ -303,7 +303,7 @@ def test_caffe_bias_must_match_outputs(tmp_path):
 
 
 def test_npy_header_declaring_more_than_the_file_is_refused(tmp_path):
-    from jaxvis.convert import convert_npy_folder
+    from jaxvis.nets.convert import convert_npy_folder
     folder = tmp_path / "npy"
     folder.mkdir()
     header = np.lib.format.header_data_from_array_1_0(np.zeros(1, np.float32))
@@ -316,7 +316,7 @@ def test_npy_header_declaring_more_than_the_file_is_refused(tmp_path):
 
 
 def test_unpacked_caffe_floats_cost_their_bytes_not_an_object_each(tmp_path):
-    from jaxvis.convert.caffe import _field
+    from jaxvis.nets.convert.caffe import _field
     n = 60_000  # an array object per value would cost > 6 MB here
     blob = (b"\x2d" + struct.pack("<f", 0.5)) * n  # field 5, wire type 5 (one float per field)
     path = _write(tmp_path, "unpacked.caffemodel", _field(100, _field(1, b"conv1") + _field(7, blob)))

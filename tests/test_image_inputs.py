@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from jaxvis import images
+from jaxvis.imaging import images
 from jaxvis.errors import ImageError
-from jaxvis.images import read_image, to_batch
+from jaxvis.imaging.images import read_image, to_batch
 
 
 def png_bytes(w: int = 4, h: int = 3) -> bytes:

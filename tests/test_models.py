@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import jaxvis
-from jaxvis import convert
+from jaxvis.nets import convert
 
 torch = pytest.importorskip("torch", reason="torch (test-only reference) is not installed")
 from torch_reference import AlexNet, BVLCAlexNet, SqueezeNet  # noqa: E402
@@ -46,7 +46,7 @@ def test_torchvision_squeezenet_every_layer(tmp_path, arch, version, sizes):
 
 
 def test_pool_rounding_differs_at_225():
-    from jaxvis.ops import pool_out_size
+    from jaxvis.nets.ops import pool_out_size
     assert pool_out_size(112, 3, 2, 0, True) == 56 and pool_out_size(112, 3, 2, 0, False) == 55
 
 
@@ -119,7 +119,7 @@ def test_external_onnx_zoo_reference_outputs(tmp_path, shared_dir):
 
 def test_shipped_alexnet_conv1_matches_torch(alexnet):
     from conftest import EXAMPLES
-    img = np.asarray(jaxvis.images.read_image(EXAMPLES / "chelsea.png"), np.float32)[:224, :224]
+    img = np.asarray(jaxvis.imaging.images.read_image(EXAMPLES / "chelsea.png"), np.float32)[:224, :224]
     k = np.transpose(np.asarray(alexnet.params["conv1"]["kernel"]), (3, 2, 0, 1))
     b = np.asarray(alexnet.params["conv1"]["bias"])
     x = torch.from_numpy(((img / 255 - TV_MEAN) / TV_STD).astype(np.float32)).permute(2, 0, 1)[None]

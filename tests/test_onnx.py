@@ -20,7 +20,7 @@ torch = pytest.importorskip("torch", reason="test needs torch (test extra)")
 from test_onnx_archs import seeded  # noqa: E402
 
 import jaxvis  # noqa: E402
-from jaxvis.onnx import OnnxError, from_onnx  # noqa: E402
+from jaxvis.nets.onnx import OnnxError, from_onnx  # noqa: E402
 
 ZOO = Path(__file__).resolve().parents[2] / "shared" / "testdata" / "squeezenet1_1_onnxzoo"
 if not ZOO.is_dir():  # a worktree one level deeper than the main checkout
@@ -160,7 +160,7 @@ def test_zoo_squeezenet_equals_hand_port_with_gradients(tmp_path):
     gradients and gradients at a tapped inner layer (the relu= hook and taps of the protocol)."""
     import jax
 
-    from jaxvis.convert import convert_npy_folder
+    from jaxvis.nets.convert import convert_npy_folder
     convert_npy_folder(ZOO / "weights", tmp_path / "sq.h5")
     hand = jaxvis.load_model("squeezenet1_1", weights=tmp_path / "sq.h5")
     net = from_onnx(zoo_squeezenet(ZOO), preprocess="torchvision")
@@ -408,7 +408,7 @@ def test_translate_gives_a_from_function_style_apply_fn():
     the relu hook reaches every Relu node (guided backprop zeroes negative gradients)."""
     import jax
 
-    from jaxvis.onnx import translate
+    from jaxvis.nets.onnx import translate
     h = onnx.helper
     fc = onnx.numpy_helper.from_array(np.random.default_rng(1).normal(size=(5, 4 * 8 * 8)).astype(np.float32), "fc")
     nodes = [h.make_node("Conv", ["x", "w"], ["a"], name="conv", pads=[1] * 4),
@@ -423,7 +423,7 @@ def test_translate_gives_a_from_function_style_apply_fn():
     np.testing.assert_allclose(np.asarray(out["flat"]).reshape(2, 1, 1, -1), np.asarray(ref["flat"]), rtol=0, atol=0)
     r = ort_run(m, np.asarray(x[:1]).transpose(0, 3, 1, 2), ["c"])  # the graph's batch is fixed at 1
     np.testing.assert_allclose(np.asarray(out["flat"][:1]), r["c"], atol=1e-4 * np.abs(r["c"]).max())
-    guided = jax.grad(lambda v: t.apply_fn(t.params, v, relu=jaxvis.ops.relu_fn("guided"))["gemm"][:, 2].sum())(x)
+    guided = jax.grad(lambda v: t.apply_fn(t.params, v, relu=jaxvis.nets.ops.relu_fn("guided"))["gemm"][:, 2].sum())(x)
     plain = jax.grad(lambda v: t.apply_fn(t.params, v)["gemm"][:, 2].sum())(x)
     assert not np.allclose(np.asarray(guided), np.asarray(plain))
 
@@ -439,7 +439,7 @@ def test_missing_onnx_package_names_the_extra(monkeypatch, tmp_path):
 @pytest.mark.skipif(not ZOO.is_dir(), reason="../shared/testdata/squeezenet1_1_onnxzoo is absent")
 def test_toolbox_on_imported_network_equals_hand_port(tmp_path):
     """deep_dream_image and activations take the imported network like any other; same images as the hand port."""
-    from jaxvis.convert import convert_npy_folder
+    from jaxvis.nets.convert import convert_npy_folder
     convert_npy_folder(ZOO / "weights", tmp_path / "sq.h5")
     hand = jaxvis.load_model("squeezenet1_1", weights=tmp_path / "sq.h5")
     net = from_onnx(zoo_squeezenet(ZOO), preprocess="torchvision")
@@ -471,7 +471,7 @@ def test_imported_squeezenet_compiles_to_the_hand_ports_xla(tmp_path):
     """The translation adds nothing at run time: XLA's optimized forward of the imported zoo SqueezeNet
     has exactly the instructions of jaxvis's hand-written SqueezeNet with the same weights."""
     import jax
-    from jaxvis.convert import convert_npy_folder
+    from jaxvis.nets.convert import convert_npy_folder
     convert_npy_folder(ZOO / "weights", tmp_path / "sq.h5")
     hand = jaxvis.load_model("squeezenet1_1", weights=tmp_path / "sq.h5")
     net = from_onnx(zoo_squeezenet(ZOO))

@@ -1,4 +1,4 @@
-"""The XLA:CPU-friendly formulations in jaxvis.ops compute the same functions as the plain ones.
+"""The XLA:CPU-friendly formulations in jaxvis.nets.ops compute the same functions as the plain ones.
 
 References: `lax.conv_general_dilated` (with `feature_group_count`) and `lax.reduce_window`
 differentiated by JAX itself, and PyTorch's LRN where torch is installed.
@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from jax import lax
 
-from jaxvis import ops
+from jaxvis.nets import ops
 
 DN = ("NHWC", "HWIO", "NHWC")
 

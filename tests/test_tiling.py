@@ -1,4 +1,4 @@
-"""Tiled activations (jaxvis.tiling + activations(tile=...)) against the whole image in one pass.
+"""Tiled activations (jaxvis.maps.tiling + activations(tile=...)) against the whole image in one pass.
 
 Reference: the same network on the whole image at once (tile=0), an independent computation of
 every output position; tolerances are fp32 rounding (different crop shapes may pick different
@@ -14,9 +14,9 @@ import pytest
 import tiny_nets
 
 import jaxvis
-from jaxvis import api
+from jaxvis.maps import activations as api
 from jaxvis.errors import ImageError
-from jaxvis.tiling import field_halo, layer_tiles, tiles_1d
+from jaxvis.maps.tiling import field_halo, layer_tiles, tiles_1d
 
 PHOTO = Path(__file__).resolve().parent.parent / "examples" / "images" / "grace_hopper.jpg"
 

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 import jaxvis
-from jaxvis import convert
+from jaxvis.nets import convert
 from jaxvis.errors import MissingWeightsError, WeightFileError
 
 os.environ.setdefault("KERAS_BACKEND", "jax")  # before keras is imported: Keras 3 on JAX, no TensorFlow
@@ -97,7 +97,7 @@ def test_keras_every_layer_and_preact_from_three_formats(notop, images):
     for fmt, p in paths.items():
         out = d / f"{fmt}.h5"
         convert.convert_keras(p, out, "vgg16", notop=True)
-        arrays[fmt] = jaxvis.weights.read_weights(out)[0]
+        arrays[fmt] = jaxvis.nets.weights.read_weights(out)[0]
     for fmt in ("weights", "keras"):  # the three formats give the same jaxvis weights
         assert arrays[fmt].keys() == arrays["legacy"].keys()
         for layer, ps in arrays["legacy"].items():
@@ -133,8 +133,8 @@ def test_notop_file_lacks_fc_and_says_how_to_get_them(notop, images, tmp_path):
 
 
 def test_layer_table_names_and_parameter_count():
-    from jaxvis.convert.keras_h5 import expected_keras_layers
-    from jaxvis.models.registry import KERAS_CAFFE, build_steps
+    from jaxvis.nets.convert.keras_h5 import expected_keras_layers
+    from jaxvis.nets.models.registry import KERAS_CAFFE, build_steps
     names = [s.name for s in build_steps("vgg16", KERAS_CAFFE)]
     keras_names = [n for n in names if ":" not in n and n != "data"]
     assert keras_names == FEATURES + ["flatten", "fc1", "fc2", "predictions"]
@@ -232,8 +232,8 @@ def test_keras2_full_model_h5_with_colon_names(notop, tmp_path):
             g.attrs["weight_names"] = names
     convert.convert_keras(k2, tmp_path / "k2.h5", "vgg16", notop=True)
     convert.convert_keras(paths["legacy"], tmp_path / "k3.h5", "vgg16", notop=True)
-    a, meta = jaxvis.weights.read_weights(tmp_path / "k2.h5")
-    b, _ = jaxvis.weights.read_weights(tmp_path / "k3.h5")
+    a, meta = jaxvis.nets.weights.read_weights(tmp_path / "k2.h5")
+    b, _ = jaxvis.nets.weights.read_weights(tmp_path / "k3.h5")
     assert meta["source_version"] == "keras 2.2.4"
     for layer in b:
         for p in b[layer]:
@@ -252,7 +252,7 @@ def test_weights_h5_without_name_attributes_maps_by_class_order(notop, tmp_path)
                 del g["vars"].attrs["name"]
     convert.convert_keras(bare, tmp_path / "a.h5", "vgg16", notop=True)
     convert.convert_keras(paths["legacy"], tmp_path / "b.h5", "vgg16", notop=True)
-    a, b = jaxvis.weights.read_weights(tmp_path / "a.h5")[0], jaxvis.weights.read_weights(tmp_path / "b.h5")[0]
+    a, b = jaxvis.nets.weights.read_weights(tmp_path / "a.h5")[0], jaxvis.nets.weights.read_weights(tmp_path / "b.h5")[0]
     for layer in b:
         np.testing.assert_array_equal(a[layer]["kernel"], b[layer]["kernel"])
 
@@ -305,12 +305,12 @@ def test_torchvision_layout_every_feature_layer(tmp_path, images):
     """features.0 … features.30 against torch (torchvision's module layout, its state-dict keys)."""
     torch, feats = _torch_vgg16_features()
     torch.save({f"features.{k}": v for k, v in feats.state_dict().items()}, tmp_path / "f.pth")
-    from jaxvis.convert import layouts
-    from jaxvis.models.registry import TORCHVISION
+    from jaxvis.nets.convert import layouts
+    from jaxvis.nets.models.registry import TORCHVISION
     arrays = layouts.from_torchvision(convert.read_pth(tmp_path / "f.pth"), "vgg16_torchvision", "f.pth")
-    jaxvis.weights.write_weights(tmp_path / "f.h5", arrays, {
+    jaxvis.nets.weights.write_weights(tmp_path / "f.h5", arrays, {
         "model": "vgg16_torchvision", "architecture": "vgg16_torchvision", "preprocessing": TORCHVISION,
-        "input_size": [224, 224], "classes": jaxvis.classes.imagenet_classes(),
+        "input_size": [224, 224], "classes": jaxvis.nets.classes.imagenet_classes(),
         "absent_layers": ["classifier.0", "classifier.3", "classifier.6"]})
     net = jaxvis.load_model("vgg16_torchvision", weights=tmp_path / "f.h5")
     names = [f"features.{i}" for i in range(31)]
@@ -405,7 +405,7 @@ def test_torchvision_full_pth_with_classifier(tmp_path):
 def test_torchvision_classifier_layers_are_fully_connected_by_the_graph():
     """The converter takes a layer's kind (conv / fc) from the architecture's graph, not its name: VGG16's
     classifier.0/3/6 (torchvision names) and fc1/fc2/predictions (Keras names) are 2-D, a 4-D one is refused."""
-    from jaxvis.convert.layouts import from_torchvision
+    from jaxvis.nets.convert.layouts import from_torchvision
     from jaxvis.errors import WeightFileError
     rng = np.random.default_rng(0)
     sd = {"classifier.0.weight": rng.normal(size=(2, 512 * 7 * 7)).astype(np.float32),

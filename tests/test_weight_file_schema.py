@@ -8,9 +8,9 @@ import h5py
 import numpy as np
 import pytest
 
-from jaxvis import weights
+from jaxvis.nets import weights
 from jaxvis.errors import WeightFileError
-from jaxvis.weights import read_weights, write_weights
+from jaxvis.nets.weights import read_weights, write_weights
 from tests.fuzz.builders import tiny_h5_meta
 
 

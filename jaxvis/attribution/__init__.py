@@ -11,7 +11,7 @@ The cores (:func:`gradient`, :func:`smoothgrad`, :func:`integrated_gradients`,
 `fn(params, images) -> {layer: N×H×W×C}`.
 """
 
-from .common import Attribution, trace_counts, unit_score
+from .base import Attribution, trace_counts, unit_score
 from .gradcam import check_feature_layer, default_feature_layer, grad_cam, grad_cam_core
 from .gradients import (
     METHODS,

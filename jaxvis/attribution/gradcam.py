@@ -18,10 +18,10 @@ import jax.numpy as jnp
 import numpy as np
 from jax.extend.core import ClosedJaxpr, Var
 
-from ..display import imresize
+from ..imaging.display import imresize
 from ..errors import AttributionError
-from ..images import ImageLike
-from .common import (
+from ..imaging.images import ImageLike
+from .base import (
     Attribution,
     computable,
     kernel,

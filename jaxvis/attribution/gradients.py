@@ -6,7 +6,7 @@ on the path) are generated inside one jitted call per chunk of `batch_size`, wit
 `jax.vmap`, and their gradients come from one batched backward pass — never a Python
 loop per sample. Guided backprop and deconvnet are the plain gradient of a function whose
 ReLUs have those backward rules (`relu="guided"|"deconvnet"` of the network's pure
-function, :mod:`jaxvis.ops`), not hooks and not a second model.
+function, :mod:`jaxvis.nets.ops`), not hooks and not a second model.
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from ..errors import AttributionError
-from ..images import ImageLike
-from .common import (
+from ..imaging.images import ImageLike
+from .base import (
     Attribution,
     chunking,
     kernel,

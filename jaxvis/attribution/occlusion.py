@@ -31,10 +31,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ..display import imresize
+from ..imaging.display import imresize
 from ..errors import AttributionError
-from ..images import ImageLike
-from .common import (
+from ..imaging.images import ImageLike
+from .base import (
     Attribution,
     chunking,
     kernel,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from .common import MAX_CHANNEL, add_model_args, bounded_int, check_outputs, grid, load, thumbnail
+from .args import MAX_CHANNEL, add_model_args, bounded_int, check_outputs, grid, load, thumbnail
 
 MAX_TILE = 16384
 
@@ -46,11 +46,11 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    from ..activation_tools import (activation_grid, channel_image, heatmap_overlay, side_by_side,
+    from ..maps.channel_views import (activation_grid, channel_image, heatmap_overlay, side_by_side,
                                     strongest_channel)
-    from ..api import activations, classify
-    from ..display import save_png, to_uint8
-    from ..images import fit_to_size, to_batch
+    from ..maps.activations import activations, classify
+    from ..imaging.display import save_png, to_uint8
+    from ..imaging.images import fit_to_size, to_batch
     if args.heatmap and args.channel is None and not args.strongest:
         raise ValueError("--heatmap needs --channel N or --strongest")
     check_outputs(args.out)

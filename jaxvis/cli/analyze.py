@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from .common import add_model_args, check_outputs, load
+from .args import add_model_args, check_outputs, load
 
 
 def _size(text: str) -> tuple[int, int]:
@@ -32,10 +32,10 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    from ..analysis import analyze_network
+    from ..nets.analysis import analyze_network
     check_outputs(args.out)
     if args.onnx:
-        from ..onnx import from_onnx
+        from ..nets.onnx import from_onnx
         net = from_onnx(args.onnx, input_size=args.input_size)
     else:
         net = load(args)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from ..errors import AttributionError, TargetError
-from .common import add_model_args, load
+from .args import add_model_args, load
 
 
 def _target(args):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .common import add_model_args, bounded_int, load
+from .args import add_model_args, bounded_int, load
 
 
 def register(sub) -> None:
@@ -15,7 +15,7 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    from ..api import classify
+    from ..maps.activations import classify
     net = load(args)
     for path in args.images:
         print(path)

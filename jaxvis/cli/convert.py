@@ -35,7 +35,7 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    from .. import convert as c
+    from ..nets import convert as c
     src = args.source
     if src == "onnx":
         return _run_onnx(args)
@@ -62,7 +62,7 @@ def run(args) -> int:
 def _run_onnx(args) -> int:
     from pathlib import Path
 
-    from ..onnx.convert import convert_onnx
+    from ..nets.onnx.convert import convert_onnx
     size = None
     if args.input_size:
         try:

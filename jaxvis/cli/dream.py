@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from .common import add_model_args, bounded_int, channel_list, check_outputs, grid, load, seed, thumbnail
+from .args import add_model_args, bounded_int, channel_list, check_outputs, grid, load, seed, thumbnail
 
 __all__ = ["register", "run", "channel_list"]
 
@@ -59,8 +59,8 @@ def register(sub) -> None:
 def run(args) -> int:
     from pathlib import Path
 
-    from ..display import imtile, save_png
-    from ..dream import api
+    from ..imaging.display import imtile, save_png
+    from ..dream import matlab as api
     net = load(args)
     layer = int(args.layer) if args.layer.isdigit() else args.layer
     name = net.layer_name(layer)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from .common import add_model_args, bounded_int, check_outputs, load, seed
+from .args import add_model_args, bounded_int, check_outputs, load, seed
 
 
 def positive_float(what: str):

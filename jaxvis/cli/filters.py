@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .common import add_model_args, bounded_int, check_outputs, load
+from .args import add_model_args, bounded_int, check_outputs, load
 
 
 def register(sub) -> None:
@@ -23,11 +23,11 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    from ..display import save_png
-    from ..filters import filter_image
+    from ..imaging.display import save_png
+    from ..maps.filters import filter_image
     check_outputs(args.out)
     if args.onnx:
-        from ..onnx import from_onnx
+        from ..nets.onnx import from_onnx
         net = from_onnx(args.onnx)
     else:
         net = load(args)

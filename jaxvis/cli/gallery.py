@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .common import add_model_args, bounded_int, load, seed
+from .args import add_model_args, bounded_int, load, seed
 
 
 def register(sub) -> None:
@@ -33,9 +33,9 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    from ..gallery import gallery
+    from ..site import gallery
     if args.onnx:
-        from ..onnx import from_onnx
+        from ..nets.onnx import from_onnx
         net = from_onnx(args.onnx, input_size=args.input_size)
     else:
         net = load(args)

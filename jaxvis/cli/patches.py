@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .common import add_model_args, bounded_int, channel_list, load, thumbnail
+from .args import add_model_args, bounded_int, channel_list, load, thumbnail
 
 
 def register(sub) -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .common import add_model_args, bounded_int, channel_list, check_outputs, grid, load, seed, thumbnail
+from .args import add_model_args, bounded_int, channel_list, check_outputs, grid, load, seed, thumbnail
 
 
 def register(sub) -> None:

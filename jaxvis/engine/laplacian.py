@@ -15,7 +15,7 @@ Borders: the tutorial pads with zeros ('SAME'), so the low-pass bands fade towar
 edges. `padding="reflect"` (the default) mirrors the image at the border when
 downsampling and divides the upsampled band by the upsampled ones, so a constant stays
 constant up to the edge. `padding="wrap"` treats the gradient as periodic: with
-deepDreamImage's seamless objective (jaxvis.dream.toroidal) the gradient has no border at
+deepDreamImage's seamless objective (jaxvis.dream.seamless) the gradient has no border at
 all, and neither has its normalisation — no bright frames. `padding="zero"` is the tutorial's.
 """
 

@@ -7,7 +7,7 @@ For U units (objectives of one form, stacked), each with `batch` images:
   `−Σ objective(net(255 · transform(key, image_fn(params))) ∪ {"input": image})`,
   an optax update, and an optional projection (clip, periodic blur);
 * steps run in `lax.scan` segments inside one jit (cached in the network's
-  :class:`~jaxvis.protocol.JitCache`), the first `redirected_relu_steps` with RedirectedReLU;
+  :class:`~jaxvis.nets.protocol.JitCache`), the first `redirected_relu_steps` with RedirectedReLU;
 * units are chunked to a memory budget and each chunk is sharded over the devices' unit axis;
 * multi-level runs (MATLAB's pyramid) resize pixel parameters between levels.
 
@@ -30,7 +30,7 @@ from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from ..errors import VisualizationError
-from ..progress import Progress
+from ..imaging.progress import Progress
 from .objectives import INPUT, Objective
 from .param import Param
 from .transforms import Compose, gaussian_blur

@@ -8,7 +8,7 @@
 """
 
 from ..errors import PatchesError
-from .api import top_patches
+from .scan import top_patches
 from .loader import BatchLoader, Skipped, list_images
 from .result import Crops, Hit, TopPatches
 

@@ -7,8 +7,8 @@ import os
 from pathlib import Path
 
 
-from ..display import save_png
-from ..fileio import atomic_path, check_writable
+from ..imaging.display import save_png
+from ..imaging.fileio import atomic_path, check_writable
 from .loader import DECODED_MAX
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ImageError, PatchesError
-from ..images import _one, fit_to_size, read_image
+from ..imaging.images import _one, fit_to_size, read_image
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp")
 # Decoded images a caller keeps across units (TopPatches.crops(decoded=...)) before starting afresh:
@@ -90,7 +90,7 @@ def resolve(images) -> tuple[Sequence | Iterable, list[str] | None, list[Skipped
 
 
 def load_one(item, size: tuple[int, int], resize: str = "crop") -> np.ndarray:
-    """One image (path, PIL image or array) as uint8 H×W×3 at `size` (:func:`jaxvis.images.fit_to_size`)."""
+    """One image (path, PIL image or array) as uint8 H×W×3 at `size` (:func:`jaxvis.imaging.images.fit_to_size`)."""
     if isinstance(item, (str, os.PathLike)):
         a = read_image(item)
         if a.shape[:2] == tuple(size):

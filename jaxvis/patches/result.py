@@ -127,7 +127,7 @@ class TopPatches:
 
     def receptive_field(self, layer):
         """The :class:`~jaxvis.ReceptiveField` crops of `layer` are taken at (computed on first use)."""
-        from ..receptive import receptive_field
+        from ..nets.receptive import receptive_field
         layer = self._layer(layer)
         if layer not in self._receptive:
             self._receptive[layer] = receptive_field(self.net, layer)
@@ -272,7 +272,7 @@ class TopPatches:
         Returns:
           uint8 RGB image (:func:`jaxvis.imtile` of the cells, white background).
         """
-        from ..display import imresize, imtile
+        from ..imaging.display import imresize, imtile
         layer = self._layer(layer)
         units = [self._unit(layer, u) for u in np.atleast_1d(units).tolist()]
         if not units:

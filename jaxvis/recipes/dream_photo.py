@@ -8,7 +8,7 @@ shift of up to ±`jitter` px, computes the objective's gradient, rolls it back a
 `step_size · g / mean|g|`, clipped to the pixel range. The default objective of a layer is
 DeepDream's L2: ½ Σ a² (mean over positions here).
 
-Large photos: the gradient is computed tile by tile (the geometry is :mod:`jaxvis.tiling`, shared
+Large photos: the gradient is computed tile by tile (the geometry is :mod:`jaxvis.maps.tiling`, shared
 with :func:`jaxvis.activations`). The output positions of the layer are split into tiles of about
 `tile` input pixels; each tile's network input is its crop plus a halo of the receptive field
 (aligned to the layer's stride), and only the tile's own positions carry gradient (the others are
@@ -32,10 +32,10 @@ from PIL import Image
 from ..engine import objectives as O
 from ..engine.visualize import check_units
 from ..errors import ImageError, VisualizationError
-from ..images import ImageLike, to_batch
-from ..receptive import receptive_field
-from ..tiling import field_halo
-from ..tiling import tiles_1d as _tiles_1d  # the shared tiling geometry (tests import it from here)
+from ..imaging.images import ImageLike, to_batch
+from ..nets.receptive import receptive_field
+from ..maps.tiling import field_halo
+from ..maps.tiling import tiles_1d as _tiles_1d  # the shared tiling geometry (tests import it from here)
 
 
 @jax.tree_util.register_dataclass
@@ -145,7 +145,7 @@ class DreamPhotoResult:
 
     def save(self, path) -> str:
         """Write the image as PNG (atomically); returns the path."""
-        from ..display import save_png
+        from ..imaging.display import save_png
         save_png(path, self.image)
         return str(path)
 

@@ -31,7 +31,7 @@ from ..engine.param import Param
 from ..engine.presets import optimizer
 from ..engine.transforms import Compose
 from ..errors import VisualizationError
-from ..images import ImageLike, fit_to_size, to_batch
+from ..imaging.images import ImageLike, fit_to_size, to_batch
 from .similarity import ssim
 
 ALPHA_BOUND = 0.5            # B: half the 0..1 range (pixels are centred on ½)
@@ -66,7 +66,7 @@ class Inversion:
 
     def tile(self, with_original: bool = True, **imtile_kwargs) -> np.ndarray:
         """One row per image (the original first, then one reconstruction per layer), uint8."""
-        from ..display import imtile
+        from ..imaging.display import imtile
         rows = [np.concatenate([o[None], r]) if with_original else r for o, r in zip(self.original, self.images)]
         ims = np.concatenate(rows)
         return imtile(ims, grid_size=(len(rows), len(ims) // len(rows)), **imtile_kwargs)
@@ -101,7 +101,7 @@ def layer_list(net, layer) -> list[str]:
 
 
 def load_images(image: ImageLike, size: tuple[int, int], resize: str, what: str = "image") -> np.ndarray:
-    """N×H×W×3 float32 0..255 pixels of `size` (ImageError for wrong rank/channels, as jaxvis.images);
+    """N×H×W×3 float32 0..255 pixels of `size` (ImageError for wrong rank/channels, as jaxvis.imaging.images);
     a list may hold images of different sizes (each is fitted on its own)."""
     if isinstance(image, (list, tuple)) and image:
         return np.concatenate([load_images(im, size, resize, what) for im in image])

@@ -34,7 +34,7 @@ from ..engine.param import Param
 from ..engine.presets import optimizer
 from ..engine.transforms import Compose
 from ..errors import VisualizationError
-from ..images import ImageLike
+from ..imaging.images import ImageLike
 from .invert import _number, codes, layer_list, load_images, size_of
 
 

@@ -12,7 +12,7 @@ import argparse
 import json
 import sys
 
-from jaxvis.cli.common import bounded_int, channel_list
+from jaxvis.cli.args import bounded_int, channel_list
 
 # (model, layer, size) of the standard suite.
 SUITE = (("alexnet", "conv5", 224), ("squeezenet", "fire9-concat", 227))
@@ -55,7 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def run(args) -> int:
-    from jaxvis.network import load_model
+    from jaxvis.nets.network import load_model
 
     from . import machine_info
     from .dream_bench import bench_breakdown, bench_dream
@@ -86,7 +86,7 @@ def run(args) -> int:
         results.append(r)
         print(summary(r))
     if args.out:
-        from jaxvis.fileio import atomic_path
+        from jaxvis.imaging.fileio import atomic_path
         with atomic_path(args.out) as tmp, open(tmp, "w") as f:
             json.dump({"machine": info, "results": results}, f, indent=1, default=str)
         print(f"wrote {args.out}")
@@ -133,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
     from jaxvis.errors import JaxvisError
     args = build_parser().parse_args(argv)
     if args.out:
-        from jaxvis.fileio import check_writable
+        from jaxvis.imaging.fileio import check_writable
         check_writable([args.out])  # before minutes of benchmarking
     try:
         return run(args)

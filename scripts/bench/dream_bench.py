@@ -18,7 +18,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxvis.dream.api import deep_dream, pyramid_sizes
+from jaxvis.dream.matlab import deep_dream, pyramid_sizes
 from .device import peak_gflops, peak_memory_bytes
 from .flops import dream_flops_per_image_step
 
@@ -190,7 +190,7 @@ def agreement(jax_strengths: np.ndarray, torch_strengths: np.ndarray, first: int
 
 def core_defaults() -> dict:
     """deep_dream_image's defaults the reference must share."""
-    from jaxvis.dream import api
+    from jaxvis.dream import matlab as api
     return {"step_size": api.STEP_SIZE, "jitter": api.JITTER, "lap_levels": api.LAP_LEVELS, "pixel_range": None}
 
 

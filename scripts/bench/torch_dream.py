@@ -27,7 +27,7 @@ class TorchNet:
         self.steps = [s for s in net.steps if s.name in need]
         self.device = device
         self.w = {}
-        from jaxvis.graph import param_key
+        from jaxvis.nets.steps import param_key
         for s in self.steps:
             if s.kind in ("conv", "fc"):
                 p = net.params[param_key(s.name)]

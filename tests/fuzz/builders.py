@@ -88,7 +88,7 @@ def simple_pth(arrays: dict[str, np.ndarray], prelude: bytes = b"", extra_record
 
 # ---------------------------------------------------------------- a tiny valid jaxvis .h5
 def tiny_h5_meta() -> dict:
-    from jaxvis.models.registry import CAFFE
+    from jaxvis.nets.models.registry import CAFFE
     return dict(model="squeezenet", architecture="squeezenet1_1", preprocessing=CAFFE,
                 input_size=[227, 227], classes=[f"c{i}" for i in range(1000)], source="test",
                 source_version="0", source_file="x", source_sha256="0", licence="test", absent_layers=[])

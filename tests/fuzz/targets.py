@@ -54,11 +54,12 @@ class Finding(AssertionError):
 
 # ---------------------------------------------------------------- invariants
 def _reader_modules() -> list[types.ModuleType]:
-    import jaxvis.convert as conv
-    import jaxvis.convert.safe_pickle as sp
-    import jaxvis.convert.torch_pth as tp
-    from jaxvis import fileio, images, weights
-    from jaxvis.convert import caffe, layouts
+    import jaxvis.nets.convert as conv
+    import jaxvis.nets.convert.safe_pickle as sp
+    import jaxvis.nets.convert.torch_pth as tp
+    from jaxvis.imaging import fileio, images
+    from jaxvis.nets import weights
+    from jaxvis.nets.convert import caffe, layouts
     return [conv, caffe, layouts, sp, tp, fileio, images, weights]
 
 
@@ -74,7 +75,7 @@ def _functions(mod: types.ModuleType):
 
 def snapshot() -> dict[str, Any]:
     """Everything a load must not be able to change, as comparable values."""
-    from jaxvis.convert import safe_pickle
+    from jaxvis.nets.convert import safe_pickle
     snap: dict[str, Any] = {}
     for mod in _reader_modules():
         for name, f in _functions(mod):
@@ -91,8 +92,8 @@ REF_W = np.arange(12, dtype=np.float32).reshape(3, 4) / 7
 
 def reference_load(tmp: Path) -> None:
     """A known-good .pth and pickle must still load to the same float32 values."""
-    from jaxvis.convert.safe_pickle import load_arrays_pickle
-    from jaxvis.convert.torch_pth import read_pth
+    from jaxvis.nets.convert.safe_pickle import load_arrays_pickle
+    from jaxvis.nets.convert.torch_pth import read_pth
     p = tmp / "reference.pth"
     p.write_bytes(B.simple_pth({"w": REF_W}))
     got = read_pth(p)["w"]
@@ -274,7 +275,7 @@ def pth_files(draw) -> bytes:
 
 
 def run_pth(data: bytes, tmp: Path) -> None:
-    from jaxvis.convert.torch_pth import read_pth
+    from jaxvis.nets.convert.torch_pth import read_pth
     p = tmp / "x.pth"
     p.write_bytes(data)
     out = read_pth(p)
@@ -298,7 +299,7 @@ def ndf_pickles(draw) -> bytes:
 
 
 def run_ndf(data: bytes, tmp: Path) -> None:
-    from jaxvis.convert import convert_ndf
+    from jaxvis.nets.convert import convert_ndf
     p = tmp / "w.pkl"
     p.write_bytes(data)
     out = tmp / "out" / "w.h5"
@@ -313,7 +314,7 @@ def run_ndf(data: bytes, tmp: Path) -> None:
 # ---------------------------------------------------------------- caffemodel
 @st.composite
 def caffemodels(draw) -> bytes:
-    from jaxvis.convert.caffe import encode_caffemodel
+    from jaxvis.nets.convert.caffe import encode_caffemodel
     shapes = {"conv1": [(64, 3, 3, 3), (64,)], "fire2/squeeze1x1": [(16, 64, 1, 1), (16,)]}
     layers = []
     for name in draw(st.lists(st.sampled_from([*shapes, "relu", "data"]), max_size=3)):
@@ -328,7 +329,7 @@ def caffemodels(draw) -> bytes:
 
 
 def run_caffe(data: bytes, tmp: Path) -> None:
-    from jaxvis.convert import convert_caffe
+    from jaxvis.nets.convert import convert_caffe
     p = tmp / "m.caffemodel"
     p.write_bytes(data)
     out = tmp / "out" / "m.h5"
@@ -373,10 +374,10 @@ def h5_edits(draw) -> list[tuple]:
 def run_h5(edits: list[tuple], tmp: Path) -> None:
     import h5py
 
-    from jaxvis import weights
-    from jaxvis.layers import LayerTable
-    from jaxvis.models.registry import build_steps
-    from jaxvis.weights import read_weights, write_weights
+    from jaxvis.nets import weights
+    from jaxvis.nets.layers import LayerTable
+    from jaxvis.nets.models.registry import build_steps
+    from jaxvis.nets.weights import read_weights, write_weights
     weights.ISOLATE_HDF5 = False  # files edited through h5py's API: libhdf5 parses them; schema is the target
     p = tmp / "w.h5"
     write_weights(p, {"conv1": {"kernel": np.ones((3, 3, 3, 64), np.float32), "bias": np.zeros(64, np.float32)}},
@@ -407,8 +408,8 @@ def run_h5(edits: list[tuple], tmp: Path) -> None:
 
 def run_h5_bytes(data: bytes, tmp: Path) -> None:
     """Byte-level damage to a real .h5: libhdf5 parses it in read_weights' child probe, under a time limit."""
-    from jaxvis import weights
-    from jaxvis.weights import read_weights
+    from jaxvis.nets import weights
+    from jaxvis.nets.weights import read_weights
     weights.ISOLATE_HDF5, weights.HDF5_PROBE_TIMEOUT_S = True, HANG_S / 2
     p = tmp / "w.h5"
     p.write_bytes(data)
@@ -416,7 +417,7 @@ def run_h5_bytes(data: bytes, tmp: Path) -> None:
 
 
 def h5_seed() -> bytes:
-    from jaxvis.weights import write_weights
+    from jaxvis.nets.weights import write_weights
     with tempfile.TemporaryDirectory() as d:
         p = Path(d) / "s.h5"
         write_weights(p, {"conv1": {"kernel": np.ones((3, 3, 3, 4), np.float32), "bias": np.zeros(4, np.float32)}},
@@ -451,7 +452,7 @@ def image_files(draw) -> bytes:
 
 
 def run_image(data: bytes, tmp: Path) -> None:
-    from jaxvis.images import to_batch
+    from jaxvis.imaging.images import to_batch
     p = tmp / "im"
     p.write_bytes(data)
     batch, _ = to_batch(str(p))

@@ -1,0 +1,161 @@
+"""File access shared by every reader and writer.
+
+Outputs: :func:`check_writable` validates every output path before anything is
+computed or written, and :func:`atomic_path` makes each file appear whole or not
+at all; both raise :class:`~jaxvis.errors.OutputError` naming the path.
+
+Inputs: :func:`regular_file_size` and :func:`read_regular_file` refuse what is
+not a regular file (``/dev/zero``, FIFOs, folders) and files over a size limit,
+so no reader can be made to read forever or allocate without bound.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import stat
+import tempfile
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+from ..errors import JaxvisError, OutputError, WeightFileError
+
+__all__ = ["MAX_INPUT_BYTES", "atomic_path", "check_writable", "read_regular_file", "regular_file_size"]
+
+# Largest input file any reader loads into memory (weight files, pickles, caffemodels):
+# VGG-16's caffemodel, the largest classic CNN, is 0.55 GB.
+MAX_INPUT_BYTES = 8 << 30
+
+
+def _why(exc: OSError) -> str:
+    """A short reason for an OSError ('disk full', 'permission denied', …)."""
+    reasons = {errno.ENOSPC: "the disk is full", errno.EDQUOT: "the disk quota is exceeded",
+               errno.EACCES: "permission denied", errno.EPERM: "permission denied",
+               errno.EROFS: "the file system is read-only", errno.EISDIR: "it is a folder",
+               errno.ENOTDIR: "a parent in the path is a file, not a folder",
+               errno.ENAMETOOLONG: "the name is too long"}
+    return reasons.get(exc.errno or 0, exc.strerror or str(exc))
+
+
+def check_writable(paths: Iterable[str | os.PathLike | None]) -> list[Path]:
+    """Check that every output path could be written, before anything is written.
+
+    Call it first in a command that writes several files, so that one bad path
+    (``--out`` a folder, a parent that is a file, a read-only folder, ``''``,
+    the same path twice) fails the command before any output appears.
+    Nothing is created. ``None`` entries (unused optional outputs) are skipped.
+
+    Args:
+      paths: output file paths.
+
+    Returns:
+      The paths as :class:`~pathlib.Path` objects (``None`` entries dropped).
+
+    Raises:
+      OutputError: naming the first unwritable path and why.
+    """
+    out: list[Path] = []
+    for raw in paths:
+        if raw is None:
+            continue
+        if os.fspath(raw) == "":
+            raise OutputError("output path is empty ('') ; give a file name such as out.png")
+        p = Path(raw)
+        if p in out:
+            raise OutputError(f"output path {str(p)!r} is given twice; each output needs its own file")
+        if p.is_dir():
+            raise OutputError(f"output path {str(p)!r} is a folder; give a file name inside it, "
+                              f"e.g. {str(p / 'out.png')!r}")
+        if p.exists() and not p.is_file():
+            raise OutputError(f"output path {str(p)!r} exists and is not a regular file")
+        # Walk up to the nearest existing ancestor: it must be a writable folder
+        # (missing folders below it are created on write).
+        parent = p.parent
+        while not parent.exists():
+            if parent.is_symlink():  # a dangling link in the path
+                raise OutputError(f"cannot write {str(p)!r}: {str(parent)!r} is a broken link")
+            parent = parent.parent
+        if not parent.is_dir():
+            raise OutputError(f"cannot write {str(p)!r}: {str(parent)!r} is a file, not a folder")
+        if not os.access(parent, os.W_OK | os.X_OK):
+            raise OutputError(f"cannot write {str(p)!r}: folder {str(parent)!r} is not writable")
+        out.append(p)
+    return out
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path beside `path`; rename it over `path` only on success.
+
+    Why: a crash, Ctrl-C or full disk mid-write must never leave a half-written
+    weight file or PNG where a later run would read it.
+
+    Raises:
+      OutputError: `path` cannot be written (checked by :func:`check_writable`
+        first), or writing failed with an OSError (e.g. the disk is full); the
+        temporary file is removed and `path` is left as it was.
+    """
+    path = check_writable([path])[0]
+    tmp = None
+    try:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+            os.close(fd)
+        except OSError as e:
+            raise OutputError(f"cannot write {str(path)!r}: {_why(e)}") from e
+        try:
+            yield Path(tmp)
+        except JaxvisError:
+            raise
+        except OSError as e:  # the writer failed: disk full, quota, I/O error
+            raise OutputError(f"cannot write {str(path)!r}: {_why(e)}; nothing was written") from e
+        try:
+            # mkstemp makes 0600 files; give the result the permissions a plain open() would.
+            umask = os.umask(0)
+            os.umask(umask)
+            os.chmod(tmp, 0o666 & ~umask)
+            os.replace(tmp, path)
+        except OSError as e:
+            raise OutputError(f"cannot write {str(path)!r}: {_why(e)}") from e
+    finally:
+        if tmp is not None:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+
+
+def regular_file_size(path: str | os.PathLike, *, what: str = "weight file",
+                      error: type[JaxvisError] = WeightFileError,
+                      max_bytes: int | None = MAX_INPUT_BYTES) -> int:
+    """Size in bytes of `path`, which must be an existing regular file of at most `max_bytes`.
+
+    Raises:
+      `error`: the file is missing, a folder, a device or FIFO (``/dev/zero``
+        would be read forever), unreadable, or larger than `max_bytes`.
+    """
+    name = os.fspath(path)
+    try:
+        st = os.stat(path)
+    except OSError as e:
+        raise error(f"{name}: cannot read {what} ({_why(e) if e.errno != errno.ENOENT else 'no such file'})") from e
+    if stat.S_ISDIR(st.st_mode):
+        raise error(f"{name}: is a folder, not a {what}")
+    if not stat.S_ISREG(st.st_mode):
+        raise error(f"{name}: is not a regular file (a device, pipe or socket); a {what} must be a file")
+    if max_bytes is not None and st.st_size > max_bytes:
+        raise error(f"{name}: {st.st_size} bytes is over the {max_bytes}-byte limit for a {what} "
+                    f"(jaxvis.imaging.fileio.MAX_INPUT_BYTES)")
+    return st.st_size
+
+
+def read_regular_file(path: str | os.PathLike, *, what: str = "weight file",
+                      error: type[JaxvisError] = WeightFileError,
+                      max_bytes: int | None = MAX_INPUT_BYTES) -> bytes:
+    """The bytes of a regular file, read with a bound (see :func:`regular_file_size`)."""
+    size = regular_file_size(path, what=what, error=error, max_bytes=max_bytes)
+    try:
+        with open(path, "rb") as fh:
+            return fh.read(size)  # bounded: a file growing under us is not read without end
+    except OSError as e:
+        raise error(f"{os.fspath(path)}: cannot read {what} ({_why(e)})") from e

@@ -1,0 +1,288 @@
+"""Embedding atlas (CS231n's t-SNE grid): each image's code at one layer, laid out in 2-D, then
+snapped to a grid of thumbnails.
+
+Codes are a layer's activations averaged over positions (a C-vector per image), computed
+in batches with ``net.jitted``. The 2-D layout is PCA (numpy only), t-SNE (openTSNE) or
+UMAP (umap-learn); the last two are the optional extra ``jaxvis[atlas]``. The grid puts
+each image in at most one cell: an optimal linear assignment (scipy's
+``linear_sum_assignment``; scipy is a dependency of jax) of images to cell centres by
+squared distance, or a greedy one (closest pair first) on request.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+
+import numpy as np
+from PIL import Image
+
+from ..errors import EmbeddingError, LayerError
+from ..imaging.images import ImageLike, fit_to_size, to_batch
+
+METHODS = ("pca", "tsne", "umap")
+
+
+@dataclasses.dataclass(frozen=True)
+class Embedding:
+    """2-D layout of images by their codes.
+
+    Attributes:
+      coords: N×2 float64 positions (PCA: scores on the first two components).
+      codes: N×C codes (the layer averaged over positions).
+      layer: the layer the codes come from.
+      method: "pca", "tsne" or "umap".
+      seed: random seed of t-SNE / UMAP (unused by PCA).
+      explained: PCA only: fraction of the codes' variance on each of the two axes.
+    """
+
+    coords: np.ndarray
+    codes: np.ndarray
+    layer: str
+    method: str
+    seed: int
+    explained: tuple[float, float] | None = None
+
+
+def default_layer(net) -> str:
+    """The layer :func:`embedding` uses when none is given: CS231n's fc7 where its weights are loaded,
+    else the last spatial feature layer (a concat, pool or ReLU output) before the classifier, averaged
+    over positions (SqueezeNet: fire9-concat; torchvision AlexNet, whose fc weights are not shipped: pool5)."""
+    from ..errors import MissingWeightsError
+    from ..nets.receptive import receptive_field
+    steps = getattr(net, "steps", None)
+    if not steps:
+        raise LayerError(f"{net.name!r} has no layer graph to pick a default embedding layer from; pass layer=")
+    names = {s.name for s in steps}
+    if "fc7" in names:
+        try:
+            net.require_weights(["fc7"])
+            return "fc7"
+        except MissingWeightsError:
+            pass
+    ncls = len(net.classes or ())
+    best = None
+    for s in steps:
+        if s.kind not in ("concat", "maxpool", "relu") or not receptive_field(net, s.name, method="graph").spatial:
+            continue
+        src = s
+        while src.kind == "relu":
+            src = next(t for t in steps if t.name == src.inputs[0])
+        if src.kind == "conv" and src.o.get("cout") == ncls:  # a classifier convolution (SqueezeNet's conv10)
+            continue
+        try:
+            net.require_weights([s.name])
+        except MissingWeightsError:
+            break
+        best = s.name
+    if best is None:
+        raise LayerError(f"no spatial feature layer with loaded weights in {net.name!r}; pass layer=")
+    return best
+
+
+def _images(images) -> list[ImageLike]:
+    if isinstance(images, np.ndarray) and images.ndim == 4:
+        return list(images)
+    if isinstance(images, (list, tuple)):
+        return list(images)
+    raise EmbeddingError("images must be a list of images (paths, PIL images, arrays) or an N×H×W×3 array")
+
+
+def codes(net, images, layer, *, batch_size: int = 16, resize: str = "crop") -> np.ndarray:
+    """Each image's code: `layer`'s activation averaged over positions.
+
+    Args:
+      net: any protocol network.
+      images: list of images (any sizes; each is brought to ``net.input_size`` by `resize`) or an
+        N×H×W×3 array of 0..255 pixels.
+      layer: layer name or index.
+      batch_size: images per jitted call (1..4096).
+      resize: "crop" (scale, centre crop) or "stretch".
+
+    Returns:
+      N×C float32 codes.
+    """
+    ims = _images(images)
+    if not 1 <= int(batch_size) <= 4096:
+        raise EmbeddingError(f"batch_size must be in 1..4096, got {batch_size}")
+    name = net.layer_name(layer)
+    fn = net.jitted([name])
+    out = []
+    for i in range(0, len(ims), batch_size):
+        chunk = [fit_to_size(to_batch(x)[0], net.input_size, resize)[0] for x in ims[i:i + batch_size]]
+        batch = np.stack(chunk).astype(np.float32)
+        n = len(batch)
+        if n < batch_size and i > 0:  # pad the last chunk: one compiled shape for every batch
+            batch = np.concatenate([batch, np.repeat(batch[-1:], batch_size - n, axis=0)])
+        act = np.asarray(fn(net.params, batch)[name])[:n]
+        out.append(act.reshape(n, -1, act.shape[-1]).mean(axis=1))
+    return np.concatenate(out).astype(np.float32)
+
+
+def pca_2d(x: np.ndarray) -> tuple[np.ndarray, tuple[float, float]]:
+    """Scores of the rows of `x` on its first two principal components (numpy SVD), each axis's sign
+    fixed so that its largest-magnitude loading is positive; and the variance fraction per axis."""
+    x = np.asarray(x, np.float64)
+    xc = x - x.mean(axis=0)
+    u, s, vt = np.linalg.svd(xc, full_matrices=False)
+    k = min(2, len(s))
+    sign = np.sign(vt[np.arange(k), np.abs(vt[:k]).argmax(axis=1)])
+    coords = np.zeros((len(x), 2))
+    coords[:, :k] = u[:, :k] * s[:k] * sign
+    total = float((s ** 2).sum()) or 1.0
+    ev = [float(s[i] ** 2 / total) if i < k else 0.0 for i in range(2)]
+    return coords, (ev[0], ev[1])
+
+
+def _tsne(x: np.ndarray, seed: int, **kw) -> np.ndarray:
+    try:
+        from openTSNE import TSNE
+    except ImportError:
+        raise EmbeddingError("method='tsne' needs openTSNE: pip install 'jaxvis[atlas]' "
+                             "(or use method='pca', which needs nothing more)") from None
+    perplexity = kw.pop("perplexity", min(30.0, max(2.0, (len(x) - 1) / 3.0)))
+    return np.asarray(TSNE(n_components=2, perplexity=perplexity, random_state=seed, n_jobs=1, verbose=False,
+                           **kw).fit(np.asarray(x, np.float64)))
+
+
+def _umap(x: np.ndarray, seed: int, **kw) -> np.ndarray:
+    try:
+        import umap
+    except ImportError:
+        raise EmbeddingError("method='umap' needs umap-learn: pip install 'jaxvis[atlas]' "
+                             "(or use method='pca', which needs nothing more)") from None
+    kw.setdefault("n_neighbors", min(15, len(x) - 1))
+    return np.asarray(umap.UMAP(n_components=2, random_state=seed, **kw).fit_transform(np.asarray(x, np.float32)))
+
+
+def embedding(net, images, layer=None, *, method: str = "tsne", batch_size: int = 16, seed: int = 0,
+              resize: str = "crop", **options) -> Embedding:
+    """2-D coordinates of each image's code at `layer` (CS231n's t-SNE of AlexNet fc7 codes).
+
+    Args:
+      net: any protocol network.
+      images: list of images or an N×H×W×3 array (see :func:`codes`); at least 3.
+      layer: layer name or index; default :func:`default_layer`.
+      method: "tsne" (openTSNE), "umap" (umap-learn) — both the extra ``jaxvis[atlas]`` — or "pca" (numpy).
+      batch_size: images per jitted call.
+      seed: random seed of t-SNE / UMAP.
+      resize: how images are brought to the network's input size ("crop" or "stretch").
+      **options: passed to openTSNE.TSNE / umap.UMAP (e.g. perplexity=, n_neighbors=).
+
+    Returns:
+      :class:`Embedding` (``.coords`` N×2).
+    """
+    if method not in METHODS:
+        raise EmbeddingError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
+    if method in ("tsne", "umap"):  # fail on a missing extra before any network work
+        try:
+            __import__("openTSNE" if method == "tsne" else "umap")
+        except ImportError:
+            (_tsne if method == "tsne" else _umap)(np.zeros((3, 2)), seed)
+    ims = _images(images)
+    if len(ims) < 3:
+        raise EmbeddingError(f"an embedding needs at least 3 images, got {len(ims)}")
+    name = net.layer_name(default_layer(net) if layer is None else layer)
+    c = codes(net, ims, name, batch_size=batch_size, resize=resize)
+    xy, explained = layout(c, method, seed=seed, **options)
+    return Embedding(xy, c, name, method, int(seed), explained)
+
+
+def layout(x, method: str = "pca", *, seed: int = 0, **options) -> tuple[np.ndarray, tuple[float, float] | None]:
+    """2-D layout of the rows of `x` (codes): "pca", "tsne" or "umap" (see :func:`embedding`).
+
+    Returns:
+      (N×2 float64 coordinates, PCA's explained-variance fractions or None).
+    """
+    if method == "pca":
+        return pca_2d(x)
+    if method == "tsne":
+        return np.asarray(_tsne(np.asarray(x), seed, **options), np.float64), None
+    if method == "umap":
+        return np.asarray(_umap(np.asarray(x), seed, **options), np.float64), None
+    raise EmbeddingError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
+
+
+def assign_grid(coords, grid: tuple[int, int] = (20, 20), *, assign: str = "linear") -> np.ndarray:
+    """Which image goes in each grid cell, no image twice.
+
+    Coordinates are scaled to the unit square (each axis by its min and max); cell (r, c) has its
+    centre at ((c + 0.5)/cols, (r + 0.5)/rows) with x to the right and y up the page reversed (row 0 at
+    the top holds the largest y). With more images than cells some images are left out; with fewer,
+    some cells stay empty.
+
+    Args:
+      coords: N×2 positions.
+      grid: (rows, cols).
+      assign: "linear" (minimum total squared distance, scipy.optimize.linear_sum_assignment) or
+        "greedy" (repeatedly the closest free (cell, image) pair).
+
+    Returns:
+      rows×cols int array of image indices, -1 for an empty cell.
+    """
+    xy = np.asarray(coords, np.float64)
+    if xy.ndim != 2 or xy.shape[1] != 2 or len(xy) == 0:
+        raise EmbeddingError(f"coords must be N×2 with N ≥ 1, got shape {xy.shape}")
+    rows, cols = (int(v) for v in grid)
+    if not (1 <= rows <= 256 and 1 <= cols <= 256):
+        raise EmbeddingError(f"grid rows and columns must be in 1..256, got {grid!r}")
+    lo, span = xy.min(axis=0), np.ptp(xy, axis=0)
+    u = (xy - lo) / np.where(span > 0, span, 1.0)
+    cy, cx = np.meshgrid((np.arange(rows) + 0.5) / rows, (np.arange(cols) + 0.5) / cols, indexing="ij")
+    centres = np.stack([cx.ravel(), 1.0 - cy.ravel()], axis=1)  # row 0 at the top = largest y
+    cost = ((centres[:, None, :] - u[None, :, :]) ** 2).sum(-1)  # cells × images
+    cell_of = np.full(rows * cols, -1, np.int64)
+    if assign == "linear":
+        from scipy.optimize import linear_sum_assignment
+        r, c = linear_sum_assignment(cost)
+        cell_of[r] = c
+    elif assign == "greedy":
+        order = np.argsort(cost, axis=None, kind="stable")
+        used_cell, used_img = np.zeros(len(centres), bool), np.zeros(len(u), bool)
+        left = min(len(centres), len(u))
+        for flat in order:
+            ci, ii = divmod(int(flat), len(u))
+            if not used_cell[ci] and not used_img[ii]:
+                cell_of[ci], used_cell[ci], used_img[ii] = ii, True, True
+                left -= 1
+                if not left:
+                    break
+    else:
+        raise EmbeddingError(f"assign must be 'linear' or 'greedy', got {assign!r}")
+    return cell_of.reshape(rows, cols)
+
+
+def _thumb(x: ImageLike, cell: int) -> np.ndarray:
+    a = to_batch(x)[0][0]
+    return np.asarray(Image.fromarray(np.clip(fit_to_size(a[None], (cell, cell), "crop")[0], 0, 255)
+                                      .round().astype(np.uint8)))
+
+
+def atlas_image(coords, images: Sequence[ImageLike] | np.ndarray, grid: tuple[int, int] = (20, 20), *,
+                cell: int = 48, assign: str = "linear", background: int = 255) -> np.ndarray:
+    """CS231n's embedding grid: each cell shows the image whose 2-D position is closest (no repeats).
+
+    Args:
+      coords: N×2 positions (e.g. ``embedding(...).coords``).
+      images: the N images (list or N×H×W×3 array), in the same order.
+      grid: (rows, cols).
+      cell: thumbnail side in pixels (1..512; images are centre-cropped square).
+      assign: "linear" or "greedy" (see :func:`assign_grid`).
+      background: grey level of empty cells.
+
+    Returns:
+      (rows·cell)×(cols·cell)×3 uint8.
+    """
+    ims = _images(images)
+    xy = np.asarray(coords)
+    if len(ims) != len(xy):
+        raise EmbeddingError(f"{len(ims)} images but {len(xy)} coordinates: they must pair up")
+    if not 1 <= int(cell) <= 512:
+        raise EmbeddingError(f"cell must be in 1..512 pixels, got {cell}")
+    table = assign_grid(xy, grid, assign=assign)
+    rows, cols = table.shape
+    out = np.full((rows * cell, cols * cell, 3), background, np.uint8)
+    for (r, c), i in np.ndenumerate(table):
+        if i >= 0:
+            out[r * cell:(r + 1) * cell, c * cell:(c + 1) * cell] = _thumb(ims[i], cell)
+    return out

@@ -1,0 +1,84 @@
+"""The gallery's data columns: per unit the top-k dataset patches and the mean activation over the
+photos (both from one :func:`jaxvis.top_patches` pass, in which every process reads its share),
+and for the first convolution the filter itself."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from ..imaging.display import save_png
+from ..errors import LayerError, MissingWeightsError
+from ..patches import TopPatches
+from ..patches.loader import DECODED_MAX
+from .plan import LayerPlan
+
+
+def data_pass(net, plans: list[LayerPlan], images, out: Path, *, k: int, devices, progress: bool) -> TopPatches:
+    """The one pass over the photos for every planned layer: top-`k` hits and means (``.means``).
+
+    Called on every process: under ``jax.distributed`` each reads every P-th batch and all get the
+    merged result. A folder's pass is resumable (its cache lives in the gallery's state folder).
+    """
+    from ..patches import top_patches
+    from .render import STATE
+    cache = out / STATE / "patches.npz" if isinstance(images, (str, os.PathLike)) else None
+    return top_patches(net, images, [lp.name for lp in plans], k=k, cache=cache, devices=devices,
+                       progress=progress)
+
+
+def _first_conv(net, plans: list[LayerPlan]) -> tuple[str, np.ndarray] | None:
+    """(layer, kernel kh×kw×3×C) of the first planned layer that convolves the image, if any."""
+    try:
+        from ..maps.filters import conv_kernel
+    except ImportError:
+        return None
+    for lp in plans[:1]:
+        try:
+            name, k = conv_kernel(net, lp.name)
+        except (LayerError, MissingWeightsError):  # not a convolution with loaded weights: no filter column
+            return None
+        k = np.asarray(k)
+        if k.ndim == 4 and k.shape[2] == 3:
+            return name, k
+    return None
+
+
+def _with_field(im: np.ndarray, box) -> np.ndarray:
+    """A crop with context around its receptive field: upscaled (nearest, to >= 96 px; the page shows 110)
+    with the field outlined 1 px thin."""
+    from ..patches.result import outline
+    h, w = im.shape[:2]
+    f = max(1, -(-96 // max(min(h, w), 1)))
+    return outline(np.kron(im, np.ones((f, f, 1), im.dtype)), [int(v) * f for v in box])
+
+
+def unit_data(net, plans: list[LayerPlan], tp: TopPatches, out: Path) -> dict:
+    """{layer: {unit: {"patches": [...], "mean": float, "filter": path}}} from `tp`, images written under `out`."""
+    conv = _first_conv(net, plans)
+    data: dict = {}
+    for lp in plans:
+        per = data.setdefault(lp.name, {})
+        decoded: dict = {}  # neighbouring units share photos: decode each once, up to DECODED_MAX at a time
+        for c in lp.units:
+            if len(decoded) > DECODED_MAX:
+                decoded.clear()
+            crops = tp.crops(lp.name, c, reconstruction=False, decoded=decoded)
+            patches = []
+            rf = tp.receptive_field(lp.name)
+            grown = crops.images.shape[1] > rf.size[0] or crops.images.shape[2] > rf.size[1]
+            for i, (hit, im, box) in enumerate(zip(crops.hits, crops.images, crops.fields)):
+                rel = f"patches/{lp.slug}/{c}_{i}.png"
+                save_png(out / rel, _with_field(im, box) if grown else im)
+                src = Path(hit.source).name if hit.source else f"image {hit.image}"
+                patches.append({"image": rel, "source": src, "value": float(hit.value), "y": hit.y, "x": hit.x})
+            per[c] = {"patches": patches, "mean": float(tp.means[lp.name][c])}
+            if conv is not None and conv[0] == lp.name:
+                w = conv[1][..., c]
+                img = 0.5 + w / (2 * max(float(np.abs(w).max()), 1e-12))  # CS231n: symmetric around grey
+                rel = f"img/{lp.slug}/{c}_filter.png"
+                save_png(out / rel, np.kron(np.clip(img, 0, 1), np.ones((8, 8, 1))))
+                per[c]["filter"] = rel
+    return data

@@ -1,0 +1,222 @@
+"""`jaxvis.site`: render every unit of a network into a static site, as one resumable job.
+
+Work is split into fixed blocks of units per layer (plan.py). Each block is one call of the
+engine (all its units in one vmapped, jit-compiled loop, sharded over the local devices); its
+images are written atomically and then a small state file records the block as done, so a
+killed job restarted with the same command renders only the missing blocks. With photos, one
+:func:`jaxvis.top_patches` pass (data.py) comes first and gives both the top patches and the
+mean activations. With ``jax.distributed`` every process reads its share of the photos in that
+pass and takes every P-th block; process 0 waits for all blocks' state files and writes the site
+(site.py) from them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import jax
+import numpy as np
+from PIL import Image
+
+from ..imaging.display import save_png
+from ..errors import GalleryError
+from ..imaging.fileio import atomic_path
+from ..imaging.progress import Progress
+from .plan import LayerPlan, plan_layers
+
+STATE = ".jaxvis-gallery"
+
+
+@dataclasses.dataclass
+class GalleryResult:
+    """What :func:`gallery` did.
+
+    Attributes:
+      out: the site folder (``index.html``, ``index.json``).
+      manifest: the content of ``index.json`` (None on processes other than 0, or when stopped early).
+      rendered: units rendered by this call; skipped: units found already done.
+      complete: whether every block is done (False after ``stop_after_blocks``).
+      seconds: wall time of this call.
+    """
+
+    out: Path
+    manifest: dict[str, Any] | None
+    rendered: int
+    skipped: int
+    complete: bool
+    seconds: float
+
+
+def _write_json(path: Path, obj) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(obj, indent=1, sort_keys=True), encoding="utf-8")
+
+
+def _thumb(img: np.ndarray, size: int) -> np.ndarray:
+    return np.asarray(Image.fromarray(img).resize((size, size), Image.Resampling.LANCZOS))
+
+
+def _label(net, lp: LayerPlan, c: int) -> str:
+    classes = net.classes
+    if classes and lp.name == getattr(net, "logits_layer", None) and lp.shape[-1] == len(classes):
+        return str(classes[c])
+    return f"{lp.name} unit {c}"
+
+
+def _render_block(net, lp: LayerPlan, block: tuple[int, ...], out: Path, cfg: dict, devices) -> list[dict]:
+    from ..engine import objectives as O
+    from ..engine.visualize import visualize
+    # A short last block is padded with repeats of its first unit: every block of a layer then runs
+    # one compiled program (a unit's result does not depend on its batch: visualize keys it by label).
+    padded = block + (block[0],) * (cfg["block"] - len(block))
+    common = dict(preset=cfg["preset"], steps=cfg["steps"], image_size=cfg["image_size"], seed=cfg["seed"],
+                  batch_size=len(padded), devices=devices, progress=False)
+    vis = visualize(net, [O.channel(lp.name, c) for c in padded], **common)
+    div = None
+    if cfg["diversity"] > 1:
+        div = visualize(net, [O.channel(lp.name, c) + O.diversity(lp.name, 1e2) for c in padded],
+                        batch=cfg["diversity"], **common)
+    records = []
+    folder = out / "img" / lp.slug
+    for i, c in enumerate(block):
+        rec: dict[str, Any] = {"unit": c, "label": _label(net, lp, c), "image": f"img/{lp.slug}/{c}.png",
+               "thumb": f"img/{lp.slug}/{c}_t.png", "objective": float(vis.trace[-1, -1, i])}
+        save_png(folder / f"{c}.png", vis.images[i])
+        save_png(folder / f"{c}_t.png", _thumb(vis.images[i], cfg["thumbnail"]))
+        if div is not None:
+            b = cfg["diversity"]
+            for j in range(b):
+                save_png(folder / f"{c}_d{j}.png", div.images[i * b + j])
+            rec["diversity"] = [f"img/{lp.slug}/{c}_d{j}.png" for j in range(b)]
+        records.append(rec)
+    return records
+
+
+def _settings(net, layers: list[LayerPlan], **kw) -> dict:
+    return {"model": net.name, "input_size": list(net.input_size),
+            "layers": [{"name": l.name, "units": len(l.units)} for l in layers], **kw}
+
+
+def _check_settings(state: Path, settings: dict) -> None:
+    f = state / "settings.json"
+    if f.exists():
+        old = json.loads(f.read_text(encoding="utf-8"))
+        diff = sorted(k for k in set(old) | set(settings) if old.get(k) != settings.get(k))
+        if diff:
+            raise GalleryError(
+                f"{state.parent} holds a gallery made with other settings ({', '.join(diff)} differ: "
+                + "; ".join(f"{k}: {old.get(k)!r} there, {settings.get(k)!r} now" for k in diff[:3])
+                + "); use another --out folder or delete it to start again")
+
+
+def gallery(net, out: str | os.PathLike, *, layers: str | Sequence[str] = "all", images=None,
+            units: int | None = None, preset: str = "lucid", steps: int | None = None,
+            image_size: int | None = None, diversity: int = 0, k: int = 9, block: int = 32,
+            thumbnail: int = 96, seed: int = 0, devices=None, progress: bool = True,
+            stop_after_blocks: int | None = None, wait_timeout: float = 3600.0) -> GalleryResult:
+    """Render a browsable per-unit atlas of `net` into the folder `out` (OpenAI Microscope for your network).
+
+    For every requested layer and unit: the engine's feature visualisation (`preset`), optionally a
+    diversity set, and with `images` the top-`k` dataset patches at the unit's receptive field and its
+    mean activation over the data; for the first convolution the filters. The site is plain HTML
+    (works from ``file://``) with an ``index.json`` manifest.
+
+    Args:
+      net: any jaxvis network.
+      out: site folder (created). Rerunning with the same settings resumes: only missing blocks render.
+      layers: "all" (layers with units of their own) or layer names.
+      images: optional folder / list of photos for the top patches and mean activations.
+      units: at most this many units per layer (the first ones); default all.
+      preset, steps, image_size, seed: feature-visualization settings (:func:`jaxvis.visualize`).
+      diversity: also render a diversity set of this many images per unit (0: none).
+      k: top patches per unit.
+      block: units per engine call (fixed, so resumed jobs give identical bytes).
+      thumbnail: thumbnail size in pixels.
+      devices: local devices to shard each block over (default all local devices).
+      progress: a progress bar with units/s and ETA.
+      stop_after_blocks: stop after rendering this many blocks (a test hook simulating a kill).
+      wait_timeout: seconds process 0 waits for other processes' blocks.
+
+    Returns:
+      :class:`GalleryResult`.
+    """
+    t0 = time.perf_counter()
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise GalleryError(f"--out {str(out)!r} is a file; the gallery needs a folder")
+    if int(block) < 1 or int(thumbnail) < 8 or int(diversity) < 0 or int(k) < 1:
+        raise GalleryError(f"block >= 1, thumbnail >= 8, diversity >= 0 and k >= 1 are needed; got block={block}, "
+                           f"thumbnail={thumbnail}, diversity={diversity}, k={k}")
+    plans = plan_layers(net, layers, units)
+    if images is not None and not isinstance(images, (str, os.PathLike)):
+        images = list(images)  # its length is part of the settings a resumed job is checked against
+    cfg = {"preset": preset, "steps": steps, "image_size": image_size, "seed": int(seed),
+           "diversity": int(diversity), "thumbnail": int(thumbnail), "block": int(block), "k": int(k),
+           "images": None if images is None else (str(images) if isinstance(images, (str, os.PathLike))
+                                                  else f"{len(images)} images")}
+    settings = _settings(net, plans, **cfg)
+    state = out / STATE
+    pid, nproc = jax.process_index(), jax.process_count()
+    _check_settings(state, settings)  # on every process: all stop before the data pass's collectives
+    if pid == 0:
+        _write_json(state / "settings.json", settings)
+    devices = list(jax.local_devices() if devices is None else devices)
+    tp = None
+    if images is not None:  # first, while every process is here: the pass merges all processes' shares
+        from .data import data_pass
+        tp = data_pass(net, plans, images, out, k=int(k), devices=devices, progress=progress)
+
+    work = [(lp, b, blk) for lp in plans for b, blk in enumerate(lp.blocks(int(block)))]
+    mine = [w for i, w in enumerate(work) if i % nproc == pid]
+    done_file = lambda lp, b: state / lp.slug / f"block_{b:05d}.json"  # noqa: E731
+    todo = [w for w in mine if not done_file(w[0], w[1]).exists()]
+    skipped = sum(len(blk) for lp, b, blk in mine if (lp, b, blk) not in todo)
+    bar = Progress(sum(len(blk) for _, _, blk in todo), f"gallery {net.name}", "units", enabled=progress)
+    rendered = 0
+    try:
+        for n, (lp, b, blk) in enumerate(todo):
+            if stop_after_blocks is not None and n >= stop_after_blocks:
+                return GalleryResult(out, None, rendered, skipped, False, time.perf_counter() - t0)
+            records = _render_block(net, lp, blk, out, cfg, devices)
+            _write_json(done_file(lp, b), {"layer": lp.name, "block": b, "units": records})
+            rendered += len(blk)
+            bar.update(len(blk))
+    finally:
+        bar.close()
+    if pid != 0:
+        return GalleryResult(out, None, rendered, skipped, True, time.perf_counter() - t0)
+    _wait_for(state, [(lp, b) for lp, b, _ in work], done_file, wait_timeout)
+    extra = {}
+    if tp is not None:
+        from .data import unit_data
+        extra = unit_data(net, plans, tp, out)
+    from .pages import write_site
+    manifest = write_site(net, plans, out, settings, {lp.name: _load_units(lp, state) for lp in plans}, extra)
+    return GalleryResult(out, manifest, rendered, skipped, True, time.perf_counter() - t0)
+
+
+def _wait_for(state: Path, blocks, done_file, timeout: float) -> None:
+    """Process 0 merges only when every process's blocks are on disk (the shared folder is the barrier)."""
+    t_end = time.monotonic() + timeout
+    missing = [(lp, b) for lp, b in blocks if not done_file(lp, b).exists()]
+    while missing:
+        if time.monotonic() > t_end:
+            raise GalleryError(f"timed out waiting for {len(missing)} blocks from other processes "
+                               f"(first: {missing[0][0].name} block {missing[0][1]}) in {state}")
+        time.sleep(0.5)
+        missing = [(lp, b) for lp, b in missing if not done_file(lp, b).exists()]
+
+
+def _load_units(lp: LayerPlan, state: Path) -> list[dict]:
+    recs = []
+    for f in sorted((state / lp.slug).glob("block_*.json")):
+        recs.extend(json.loads(f.read_text(encoding="utf-8"))["units"])
+    recs.sort(key=lambda r: r["unit"])
+    return recs
+
