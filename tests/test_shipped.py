@@ -185,7 +185,7 @@ def test_weight_file_metadata(squeezenet):
 
 def test_jitted_function_is_compiled_once_per_shape(squeezenet):
     f = squeezenet.jitted(["fire2-concat"])
-    key = (("fire2-concat",), True, "standard")
+    key = ("net", "forward", ("fire2-concat",), True, "standard")
     before = squeezenet.trace_counts[key]
     for v in (0.0, 1.0, 2.0):
         f(squeezenet.params, np.full((1, 48, 48, 3), v, np.float32))

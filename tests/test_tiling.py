@@ -27,7 +27,7 @@ def close(got, ref):
 
 
 def traces(net, names):
-    return net.trace_counts[(tuple(names), True, "standard")]
+    return net.trace_counts[("net", "forward", tuple(names), True, "standard")]
 
 
 def test_layer_tiles_partition_every_output_once():

@@ -7,7 +7,7 @@ For U units (objectives of one form, stacked), each with `batch` images:
   `−Σ objective(net(255 · transform(key, image_fn(params))) ∪ {"input": image})`,
   an optax update, and an optional projection (clip, periodic blur);
 * steps run in `lax.scan` segments inside one jit (cached in the network's
-  :class:`~jaxvis.nets.protocol.JitCache`), the first `redirected_relu_steps` with RedirectedReLU;
+  :class:`~jaxvis.nets.protocol.Cache`), the first `redirected_relu_steps` with RedirectedReLU;
 * units are chunked to a memory budget and each chunk is sharded over the devices' unit axis;
 * multi-level runs (MATLAB's pyramid) resize pixel parameters between levels.
 
@@ -106,7 +106,7 @@ def _segment(net, plan: Plan, relu: str, n_steps: int, obj_def):
 
         return run
 
-    return net.cache.get(("visualize", plan, relu, int(n_steps), obj_def), make)
+    return net.cache.jit(("visualize", "step", plan, relu, int(n_steps), obj_def), make)
 
 
 def _segments(steps: int, redirected: int) -> list[tuple[int, str]]:
@@ -268,7 +268,7 @@ def optimize(net, objectives: Sequence[Objective], plan: Plan, *, levels: Sequen
                 p = put(params)
                 obj = jax.tree.map(put, obj_all)
                 keys = put(step_keys)
-                state = net.cache.get(("visualize-init", lp.optimizer, tuple(d.id for d in devices)),
+                state = net.cache.jit(("visualize", "init", lp.optimizer, tuple(d.id for d in devices)),
                                       lambda: jax.vmap(lp.optimizer.init),
                                       out_shardings=shard)(p)
                 done = 0
@@ -288,5 +288,5 @@ def optimize(net, objectives: Sequence[Objective], plan: Plan, *, levels: Sequen
     finally:
         bar.close()
     final = dataclasses.replace(plan.param, size=_hw(levels[-1][0]))
-    images = np.asarray(net.cache.get(("visualize-image", final), lambda: jax.vmap(final.image))(jnp.asarray(params)))
+    images = np.asarray(net.cache.jit(("visualize", "image", final), lambda: jax.vmap(final.image))(jnp.asarray(params)))
     return RunResult(images, np.stack(traces) if len({s for _, s in levels}) == 1 else traces, sizes, batch_size)

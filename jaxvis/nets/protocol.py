@@ -58,34 +58,51 @@ class Net(Protocol):
         """Cached `jax.jit` of :meth:`function`."""
 
 
-class JitCache:
-    """The one place networks keep compiled functions, with trace counts tests can assert on.
+class Cache:
+    """One per network: its compiled functions and the facts tools memoise about it, with trace counts.
 
-    Keyed by whatever identifies the computation (layers, relu mode, algorithm);
-    `trace_counts[key]` rises each time the function is traced (= compiled for a new shape).
+    Every key is `(area, name, *static)`: `area` the subsystem that owns the entry ('net', 'visualize',
+    'attribution', 'receptive', 'dream', 'patches', 'recipes', 'graph', …), `name` what is cached, then the
+    static arguments that identify it. `trace_counts[key]` rises each time a jitted entry is traced
+    (= compiled for a new shape), so tests can assert that repeated calls do not recompile.
+    The cache lives on the network object and goes when it goes.
     """
 
     def __init__(self):
         self._fns: dict = {}
+        self._memo: dict = {}
         self.trace_counts: collections.Counter = collections.Counter()
 
-    def get(self, key, make: Callable[[], Callable], **jit_kwargs):
-        """The cached jit of `make()` for `key`, built once."""
+    @staticmethod
+    def _check(key) -> None:
+        assert isinstance(key, tuple) and len(key) >= 2 and isinstance(key[0], str), \
+            f"cache keys are (area, name, *static), got {key!r}"
+
+    def jit(self, key: tuple, make: Callable[[], Callable], **jit_kwargs) -> Callable:
+        """`jax.jit(make(**))` built once per `key`; its traces are counted under `key`."""
         if key not in self._fns:
+            self._check(key)
             fn = make()
 
             def counted(*args, **kwargs):
-                self.trace_counts[key] += 1
+                self.trace_counts[key] += 1  # runs only while tracing
                 return fn(*args, **kwargs)
 
             self._fns[key] = jax.jit(counted, **jit_kwargs)
         return self._fns[key]
 
+    def memo(self, key: tuple, compute: Callable[[], Any]) -> Any:
+        """`compute()` once per `key` (values must not hold the network strongly: they live on it)."""
+        if key not in self._memo:
+            self._check(key)
+            self._memo[key] = compute()
+        return self._memo[key]
+
 
 class NetBase:
     """Shared behaviour of protocol networks: `function` and `jitted` on top of `apply`."""
 
-    _cache: JitCache
+    _cache: Cache
 
     if TYPE_CHECKING:  # provided by each network class (declared here for the type checker only)
         def layer_name(self, layer: LayerRef) -> str: ...
@@ -94,9 +111,9 @@ class NetBase:
                   relu: str = "standard", taps: dict[str, jax.Array] | None = None) -> dict[str, jax.Array]: ...
 
     @property
-    def cache(self) -> JitCache:
+    def cache(self) -> Cache:
         if "_cache" not in self.__dict__:
-            self._cache = JitCache()
+            self._cache = Cache()
         return self._cache
 
     @property
@@ -113,4 +130,4 @@ class NetBase:
     def jitted(self, layers: Sequence[LayerRef], *, normalize: bool = True, relu: str = "standard"):
         names = tuple(self.layer_name(l) for l in layers)
         fn = self.function(names, normalize=normalize, relu=relu)
-        return self.cache.get((names, normalize, relu), lambda: lambda params, images: fn(params, images))
+        return self.cache.jit(("net", "forward", names, normalize, relu), lambda: lambda params, images: fn(params, images))

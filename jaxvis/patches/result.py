@@ -72,7 +72,7 @@ def reconstruct(net, layer: str, images: np.ndarray, ys, xs, cs, relu: str = "gu
     any number of hits compiles once. Returns n×H×W×3 float32.
     """
     n = len(images)
-    fn = net.cache.get(("top_patches-recon", layer, relu), lambda: _recon_step(net, layer, relu))
+    fn = net.cache.jit(("top_patches", "recon", layer, relu), lambda: _recon_step(net, layer, relu))
     out = []
     for lo in range(0, n, RECON_CHUNK):
         idx = np.minimum(np.arange(lo, lo + RECON_CHUNK), n - 1)

@@ -80,12 +80,12 @@ def make_step(net, layers: tuple[str, ...], k: int):
 def jitted_step(net, layers: tuple[str, ...], k: int, devices: tuple):
     """The cached jit of :func:`make_step`, data-parallel over `devices` (batch axis sharded, state replicated).
 
-    Cached in the network's JitCache under ``("top_patches", layers, k, device ids)``: one trace per batch shape.
+    Cached in the network's cache under ``("top_patches", "step", layers, k, device ids)``: one trace per batch shape.
     """
     mesh = Mesh(np.array(devices), ("batch",))
     shard, repl = NamedSharding(mesh, P("batch")), NamedSharding(mesh, P())
-    key = ("top_patches", layers, k, tuple(d.id for d in devices))
-    fn = net.cache.get(key, lambda: make_step(net, layers, k), out_shardings=repl)
+    key = ("top_patches", "step", layers, k, tuple(d.id for d in devices))
+    fn = net.cache.jit(key, lambda: make_step(net, layers, k), out_shardings=repl)
     return fn, key, shard, repl
 
 

@@ -98,7 +98,7 @@ def _gradient_fn(net, layer: str, obj_def):
             return jax.grad(f)(crop)
         return grad
 
-    return net.cache.get(("dream_photo-grad", layer, obj_def), make)
+    return net.cache.jit(("dream_photo", "grad", layer, obj_def), make)
 
 
 def objective_gradient(net, image: np.ndarray, objective: O.Objective, *, tile: int | None = 512) -> np.ndarray:

@@ -144,7 +144,7 @@ def _loop(net, method: str, clip: bool, ball: bool):
 
         return run
 
-    return net.cache.get(("fool", method, clip, ball), make)
+    return net.cache.jit(("fool", "step", method, clip, ball), make)
 
 
 def _pairs(net, image, target) -> tuple[np.ndarray, np.ndarray]:
