@@ -1,41 +1,85 @@
-"""jaxvis: see what convolutional networks have learned — MATLAB-style tools in JAX."""
+"""jaxvis: see what convolutional networks have learned — MATLAB-style tools in JAX.
 
-from .maps.channel_views import activation_grid, channel_image, heatmap_overlay, side_by_side, strongest_channel
-from .nets.analysis import analyze_network
-from .maps.activations import activations, classify
-from .attribution import Attribution, grad_cam, occlusion_sensitivity, saliency
-from .imaging.display import imresize, imtile, mat2gray
-from .dream import DreamResult, deep_dream, deep_dream_image
-from .engine import Visualization, objectives, visualize
-from .nets.function import FunctionNetwork, from_function
-from .errors import (AttributionError, ChannelError, ImageError, JaxvisError, LayerError, MissingWeightsError,
-                     NetworkError, TargetError, VisualizationError, WeightFileError)
-from .nets.models import MODELS
-from .nets.network import Network, load_model
-from .nets.onnx import OnnxError, from_onnx
-from .nets.protocol import Net
-from .nets.receptive import ReceptiveField, receptive_field
-from .recipes import DreamPhotoResult, FoolResult, class_model, dream_photo, fool
-from .recipes import Inversion, StyleTransfer, invert, ssim, style_transfer
-from .patches import PatchesError, TopPatches, top_patches
-from .nets.cpu import configure_cpu
-from .maps.filters import FilterImage, filter_image
-from .maps.embedding import Embedding, EmbeddingError, atlas_image, embedding
+`import jaxvis` is cheap: every public name below is imported on first use (PEP 562), so JAX, Flax and
+optax load when a tool is first called, not at import. `from jaxvis import X` works as usual.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "Network", "load_model", "MODELS", "activations", "classify", "imtile", "mat2gray", "imresize",
-    "strongest_channel", "channel_image", "side_by_side", "activation_grid", "heatmap_overlay", "analyze_network",
-    "saliency", "grad_cam", "occlusion_sensitivity", "Attribution", "TargetError", "AttributionError",
-    "deep_dream_image", "deep_dream", "DreamResult", "ChannelError",
-    "JaxvisError", "LayerError", "ImageError", "MissingWeightsError", "WeightFileError", "NetworkError",
-    "VisualizationError", "Net", "from_function", "FunctionNetwork", "visualize", "Visualization", "objectives",
-    "from_onnx", "OnnxError", "receptive_field", "ReceptiveField",
-    "class_model", "fool", "FoolResult", "dream_photo", "DreamPhotoResult",
-    "invert", "Inversion", "style_transfer", "StyleTransfer", "ssim",
-    "top_patches", "TopPatches", "PatchesError",
-    "configure_cpu",
-    "filter_image", "FilterImage",
-    "embedding", "atlas_image", "Embedding", "EmbeddingError",
-]
+# public name -> the module that defines it (the one place a reader finds where a name lives)
+_WHERE = {
+    "jaxvis.errors": ("JaxvisError", "LayerError", "ImageError", "MissingWeightsError", "WeightFileError",
+                      "NetworkError", "VisualizationError", "TargetError", "AttributionError", "ChannelError",
+                      "PatchesError", "EmbeddingError", "GalleryError", "OutputError"),
+    "jaxvis.nets.network": ("Network", "load_model"),
+    "jaxvis.nets.models": ("MODELS",),
+    "jaxvis.nets.protocol": ("Net",),
+    "jaxvis.nets.function": ("FunctionNetwork", "from_function"),
+    "jaxvis.nets.onnx": ("OnnxError", "from_onnx"),
+    "jaxvis.nets.receptive": ("ReceptiveField", "receptive_field"),
+    "jaxvis.nets.analysis": ("analyze_network",),
+    "jaxvis.nets.cpu": ("configure_cpu",),
+    "jaxvis.maps.activations": ("activations", "classify"),
+    "jaxvis.maps.channel_views": ("activation_grid", "channel_image", "heatmap_overlay", "side_by_side",
+                                  "strongest_channel"),
+    "jaxvis.maps.filters": ("FilterImage", "filter_image"),
+    "jaxvis.maps.embedding": ("Embedding", "atlas_image", "embedding"),
+    "jaxvis.imaging.display": ("imresize", "imtile", "mat2gray"),
+    "jaxvis.attribution": ("Attribution", "grad_cam", "occlusion_sensitivity", "saliency"),
+    "jaxvis.dream": ("DreamResult", "deep_dream", "deep_dream_image"),
+    "jaxvis.engine": ("Visualization", "objectives", "visualize"),
+    "jaxvis.recipes": ("DreamPhotoResult", "FoolResult", "class_model", "dream_photo", "fool", "Inversion",
+                       "StyleTransfer", "invert", "ssim", "style_transfer"),
+    "jaxvis.patches": ("TopPatches", "top_patches"),
+    "jaxvis.site": ("GalleryResult", "gallery"),
+}
+_MODULE_OF = {name: mod for mod, names in _WHERE.items() for name in names}
+_SUBPACKAGES = ("attribution", "cli", "dream", "engine", "imaging", "maps", "nets", "patches", "recipes", "site",
+                "errors")
+
+__all__ = sorted(_MODULE_OF)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _MODULE_OF:
+        value = getattr(importlib.import_module(_MODULE_OF[name]), name)
+        globals()[name] = value  # later lookups skip this function
+        return value
+    if name in _SUBPACKAGES:  # `jaxvis.dream.seamless` without importing jaxvis.dream first
+        return importlib.import_module(f"jaxvis.{name}")
+    raise AttributeError(f"module 'jaxvis' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__) | set(_SUBPACKAGES))
+
+
+if TYPE_CHECKING:  # the same names, eagerly, for type checkers and IDEs
+    from .attribution import Attribution, grad_cam, occlusion_sensitivity, saliency
+    from .dream import DreamResult, deep_dream, deep_dream_image
+    from .engine import Visualization, objectives, visualize
+    from .errors import (AttributionError, ChannelError, EmbeddingError, GalleryError, ImageError, JaxvisError,
+                         LayerError, MissingWeightsError, NetworkError, OutputError, PatchesError, TargetError,
+                         VisualizationError, WeightFileError)
+    from .imaging.display import imresize, imtile, mat2gray
+    from .maps.activations import activations, classify
+    from .maps.channel_views import activation_grid, channel_image, heatmap_overlay, side_by_side, strongest_channel
+    from .maps.embedding import Embedding, atlas_image, embedding
+    from .maps.filters import FilterImage, filter_image
+    from .nets.analysis import analyze_network
+    from .nets.cpu import configure_cpu
+    from .nets.function import FunctionNetwork, from_function
+    from .nets.models import MODELS
+    from .nets.network import Network, load_model
+    from .nets.onnx import OnnxError, from_onnx
+    from .nets.protocol import Net
+    from .nets.receptive import ReceptiveField, receptive_field
+    from .patches import TopPatches, top_patches
+    from .recipes import (DreamPhotoResult, FoolResult, Inversion, StyleTransfer, class_model, dream_photo, fool,
+                          invert, ssim, style_transfer)
+    from .site import GalleryResult, gallery
