@@ -1,7 +1,7 @@
 """Run the jaxvis fuzz targets (tests/fuzz/targets.py) for a while and report inputs and findings.
 
-    PYTHONPATH=. python scripts/fuzz.py --minutes 10
-    PYTHONPATH=. python scripts/fuzz.py --minutes 2 --targets pth,ndf --out fuzz-findings
+    python scripts/fuzz.py --minutes 10
+    python scripts/fuzz.py --minutes 2 --targets pth,ndf --out fuzz-findings
 
 Targets run in turn, each for a time slice in a spawned child process with
 fresh random seeds: a segfault or abort in a C library (HDF5, Pillow, zlib) kills

@@ -1,6 +1,6 @@
 """Time one `jaxvis.activations` call on a large photo (run under /usr/bin/time -v for peak RSS).
 
-    PYTHONPATH=. /usr/bin/time -v python scripts/bench/activations_large.py --layer conv1 [--tile 0]
+    /usr/bin/time -v python scripts/bench/activations_large.py --layer conv1 [--tile 0]
 
 The photo is examples/images/grace_hopper.jpg upscaled (bilinear) to --size WxH (default 6000x4000).
 """
@@ -8,15 +8,19 @@ The photo is examples/images/grace_hopper.jpg upscaled (bilinear) to --size WxH 
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
-import jaxvis
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))  # run from a source checkout
 
-PHOTO = Path(__file__).resolve().parents[2] / "examples" / "images" / "grace_hopper.jpg"
+import jaxvis  # noqa: E402
+
+PHOTO = ROOT / "examples" / "images" / "grace_hopper.jpg"
 
 
 def main() -> None:

@@ -1,13 +1,12 @@
 """Benchmark: top-9 dataset patches over a folder of photos, jaxvis against a PyTorch eager loop.
 
-  PYTHONPATH=. python scripts/benchmark_patches.py [--n 240] [--repeats 3] [--batch 32] [--json out.json]
-  python scripts/benchmark.py patches [...]
+  python scripts/bench/patches.py [--n 240] [--repeats 3] [--batch 32] [--json out.json]
 
 Both sides do the same work on the same weights (tests/torch_reference.py's squeezenet_from_jaxvis):
 per batch one SqueezeNet forward pass to fire9-concat and conv10, per unit and image the maximum
 over positions (and its position), merged into a running top-9 per unit. Two settings:
 
-* files: from a folder of `n` JPEGs (../shared photos + random crops/flips, scripts/patches_data.py),
+* files: from a folder of `n` JPEGs (../shared photos + random crops/flips, scripts/data/photo_crops.py),
   decoding and resizing included: jaxvis's background thread pool (`jaxvis.top_patches`) against a
   torch DataLoader with 2 worker processes running the same PIL decode + resize;
 * memory: the same images already decoded at 227×227 (forward + top-k only).
@@ -30,8 +29,8 @@ from pathlib import Path
 
 import numpy as np
 
-HERE = Path(__file__).resolve().parent
-sys.path[:0] = [str(HERE.parent), str(HERE), str(HERE.parent / "tests")]
+ROOT = Path(__file__).resolve().parents[2]
+sys.path[:0] = [str(ROOT), str(ROOT / "scripts" / "data"), str(ROOT / "tests")]  # the photo folder; the torch network
 
 LAYERS = ("fire9-concat", "conv10")
 K = 9
@@ -99,7 +98,7 @@ def main(argv=None) -> int:
 
     import jaxvis
     from jaxvis.patches.loader import load_one
-    from patches_data import augmented_folder
+    from photo_crops import augmented_folder
     from torch_reference import squeezenet_from_jaxvis
 
     net = jaxvis.load_model("squeezenet")
@@ -160,4 +159,6 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
+    from jaxvis import configure_cpu
+    configure_cpu()  # XLA:CPU speed flags, before JAX starts a backend
     sys.exit(main())

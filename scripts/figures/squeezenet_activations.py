@@ -33,7 +33,7 @@ which draws fire6 cell j at input pixel 16.2·j + 8 although its receptive field
 at 16·j + 15: hot spots appear about 7 input pixels up and left of what caused them. The
 printed eye table uses the receptive-field centres (see eye_window), not the drawn maps.
 
-Usage: python scripts/squeezenet_activations.py [--out out/squeezenet_activations]
+Usage: python scripts/figures/squeezenet_activations.py [--out out/squeezenet_activations]
 """
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))  # run from a checkout without installing
 
 import jaxvis  # noqa: E402

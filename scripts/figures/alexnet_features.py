@@ -12,7 +12,7 @@ Its fully connected layers need a full checkpoint: the script says which file to
 and how, and meanwhile runs the same walkthrough on the shipped SqueezeNet (MATLAB's
 `squeezenet`), whose conv10 gives the class scores.
 
-    python scripts/alexnet_features.py [--out OUT_DIR] [--quick] [--iterations N] [--levels N]
+    python scripts/figures/alexnet_features.py [--out OUT_DIR] [--quick] [--iterations N] [--levels N]
 
 Writes PNGs into OUT_DIR (default out/alexnet_features).
 """
@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a source checkout
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # run from a source checkout
 
 import jaxvis  # noqa: E402
 from jaxvis.imaging.display import imtile, save_png, to_uint8  # noqa: E402

@@ -10,8 +10,8 @@ Writes into --out (default docs/cs231n/):
 and prints, for each layout, how often an image's nearest neighbour in 2-D is a crop of the same photo
 (the photo set is mostly crops of a few photos, so a good layout groups them).
 
-    PYTHONPATH=. python scripts/collect_photos.py --out photos --augment 200
-    PYTHONPATH=. python scripts/cs231n_data.py --photos photos
+    python scripts/data/collect_photos.py --out photos --augment 200
+    python scripts/figures/cs231n_data.py --photos photos
 """
 
 from __future__ import annotations
@@ -24,9 +24,11 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-import jaxvis
-from jaxvis.imaging.display import save_png
-from jaxvis.maps.embedding import embedding, layout
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # run from a source checkout
+
+import jaxvis  # noqa: E402
+from jaxvis.imaging.display import save_png  # noqa: E402
+from jaxvis.maps.embedding import embedding, layout  # noqa: E402
 
 MAX_BYTES = 300_000
 
@@ -53,7 +55,7 @@ def same_source_nn(coords: np.ndarray, labels: list[str]) -> float:
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--photos", required=True, help="folder of photos (scripts/collect_photos.py)")
+    p.add_argument("--photos", required=True, help="folder of photos (scripts/data/collect_photos.py)")
     p.add_argument("--out", default="docs/cs231n")
     p.add_argument("--grid", type=int, default=14, help="atlas rows = columns (default 14)")
     p.add_argument("--cell", type=int, default=28, help="atlas thumbnail size (default 28)")
@@ -69,7 +71,7 @@ def main(argv=None) -> int:
 
     files = sorted(f for f in Path(args.photos).iterdir() if f.suffix.lower() in (".png", ".jpg", ".jpeg"))
     if len(files) < 3:
-        sys.exit(f"{args.photos} holds {len(files)} photos; run scripts/collect_photos.py first")
+        sys.exit(f"{args.photos} holds {len(files)} photos; run scripts/data/collect_photos.py first")
     photos = [np.asarray(Image.open(f).convert("RGB")) for f in files]
     labels = [source_of(f.name) for f in files]
     print(f"{len(files)} photos from {len(set(labels))} originals")

@@ -1,6 +1,6 @@
 """Walkthrough: a model zoo's ONNX file as a jaxvis network (the ONNX-zoo SqueezeNet 1.1, real weights).
 
-  PYTHONPATH=. python scripts/onnx_squeezenet.py [--out out/onnx_squeezenet] [--zoo DIR]
+  python scripts/figures/onnx_squeezenet.py [--out out/onnx_squeezenet] [--zoo DIR]
 
 1. writes squeezenet1_1.onnx from ../shared/testdata/squeezenet1_1_onnxzoo (what a user downloads),
 2. `jaxvis.from_onnx` imports it (torchvision preprocessing, ImageNet class names) and prints the layer table,
@@ -18,19 +18,19 @@ import argparse
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a source checkout
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+ROOT = Path(__file__).resolve().parents[2]
+sys.path[:0] = [str(ROOT), str(ROOT / "scripts" / "data")]  # run from a source checkout; the zoo graph
 
-import jax
-import numpy as np
-from benchmark_onnx import ZOO, zoo_squeezenet
+import jax  # noqa: E402
+import numpy as np  # noqa: E402
+from onnx_zoo import ZOO, zoo_squeezenet  # noqa: E402
 
-import jaxvis
-from jaxvis.nets.classes import imagenet_classes
-from jaxvis.imaging.display import imresize, save_png
-from jaxvis.imaging.images import read_image
+import jaxvis  # noqa: E402
+from jaxvis.nets.classes import imagenet_classes  # noqa: E402
+from jaxvis.imaging.display import imresize, save_png  # noqa: E402
+from jaxvis.imaging.images import read_image  # noqa: E402
 
-PHOTOS = Path(__file__).resolve().parent.parent / "examples" / "images"
+PHOTOS = ROOT / "examples" / "images"
 
 
 def main(argv=None) -> int:

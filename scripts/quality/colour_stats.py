@@ -7,7 +7,7 @@ image — std of green–magenta (2G − R − B)/√6 and of red–blue (R − 
 of 8 classes on the shipped SqueezeNet (Caffe weights, BGR-trained, mean-only input) and on the
 independent torchvision SqueezeNet 1.1 (RGB, mean/std input), shrunk to 112 px the same way.
 
-    PYTHONPATH=. python scripts/colour_quality.py [--steps 100] [--out docs/quality/colour.json]
+    python scripts/quality/colour_stats.py [--steps 100] [--out docs/quality/colour.json]
 """
 
 from __future__ import annotations
@@ -19,7 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
+sys.path[:0] = [str(ROOT), str(ROOT / "scripts" / "data")]  # run from a source checkout; the judge network
 SHARED = ROOT.parent / "shared"
 if not SHARED.is_dir():
     SHARED = ROOT.parents[1] / "shared"
@@ -61,8 +62,7 @@ def main(argv=None) -> int:
     import jaxvis
     from jaxvis.nets.cpu import configure_cpu
     configure_cpu()
-    sys.path.insert(0, str(ROOT / "scripts"))
-    from transfer_quality import judge_network
+    from onnx_zoo import judge_network
     out: dict = {}
     for preset in ("lucid", "cs231n", "keras_vis", "matlab"):
         out[f"tile {preset} (30 classes, SqueezeNet)"] = stats(cells(ROOT / "docs" / "quality" / f"{preset}.png", 30))

@@ -1,10 +1,10 @@
 """Walkthrough: what excites SqueezeNet units in real photos (Zeiler & Fergus 2014 / CS231n "visualizing" figure).
 
-  PYTHONPATH=. python scripts/cs231n_patches.py [--out docs/cs231n] [--n 240] [--units 16]
+  python scripts/figures/cs231n_patches.py [--out docs/cs231n] [--n 240] [--units 16]
 
 Top-9 patches of 16 units of fire4-concat, fire7-concat and fire9-concat over the shared photos
 (plus scikit-image's sample photos when installed), augmented with random crops and flips into a
-temporary folder (scripts/patches_data.py): one PNG per layer, each crop beside its guided-backprop
+temporary folder (scripts/data/photo_crops.py): one PNG per layer, each crop beside its guided-backprop
 reconstruction (normalised per crop, zero = grey), the activation under each pair. The 16 units are
 the first 16 whose strongest hit is positive (dead units would show 9 blank reconstructions).
 """
@@ -20,8 +20,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from patches_data import augmented_folder  # noqa: E402
+ROOT = Path(__file__).resolve().parents[2]
+sys.path[:0] = [str(ROOT), str(ROOT / "scripts" / "data")]  # run from a source checkout; the photo folder
+from photo_crops import augmented_folder  # noqa: E402
 
 import jaxvis  # noqa: E402
 from jaxvis.imaging.fileio import atomic_path  # noqa: E402

@@ -1,9 +1,9 @@
 """Imported ONNX SqueezeNet 1.1 vs jaxvis's Flax squeezenet1_1 (same weights) vs onnxruntime CPU.
 
-  PYTHONPATH=. python scripts/benchmark_onnx.py [--batch 4] [--size 224] [--repeats 3] [--iters 5]
+  python scripts/bench/onnx_import.py [--batch 4] [--size 224] [--repeats 3] [--iters 5]
 
 The graph is the ONNX-zoo SqueezeNet 1.1 rebuilt from ../shared/testdata/squeezenet1_1_onnxzoo
-(or --zoo DIR); the hand port loads the same arrays through `jaxvis convert npy-folder`.
+(or --zoo DIR; scripts/data/onnx_zoo.py); the hand port loads the same arrays through `jaxvis convert npy-folder`.
 Forward (logits) and forward+backward (gradient of the summed logits with respect to the
 images, what saliency and the dream compute), all in one process, interleaved, best of
 `--repeats` rounds of `--iters` calls each. onnxruntime has no backward: forward only. It also
@@ -19,52 +19,13 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a source checkout
+ROOT = Path(__file__).resolve().parents[2]
+sys.path[:0] = [str(ROOT), str(ROOT / "scripts" / "data")]  # run from a source checkout; the zoo graph
 
-import jax
-import jax.numpy as jnp
-import numpy as np
-
-ZOO = Path(__file__).resolve().parents[2] / "shared" / "testdata" / "squeezenet1_1_onnxzoo"
-if not ZOO.is_dir():  # a worktree one level deeper than the main checkout
-    ZOO = Path(__file__).resolve().parents[3] / "shared" / "testdata" / "squeezenet1_1_onnxzoo"
-
-
-def zoo_squeezenet(folder: Path, size: int):
-    """The zoo's squeezenet1.1 graph (torchvision squeezenet1_1) built from the per-layer .npy files."""
-    import onnx
-    h = onnx.helper
-    w = {f.stem: np.load(f) for f in (folder / "weights").glob("*.npy")}
-    nodes = []
-
-    def conv(x, n, kernel, stride=1, pad=0):
-        name = f"squeezenet0_conv{n}"
-        nodes.append(h.make_node("Conv", [x, name + "_weight", name + "_bias"], [name + "_fwd"], name=name,
-                                 kernel_shape=[kernel] * 2, strides=[stride] * 2, pads=[pad] * 4))
-        nodes.append(h.make_node("Relu", [name + "_fwd"], [name + "_relu"], name=name + "_relu"))
-        return name + "_relu"
-
-    def pool(x, i):
-        nodes.append(h.make_node("MaxPool", [x], [f"pool{i}"], name=f"pool{i}", kernel_shape=[3, 3],
-                                 strides=[2, 2], ceil_mode=1))
-        return f"pool{i}"
-
-    prev, k = pool(conv("data", 0, 3, 2), 0), 1
-    for fire in range(2, 10):
-        sq = conv(prev, k, 1)
-        a, b = conv(sq, k + 1, 1), conv(sq, k + 2, 3, pad=1)
-        nodes.append(h.make_node("Concat", [a, b], [f"fire{fire}_concat"], name=f"fire{fire}_concat", axis=1))
-        prev, k = f"fire{fire}_concat", k + 3
-        if fire in (3, 5):
-            prev = pool(prev, fire)
-    last = conv(prev, 25, 1)
-    nodes.append(h.make_node("GlobalAveragePool", [last], ["gap"], name="gap"))
-    nodes.append(h.make_node("Flatten", ["gap"], ["logits"], name="flatten"))
-    graph = h.make_graph(nodes, "squeezenet1.1",
-                         [h.make_tensor_value_info("data", onnx.TensorProto.FLOAT, ["N", 3, size, size])],
-                         [h.make_tensor_value_info("logits", onnx.TensorProto.FLOAT, ["N", 1000])],
-                         [onnx.numpy_helper.from_array(a, k) for k, a in sorted(w.items())])
-    return h.make_model(graph, opset_imports=[h.make_opsetid("", 13)])
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
+from onnx_zoo import ZOO, zoo_squeezenet  # noqa: E402
 
 
 def hlo_instructions(compiled_text: str):

@@ -1,6 +1,6 @@
 """A folder of photos for the top-patches benchmark and walkthrough: the shared photos plus random crops/flips.
 
-  PYTHONPATH=. python scripts/patches_data.py OUT_DIR [--n 240] [--skimage]
+  python scripts/data/photo_crops.py OUT_DIR [--n 240] [--skimage]
 
 The four photos of ../shared/images (or examples/images) are few; random crops (40–100 % of the short
 side, anywhere in the photo) and horizontal flips of them make a folder of `n` distinct JPEGs at their
@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 SKIMAGE_PHOTOS = ("rocket.jpg", "motorcycle_left.png", "motorcycle_right.png", "coins.png", "camera.png",
                   "hubble_deep_field.jpg", "retina.jpg", "brick.png", "grass.png", "gravel.png", "ihc.png", "moon.png")
 

@@ -1,7 +1,7 @@
 """Gallery throughput: feature-visualisation units/s, batched blocks vs one unit per call, same run.
 
-  python scripts/benchmark_gallery.py [--model squeezenet] [--layer fire6-concat] [--units 16] [--steps 64]
-                                      [--block 16] [--repeats 3] [--out bench_gallery.json]
+  python scripts/bench/gallery.py [--model squeezenet] [--layer fire6-concat] [--units 16] [--steps 64]
+                                  [--block 16] [--repeats 3] [--out bench_gallery.json]
 
 Both arms render the same units with the same settings through `jaxvis.site`'s block renderer
 (the lucid preset, `--steps` steps at the network's input size); the baseline is the same engine
@@ -20,7 +20,7 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a source checkout
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # run from a source checkout
 
 
 def main(argv=None) -> int:

@@ -1,8 +1,8 @@
 """Walkthrough: bring your own network. An ONNX image classifier (e.g. torchvision's ResNet-18) through jaxvis's toolbox.
 
-  PYTHONPATH=. python scripts/onnx_resnet.py --onnx resnet18.onnx      # your file (torchvision preprocessing)
-  PYTHONPATH=. python scripts/onnx_resnet.py                           # no file: see below
-  PYTHONPATH=. python scripts/onnx_resnet.py --random-resnet18         # the ResNet-18 graph, RANDOM weights
+  python scripts/figures/onnx_resnet.py --onnx resnet18.onnx      # your file (torchvision preprocessing)
+  python scripts/figures/onnx_resnet.py                           # no file: see below
+  python scripts/figures/onnx_resnet.py --random-resnet18         # the ResNet-18 graph, RANDOM weights
 
 A resnet18.onnx with real ImageNet weights, made where torchvision and the internet are available:
 
@@ -31,7 +31,7 @@ import argparse
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a source checkout
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # run from a source checkout
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
@@ -42,7 +42,7 @@ from jaxvis.imaging.display import to_uint8
 from jaxvis.imaging.fileio import atomic_path
 from jaxvis.imaging.images import read_image
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 PHOTOS = ROOT / "examples" / "images"
 
 

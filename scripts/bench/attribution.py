@@ -1,6 +1,6 @@
 """Attribution timings: jaxvis (JAX, jitted, batched) against the same computation in PyTorch eager.
 
-  python scripts/bench_attribution.py [--repeats 3] [--image examples/images/coffee.png]
+  python scripts/bench/attribution.py [--repeats 3] [--image examples/images/coffee.png]
 
 SqueezeNet v1.1 (shipped weights) at 227×227, target 'espresso':
   * SmoothGrad, 50 noisy samples, σ = 0.15 × pixel range, at most 16 samples per batched
@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
 

@@ -5,8 +5,8 @@ Makes a class visualisation per preset for 30 ImageNet classes on the shipped Sq
 from the ONNX-zoo weights in ../shared/testdata — for its top-5. Reports the top-1/top-5 rates per
 preset, writes one tiled picture per preset and a JSON of every prediction.
 
-  python scripts/transfer_quality.py --out docs/quality            # all presets
-  python scripts/transfer_quality.py --presets lucid --lucid-steps 512 --classes 8
+  python scripts/quality/transfer.py --out docs/quality            # all presets
+  python scripts/quality/transfer.py --presets lucid --lucid-steps 512 --classes 8
 """
 
 from __future__ import annotations
@@ -14,24 +14,17 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+ROOT = Path(__file__).resolve().parents[2]
+sys.path[:0] = [str(ROOT), str(ROOT / "scripts" / "data")]  # run from a source checkout; the judge network
+
+from onnx_zoo import judge_network  # noqa: E402
 
 # Thirty recognisable classes across ImageNet (animals, objects, food, vehicles).
 CLASSES = [1, 9, 22, 71, 76, 94, 130, 145, 207, 254, 291, 292, 309, 323, 340, 386, 417, 430, 466, 508, 565, 609,
            779, 817, 920, 937, 949, 954, 967, 980]
-
-
-def judge_network(testdata: Path):
-    import jaxvis
-    from jaxvis.nets.convert import convert_npy_folder
-    tmp = Path(tempfile.mkdtemp()) / "squeezenet1_1.h5"
-    convert_npy_folder(testdata / "weights", tmp)
-    return jaxvis.load_model("squeezenet1_1", weights=tmp)
 
 
 def main(argv=None) -> int:

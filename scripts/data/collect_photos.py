@@ -16,7 +16,7 @@ top-patches benchmark wants ≥ 200). Each is recorded as derived from its sourc
 scikit-image and scikit-learn are script-only dependencies (the extra ``jaxvis[data]``); jaxvis itself
 does not need them. Usage:
 
-    PYTHONPATH=. python scripts/collect_photos.py --out photos --augment 200
+    python scripts/data/collect_photos.py --out photos --augment 200
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 
 # skimage.data loader → file in skimage/data (photographs only: no synthetic or binary images).
 SKIMAGE = {"astronaut": "astronaut.png", "chelsea": "chelsea.png", "coffee": "coffee.png", "rocket": "rocket.jpg",
@@ -161,7 +161,7 @@ def main(argv=None) -> int:
     if args.augment > len(items):
         items += augment(list(items), out, args.augment, args.seed)
     rows = ["# Photos and their sources", "",
-            "Collected by `scripts/collect_photos.py` from files that PyPI packages ship; the licence column "
+            "Collected by `scripts/data/collect_photos.py` from files that PyPI packages ship; the licence column "
             "quotes the package's own statement. Keep this file beside the photos.", "",
             "| file | source | licence |", "|---|---|---|"]
     rows += [f"| {n} | {s} | {lic.replace('|', '/')} |" for n, s, lic in items]

@@ -1,7 +1,7 @@
 """The keras-vis VGG16 examples, on jaxvis's feature-visualization engine (`preset="keras_vis"`).
 
-  PYTHONPATH=. python scripts/keras_vis_vgg16.py [--weights vgg16.h5] [--out docs/keras_vis]
-                                                 [--size 224] [--steps 200] [--filters 8]
+  python scripts/figures/keras_vis_vgg16.py [--weights vgg16.h5] [--out docs/keras_vis]
+                                            [--size 224] [--steps 200] [--filters 8]
 
 keras-vis's VGG16 notebooks, figure by figure (`docs/keras_vis.md` shows the results):
 
@@ -31,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 import jaxvis  # noqa: E402
@@ -123,10 +123,10 @@ def main(argv=None) -> int:
 def write_md(out: Path, net, args, report, skipped, full) -> None:
     rel = out.name
     lines = ["# The keras-vis VGG16 examples in jaxvis", "",
-             f"Made by `scripts/keras_vis_vgg16.py` (`jaxvis.visualize(..., preset=\"keras_vis\")`) on "
+             f"Made by `scripts/figures/keras_vis_vgg16.py` (`jaxvis.visualize(..., preset=\"keras_vis\")`) on "
              f"`{net.name}` ({'full weights' if full else 'convolution-only weights: ' + str(net.meta.get('source'))}), "
              f"{args.size}×{args.size}, {args.steps} steps per image.", "",
-             f"Command: `PYTHONPATH=. python scripts/keras_vis_vgg16.py --size {args.size} --steps {args.steps} "
+             f"Command: `python scripts/figures/keras_vis_vgg16.py --size {args.size} --steps {args.steps} "
              f"--filters {args.filters}`. keras-vis's own "
              "settings are 224×224 and 200 steps (the defaults of the script); the figures here were made with "
              "fewer pixels and steps on a shared 2-core CPU, so they are less developed than keras-vis's. "

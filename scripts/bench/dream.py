@@ -1,9 +1,16 @@
-"""The options of `python scripts/benchmark.py`: deep dream throughput of JAX against the same
-algorithm in PyTorch eager.
+"""Deep dream throughput: jaxvis (JAX) against the same algorithm in PyTorch eager, in one process.
+
+  python scripts/bench/dream.py                       # the suite: AlexNet conv5, SqueezeNet fire9-concat
+  python scripts/bench/dream.py --model alexnet --layer conv5 --channels 256 --levels 3 --size 227
+  python scripts/bench/dream.py --breakdown --device-info --out bench.json
 
 Without --model it runs the two benchmarks of docs/benchmarks.md: AlexNet conv5 and
 SqueezeNet fire9-concat, 30 channels × 30 iterations, one pyramid level, at the
-networks' input sizes.
+networks' input sizes. It reports channel-images/s, image-iterations/s, compile time,
+achieved GFLOP/s and % of the device's peak, peak memory, and JAX's speed-up over PyTorch
+(`--help` lists every option). Timed runs: dream_timing.py; FLOPs: flops.py; the PyTorch
+reference: tests/torch_dream.py (needs torch, not a jaxvis dependency); peaks:
+tests/peak_flops.py. Results and method: docs/benchmarks.md.
 """
 
 from __future__ import annotations
@@ -11,8 +18,12 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 
-from jaxvis.cli.args import bounded_int, channel_list
+ROOT = Path(__file__).resolve().parents[2]
+sys.path[:0] = [str(ROOT), str(ROOT / "tests")]  # run from a source checkout; the torch reference is in tests/
+
+from jaxvis.cli.args import bounded_int, channel_list  # noqa: E402
 
 # (model, layer, size) of the standard suite.
 SUITE = (("alexnet", "conv5", 224), ("squeezenet", "fire9-concat", 227))
@@ -27,7 +38,7 @@ def channel_spec(text: str) -> list[int]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="benchmark.py", description="Benchmark deep dream (JAX vs PyTorch eager, same run).")
+    p = argparse.ArgumentParser(prog="dream.py", description="Benchmark deep dream (JAX vs PyTorch eager, same run).")
     p.add_argument("--model", default=None, help="registry name; default: the standard suite "
                    + ", ".join(f"{m} {l}" for m, l, _ in SUITE))
     p.add_argument("--weights", default=None, help="explicit jaxvis .h5 weight file")
@@ -57,8 +68,8 @@ def build_parser() -> argparse.ArgumentParser:
 def run(args) -> int:
     from jaxvis.nets.network import load_model
 
-    from . import machine_info
-    from .dream_bench import bench_breakdown, bench_dream
+    from dream_timing import bench_breakdown, bench_dream
+    from machine import machine_info
     info = machine_info()
     if args.device_info:
         for k, v in info.items():
@@ -129,7 +140,7 @@ def summary(r: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of scripts/benchmark.py (deep dream part); returns the exit status."""
+    """Entry point of scripts/bench/dream.py; returns the exit status."""
     from jaxvis.errors import JaxvisError
     args = build_parser().parse_args(argv)
     if args.out:
@@ -138,5 +149,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return run(args)
     except (JaxvisError, OSError, ValueError) as e:
-        print(f"benchmark.py: error: {e}", file=sys.stderr)
+        print(f"dream.py: error: {e}", file=sys.stderr)
         return 2
+
+
+if __name__ == "__main__":
+    from jaxvis import configure_cpu
+    configure_cpu()  # XLA:CPU speed flags, before JAX starts a backend
+    sys.exit(main())

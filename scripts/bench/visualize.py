@@ -5,7 +5,7 @@ parameterisation with decorrelated colours and sigmoid, lucid's standard transfo
 objective each class's pre-softmax score (the mean of relu_conv10's channel). Runs are interleaved,
 best of 3, in one process; the first call of each is a warm-up (JAX compiles there).
 
-  python scripts/bench_visualize.py [--units 8] [--steps 32] [--size 227] [--repeats 3]
+  python scripts/bench/visualize.py [--units 8] [--steps 32] [--size 227] [--repeats 3]
 
 Needs torch and torch-lucent 0.1.8 (benchmark only: `pip install --no-deps torch-lucent==0.1.8
 kornia==0.4.1 decorator tqdm`); torchvision is replaced by a stand-in for the one class lucent imports.
@@ -19,7 +19,7 @@ import time
 import types
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 CLASSES = [1, 9, 22, 71, 76, 94, 130, 145, 207, 254, 291, 292, 309, 323, 340, 386]
 

@@ -1,6 +1,6 @@
 """Walkthrough pictures of the CS231n recipes (docs/cs231n_images.md): class models, a fooling image, a dreamed photo.
 
-  PYTHONPATH=. python scripts/cs231n_images.py --out docs/cs231n
+  python scripts/figures/cs231n_images.py --out docs/cs231n
 
 Writes class_models.png (8 SqueezeNet class models), fooling.png (photo | fooling image | magnified
 difference) and dream_photo.png (chelsea.png from ../shared/images DeepDreamed at fire5-concat).
@@ -15,8 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+ROOT = Path(__file__).resolve().parents[2]
+sys.path[:0] = [str(ROOT), str(ROOT / "scripts" / "data")]  # run from a source checkout; the judge network
 SHARED = ROOT.parent / "shared" if (ROOT.parent / "shared").is_dir() else Path("/work/shared")
 CLASSES = ["goldfish", "flamingo", "tarantula", "king penguin", "monarch", "school bus", "strawberry", "volcano"]
 
@@ -42,8 +42,7 @@ def main(argv=None) -> int:
         print(f"class models ({time.perf_counter() - t:.0f} s): {list(zip(CLASSES, own))}", flush=True)
         judge_dir = SHARED / "testdata" / "squeezenet1_1_onnxzoo"
         if (judge_dir / "weights").is_dir():  # the independent torchvision SqueezeNet's top-5 (docs/quality.md)
-            sys.path.insert(0, str(ROOT / "scripts"))
-            from transfer_quality import judge_network
+            from onnx_zoo import judge_network
             top5 = jaxvis.classify(judge_network(judge_dir), list(v.images), top=5, resize="stretch")
             hits = [c in [n for n, _ in p] for c, p in zip(CLASSES, top5)]
             print(f"independent top-5: {sum(hits)}/{len(hits)}; top-1: "

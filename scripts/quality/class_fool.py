@@ -1,12 +1,12 @@
 """Quality of the CS231n recipes (docs/quality.md): class-model transfer and fooling-image statistics.
 
-  python scripts/class_fool_quality.py fool --out docs/quality            # ≥ 20 (photo, target) pairs
-  python scripts/class_fool_quality.py class --steps 100 --classes 30     # class models, independent judge
+  python scripts/quality/class_fool.py fool --out docs/quality            # ≥ 20 (photo, target) pairs
+  python scripts/quality/class_fool.py class --steps 100 --classes 30     # class models, independent judge
 
 `fool`: 20 (photo, random target) pairs — the 4 photos of ../shared/images, each as a centre crop,
 two corner crops and their mirror images, at SqueezeNet's 227×227 — fooled with each method; prints
 success rate, median steps and median L2/L∞ perturbation (pixel units, 0..255).
-`class`: `jaxvis.class_model` for the 30 classes of scripts/transfer_quality.py, top-5 by the
+`class`: `jaxvis.class_model` for the 30 classes of scripts/quality/transfer.py, top-5 by the
 independent torchvision SqueezeNet 1.1 (ONNX zoo).
 """
 
@@ -21,9 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "scripts"))
+ROOT = Path(__file__).resolve().parents[2]
+sys.path[:0] = [str(ROOT), str(ROOT / "scripts" / "quality"), str(ROOT / "scripts" / "data")]
 SHARED = Path("/work/shared") if not (ROOT.parent / "shared").is_dir() else ROOT.parent / "shared"
 
 
@@ -79,7 +78,8 @@ def run_class(args) -> dict:
     from jaxvis.engine import presets as P
     from jaxvis.engine.optimize import Projection
     from jaxvis.recipes import class_model
-    from transfer_quality import CLASSES, judge_network
+    from onnx_zoo import judge_network
+    from transfer import CLASSES
     net = jaxvis.load_model("squeezenet")
     judge = judge_network(SHARED / "testdata" / "squeezenet1_1_onnxzoo")
     classes = CLASSES[: args.classes]
