@@ -3,7 +3,7 @@
 from .maps.channel_views import activation_grid, channel_image, heatmap_overlay, side_by_side, strongest_channel
 from .nets.analysis import analyze_network
 from .maps.activations import activations, classify
-from .attribution import Attribution, grad_cam, occlusion_sensitivity, saliency
+from .attribution import Attribution, AttributionMap, grad_cam, occlusion_sensitivity, saliency
 from .imaging.display import imresize, imtile, mat2gray
 from .dream import DreamResult, deep_dream, deep_dream_image
 from .engine import Visualization, objectives, visualize
@@ -27,7 +27,7 @@ __version__ = "0.1.0"
 __all__ = [
     "Network", "load_model", "MODELS", "activations", "classify", "imtile", "mat2gray", "imresize",
     "strongest_channel", "channel_image", "side_by_side", "activation_grid", "heatmap_overlay", "analyze_network",
-    "saliency", "grad_cam", "occlusion_sensitivity", "Attribution", "TargetError", "AttributionError",
+    "saliency", "grad_cam", "occlusion_sensitivity", "AttributionMap", "Attribution", "TargetError", "AttributionError",
     "deep_dream_image", "deep_dream", "DreamResult", "ChannelError",
     "JaxvisError", "LayerError", "ImageError", "MissingWeightsError", "WeightFileError", "NetworkError",
     "VisualizationError", "Net", "from_function", "FunctionNetwork", "visualize", "Visualization", "objectives",
