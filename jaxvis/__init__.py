@@ -30,7 +30,7 @@ _WHERE = {
     "jaxvis.maps.filters": ("FilterImage", "filter_image"),
     "jaxvis.maps.embedding": ("Embedding", "atlas_image", "embedding"),
     "jaxvis.imaging.display": ("imresize", "imtile", "mat2gray"),
-    "jaxvis.attribution": ("Attribution", "grad_cam", "occlusion_sensitivity", "saliency"),
+    "jaxvis.attribution": ("Attribution", "AttributionMap", "grad_cam", "occlusion_sensitivity", "saliency"),
     "jaxvis.dream": ("DreamResult", "deep_dream", "deep_dream_image"),
     "jaxvis.engine": ("Visualization", "objectives", "visualize"),
     "jaxvis.recipes": ("DreamPhotoResult", "FoolResult", "class_model", "dream_photo", "fool", "Inversion",
@@ -60,7 +60,7 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:  # the same names, eagerly, for type checkers and IDEs
-    from .attribution import Attribution, grad_cam, occlusion_sensitivity, saliency
+    from .attribution import Attribution, AttributionMap, grad_cam, occlusion_sensitivity, saliency
     from .dream import DreamResult, deep_dream, deep_dream_image
     from .engine import Visualization, objectives, visualize
     from .errors import (AttributionError, ChannelError, EmbeddingError, GalleryError, ImageError, JaxvisError,

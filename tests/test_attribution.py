@@ -22,9 +22,9 @@ from jaxvis.attribution import (
     occlusion_scores,
     reduce_channels,
     smoothgrad,
-    trace_counts,
 )
 from jaxvis.errors import AttributionError, LayerError, TargetError
+from jaxvis.nets.protocol import NetBase
 
 # Tolerances: every comparison is relative to the reference's scale (max |ref|), sized by fp32
 # accumulation (eps = 1.2e-7 per rounding, sums of at most a few thousand terms, different orders on
@@ -107,7 +107,12 @@ def test_integrated_gradients_completeness_on_a_relu_network(img12):
 
 
 def test_smoothgrad_equals_explicit_loop_and_traces_once(img12):
-    fn, p = tiny_net(), tiny_params()
+    inner, p = tiny_net(), tiny_params()
+    calls = []
+
+    def fn(params, x, taps=None):  # runs only while a kernel is traced
+        calls.append(x.shape)
+        return inner(params, x, taps)
     n, sigma = 11, 0.3
     # Reference: one gradient per noisy copy, drawn with the documented keys, in a Python loop.
     keys = jax.random.split(jax.random.PRNGKey(3), n)
@@ -118,10 +123,12 @@ def test_smoothgrad_equals_explicit_loop_and_traces_once(img12):
     np.testing.assert_allclose(got, ref, rtol=0, atol=1e-5 * np.abs(ref).max())
     g0, _ = gradient(fn, p, img12, "logits", 2)
     assert not np.allclose(got, g0, rtol=1e-3)  # the noise does change it
-    # 3 chunks of 4 (the last padded) and another target: still one trace of the chunk kernel.
-    smoothgrad(fn, p, img12, "logits", 3, sigma=sigma, num_samples=n, batch_size=4, seed=4)
-    assert trace_counts(fn)[("smoothgrad", "logits", False)] == 1
-    assert trace_counts(fn)[("gradient", "logits", False)] == 1
+    # 3 chunks of 4 (the last padded), another target, another image of the same size: no new trace
+    # of the chunk kernel (jax's cache, keyed on fn) nor of the gradient kernel.
+    traced = len(calls)
+    smoothgrad(fn, p, img12[::-1], "logits", 3, sigma=sigma, num_samples=n, batch_size=4, seed=4)
+    gradient(fn, p, img12[::-1], "logits", 1)
+    assert len(calls) == traced
 
 
 # ----------------------------------------------------------------------- ReLU rules
@@ -197,14 +204,15 @@ def test_grad_cam_equals_hand_computation(img12):
 
 
 # ----------------------------------------------------------------------- a network given by a plain function
-class FunctionNet:
-    """A network with only the protocol's members (as `jaxvis.from_function` networks), no step graph.
+class FunctionNet(NetBase):
+    """A network with only the protocol's members (as `jaxvis.from_function` networks), no step graph;
+    `function`, `jitted` and the jit cache come from NetBase.
 
     data → conv1 → relu1 → pool1 → squeeze → (expand1, expand3) → concat → conv3 → relu3 → pool3
     → logits (spatial mean) → prob (softmax).
     """
 
-    name, input_size, classes = "fnet", (12, 10), ["a", "b", "c", "d"]
+    name, input_size, classes, logits_layer = "fnet", (12, 10), ["a", "b", "c", "d"], "logits"
     layer_names = ("data", "conv1", "relu1", "pool1", "squeeze", "expand1", "expand3", "concat", "conv3", "relu3",
                    "pool3", "logits", "prob")
 
@@ -247,13 +255,6 @@ class FunctionNet:
         del h
         return {n: out[n] for n in layers}
 
-    def function(self, layers, *, normalize=True, relu="standard"):
-        return lambda params, images, taps=None: self.apply(params, images, tuple(layers), normalize=normalize,
-                                                            relu=relu, taps=taps)
-
-    def jitted(self, layers, *, normalize=True, relu="standard"):
-        return jax.jit(self.function(layers, normalize=normalize, relu=relu))
-
 
 def test_attribution_on_a_plain_function_network_uses_only_the_protocol(monkeypatch):
     import gc
@@ -267,7 +268,7 @@ def test_attribution_on_a_plain_function_network_uses_only_the_protocol(monkeypa
     with pytest.raises(AttributionError, match="does not depend on feature_layer 'expand1'"):
         check_feature_layer(fnet, "expand1", "expand3", (12, 10))
     r = jaxvis.grad_cam(fnet, img, "c", resize="none")
-    assert r.target.layer == "logits" and r.options["feature_layer"] == "relu3"  # 'prob' is recognised as softmax
+    assert r.target.layer == "logits" and r.options["feature_layer"] == "relu3"  # net.logits_layer, not 'prob'
     # Grad-CAM at relu3 before a spatial mean is the class activation map of that channel.
     act = np.asarray(fnet.apply(fnet.params, jnp.asarray(img)[None], ["relu3"])["relu3"][0, ..., 2])
     np.testing.assert_allclose(r.raw, act / act.size, rtol=0, atol=1e-6 * act.max() / act.size)
@@ -285,11 +286,48 @@ def test_attribution_on_a_plain_function_network_uses_only_the_protocol(monkeypa
     jaxvis.grad_cam(fnet, img[::-1], "a", resize="none")
     assert not calls
     monkeypatch.undo()
-    # The caches hold the network weakly: it is freed when the caller drops it.
+    # The caches live on the network: it is freed when the caller drops it.
     ref = weakref.ref(fnet)
     del fnet, r
     gc.collect()
     assert ref() is None
+
+
+KERNELS = {  # method -> (its kernel keys on net.cache; the saliency methods also score with "gradient")
+    "gradient": [("gradient", "standard", "logits", False)],
+    "guided_backprop": [("gradient", "guided", "logits", False)],
+    "deconvnet": [("gradient", "deconvnet", "logits", False)],
+    "smoothgrad": [("smoothgrad", "standard", "logits", False), ("gradient", "standard", "logits", False)],
+    "integrated_gradients": [("integrated_gradients", "standard", "logits", False),
+                             ("gradient", "standard", "logits", False)],
+    "grad_cam": [("grad_cam", "standard", "relu3", "logits", False)],
+    "occlusion": [("occlusion", "standard", "logits", False)],
+}
+
+
+@pytest.mark.parametrize("method", list(KERNELS))
+def test_every_method_compiles_once_per_layer_and_size(method):
+    fnet = FunctionNet(1)
+    rng = np.random.default_rng(4)
+    run = {"grad_cam": lambda im, t: jaxvis.grad_cam(fnet, im, t, resize="none"),
+           "occlusion": lambda im, t: jaxvis.occlusion_sensitivity(fnet, im, t, mask_size=4, stride=3,
+                                                                    resize="none"),
+           }.get(method, lambda im, t: jaxvis.saliency(fnet, im, t, method, num_samples=3, steps=3, resize="none"))
+    maps = [run(rng.uniform(0, 255, (12, 10, 3)).astype(np.float32), t) for t in ("a", 2, None)]
+    assert [m.target.channel for m in maps[:2]] == [0, 2] and maps[0].method == method
+    assert not np.array_equal(maps[0].map, maps[1].map)  # new target and image, same compiled kernels
+    counts = {k[1:]: n for k, n in fnet.trace_counts.items() if k[0] == "attribution"}
+    assert counts == dict.fromkeys(KERNELS[method], 1), counts
+
+
+def test_class_targets_need_logits_layer():
+    fnet = FunctionNet()
+    fnet.logits_layer = None  # a network that declares no class scores: no guessing from shapes
+    img = np.random.default_rng(5).uniform(0, 255, (12, 10, 3)).astype(np.float32)
+    for target in ("c", 2, None):
+        with pytest.raises(TargetError, match=r"no class-score layer.*\(layer, channel\).*logits="):
+            jaxvis.saliency(fnet, img, target, resize="none")
+    assert jaxvis.grad_cam(fnet, img, ("logits", 2), resize="none").target.kind == "unit"
 
 
 # ----------------------------------------------------------------------- shipped SqueezeNet
@@ -325,7 +363,7 @@ def test_grad_cam_on_squeezenet_is_the_class_map_and_on_the_cup(net):
     assert _corners(r.map) < 0.6 * corner_area
     # Another class and another image reuse the compiled kernel.
     jaxvis.grad_cam(net, r.image[::-1], "cup")
-    assert trace_counts(net)[("grad_cam", "standard", "relu_conv10", "pool10", False)] == 1
+    assert net.trace_counts[("attribution", "grad_cam", "standard", "relu_conv10", "pool10", False)] == 1
 
 
 def test_default_grad_cam_layers(net):
@@ -395,15 +433,15 @@ def test_saliency_png_and_cli(net, tmp_path, capsys):
 # ----------------------------------------------------------------------- bad input
 def test_bad_targets(net):
     with pytest.raises(TargetError, match="did you mean 'espresso'"):
-        class_index("expresso", net.classes)
+        class_index(net.classes, "expresso")
     with pytest.raises(TargetError, match=r"ambiguous.*134, 517"):
-        class_index("crane", net.classes)
+        class_index(net.classes, "crane")
     with pytest.raises(TargetError, match=r"ambiguous.*638, 639"):
-        class_index("maillot", net.classes)
+        class_index(net.classes, "maillot")
     with pytest.raises(TargetError, match=r"out of range.*0\.\.999"):
         jaxvis.grad_cam(net, COFFEE, 1000)
     with pytest.raises(TargetError, match=r"out of range.*0\.\.999"):
-        class_index(-1, net.classes)
+        class_index(net.classes, -1)
     with pytest.raises(TargetError, match=r"channel 512 .* 'fire9-concat'.*0\.\.511"):
         jaxvis.saliency(net, COFFEE, ("fire9-concat", 512))
     with pytest.raises(LayerError, match="fire9-concat"):
@@ -412,10 +450,15 @@ def test_bad_targets(net):
         jaxvis.saliency(net, COFFEE, ("fire9-concat", 0), score="softmax")
     with pytest.raises(TargetError, match="'probability' is called 'softmax'"):
         jaxvis.saliency(net, COFFEE, "espresso", score="probability")
-    assert class_index("Espresso", net.classes) == ESPRESSO
-    assert class_index(np.int64(5), net.classes) == 5
+    assert class_index(net.classes, "Espresso") == ESPRESSO
+    # The same vocabulary for the engine's class objectives (one rule, one error type).
+    assert int(jaxvis.objectives.class_logit(" Espresso").resolve(net).index) == ESPRESSO
+    with pytest.raises(TargetError, match="did you mean 'espresso'"):
+        jaxvis.objectives.class_logit("expresso").resolve(net)
+    assert jaxvis.Attribution is jaxvis.AttributionMap  # the result's deprecated old name
+    assert class_index(net.classes, np.int64(5)) == 5
     with pytest.raises(TargetError):
-        class_index(True, net.classes)
+        class_index(net.classes, True)
 
 
 def test_bad_options(net):
@@ -433,6 +476,15 @@ def test_bad_options(net):
         jaxvis.grad_cam(net, COFFEE, ("fire3-concat", 0), reduction_layer="pool10")
     with pytest.raises(AttributionError, match="placement='matlab'"):
         jaxvis.occlusion_sensitivity(net, COFFEE, "espresso", placement="captum", mask_clipping=False)
+    # Values of the wrong type are named as such, not left to numpy's TypeError/ValueError.
+    with pytest.raises(AttributionError, match="mask_size must be an int or"):
+        jaxvis.occlusion_sensitivity(net, COFFEE, "espresso", mask_size=None)
+    with pytest.raises(AttributionError, match="mask_value must be"):
+        jaxvis.occlusion_sensitivity(net, COFFEE, "espresso", mask_value={"r": 1})
+    with pytest.raises(AttributionError, match="baseline 'black' does not fit"):
+        jaxvis.saliency(net, COFFEE, "espresso", method="integrated_gradients", baseline="black")
+    with pytest.raises(AttributionError, match="seed must be an int"):
+        jaxvis.saliency(net, COFFEE, "espresso", method="smoothgrad", seed="0")
 
 
 # ----------------------------------------------------------------------- captum 0.9.0 on the same weights

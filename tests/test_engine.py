@@ -14,7 +14,7 @@ import jaxvis
 from jaxvis.engine import objectives as O
 from jaxvis.engine import param as P
 from jaxvis.engine import transforms as TF
-from jaxvis.errors import ChannelError, VisualizationError
+from jaxvis.errors import ChannelError, TargetError, VisualizationError
 
 
 @pytest.fixture(scope="module")
@@ -148,7 +148,7 @@ def test_presets_run(tiny, name):
 def test_visualize_errors_and_whole_layers(tiny):
     with pytest.raises(ChannelError, match=r"0\.\.15"):
         jaxvis.visualize(tiny, O.channel("relu2", 16), steps=1, progress=False)
-    with pytest.raises(VisualizationError, match="did you mean 'cat'"):
+    with pytest.raises(TargetError, match="did you mean 'cat'"):
         jaxvis.visualize(tiny, O.class_logit("caat"), steps=1, progress=False)
     with pytest.raises(VisualizationError, match="unknown preset"):
         jaxvis.visualize(tiny, O.channel("relu2", 0), preset="matlib", steps=1, progress=False)

@@ -9,7 +9,7 @@ import pytest
 
 import jaxvis
 from jaxvis.engine import objectives as O
-from jaxvis.errors import ImageError, VisualizationError
+from jaxvis.errors import ImageError, TargetError, VisualizationError
 from jaxvis.recipes import class_model, dream_photo, fool
 from jaxvis.recipes.dream_photo import _tiles_1d, layer_l2, objective_gradient
 
@@ -136,7 +136,7 @@ def test_target_already_predicted_returns_at_step_zero(tiny, photos):
 
 
 def test_fool_bad_inputs(tiny, photos):
-    with pytest.raises(VisualizationError, match="did you mean 'bee'"):
+    with pytest.raises(TargetError, match="did you mean 'bee'"):
         fool(tiny, photos[0], "bea")
     with pytest.raises(VisualizationError, match="eps"):
         fool(tiny, photos[0], 1, method="pgd", eps=0)
@@ -152,7 +152,7 @@ def test_fool_bad_inputs(tiny, photos):
         fool(tiny, photos[0, 0, 0], 1)  # 1-D
     with pytest.raises(VisualizationError, match="3 images and 2 targets"):
         fool(tiny, photos, [1, 2])
-    with pytest.raises(VisualizationError, match="out of range"):
+    with pytest.raises(TargetError, match="out of range"):
         fool(tiny, photos[0], 7)
 
 
@@ -165,7 +165,7 @@ def test_class_model_resolves_names_and_is_deterministic(tiny):
     assert class_model(tiny, ["bee", 3], steps=4, seed=4).images.tobytes() != a.images.tobytes()
     # The class score rises.
     assert a.trace[0, -1, 0] > a.trace[0, 0, 0]
-    with pytest.raises(VisualizationError, match="did you mean 'cat'"):
+    with pytest.raises(TargetError, match="did you mean 'cat'"):
         class_model(tiny, ["cta"])
     with pytest.raises(VisualizationError, match="empty"):
         class_model(tiny, [])

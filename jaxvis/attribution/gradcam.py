@@ -18,20 +18,12 @@ import jax.numpy as jnp
 import numpy as np
 from jax.extend.core import ClosedJaxpr, Var
 
-from ..imaging.display import imresize
 from ..errors import AttributionError
+from ..imaging.display import imresize
 from ..imaging.images import ImageLike
-from .base import (
-    Attribution,
-    computable,
-    kernel,
-    layer_names,
-    net_cache,
-    net_function,
-    network_target,
-    prepare_image,
-    unit_score,
-)
+from ..nets.protocol import Net
+from .base import AttributionMethod, computable, function_kernel, unit_score
+from .result import AttributionMap
 
 UPSAMPLING = ("bilinear", "bicubic", "nearest", "none")
 
@@ -69,7 +61,10 @@ def grad_cam_core(fn, params, image, feature_layer: str, score_layer: str, chann
     Returns:
       (cam h×w, α (K,), A h×w×K, score) as numpy / float.
     """
-    k = kernel(fn, "grad_cam", (feature_layer, score_layer, softmax), _build_cam)
+    return _grad_cam(function_kernel(fn, _build_cam, feature_layer, score_layer, softmax), params, image, channel)
+
+
+def _grad_cam(k, params, image, channel: int):
     cam, alpha, a, s = k(params, jnp.asarray(image), jnp.int32(channel))
     return np.asarray(cam), np.asarray(alpha), np.asarray(a), float(s)
 
@@ -84,7 +79,7 @@ class _LayerGraph:
     """
 
     def __init__(self, net, reduction_layer: str, hw: tuple[int, int]):
-        names = layer_names(net)
+        names = net.layer_names
         before = [n for n in names[:names.index(reduction_layer)] if computable(net, n)]
         want = (*before, reduction_layer)
         spec = jax.ShapeDtypeStruct((1, *hw, 3), jnp.float32)
@@ -133,11 +128,8 @@ class _LayerGraph:
 
 
 def _graph(net, reduction_layer: str, hw: tuple[int, int]) -> _LayerGraph:
-    cache = net_cache(net)
-    key = ("layer_graph", reduction_layer, tuple(hw))
-    if key not in cache:
-        cache[key] = _LayerGraph(net, reduction_layer, (int(hw[0]), int(hw[1])))
-    return cache[key]
+    return net.cache.memo(("attribution", "layer_graph", reduction_layer, tuple(hw)),
+                          lambda: _LayerGraph(net, reduction_layer, (int(hw[0]), int(hw[1]))))
 
 
 def default_feature_layer(net, reduction_layer: str, hw: tuple[int, int]) -> str:
@@ -157,11 +149,9 @@ def default_feature_layer(net, reduction_layer: str, hw: tuple[int, int]) -> str
     SqueezeNet classes: 'relu_conv10' (14×14 at 227, as in MATLAB; there Grad-CAM reduces to
     the class activation map, since pool10 averages relu_conv10).
     """
-    cache = net_cache(net)
-    key = ("feature_layer", reduction_layer, tuple(hw))
-    if key not in cache:
+    def compute():
         g = _graph(net, reduction_layer, hw)
-        first = layer_names(net)[0]
+        first = net.layer_names[0]
         cands = [n for n in g.before if g.shapes[n][1] * g.shapes[n][2] > 1 and g.dominates(n)
                  and not (n == first and g.shapes[n] == (1, *hw, 3))]  # the input layer is the image itself
         if not cands:
@@ -170,8 +160,8 @@ def default_feature_layer(net, reduction_layer: str, hw: tuple[int, int]) -> str
         k = g.shapes[cands[-1]][3]
         run = list(itertools.takewhile(lambda n: g.shapes[n][3] == k, reversed(cands)))
         finest = max(g.shapes[n][1] * g.shapes[n][2] for n in run)
-        cache[key] = next(n for n in run if g.shapes[n][1] * g.shapes[n][2] == finest)
-    return cache[key]
+        return next(n for n in run if g.shapes[n][1] * g.shapes[n][2] == finest)
+    return net.cache.memo(("attribution", "feature_layer", reduction_layer, tuple(hw)), compute)
 
 
 def check_feature_layer(net, feature_layer: str, reduction_layer: str, hw: tuple[int, int]) -> None:
@@ -183,8 +173,44 @@ def check_feature_layer(net, feature_layer: str, reduction_layer: str, hw: tuple
                                f"(default: {default_feature_layer(net, reduction_layer, hw)!r})")
 
 
-def grad_cam(net, image: ImageLike, target=None, *, feature_layer=None, reduction_layer=None,
-             score: str = "logit", upsampling: str = "bilinear", resize: str = "crop") -> Attribution:
+class GradCam(AttributionMethod):
+    """Grad-CAM (Selvaraju et al. 2017; captum's `LayerGradCam` with `relu_attributions=True`).
+
+    The reduction layer (MATLAB's ReductionLayer) is the target's score layer: give
+    `reduction_layer=` to the constructor to score a class as a channel of another layer.
+    """
+
+    method = "grad_cam"
+
+    def attribute(self, *, feature_layer=None, upsampling: str = "bilinear") -> AttributionMap:
+        """ReLU(Σ_k α_k A^k) at the feature layer, resized to the image.
+
+        Args:
+          feature_layer: the feature map A (name or index); default :func:`default_feature_layer`
+            of the reduction layer.
+          upsampling: 'bilinear', 'bicubic', 'nearest' or 'none' (see :func:`grad_cam`).
+
+        Returns:
+          :class:`AttributionMap`: `.raw` the map at the feature layer.
+        """
+        if upsampling not in UPSAMPLING:
+            raise AttributionError(f"upsampling must be one of {UPSAMPLING}, not {upsampling!r}")
+        t, net = self.target, self.net
+        if feature_layer is None:
+            feat = default_feature_layer(net, t.layer, self.hw)
+        else:
+            feat = net.layer_name(feature_layer)
+            check_feature_layer(net, feat, t.layer, self.hw)
+        k = self.kernel("grad_cam", _build_cam, (feat, t.layer))
+        cam, alpha, a, s = _grad_cam(k, self.params, self.image, t.channel)
+        big = cam if upsampling == "none" else \
+            imresize(cam.astype(np.float64), self.hw, method=upsampling).astype(np.float32)
+        return self.result(big, s, cam, {"feature_layer": feat, "reduction_layer": t.layer, "feature_size": a.shape,
+                                         "alpha": alpha, "upsampling": upsampling})
+
+
+def grad_cam(net: Net, image: ImageLike, target=None, *, feature_layer=None, reduction_layer=None,
+             score: str = "logit", upsampling: str = "bilinear", resize: str = "crop") -> AttributionMap:
     """Grad-CAM map of a class (or hidden unit) over one image.
 
     Args:
@@ -207,25 +233,8 @@ def grad_cam(net, image: ImageLike, target=None, *, feature_layer=None, reductio
       resize: 'crop', 'stretch' or 'none'.
 
     Returns:
-      :class:`Attribution`: `.map` H×W, `.raw` the h×w map at the feature layer,
+      :class:`AttributionMap`: `.map` H×W, `.raw` the h×w map at the feature layer,
       `.options['feature_layer']`, `['reduction_layer']`, `['alpha']` the K channel weights.
     """
-    if upsampling not in UPSAMPLING:
-        raise AttributionError(f"upsampling must be one of {UPSAMPLING}, not {upsampling!r}")
-    x = prepare_image(net, image, resize)
-    hw = tuple(x.shape[:2])
-    t = network_target(net, target, score, x, reduction_layer)
-    if feature_layer is None:
-        feat = default_feature_layer(net, t.layer, hw)
-    else:
-        feat = net.layer_name(feature_layer)
-        check_feature_layer(net, feat, t.layer, hw)
-    fn = net_function(net, (feat, t.layer), "standard")
-    cam, alpha, a, s = grad_cam_core(fn, net.params, x, feat, t.layer, t.channel, softmax=t.score == "softmax")
-    if upsampling == "none":
-        big = cam
-    else:
-        big = imresize(cam.astype(np.float64), hw, method=upsampling).astype(np.float32)
-    opts = {"feature_layer": feat, "reduction_layer": t.layer, "feature_size": a.shape, "alpha": alpha,
-            "score": t.score, "upsampling": upsampling, "resize": resize}
-    return Attribution(big, x, "grad_cam", t, s, opts, cam)
+    return GradCam(net, image, target, score=score, resize=resize, reduction_layer=reduction_layer).attribute(
+        feature_layer=feature_layer, upsampling=upsampling)

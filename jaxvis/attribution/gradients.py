@@ -19,20 +19,10 @@ import numpy as np
 
 from ..errors import AttributionError
 from ..imaging.images import ImageLike
-from .base import (
-    Attribution,
-    chunking,
-    kernel,
-    net_function,
-    network_target,
-    pad_rows,
-    positive_int,
-    prepare_image,
-    unit_score,
-)
+from ..nets.protocol import Net
+from .base import AttributionMethod, chunking, function_kernel, pad_rows, positive_int, unit_score
+from .result import AttributionMap
 
-METHODS = ("gradient", "smoothgrad", "integrated_gradients", "guided_backprop", "deconvnet")
-RELU_OF = {"guided_backprop": "guided", "deconvnet": "deconvnet"}
 DEFAULT_BATCH = 16  # backward passes at 227×227 per jitted call: bounds memory (~1 GB on SqueezeNet)
 
 
@@ -90,17 +80,45 @@ def _chunks(values: np.ndarray, total: int, batch_size: int | None) -> tuple[np.
     return pad_rows(values, n * b).reshape(n, b, *values.shape[1:]), w.reshape(n, b)
 
 
-# ----------------------------------------------------------------------- core (framework-agnostic)
+# ----------------------------------------------------------------------- runs (kernel given)
+def _gradient(k, params, image, channel: int) -> tuple[np.ndarray, float]:
+    g, s = k(params, jnp.asarray(image)[None], jnp.int32(channel), jnp.ones(1, jnp.float32))
+    return np.asarray(g[0]), float(s[0])
+
+
+def _smoothgrad(k, params, image, channel: int, sigma: float, num_samples: int, batch_size: int | None,
+                seed: int) -> np.ndarray:
+    keys = np.asarray(jax.random.split(jax.random.PRNGKey(seed), num_samples))
+    ks, w = _chunks(keys, num_samples, batch_size)
+    return np.asarray(k(params, jnp.asarray(image), jnp.asarray(ks), jnp.float32(sigma), jnp.int32(channel),
+                        jnp.asarray(w)))
+
+
+def _integrated(k, params, image, channel: int, baseline, steps: int, batch_size: int | None) -> np.ndarray:
+    alphas = (np.arange(steps, dtype=np.float32) + 0.5) / steps
+    al, w = _chunks(alphas, steps, batch_size)
+    x = jnp.asarray(image)
+    base = jnp.broadcast_to(jnp.asarray(baseline, x.dtype), x.shape)
+    total = k(params, x, base, jnp.asarray(al), jnp.int32(channel), jnp.asarray(w))
+    return np.asarray((x - base) * total)
+
+
+# ----------------------------------------------------------------------- cores (any pure function)
 def gradient(fn, params, image, layer: str, channel: int, *, softmax: bool = False) -> tuple[np.ndarray, float]:
     """∂score/∂image for one H×W×C image; score = spatial mean of `fn(...)[layer][..., channel]`
     (of its softmax over channels with softmax=True).
 
+    Args:
+      fn: pure `fn(params, images) -> {layer: N×h×w×C}`.
+      params: its parameters.
+      image: H×W×C input.
+      layer, channel: what is scored.
+      softmax: score the softmax over `layer`'s channels.
+
     Returns:
       (H×W×C gradient, score).
     """
-    k = kernel(fn, "gradient", (layer, softmax), _grad_fn)
-    g, s = k(params, jnp.asarray(image)[None], jnp.int32(channel), jnp.ones(1, jnp.float32))
-    return np.asarray(g[0]), float(s[0])
+    return _gradient(function_kernel(fn, _grad_fn, layer, softmax), params, image, channel)
 
 
 def smoothgrad(fn, params, image, layer: str, channel: int, *, sigma: float, num_samples: int = 50,
@@ -112,14 +130,18 @@ def smoothgrad(fn, params, image, layer: str, channel: int, *, sigma: float, num
     `batch_size`. All samples are computed in one jitted call: chunks of at most
     `batch_size` (default 16) noisy copies, each one batched forward + backward pass.
 
+    Args:
+      fn, params, image, layer, channel, softmax: as :func:`gradient`.
+      sigma: noise standard deviation, in the image's units.
+      num_samples: noisy copies.
+      batch_size: most copies per batched pass.
+      seed: noise seed.
+
     Returns:
       H×W×C mean gradient.
     """
-    keys = np.asarray(jax.random.split(jax.random.PRNGKey(seed), num_samples))
-    ks, w = _chunks(keys, num_samples, batch_size)
-    k = kernel(fn, "smoothgrad", (layer, softmax), _build_smooth)
-    return np.asarray(k(params, jnp.asarray(image), jnp.asarray(ks), jnp.float32(sigma), jnp.int32(channel),
-                        jnp.asarray(w)))
+    k = function_kernel(fn, _build_smooth, layer, softmax)
+    return _smoothgrad(k, params, image, channel, sigma, num_samples, batch_size, seed)
 
 
 def integrated_gradients(fn, params, image, layer: str, channel: int, *, baseline=0.0, steps: int = 50,
@@ -130,16 +152,17 @@ def integrated_gradients(fn, params, image, layer: str, channel: int, *, baselin
     α = (k + ½)/steps, k = 0..steps−1 (captum's `method="riemann_middle"`). Completeness:
     the attributions sum to score(image) − score(baseline), up to the quadrature error.
 
+    Args:
+      fn, params, image, layer, channel, softmax: as :func:`gradient`.
+      baseline: start of the path: a number, a (C,) colour or an H×W×C image.
+      steps: quadrature points.
+      batch_size: most points per batched pass.
+
     Returns:
       H×W×C attributions.
     """
-    alphas = (np.arange(steps, dtype=np.float32) + 0.5) / steps
-    al, w = _chunks(alphas, steps, batch_size)
-    x = jnp.asarray(image)
-    base = jnp.broadcast_to(jnp.asarray(baseline, x.dtype), x.shape)
-    k = kernel(fn, "integrated_gradients", (layer, softmax), _build_ig)
-    total = k(params, x, base, jnp.asarray(al), jnp.int32(channel), jnp.asarray(w))
-    return np.asarray((x - base) * total)
+    k = function_kernel(fn, _build_ig, layer, softmax)
+    return _integrated(k, params, image, channel, baseline, steps, batch_size)
 
 
 def reduce_channels(raw: np.ndarray, method: str) -> np.ndarray:
@@ -148,10 +171,117 @@ def reduce_channels(raw: np.ndarray, method: str) -> np.ndarray:
     return (raw.sum(-1) if method == "integrated_gradients" else np.abs(raw).max(-1)).astype(np.float32)
 
 
-# ----------------------------------------------------------------------- Network wrapper
-def saliency(net, image: ImageLike, target=None, method: str = "gradient", *, noise_level: float = 0.15,
+# ----------------------------------------------------------------------- the methods
+class Saliency(AttributionMethod):
+    """The plain gradient ∂score/∂x (Simonyan et al. 2014; captum's `Saliency(abs=False)`)."""
+
+    method = "gradient"
+
+    def gradient(self, image: np.ndarray) -> tuple[np.ndarray, float]:
+        """(H×W×3 gradient of the target's score at `image`, the score), with this method's ReLU rule."""
+        return _gradient(self.kernel("gradient", _grad_fn), self.params, image, self.target.channel)
+
+    def options(self) -> dict:
+        t = self.target
+        return {"method": self.method, "layer": t.layer, "channel": t.channel}
+
+    def attribute(self) -> AttributionMap:
+        """The map: `.raw` the H×W×3 gradient, `.map` its max |·| over colours.
+
+        Returns:
+          :class:`AttributionMap`.
+        """
+        raw, s = self.gradient(self.image)
+        opts = self.options() if self.relu == "standard" else {**self.options(), "relu": self.relu}
+        return self.result(reduce_channels(raw, self.method), s, raw, opts)
+
+
+class GuidedBackprop(Saliency):
+    """Guided backpropagation (Springenberg et al. 2015): the gradient through ReLUs that pass back only
+    positive gradients where their input was positive (captum's `GuidedBackprop`)."""
+
+    method, relu = "guided_backprop", "guided"
+
+
+class Deconvolution(Saliency):
+    """Deconvnet (Zeiler & Fergus 2014): the gradient through ReLUs that pass back the positive part of the
+    incoming gradient (captum's `Deconvolution`)."""
+
+    method, relu = "deconvnet", "deconvnet"
+
+
+class SmoothGrad(Saliency):
+    """SmoothGrad (Smilkov et al. 2017): the gradient averaged over noisy copies of the image."""
+
+    method = "smoothgrad"
+
+    def attribute(self, *, noise_level: float = 0.15, num_samples: int = 50, batch_size: int | None = None,
+                  seed: int = 0) -> AttributionMap:
+        """The mean gradient over `image + N(0, σ²)` copies, σ = noise_level × (max − min of the image).
+
+        Args:
+          noise_level: σ as a fraction of the image's pixel range.
+          num_samples: noisy copies.
+          batch_size: most copies per batched forward + backward pass (default 16).
+          seed: noise seed.
+
+        Returns:
+          :class:`AttributionMap`; `.score` the score of the image itself.
+        """
+        num_samples = positive_int(num_samples, "num_samples")
+        batch_size = positive_int(batch_size, "batch_size", allow_none=True)
+        if not isinstance(seed, (int, np.integer)) or isinstance(seed, (bool, np.bool_)):
+            raise AttributionError(f"seed must be an int, got {seed!r}")
+        if not isinstance(noise_level, numbers.Real) or not np.isfinite(noise_level) or noise_level < 0:
+            raise AttributionError(f"noise_level must be a finite number >= 0 (a fraction of the pixel range), "
+                                   f"got {noise_level!r}")
+        _, s = self.gradient(self.image)
+        sigma = float(noise_level) * float(self.image.max() - self.image.min())
+        raw = _smoothgrad(self.kernel("smoothgrad", _build_smooth), self.params, self.image, self.target.channel,
+                          sigma, num_samples, batch_size, seed)
+        return self.result(reduce_channels(raw, self.method), s, raw, {
+            **self.options(), "noise_level": float(noise_level), "sigma": sigma, "num_samples": num_samples,
+            "seed": seed, "batch_size": batch_size or DEFAULT_BATCH})
+
+
+class IntegratedGradients(Saliency):
+    """Integrated gradients (Sundararajan et al. 2017), midpoint Riemann rule."""
+
+    method = "integrated_gradients"
+
+    def attribute(self, *, baseline=None, steps: int = 50, batch_size: int | None = None) -> AttributionMap:
+        """(image − baseline) × the mean gradient on the straight path from the baseline.
+
+        Args:
+          baseline: None (black, 0), a number, a colour (3,) or an H×W×3 image, in 0..255 pixels.
+          steps: quadrature points.
+          batch_size: most points per batched forward + backward pass (default 16).
+
+        Returns:
+          :class:`AttributionMap`; `.options['completeness_gap']` = Σ raw − (score − baseline score).
+        """
+        steps = positive_int(steps, "steps")
+        batch_size = positive_int(batch_size, "batch_size", allow_none=True)
+        base = _baseline(baseline, self.image)
+        _, s = self.gradient(self.image)
+        raw = _integrated(self.kernel("integrated_gradients", _build_ig), self.params, self.image,
+                          self.target.channel, base, steps, batch_size)
+        _, s0 = self.gradient(np.broadcast_to(base, self.image.shape).astype(np.float32))
+        return self.result(reduce_channels(raw, self.method), s, raw, {
+            **self.options(), "baseline": "black (0)" if baseline is None else baseline, "steps": steps,
+            "baseline_score": s0, "completeness_gap": float(raw.sum()) - (s - s0),
+            "batch_size": batch_size or DEFAULT_BATCH})
+
+
+SALIENCY_METHODS: dict[str, type[Saliency]] = {
+    c.method: c for c in (Saliency, SmoothGrad, IntegratedGradients, GuidedBackprop, Deconvolution)}
+METHODS = tuple(SALIENCY_METHODS)
+
+
+# ----------------------------------------------------------------------- the public function
+def saliency(net: Net, image: ImageLike, target=None, method: str = "gradient", *, noise_level: float = 0.15,
              num_samples: int = 50, baseline=None, steps: int = 50, score: str = "logit",
-             batch_size: int | None = None, seed: int = 0, resize: str = "crop") -> Attribution:
+             batch_size: int | None = None, seed: int = 0, resize: str = "crop") -> AttributionMap:
     """Which pixels the target's score is most sensitive to.
 
     Args:
@@ -178,7 +308,7 @@ def saliency(net, image: ImageLike, target=None, method: str = "gradient", *, no
       resize: 'crop', 'stretch' or 'none' (see :func:`jaxvis.classify`).
 
     Returns:
-      :class:`Attribution`: `.map` H×W, `.raw` H×W×3 per-colour values (what captum's
+      :class:`AttributionMap`: `.map` H×W, `.raw` H×W×3 per-colour values (what captum's
       `attribute` returns, HWC), `.target`, `.score`, `.options`. Colour reduction of `.map`:
       max |·| over colours (Simonyan et al. 2014) for every method except integrated
       gradients, whose map is the signed sum over colours (so it keeps completeness: it sums
@@ -187,46 +317,26 @@ def saliency(net, image: ImageLike, target=None, method: str = "gradient", *, no
     """
     if method not in METHODS:
         raise AttributionError(f"method must be one of {', '.join(METHODS)}; got {method!r}")
-    num_samples = positive_int(num_samples, "num_samples")
-    steps = positive_int(steps, "steps")
-    batch_size = positive_int(batch_size, "batch_size", allow_none=True)
-    if not isinstance(noise_level, numbers.Real) or not np.isfinite(noise_level) or noise_level < 0:
-        raise AttributionError(f"noise_level must be a finite number >= 0 (a fraction of the pixel range), "
-                               f"got {noise_level!r}")
-    x = prepare_image(net, image, resize)
-    base = _baseline(baseline, x) if method == "integrated_gradients" else None  # bad input fails before compiling
-    t = network_target(net, target, score, x)
-    fn = net_function(net, (t.layer,), RELU_OF.get(method, "standard"))
-    soft = t.score == "softmax"
-    raw, s = gradient(fn, net.params, x, t.layer, t.channel, softmax=soft)  # also the score, in the same pass
-    opts: dict = {"method": method, "score": t.score, "layer": t.layer, "channel": t.channel, "resize": resize}
-    if method == "smoothgrad":
-        sigma = float(noise_level) * float(x.max() - x.min())
-        raw = smoothgrad(fn, net.params, x, t.layer, t.channel, sigma=sigma, num_samples=num_samples,
-                         batch_size=batch_size, seed=seed, softmax=soft)
-        opts.update(noise_level=float(noise_level), sigma=sigma, num_samples=num_samples, seed=seed,
-                    batch_size=batch_size or DEFAULT_BATCH)
-    elif method == "integrated_gradients":
-        raw = integrated_gradients(fn, net.params, x, t.layer, t.channel, baseline=base, steps=steps,
-                                   batch_size=batch_size, softmax=soft)
-        _, s0 = gradient(fn, net.params, np.broadcast_to(base, x.shape).astype(np.float32), t.layer, t.channel,
-                         softmax=soft)
-        opts.update(baseline="black (0)" if baseline is None else baseline, steps=steps, baseline_score=s0,
-                    completeness_gap=float(raw.sum()) - (s - s0), batch_size=batch_size or DEFAULT_BATCH)
-    elif method in RELU_OF:
-        opts["relu"] = RELU_OF[method]
-    return Attribution(reduce_channels(raw, method), x, method, t, s, opts, raw)
+    options = {"smoothgrad": {"noise_level": noise_level, "num_samples": num_samples, "batch_size": batch_size,
+                              "seed": seed},
+               "integrated_gradients": {"baseline": baseline, "steps": steps, "batch_size": batch_size}}
+    return SALIENCY_METHODS[method](net, image, target, score=score, resize=resize).attribute(
+        **options.get(method, {}))
 
 
 def _baseline(baseline, x: np.ndarray) -> np.ndarray:
     if baseline is None:
         return np.zeros(3, np.float32)
-    b = np.asarray(baseline, np.float32)
     try:
+        b = np.asarray(baseline, np.float32)
         np.broadcast_to(b, x.shape)
-    except ValueError:
-        raise AttributionError(f"baseline of shape {b.shape} does not fit the {x.shape[0]}×{x.shape[1]}×3 "
+    except (TypeError, ValueError):
+        raise AttributionError(f"baseline {_describe(baseline)} does not fit the {x.shape[0]}×{x.shape[1]}×3 "
                                "network input; pass a number, a colour (3,) or an image of that size") from None
     if not np.all(np.isfinite(b)):
         raise AttributionError("baseline contains NaN or infinite values")
     return b
+
+
+def _describe(a) -> str:
+    return f"of shape {a.shape}" if isinstance(a, np.ndarray) else repr(a)[:60]

@@ -31,26 +31,15 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ..imaging.display import imresize
 from ..errors import AttributionError
+from ..imaging.display import imresize
 from ..imaging.images import ImageLike
-from .base import (
-    Attribution,
-    chunking,
-    kernel,
-    matlab_round,
-    net_function,
-    network_target,
-    pad_rows,
-    positive_int,
-    prepare_image,
-    unit_score,
-)
+from ..nets.protocol import Net
+from .base import AttributionMethod, chunking, function_kernel, matlab_round, pad_rows, positive_int, unit_score
+from .result import AttributionMap
 
 DEFAULT_BATCH = 32  # occluded 227×227 copies per jitted forward call
 UPSAMPLING = ("bicubic", "nearest", "none")
-
-
 PLACEMENTS = ("matlab", "captum")
 
 
@@ -113,12 +102,17 @@ def occlusion_scores(fn, params, image, layer: str, channel: int, *, corners, ma
     Returns:
       (P scores, unoccluded score).
     """
+    k = function_kernel(fn, _build_occ, layer, softmax)
+    return _occlusion(k, params, image, channel, corners, mask_size, fill, batch_size)
+
+
+def _occlusion(k, params, image, channel: int, corners, mask_size: tuple[int, int], fill,
+               batch_size: int | None) -> tuple[np.ndarray, float]:
     x = jnp.asarray(image)
     h, w = x.shape[:2]
     # Row 0 is a mask placed wholly outside the image: the unoccluded score, same call.
     pos = np.concatenate([[[-h - mask_size[0], -w - mask_size[1]]], np.asarray(corners, np.int32)]).astype(np.int32)
     b, n = chunking(len(pos), batch_size, DEFAULT_BATCH)
-    k = kernel(fn, "occlusion", (layer, softmax), _build_occ)
     fill = jnp.broadcast_to(jnp.asarray(fill, x.dtype), (x.shape[-1],))
     m = jnp.asarray(mask_size, jnp.int32)
     out = [np.asarray(k(params, x, jnp.asarray(pad_rows(pos[c * b:(c + 1) * b], b)), m, fill, jnp.int32(channel)))
@@ -132,16 +126,67 @@ def _pair(v, name: str, auto: tuple[int, int]) -> tuple[int, int]:
         if v != "auto":
             raise AttributionError(f"{name} must be 'auto', an int or (rows, cols); got {v!r}")
         return auto
-    vals = [v, v] if isinstance(v, numbers.Number) else list(v)
+    vals = [v, v] if isinstance(v, numbers.Number) else list(v) if isinstance(v, (tuple, list, np.ndarray)) else []
     if len(vals) != 2:
         raise AttributionError(f"{name} must be an int or (rows, cols); got {v!r}")
     return positive_int(vals[0], name), positive_int(vals[1], name)
 
 
-def occlusion_sensitivity(net, image: ImageLike, target=None, *, mask_size="auto", stride="auto",
+class Occlusion(AttributionMethod):
+    """Occlusion sensitivity (Zeiler & Fergus 2014): MATLAB's `occlusionSensitivity` or captum's `Occlusion`."""
+
+    method = "occlusion"
+
+    def attribute(self, *, mask_size="auto", stride="auto", mask_value="mean", placement: str = "matlab",
+                  mask_clipping: bool | None = None, output_upsampling: str | None = None,
+                  batch_size: int | None = None) -> AttributionMap:
+        """score(original) − score(occluded) at each mask position, as a map.
+
+        Args:
+          mask_size, stride, mask_value, placement, mask_clipping, output_upsampling, batch_size:
+            see :func:`occlusion_sensitivity`.
+
+        Returns:
+          :class:`AttributionMap`: `.raw` the grid of score changes, one per mask position.
+        """
+        if placement not in PLACEMENTS:
+            raise AttributionError(f"placement must be one of {PLACEMENTS}, not {placement!r}")
+        if placement == "captum" and (mask_clipping is not None or output_upsampling is not None):
+            raise AttributionError("mask_clipping and output_upsampling apply to placement='matlab'; captum's "
+                                   "windows start at 0 and its map is the per-pixel mean of the windows")
+        mask_clipping = True if mask_clipping is None else bool(mask_clipping)
+        output_upsampling = output_upsampling or "bicubic"
+        if output_upsampling not in UPSAMPLING:
+            raise AttributionError(f"output_upsampling must be one of {UPSAMPLING}, not {output_upsampling!r}")
+        batch_size = positive_int(batch_size, "batch_size", allow_none=True)
+        x, (h, w) = self.image, self.hw
+        mh, mw = _pair(mask_size, "mask_size", (max(1, matlab_round(0.2 * h)), max(1, matlab_round(0.2 * w))))
+        if mh > h or mw > w:
+            raise AttributionError(f"mask_size {mh}×{mw} is larger than the {h}×{w} image the network sees; "
+                                   f"use at most {h}×{w}")
+        sh, sw = _pair(stride, "stride", (max(1, matlab_round(0.1 * h)), max(1, matlab_round(0.1 * w))))
+        fill = _fill(mask_value, x)
+        rows = mask_starts(h, mh, sh, mask_clipping, placement)
+        cols = mask_starts(w, mw, sw, mask_clipping, placement)
+        corners = np.stack(np.meshgrid(rows, cols, indexing="ij"), -1).reshape(-1, 2)
+        scores, s = _occlusion(self.kernel("occlusion", _build_occ), self.params, x, self.target.channel, corners,
+                               (mh, mw), fill, batch_size)
+        grid = (s - scores).reshape(len(rows), len(cols)).astype(np.float32)
+        opts = {"mask_size": (mh, mw), "stride": (sh, sw), "mask_value": fill.tolist(), "placement": placement,
+                "grid": grid.shape, "batch_size": batch_size or DEFAULT_BATCH}
+        if placement == "captum":
+            big = window_mean(grid, rows, cols, (mh, mw), (h, w)).astype(np.float32)
+        else:
+            opts.update(mask_clipping=mask_clipping, output_upsampling=output_upsampling)
+            big = grid if output_upsampling == "none" else \
+                imresize(grid.astype(np.float64), (h, w), method=output_upsampling).astype(np.float32)
+        return self.result(big, s, grid, opts)
+
+
+def occlusion_sensitivity(net: Net, image: ImageLike, target=None, *, mask_size="auto", stride="auto",
                           mask_value="mean", placement: str = "matlab", mask_clipping: bool | None = None,
                           output_upsampling: str | None = None, score: str = "logit",
-                          batch_size: int | None = None, resize: str = "crop") -> Attribution:
+                          batch_size: int | None = None, resize: str = "crop") -> AttributionMap:
     """Occlusion sensitivity map, MATLAB's (default) or captum's.
 
     Args:
@@ -166,45 +211,13 @@ def occlusion_sensitivity(net, image: ImageLike, target=None, *, mask_size="auto
       resize: 'crop', 'stretch' or 'none'.
 
     Returns:
-      :class:`Attribution`: `.map` H×W, positive where the region supports the target;
+      :class:`AttributionMap`: `.map` H×W, positive where the region supports the target;
       `.raw` the grid of score(original) − score(occluded), one value per mask position;
       `.options` the mask size, stride, mask value, placement and grid shape used.
     """
-    if placement not in PLACEMENTS:
-        raise AttributionError(f"placement must be one of {PLACEMENTS}, not {placement!r}")
-    if placement == "captum" and (mask_clipping is not None or output_upsampling is not None):
-        raise AttributionError("mask_clipping and output_upsampling apply to placement='matlab'; captum's "
-                               "windows start at 0 and its map is the per-pixel mean of the windows")
-    mask_clipping = True if mask_clipping is None else bool(mask_clipping)
-    output_upsampling = output_upsampling or "bicubic"
-    if output_upsampling not in UPSAMPLING:
-        raise AttributionError(f"output_upsampling must be one of {UPSAMPLING}, not {output_upsampling!r}")
-    batch_size = positive_int(batch_size, "batch_size", allow_none=True)
-    x = prepare_image(net, image, resize)
-    h, w = x.shape[:2]
-    mh, mw = _pair(mask_size, "mask_size", (max(1, matlab_round(0.2 * h)), max(1, matlab_round(0.2 * w))))
-    if mh > h or mw > w:
-        raise AttributionError(f"mask_size {mh}×{mw} is larger than the {h}×{w} image the network sees; "
-                               f"use at most {h}×{w}")
-    sh, sw = _pair(stride, "stride", (max(1, matlab_round(0.1 * h)), max(1, matlab_round(0.1 * w))))
-    fill = _fill(mask_value, x)
-    t = network_target(net, target, score, x)
-    rows = mask_starts(h, mh, sh, mask_clipping, placement)
-    cols = mask_starts(w, mw, sw, mask_clipping, placement)
-    corners = np.stack(np.meshgrid(rows, cols, indexing="ij"), -1).reshape(-1, 2)
-    fn = net_function(net, (t.layer,), "standard")
-    scores, s = occlusion_scores(fn, net.params, x, t.layer, t.channel, corners=corners, mask_size=(mh, mw),
-                                 fill=fill, batch_size=batch_size, softmax=t.score == "softmax")
-    grid = (s - scores).reshape(len(rows), len(cols)).astype(np.float32)
-    opts = {"mask_size": (mh, mw), "stride": (sh, sw), "mask_value": fill.tolist(), "placement": placement,
-            "grid": grid.shape, "score": t.score, "resize": resize, "batch_size": batch_size or DEFAULT_BATCH}
-    if placement == "captum":
-        big = window_mean(grid, rows, cols, (mh, mw), (h, w)).astype(np.float32)
-    else:
-        opts.update(mask_clipping=mask_clipping, output_upsampling=output_upsampling)
-        big = grid if output_upsampling == "none" else \
-            imresize(grid.astype(np.float64), (h, w), method=output_upsampling).astype(np.float32)
-    return Attribution(big, x, "occlusion", t, s, opts, grid)
+    return Occlusion(net, image, target, score=score, resize=resize).attribute(
+        mask_size=mask_size, stride=stride, mask_value=mask_value, placement=placement, mask_clipping=mask_clipping,
+        output_upsampling=output_upsampling, batch_size=batch_size)
 
 
 def _fill(mask_value, x: np.ndarray) -> np.ndarray:
@@ -212,7 +225,10 @@ def _fill(mask_value, x: np.ndarray) -> np.ndarray:
         if mask_value not in ("mean", "auto"):
             raise AttributionError(f"mask_value must be 'mean', a number or an RGB triple; got {mask_value!r}")
         return x.reshape(-1, 3).mean(0).astype(np.float32)
-    v = np.asarray(mask_value, np.float32)
+    try:
+        v = np.asarray(mask_value, np.float32)
+    except (TypeError, ValueError):  # not numbers: reported below like any other bad value
+        v = np.full(2, np.nan, np.float32)
     if v.shape not in ((), (1,), (3,)) or not np.all(np.isfinite(v)):
         raise AttributionError(f"mask_value must be 'mean', a finite number or an RGB triple; got {mask_value!r}")
     return np.broadcast_to(v, (3,)).astype(np.float32)

@@ -1,22 +1,24 @@
 """What an attribution map explains: a class (index or name) or a hidden unit (layer, channel).
 
 Every target becomes one scalar per image, `score = mean over space of layer[..., channel]`:
-for a class that is the pre-softmax class score (a fully connected layer is 1×1, and
-SqueezeNet's `pool10` is already the spatial mean of `relu_conv10`), or with
+for a class that is the pre-softmax class score of `net.logits_layer` (a fully connected layer
+is 1×1, and SqueezeNet's `pool10` is already the spatial mean of `relu_conv10`), or with
 `score="softmax"` the softmax of those scores (the class probability, MATLAB's default);
 for a hidden unit it is the unit's mean activation (MATLAB's "activation strength").
+Classes given by name or index follow jaxvis's one class vocabulary,
+:func:`jaxvis.nets.classes.class_index`.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import numbers
 from collections.abc import Callable, Sequence
 
 import numpy as np
 
 from ..errors import TargetError
+from ..nets.classes import class_index
 
 SCORES = ("logit", "softmax")
 
@@ -50,70 +52,26 @@ class Target:
         return f"unit {self.layer!r} channel {self.channel}"
 
 
-def _is_int(x) -> bool:
-    return isinstance(x, numbers.Integral) and not isinstance(x, (bool, np.bool_))
-
-
-def suggest_classes(name: str, classes: Sequence[str], n: int = 6) -> list[str]:
-    """Class names close to `name`: spelling neighbours first, then names containing it."""
-    low = [c.lower() for c in classes]
-    q = name.strip().lower()
-    close = difflib.get_close_matches(q, low, n=n, cutoff=0.6)
-    close += [c for c in low if q and q in c and c not in close]
-    seen, out = set(), []
-    for c in close:
-        if c not in seen:
-            seen.add(c)
-            out.append(classes[low.index(c)])
-    return out[:n]
-
-
-def class_index(target: int | str, classes: Sequence[str]) -> int:
-    """0-based class index of a class given by index or name.
-
-    Names match exactly, else case-insensitively. ImageNet has two duplicated names,
-    'crane' (134 bird, 517 machine) and 'maillot' (638, 639): those are refused with
-    both indices listed rather than silently picking one.
-
-    Raises:
-      TargetError: unknown name (with close names), ambiguous name, index out of range.
-    """
-    n = len(classes)
-    if _is_int(target):
-        i = int(target)
-        if not 0 <= i < n:
-            raise TargetError(f"class index {i} is out of range: the network has {n} classes, 0..{n - 1}")
-        return i
-    if not isinstance(target, str):
-        raise TargetError(f"a class target must be an index (int) or a name (str), not {type(target).__name__} "
-                          f"{target!r}; for a hidden unit pass (layer, channel)")
-    hits = [i for i, c in enumerate(classes) if c == target]
-    if not hits:
-        hits = [i for i, c in enumerate(classes) if c.lower() == target.strip().lower()]
-    if len(hits) == 1:
-        return hits[0]
-    if len(hits) > 1:
-        raise TargetError(f"class name {target!r} is ambiguous: it is the name of classes "
-                          f"{', '.join(map(str, hits))}; pass the index instead")
-    close = suggest_classes(target, classes)
-    hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
-    raise TargetError(f"unknown class name {target!r}{hint} (see net.classes for all {n})")
-
-
-def resolve(target, *, classes: Sequence[str] | None, class_layer: str | None, score: str = "logit",
+def resolve(target, *, classes: Sequence[str] | None, logits_layer: str | None, score: str = "logit",
             layer_name: Callable = str, num_channels: Callable[[str], int] | None = None) -> Target:
     """Turn a user's target into a :class:`Target`.
 
     Args:
       target: class index (int), class name (str), or (layer, channel) for a hidden unit.
       classes: class names of the network (None if it has none).
-      class_layer: layer holding the pre-softmax class scores (None if the network has none).
+      logits_layer: the layer holding the pre-softmax class scores (`net.logits_layer`; None if
+        the network has none).
       score: 'logit' (the class score) or 'softmax' (its softmax over classes) for class targets.
       layer_name: maps a layer name/index to its name (raises for unknown layers).
-      num_channels: layer name → channel count, to range-check unit targets.
+      num_channels: layer name → channel count, to range-check unit targets and class indices of
+        a network without class names.
 
     Returns:
       The resolved :class:`Target`.
+
+    Raises:
+      TargetError: an unknown or out-of-range class or channel, a bad score, or a class target
+        for a network without class scores.
     """
     if score not in SCORES:
         hint = " ('probability' is called 'softmax')" if score == "probability" else ""
@@ -122,7 +80,7 @@ def resolve(target, *, classes: Sequence[str] | None, class_layer: str | None, s
         if score != "logit":
             raise TargetError(f"score={score!r} applies to class targets; a hidden unit {tuple(target)!r} is "
                               "scored by its mean activation (leave score='logit')")
-        if len(target) != 2 or not _is_int(target[1]):
+        if len(target) != 2 or not isinstance(target[1], numbers.Integral) or isinstance(target[1], (bool, np.bool_)):
             raise TargetError(f"a hidden-unit target is (layer, channel) with an int channel, got {target!r}")
         layer, ch = layer_name(target[0]), int(target[1])
         if num_channels is not None:
@@ -130,16 +88,13 @@ def resolve(target, *, classes: Sequence[str] | None, class_layer: str | None, s
             if not 0 <= ch < c:
                 raise TargetError(f"channel {ch} is out of range for layer {layer!r}: it has {c} channels, 0..{c - 1}")
         return Target(layer, ch, "unit", "unit")
-    if class_layer is None:
-        raise TargetError("this network has no class scores to take a class target from; "
-                          "pass a (layer, channel) target instead")
-    if not classes:  # class scores without names (an imported graph): the index is the target
-        if not _is_int(target):
-            raise TargetError(f"this network has no class names, so the class target must be an index, not "
-                              f"{target!r} (or give the network its classes, e.g. from_onnx(..., classes=))")
-        i, n = int(target), None if num_channels is None else num_channels(class_layer)
-        if i < 0 or (n is not None and i >= n):
-            raise TargetError(f"class {i} is out of range: {class_layer!r} has {n} class scores, 0..{(n or 1) - 1}")
-        return Target(class_layer, i, "class", score, i, None)
-    i = class_index(target, classes)
-    return Target(class_layer, i, "class", score, i, classes[i])
+    if logits_layer is None:
+        raise TargetError("this network has no class-score layer (net.logits_layer is None), so it takes no class "
+                          "target; name a (layer, channel) target, or give the network its class scores with "
+                          "from_function(..., logits=<layer>)")
+    i = class_index(classes, target)
+    if classes is None and num_channels is not None:  # unnamed class scores: the layer's width bounds the index
+        n = num_channels(logits_layer)
+        if i >= n:
+            raise TargetError(f"class {i} is out of range: {logits_layer!r} has {n} class scores, 0..{n - 1}")
+    return Target(logits_layer, i, "class", score, i, None if classes is None else classes[i])

@@ -13,7 +13,6 @@ Class objectives name a class by name or index and are resolved against the netw
 from __future__ import annotations
 
 import dataclasses
-import difflib
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -25,9 +24,9 @@ else:  # only type checkers read it
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from ..errors import VisualizationError
+from ..nets.classes import class_index
 
 Acts = dict[str, jax.Array]
 INPUT = "input"  # the image being optimised, B×H×W×3 in 0..1 (before transforms)
@@ -199,28 +198,6 @@ class Direction(Objective):
         return Direction(_layer(net, self.layer), self.vector)
 
 
-def class_index(target, classes: Sequence[str] | None) -> int:
-    """0-based class id of a name or index, with close matches for unknown names."""
-    if isinstance(target, (int, np.integer)) and not isinstance(target, bool):
-        n = len(classes) if classes else None
-        if n is not None and not 0 <= int(target) < n:
-            raise VisualizationError(f"class index {target} is out of range: valid 0..{n - 1}")
-        return int(target)
-    if not isinstance(target, str):
-        raise VisualizationError(f"a class is a name or a 0-based index, got {target!r}")
-    if not classes:
-        raise VisualizationError(f"class {target!r} given by name, but the network has no class names")
-    hits = [i for i, c in enumerate(classes) if c == target]
-    if len(hits) == 1:
-        return hits[0]
-    if len(hits) > 1:
-        raise VisualizationError(f"class name {target!r} is ambiguous: indices {', '.join(map(str, hits))}; "
-                                 f"give the index")
-    close = difflib.get_close_matches(target, classes, n=3, cutoff=0.6)
-    raise VisualizationError(f"unknown class {target!r}" + (f"; did you mean {', '.join(map(repr, close))}?"
-                                                             if close else ""))
-
-
 @_pytree(["index"], ["layer", "target", "softmax"])
 class ClassScore(Objective):
     """A class's pre-softmax score (`softmax=False`, Simonyan et al.) or probability."""
@@ -246,7 +223,7 @@ class ClassScore(Objective):
         if net.logits_layer is None:
             raise VisualizationError(f"{net.name!r} has no class-score layer: give from_function(..., logits=...) "
                                      f"or maximise a channel of a named layer")
-        i = self.index if self.target is None else class_index(self.target, net.classes)
+        i = self.index if self.target is None else class_index(net.classes, self.target)
         return ClassScore(net.logits_layer, jnp.int32(i), None, self.softmax)
 
 

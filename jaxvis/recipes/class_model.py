@@ -33,7 +33,7 @@ def _indices(net, classes) -> list[int]:
         if isinstance(c, numbers.Integral) and not isinstance(c, bool) and n is None:
             out.append(int(c))
         else:
-            out.append(class_index(c.item() if hasattr(c, "item") else c, net.classes))
+            out.append(class_index(net.classes, c.item() if hasattr(c, "item") else c))
     return out
 
 

@@ -156,7 +156,7 @@ def _pairs(net, image, target) -> tuple[np.ndarray, np.ndarray]:
                                                                           else target)
     if not ts:
         raise VisualizationError("target is empty: give a class name or 0-based index (or one per image)")
-    idx = np.array([O.class_index(t, net.classes) for t in ts], np.int32)
+    idx = np.array([O.class_index(net.classes, t) for t in ts], np.int32)
     n = max(len(batch), len(idx))
     if len(batch) not in (1, n) or len(idx) not in (1, n):
         raise VisualizationError(f"{len(batch)} images and {len(idx)} targets: give one target per image, one "

@@ -1,0 +1,87 @@
+"""The result of an attribution method: the map, the image it explains, and every setting used."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+from ..errors import AttributionError
+from .targets import Target
+
+
+@dataclasses.dataclass
+class AttributionMap:
+    """An attribution map and what produced it: what every attribution method returns.
+
+    Deprecated alias: `jaxvis.Attribution` (this class's name up to 0.1.0) still names it, for one more release;
+    use `AttributionMap`. captum uses "Attribution" for the base class of the *methods*, which jaxvis calls
+    :class:`jaxvis.attribution.AttributionMethod`.
+
+    Attributes:
+      map: H×W float32 map aligned with `image` (positive = supports the target).
+      image: H×W×3 float32 0..255: the image exactly as the network saw it (resized/cropped).
+      method: 'gradient', 'smoothgrad', 'integrated_gradients', 'guided_backprop',
+        'deconvnet', 'grad_cam' or 'occlusion'.
+      target: the resolved :class:`Target` (layer, channel, class index and name).
+      score: the target's score on `image`.
+      options: every setting used, defaults filled in (noise sigma, steps, layer, mask size, …).
+      raw: method-specific unreduced result: H×W×3 per-colour attributions (saliency
+        methods), the feature-map-resolution map (Grad-CAM), or the grid of score changes
+        per mask position (occlusion).
+    """
+
+    map: np.ndarray
+    image: np.ndarray
+    method: str
+    target: Target
+    score: float
+    options: dict
+    raw: np.ndarray | None = None
+
+    def display_map(self) -> np.ndarray:
+        """The map scaled to [0, 1] for display.
+
+        Gradient maps are sparse with a few extreme pixels, so |map| is divided by its
+        99th percentile and clipped (as the SmoothGrad authors' code displays them);
+        Grad-CAM and occlusion maps are mat2gray'd (min → 0, max → 1), as MATLAB's examples show them.
+        """
+        from ..imaging.display import mat2gray
+        if self.method in ("grad_cam", "occlusion"):
+            return mat2gray(self.map)
+        return np.clip(np.abs(self.map) / _p99(self.map), 0.0, 1.0)
+
+    def overlay(self, alpha: float = 0.5, cmap: str = "jet") -> np.ndarray:
+        """:meth:`display_map` blended over the image: H×W×3 float in [0, 1]."""
+        from ..imaging.display import overlay
+        return overlay(self.image.astype(np.uint8), self.display_map(), alpha=alpha, cmap=cmap, normalize=False)
+
+    def save(self, path, *, style: str = "overlay", alpha: float = 0.5, cmap: str = "jet") -> None:
+        """Write a PNG atomically.
+
+        Args:
+          path: destination file.
+          style: 'overlay' (map over the photo), 'map' (colour-mapped map alone) or 'rgb'
+            (per-colour attributions of the saliency methods, the usual guided-backprop
+            picture: grey = 0, clipped at the 99th percentile of |value|).
+          alpha: weight of the map in the overlay.
+          cmap: colormap name.
+        """
+        from ..imaging.display import apply_colormap, save_png
+        if style == "overlay":
+            save_png(path, self.overlay(alpha, cmap))
+        elif style == "map":
+            save_png(path, apply_colormap(self.display_map(), cmap))
+        elif style == "rgb":
+            if self.raw is None or self.raw.ndim != 3 or self.raw.shape[-1] != 3:
+                raise AttributionError(f"style='rgb' needs per-colour attributions; {self.method} has none")
+            save_png(path, np.clip(self.raw / (2 * _p99(self.raw)) + 0.5, 0.0, 1.0))
+        else:
+            raise AttributionError(f"style must be 'overlay', 'map' or 'rgb', not {style!r}")
+
+
+def _p99(a: np.ndarray) -> float:
+    return max(float(np.percentile(np.abs(a), 99)), 1e-12)
+
+
+Attribution = AttributionMap  # deprecated alias (the result's old name), kept for one release
