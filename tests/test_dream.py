@@ -24,7 +24,7 @@ from jaxvis.dream import pyramid_sizes
 from jaxvis.engine import objectives as O
 from jaxvis.engine import optimize as core
 from jaxvis.engine.laplacian import lap_merge, lap_split, laplacian_normalize, scale_by_laplacian_norm
-from jaxvis.errors import ChannelError, ImageError, LayerError, MissingWeightsError
+from jaxvis.errors import ChannelError, DreamError, ImageError, LayerError, MissingWeightsError
 
 REPO = Path(__file__).resolve().parent.parent
 FAST = dict(pyramid_levels=1, num_iterations=3, image_size=32, verbose=False)
@@ -345,7 +345,7 @@ def test_batch_size_choice():
     (dict(batch_size=0), "batch_size"),
 ])
 def test_bad_options(squeezenet, kw, match):
-    with pytest.raises(ValueError, match=match):
+    with pytest.raises(DreamError, match=match):  # a JaxvisError and a ValueError
         jaxvis.deep_dream_image(squeezenet, "conv1", [0], verbose=False, **kw)
 
 

@@ -12,6 +12,7 @@ Class objectives name a class by name or index and are resolved against the netw
 
 from __future__ import annotations
 
+import abc
 import dataclasses
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
@@ -40,11 +41,12 @@ def _pytree(data: Sequence[str], meta: Sequence[str]):
     return deco
 
 
-class Objective:
+class Objective(abc.ABC):
     """Base of all objectives: `obj(acts) -> (B,)` values to maximise; compose with + - * and unary -."""
 
+    @abc.abstractmethod
     def __call__(self, acts: Acts) -> jax.Array:
-        raise NotImplementedError
+        """(B,) values to maximise, from `acts` (see the module docstring)."""
 
     @property
     def layers(self) -> tuple[str, ...]:

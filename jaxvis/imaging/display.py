@@ -13,12 +13,8 @@ from typing import Sequence
 
 import numpy as np
 
-from jaxvis.errors import JaxvisError
+from jaxvis.errors import DisplayError  # defined there; still importable from here
 from jaxvis.imaging.fileio import atomic_path
-
-
-class DisplayError(JaxvisError, ValueError):
-    """Bad argument to a display helper (also a ValueError: the input is at fault)."""
 
 
 def _out_float(a: np.ndarray) -> type:

@@ -151,7 +151,7 @@ def fit_to_size(batch: np.ndarray, size: tuple[int, int], mode: str = "crop") ->
         raise ImageError(f"images are {batch.shape[1]}×{batch.shape[2]} but the network takes {h}×{w}; "
                          "resize them or pass resize='crop' or 'stretch'")
     if mode not in ("crop", "stretch"):
-        raise ValueError(f"resize must be 'crop', 'stretch' or 'none', not {mode!r}")
+        raise ImageError(f"resize must be 'crop', 'stretch' or 'none', not {mode!r}")
     out = []
     for im in batch:
         pil = Image.fromarray(np.clip(im, 0, 255).round().astype(np.uint8))

@@ -8,6 +8,7 @@ with the weights as arguments (not baked-in constants).
 
 from __future__ import annotations
 
+import difflib
 import os
 from importlib import resources
 from pathlib import Path
@@ -17,7 +18,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from ..errors import LayerError, MissingWeightsError
+from ..errors import LayerError, MissingWeightsError, ModelError, WeightsNotFoundError
 from .steps import LEARNABLE, GraphNet, param_key
 from .layers import LayerTable
 from .models.registry import MODELS, build_steps
@@ -176,17 +177,21 @@ def load_model(name: str = "squeezenet", weights: str | os.PathLike | None = Non
 
     Returns:
       The :class:`Network`.
+
+    Raises:
+      ModelError: `name` is not a registry model and no `weights` file is given (lists close matches).
+      WeightsNotFoundError: the model's weight file is in none of the searched folders (says how to get it).
     """
     card = MODELS.get(name)
     if weights is None:
         if card is None:
-            import difflib
             close = difflib.get_close_matches(name, list(MODELS), n=3, cutoff=0.4)
-            raise ValueError(f"unknown model {name!r}; known: {', '.join(MODELS)}"
-                             + (f" (did you mean {', '.join(close)}?)" if close else ""))
+            raise ModelError(f"unknown model {name!r}; known: {', '.join(MODELS)}"
+                             + (f" (did you mean {', '.join(close)}?)" if close else "")
+                             + "; or pass weights= a jaxvis .h5 file")
         found = [d / card.weights_file for d in weight_search_path() if (d / card.weights_file).is_file()]
         if not found:
-            raise FileNotFoundError(
+            raise WeightsNotFoundError(
                 f"no weights for {name!r}: looked for {card.weights_file} in "
                 f"{', '.join(str(d) for d in weight_search_path())}. {card.how_to_get}")
         weights = found[0]

@@ -69,7 +69,7 @@ def write_weights(path: str | os.PathLike, arrays: Mapping[str, Mapping[str, np.
     meta = {"format": FORMAT, **meta}
     missing = [k for k in REQUIRED_ATTRS if k not in meta]
     if missing:
-        raise ValueError(f"weight metadata lacks {missing}")
+        raise WeightFileError(f"weight metadata lacks {missing}; a jaxvis weight file records {', '.join(REQUIRED_ATTRS)}")
     with atomic_path(path) as tmp, _as_output_error(path):
         # libver 'earliest' and track_times=False keep the bytes a function of the content.
         with h5py.File(tmp, "w", libver=("earliest", "v110"), track_order=False) as f:
