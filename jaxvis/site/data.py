@@ -9,11 +9,13 @@ from pathlib import Path
 
 import numpy as np
 
-from ..imaging.display import save_png
 from ..errors import LayerError, MissingWeightsError
-from ..patches import TopPatches
+from ..imaging.display import save_png
+from ..maps.filters import conv_kernel
+from ..patches import TopPatches, top_patches
 from ..patches.loader import DECODED_MAX
-from .plan import LayerPlan
+from ..patches.result import outline
+from .plan import STATE, LayerPlan
 
 
 def data_pass(net, plans: list[LayerPlan], images, out: Path, *, k: int, devices, progress: bool) -> TopPatches:
@@ -22,8 +24,6 @@ def data_pass(net, plans: list[LayerPlan], images, out: Path, *, k: int, devices
     Called on every process: under ``jax.distributed`` each reads every P-th batch and all get the
     merged result. A folder's pass is resumable (its cache lives in the gallery's state folder).
     """
-    from ..patches import top_patches
-    from .render import STATE
     cache = out / STATE / "patches.npz" if isinstance(images, (str, os.PathLike)) else None
     return top_patches(net, images, [lp.name for lp in plans], k=k, cache=cache, devices=devices,
                        progress=progress)
@@ -31,10 +31,6 @@ def data_pass(net, plans: list[LayerPlan], images, out: Path, *, k: int, devices
 
 def _first_conv(net, plans: list[LayerPlan]) -> tuple[str, np.ndarray] | None:
     """(layer, kernel kh×kw×3×C) of the first planned layer that convolves the image, if any."""
-    try:
-        from ..maps.filters import conv_kernel
-    except ImportError:
-        return None
     for lp in plans[:1]:
         try:
             name, k = conv_kernel(net, lp.name)
@@ -49,7 +45,6 @@ def _first_conv(net, plans: list[LayerPlan]) -> tuple[str, np.ndarray] | None:
 def _with_field(im: np.ndarray, box) -> np.ndarray:
     """A crop with context around its receptive field: upscaled (nearest, to >= 96 px; the page shows 110)
     with the field outlined 1 px thin."""
-    from ..patches.result import outline
     h, w = im.shape[:2]
     f = max(1, -(-96 // max(min(h, w), 1)))
     return outline(np.kron(im, np.ones((f, f, 1), im.dtype)), [int(v) * f for v in box])

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from ..imaging.fileio import atomic_path
+from ..nets.receptive import receptive_field
 from .plan import LayerPlan
 
 CSS = """body{font-family:system-ui,sans-serif;margin:1.5em;color:#222;background:#fff}
@@ -43,7 +44,6 @@ def _dims(shape) -> str:
 def write_site(net, plans: list[LayerPlan], out: Path, settings: dict, units: dict[str, list[dict]],
                extra: dict[str, Any]) -> dict:
     """Write index.html, layers/*.html, units/*/*.html, style.css and index.json; return the manifest."""
-    from ..nets.receptive import receptive_field
     e = html.escape
     layers: list[dict[str, Any]] = []
     for lp in plans:

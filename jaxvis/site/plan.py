@@ -81,3 +81,7 @@ def plan_layers(net, layers: str | Sequence[str], units: int | None = None) -> l
         seen.add(s)
         out.append(LayerPlan(n, shape, tuple(range(c if units is None else min(c, int(units)))), types.get(n, ""), s))
     return out
+
+
+# The folder inside a gallery's output that holds its resumable state: settings, finished blocks, the patch cache.
+STATE = ".jaxvis-gallery"

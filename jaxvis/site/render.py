@@ -24,13 +24,15 @@ import jax
 import numpy as np
 from PIL import Image
 
-from ..imaging.display import save_png
+from ..engine import objectives as O
+from ..engine.visualize import visualize
 from ..errors import GalleryError
+from ..imaging.display import save_png
 from ..imaging.fileio import atomic_path
 from ..imaging.progress import Progress
-from .plan import LayerPlan, plan_layers
-
-STATE = ".jaxvis-gallery"
+from .data import data_pass, unit_data
+from .pages import write_site
+from .plan import STATE, LayerPlan, plan_layers
 
 
 @dataclasses.dataclass
@@ -70,8 +72,6 @@ def _label(net, lp: LayerPlan, c: int) -> str:
 
 
 def _render_block(net, lp: LayerPlan, block: tuple[int, ...], out: Path, cfg: dict, devices) -> list[dict]:
-    from ..engine import objectives as O
-    from ..engine.visualize import visualize
     # A short last block is padded with repeats of its first unit: every block of a layer then runs
     # one compiled program (a unit's result does not depend on its batch: visualize keys it by label).
     padded = block + (block[0],) * (cfg["block"] - len(block))
@@ -169,7 +169,6 @@ def gallery(net, out: str | os.PathLike, *, layers: str | Sequence[str] = "all",
     devices = list(jax.local_devices() if devices is None else devices)
     tp = None
     if images is not None:  # first, while every process is here: the pass merges all processes' shares
-        from .data import data_pass
         tp = data_pass(net, plans, images, out, k=int(k), devices=devices, progress=progress)
 
     work = [(lp, b, blk) for lp in plans for b, blk in enumerate(lp.blocks(int(block)))]
@@ -194,9 +193,7 @@ def gallery(net, out: str | os.PathLike, *, layers: str | Sequence[str] = "all",
     _wait_for(state, [(lp, b) for lp, b, _ in work], done_file, wait_timeout)
     extra = {}
     if tp is not None:
-        from .data import unit_data
         extra = unit_data(net, plans, tp, out)
-    from .pages import write_site
     manifest = write_site(net, plans, out, settings, {lp.name: _load_units(lp, state) for lp in plans}, extra)
     return GalleryResult(out, manifest, rendered, skipped, True, time.perf_counter() - t0)
 
