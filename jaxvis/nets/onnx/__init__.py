@@ -16,8 +16,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .errors import OnnxError
+from ...errors import OnnxError
 from .network import OnnxNetwork
+from .proto import Graph, read_graph
+from .translate import Builder, make_forward
 
 __all__ = ["PREPROCESS", "OnnxError", "OnnxNetwork", "from_onnx"]
 
@@ -82,8 +84,8 @@ def translate(model: str | os.PathLike | Any, *, input_size: int | tuple[int, in
     logits=t.logits, ...)` makes it a network; :func:`from_onnx` does the same with its own
     wrapper, which also resolves tensor names. Arguments and errors as for :func:`from_onnx`.
     """
-    from .translate import make_forward
-    plan, g, label = _plan(model, input_size, name)
+    g = read_graph(model)
+    plan, label = _plan(g, model, input_size, name)
     params = {k: jax.device_put(np.ascontiguousarray(v)) for k, v in plan.params.items()}
     plan.params = {k: jax.ShapeDtypeStruct(v.shape, v.dtype) for k, v in params.items()}  # drop the numpy copies
     return Translation(make_forward(plan, flat_2d=True), params, tuple(plan.layers), dict(plan.aliases),
@@ -113,27 +115,20 @@ def from_onnx(model: str | os.PathLike | Any, *, input_size: int | tuple[int, in
         (names the op, node and opset, lists the supported ones), dynamic spatial size
         without `input_size`, several inputs, inconsistent initializers or a cyclic graph.
     """
-    if isinstance(model, (str, os.PathLike)) and Path(model).is_file():
-        with open(model, "rb") as f:
-            hdf5 = f.read(8) == b"\x89HDF\r\n\x1a\n"
-        if hdf5:  # written by `jaxvis convert onnx`: its metadata gives the defaults
-            from .convert import read_converted
-            model_proto, meta = read_converted(model)
-            input_size = tuple(meta["input_size"]) if input_size is None else input_size
-            preprocess = (meta["preprocessing"] or None) if preprocess is None else preprocess
-            classes = (meta["classes"] or None) if classes is None else classes
-            name = name or meta.get("model")
-            model = model_proto
-    plan, g, label = _plan(model, input_size, name)
+    g = read_graph(model)
+    if g.meta:  # written by `jaxvis convert onnx`: its metadata gives the defaults
+        preprocess = (g.meta["preprocessing"] or None) if preprocess is None else preprocess
+        classes = (g.meta["classes"] or None) if classes is None else classes
+    plan, label = _plan(g, model, input_size, name)
     net = OnnxNetwork(plan, label, classes, _preprocess_fn(preprocess), _logits_layer(plan, g))
     net.onnx_nodes = tuple(g.nodes)  # node attributes, for receptive fields composed along the graph
     return net
 
 
-def _plan(model, input_size, name):
-    from .proto import read_graph
-    from .translate import Builder
-    g = read_graph(model)
+def _plan(g: Graph, model, input_size, name):
+    if g.meta:  # a converted .h5 (see proto.py): its stored size and name are the defaults
+        input_size = tuple(g.meta["input_size"]) if input_size is None else input_size
+        name = name or g.meta.get("model")
     shape = g.input_shape
     if len(shape) != 4:
         raise OnnxError(f"{g.source}: input {g.input_name!r} has shape {list(shape)}; jaxvis imports image "
@@ -151,7 +146,7 @@ def _plan(model, input_size, name):
         hw = (shape[2], shape[3])
     plan = Builder(g, hw).build()
     label = name or (Path(model).stem if isinstance(model, (str, os.PathLike)) else g.name or "onnx")
-    return plan, g, label
+    return plan, label
 
 
 def _logits_layer(plan, g) -> str | None:

@@ -20,7 +20,7 @@ from ...errors import LayerError
 from ..function import FunctionNetwork
 from ..ops import relu_fn
 from ..protocol import LayerRef
-from .translate import Plan, make_forward
+from .translate import Program, make_forward
 
 
 class OnnxNetwork(FunctionNetwork):
@@ -39,7 +39,7 @@ class OnnxNetwork(FunctionNetwork):
       plan: the translation (steps, tensor records, layer table).
     """
 
-    def __init__(self, plan: Plan, name: str, classes: Sequence[str] | None,
+    def __init__(self, plan: Program, name: str, classes: Sequence[str] | None,
                  preprocess: Callable[[jax.Array], jax.Array] | None, logits: str | None):
         # device_put, not jnp.asarray: the latter compiles a copy per distinct shape (seconds for big graphs).
         params = {k: jax.device_put(np.ascontiguousarray(v)) for k, v in plan.params.items()}

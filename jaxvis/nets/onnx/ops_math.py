@@ -15,7 +15,8 @@ import numpy as np
 from jax import lax
 
 from .layout import bcast_const, canonical, identity
-from .translate import Ctx, op
+from .proto import require_onnx
+from .registry import Ctx, op
 
 
 def _elementwise(c: Ctx, f, idxs=None, relu=False):
@@ -149,7 +150,7 @@ def identity_op(c: Ctx):
 
 @op("Cast")
 def cast(c: Ctx):
-    import onnx
+    onnx = require_onnx()  # installed: it decoded this graph (a call, so the extra stays optional)
     dt = jax.dtypes.canonicalize_dtype(onnx.helper.tensor_dtype_to_np_dtype(int(c.attr("to"))))
     if c.fold:
         return c.const(np.asarray(c.inp(0).const).astype(dt))

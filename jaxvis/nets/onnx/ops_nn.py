@@ -14,7 +14,7 @@ from jax import lax
 
 from .. import ops
 from .layout import NCHW_TO_NHWC, feat_order, identity, to_layout
-from .translate import Ctx, op
+from .registry import Ctx, op
 
 _DN = ("NHWC", "HWIO", "NHWC")
 

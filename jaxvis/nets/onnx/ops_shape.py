@@ -11,7 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from .layout import NCHW_TO_NHWC, canonical, identity
-from .translate import Ctx, op
+from .registry import Ctx, op
 
 
 @op("Shape")

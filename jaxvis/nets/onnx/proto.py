@@ -2,19 +2,24 @@
 
 The parser is the `onnx` package (optional extra `jaxvis[onnx]`): it only decodes
 protobuf messages, nothing in the file is executed. Everything after this module
-works on :class:`Graph`, so the translator never touches protobuf objects.
+works on :class:`Graph`, so the translator never touches protobuf objects. A file
+written by `jaxvis convert onnx` (HDF5) is recognised here, the one place, and read
+back to the same ModelProto; its metadata rides along as :attr:`Graph.meta`.
 """
 
 from __future__ import annotations
 
+import base64
 import dataclasses
+import json
 import os
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from .errors import OnnxError
+from ...errors import OnnxError
+from .converted import HDF5_SIGNATURE, group_name, read_converted
 
 
 @dataclasses.dataclass(frozen=True)
@@ -41,12 +46,13 @@ class Graph:
     nodes: list[Node]
     initializers: dict[str, np.ndarray]
     outputs: tuple[str, ...]
+    meta: dict[str, Any] = dataclasses.field(default_factory=dict)  # a converted .h5's metadata; {} otherwise
 
 
 def require_onnx():
     """The `onnx` module, or an OnnxError saying how to install it."""
     try:
-        import onnx
+        import onnx  # here, not at the top: the extra is optional until an ONNX model is read
     except ImportError as e:
         raise OnnxError("importing ONNX models needs the `onnx` package: pip install 'jaxvis[onnx]' "
                         f"(or pip install onnx) — {e}") from None
@@ -54,24 +60,25 @@ def require_onnx():
 
 
 def load_model_proto(model):
-    """ModelProto from a path or a ModelProto; external data files checked and read.
+    """ModelProto from a path (.onnx, or .h5 written by `jaxvis convert onnx`) or a ModelProto; external
+    data files checked and read.
 
     Returns:
-      (ModelProto, source label for messages).
+      (ModelProto, source label for messages, the .h5's metadata or {}).
     """
     onnx = require_onnx()
     if isinstance(model, onnx.ModelProto):
-        return model, "<ModelProto>"
+        return model, "<ModelProto>", {}
     if not isinstance(model, (str, os.PathLike)):
         raise OnnxError(f"from_onnx takes a path to a .onnx file or an onnx.ModelProto, not {type(model).__name__}")
     path = Path(model)
     if not path.is_file():
         raise OnnxError(f"{path}: no such file")
     data = path.read_bytes()
-    if data[:8] == b"\x89HDF\r\n\x1a\n":  # written by `jaxvis convert onnx`
-        from .convert import read_converted
-        return read_converted(path)[0], str(path)
-    from google.protobuf.message import DecodeError
+    if data[:len(HDF5_SIGNATURE)] == HDF5_SIGNATURE:  # written by `jaxvis convert onnx`
+        proto, meta = _from_converted(onnx, path)
+        return proto, str(path), meta
+    from google.protobuf.message import DecodeError  # protobuf comes with the optional onnx
     proto = onnx.ModelProto()
     try:
         proto.ParseFromString(data)
@@ -82,12 +89,26 @@ def load_model_proto(model):
         raise OnnxError(f"{path}: not an ONNX model (no graph, opset or IR version after decoding "
                         f"{len(data)} bytes)")
     _load_external(proto, path)
-    return proto, str(path)
+    return proto, str(path), {}
+
+
+def _from_converted(onnx, path: Path):
+    """(ModelProto, metadata) of a file written by `jaxvis convert onnx`."""
+    arrays, meta = read_converted(path)
+    proto = onnx.ModelProto()
+    proto.ParseFromString(base64.b64decode(meta["onnx_graph"]))
+    names = json.loads(meta["onnx_initializers"])
+    missing = [n for n in names if group_name(n) not in arrays]
+    if missing:
+        raise OnnxError(f"{path}: initializers missing from the file: {', '.join(missing[:5])}")
+    proto.graph.initializer.extend(onnx.numpy_helper.from_array(np.asarray(arrays[group_name(n)]["value"]), n)
+                                   for n in names)
+    return proto, meta
 
 
 def _load_external(proto, path: Path) -> None:
     """Check that every external-data file exists (naming the missing ones), then read them."""
-    from onnx.external_data_helper import (
+    from onnx.external_data_helper import (  # the optional extra, present: require_onnx passed
         load_external_data_for_model,
         uses_external_data,
     )
@@ -155,9 +176,10 @@ def _initializer(t, onnx, source: str, users: dict) -> np.ndarray:
 
 
 def read_graph(model) -> Graph:
-    """Decode a model (path or ModelProto) into a :class:`Graph`, nodes topologically sorted."""
+    """Decode a model (path to .onnx or converted .h5, or a ModelProto) into a :class:`Graph`, nodes
+    topologically sorted."""
     onnx = require_onnx()
-    proto, source = load_model_proto(model)
+    proto, source, meta = load_model_proto(model)
     g = proto.graph
     opsets = {(o.domain or "ai.onnx"): o.version for o in proto.opset_import}
     opset = opsets.get("ai.onnx", 0)
@@ -182,7 +204,7 @@ def read_graph(model) -> Graph:
                         f"(is {onnx.helper.printable_type(inp.type)})")
     shape = tuple(d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else None for d in tt.shape.dim)
     return Graph(source, g.name, opset, inp.name, shape, _toposort(nodes, {inp.name, "", *inits}, source),
-                 inits, tuple(o.name for o in g.output))
+                 inits, tuple(o.name for o in g.output), meta)
 
 
 def _toposort(nodes: list[Node], available: set[str], source: str) -> list[Node]:
