@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ImageError, PatchesError
-from ..imaging.images import _one, fit_to_size, read_image
+from ..imaging.images import fit_to_size, read_image, to_rgb
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp")
 # Decoded images a caller keeps across units (TopPatches.crops(decoded=...)) before starting afresh:
@@ -97,7 +97,7 @@ def load_one(item, size: tuple[int, int], resize: str = "crop") -> np.ndarray:
             return a
         a = a.astype(np.float32)
     else:
-        a = _one(item, "image")
+        a = to_rgb(item, "image")
     return np.clip(fit_to_size(a[None], size, resize)[0], 0, 255).round().astype(np.uint8)
 
 

@@ -72,7 +72,9 @@ class Inversion:
         return imtile(ims, grid_size=(len(rows), len(ims) // len(rows)), **imtile_kwargs)
 
 
-def _number(v, name: str, *, positive: bool = False) -> float:
+def non_negative_number(v, name: str, *, positive: bool = False) -> float:
+    """`v` as a float after checking it is a finite number >= 0 (> 0 if `positive`); else a VisualizationError
+    naming `name`."""
     if isinstance(v, bool) or not isinstance(v, numbers.Real) or not np.isfinite(float(v)) or v < 0 or (positive and v == 0):
         raise VisualizationError(f"{name} must be a {'positive' if positive else 'non-negative'} finite number, "
                                  f"got {v!r}")
@@ -85,7 +87,7 @@ def per_layer_values(v, n: int, name: str) -> list[float]:
         if isinstance(v, (Sequence, np.ndarray)) and not isinstance(v, str) else None
     if vals is None or len(vals) != n:
         raise VisualizationError(f"{name} must be a number or one number per layer ({n}), got {v!r}")
-    return [_number(x if not isinstance(x, np.generic) else x.item(), name) for x in vals]
+    return [non_negative_number(x if not isinstance(x, np.generic) else x.item(), name) for x in vals]
 
 
 def layer_list(net, layer) -> list[str]:
@@ -188,10 +190,10 @@ def invert(net, image: ImageLike, layer, *, steps: int = 200, tv_weight=0.5, alp
     if isinstance(steps, bool) or not isinstance(steps, numbers.Integral) or steps < 1:
         raise VisualizationError(f"steps must be an integer >= 1, got {steps!r}")
     tvs = per_layer_values(tv_weight, len(layers), "tv_weight")
-    alpha_norm = _number(alpha_norm, "alpha_norm", positive=True)
-    alpha_weight = _number(alpha_weight, "alpha_weight")
-    learning_rate = _number(learning_rate, "learning_rate", positive=True)
-    start_sd = _number(start_sd, "start_sd")
+    alpha_norm = non_negative_number(alpha_norm, "alpha_norm", positive=True)
+    alpha_weight = non_negative_number(alpha_weight, "alpha_weight")
+    learning_rate = non_negative_number(learning_rate, "learning_rate", positive=True)
+    start_sd = non_negative_number(start_sd, "start_sd")
     hw = size_of(net, image_size)
     batch = load_images(image, hw, resize)
     targets = codes(net, batch, layers)

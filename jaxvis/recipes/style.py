@@ -35,7 +35,7 @@ from ..engine.presets import optimizer
 from ..engine.transforms import Compose
 from ..errors import VisualizationError
 from ..imaging.images import ImageLike
-from .invert import _number, codes, layer_list, load_images, size_of
+from .invert import non_negative_number, codes, layer_list, load_images, size_of
 
 
 @dataclasses.dataclass
@@ -149,9 +149,9 @@ def style_transfer(net, content: ImageLike, style: ImageLike, *, content_layer, 
     w = _weights(weights, len(s_layers))
     if isinstance(steps, bool) or not isinstance(steps, numbers.Integral) or steps < 1:
         raise VisualizationError(f"steps must be an integer >= 1, got {steps!r}")
-    content_weight = _number(content_weight, "content_weight")
-    tv_weight = _number(tv_weight, "tv_weight")
-    learning_rate = _number(learning_rate, "learning_rate", positive=True)
+    content_weight = non_negative_number(content_weight, "content_weight")
+    tv_weight = non_negative_number(tv_weight, "tv_weight")
+    learning_rate = non_negative_number(learning_rate, "learning_rate", positive=True)
     if init not in ("content", "noise"):
         raise VisualizationError(f"init must be 'content' or 'noise', got {init!r}")
     hw = size_of(net, image_size)
