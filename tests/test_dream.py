@@ -204,10 +204,10 @@ def test_chunks_equal_one_batch(squeezenet, fire2_64):
 
 
 def test_automatic_chunks_under_a_small_budget(squeezenet, fire2_64, monkeypatch):
-    plan = core.Plan(jaxvis.engine.param.pixel(32), jaxvis.engine.transforms.get("none"),
+    config = core.StepConfig(jaxvis.engine.param.pixel(32), jaxvis.engine.transforms.get("none"),
                      jaxvis.engine.presets.optimizer("sgd"), ("fire2-expand3x3",))
     run = jaxvis.dream.seamless.seamless(squeezenet, "fire2-expand3x3")  # what deep_dream optimises
-    per = core.bytes_per_unit(run, plan, O.channel("fire2-expand3x3", 0))
+    per = core.bytes_per_unit(run, config, O.channel("fire2-expand3x3", 0))
     act = 32 * 32 * 4 * (64 + 16 + 64)  # at least the layer's own activations
     assert per > act
     monkeypatch.setattr(core, "CPU_BUDGET_BYTES", 16 * per)  # room for 16 images → 4 chunks of 16

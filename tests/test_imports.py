@@ -176,3 +176,16 @@ def test_no_private_names_imported_across_modules():
                     for t, n in _private_uses(m, ast.parse(p.read_text(encoding="utf-8")))
                     if (m, t, n) not in TEMPORARILY_SKIPPED_PRIVATE})
     assert not found, "make the shared piece public in the module that owns it:\n" + "\n".join(found)
+
+
+def test_public_class_names_are_unique():
+    """One name, one class: a reader (or `from x import *`) never meets two `Plan`s or `Step`s."""
+    where: dict[str, list[str]] = {}
+    for module, path in MODULES.items():
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ClassDef) and not node.name.startswith("_"):
+                where.setdefault(node.name, []).append(module)
+    twice = {name: mods for name, mods in where.items() if len(mods) > 1}
+    assert not twice, f"class names defined in more than one module: {twice}"
+    import jaxvis.engine
+    assert jaxvis.engine.Plan is jaxvis.engine.StepConfig  # the engine's former name stays importable

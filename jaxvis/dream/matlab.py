@@ -211,12 +211,12 @@ def deep_dream(net, layer: LayerRef, channels, *, pyramid_levels: int = 3, pyram
     # Fixed-size layers (BVLC AlexNet's fc6 flattens 6×6×256): larger levels are resized to the input size.
     tf = fit_transforms(run, [name], tf, sizes[-1])
     proj = engine.Projection(None if pixel_range is None else (pixel_range[0] / 255.0, pixel_range[1] / 255.0))
-    plan = engine.Plan(Param(sizes[0], 1, "pixel", False, "none", 0.0, 0.5), tf,
+    config = engine.StepConfig(Param(sizes[0], 1, "pixel", False, "none", 0.0, 0.5), tf,
                        optimizer("laplacian", int(lap_levels), "wrap" if run is not net else lap_padding), (name,),
                        proj)
     table = _Table() if verbose else None
     try:
-        res = engine.optimize(run, objs, plan, levels=[(hw_, num_iterations) for hw_ in sizes],
+        res = engine.optimize(run, objs, config, levels=[(hw_, num_iterations) for hw_ in sizes],
                               learning_rate=float(step_size) / 255.0, seed=seed, unit_ids=chans,
                               start=(start / 255.0)[:, None], batch_size=batch_size, devices=devices,
                               progress=progress, label=f"deepDreamImage {name}", on_level=table)

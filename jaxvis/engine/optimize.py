@@ -59,8 +59,16 @@ class Projection:
 
 
 @dataclasses.dataclass(frozen=True)
-class Plan:
-    """Everything a compiled step depends on (hashable: the jit cache key)."""
+class StepConfig:
+    """Everything a compiled optimisation step depends on (hashable: the jit cache key).
+
+    Attributes:
+      param: the image parameterisation (at one pyramid level's size).
+      transforms: the random transforms applied before the network.
+      optimizer: the optax optimizer.
+      layers: the network layers the objectives read.
+      projection: what happens to pixel parameters after each update.
+    """
 
     param: Param
     transforms: Compose
@@ -69,12 +77,12 @@ class Plan:
     projection: Projection = Projection()
 
 
-def _loss(net, plan: Plan, relu: str):
-    fn = net.function(plan.layers, relu=relu) if plan.layers else None
+def _loss(net, config: StepConfig, relu: str):
+    fn = net.function(config.layers, relu=relu) if config.layers else None
 
     def loss(net_params, p, obj: Objective, key):
-        img = plan.param.image(p)
-        acts = dict(fn(net_params, 255.0 * plan.transforms(key, img))) if fn is not None else {}
+        img = config.param.image(p)
+        acts = dict(fn(net_params, 255.0 * config.transforms(key, img))) if fn is not None else {}
         acts[INPUT] = img
         v = obj(acts)
         return -jnp.sum(v), jnp.mean(v)
@@ -82,15 +90,15 @@ def _loss(net, plan: Plan, relu: str):
     return loss
 
 
-def _segment(net, plan: Plan, relu: str, n_steps: int, obj_def):
+def _segment(net, config: StepConfig, relu: str, n_steps: int, obj_def):
     """The cached jitted `(net_params, p, state, obj, unit_keys, step0, lr) -> (p, state, values n_steps×U)`.
 
     `lr` multiplies the optimizer's updates and is traced: other step sizes reuse the compiled code.
     """
     def make():
-        vg = jax.vmap(jax.value_and_grad(_loss(net, plan, relu), argnums=1, has_aux=True),
+        vg = jax.vmap(jax.value_and_grad(_loss(net, config, relu), argnums=1, has_aux=True),
                       in_axes=(None, 0, 0, 0))
-        update = jax.vmap(plan.optimizer.update)
+        update = jax.vmap(config.optimizer.update)
 
         def run(net_params, p, state, obj, unit_keys, step0, lr):
             def body(carry, i):
@@ -98,7 +106,7 @@ def _segment(net, plan: Plan, relu: str, n_steps: int, obj_def):
                 keys = jax.vmap(jax.random.fold_in, in_axes=(0, None))(unit_keys, step0 + i)
                 (_, v), g = vg(net_params, p, obj, keys)
                 upd, s = update(g, s, p)
-                p = plan.projection(optax.apply_updates(p, jax.tree.map(lambda u: lr * u, upd)), step0 + i)
+                p = config.projection(optax.apply_updates(p, jax.tree.map(lambda u: lr * u, upd)), step0 + i)
                 return (p, s), v
 
             (p, state), vs = lax.scan(body, (p, state), jnp.arange(n_steps))
@@ -106,7 +114,7 @@ def _segment(net, plan: Plan, relu: str, n_steps: int, obj_def):
 
         return run
 
-    return net.cache.jit(("visualize", "step", plan, relu, int(n_steps), obj_def), make)
+    return net.cache.jit(("visualize", "step", config, relu, int(n_steps), obj_def), make)
 
 
 def _segments(steps: int, redirected: int) -> list[tuple[int, str]]:
@@ -139,10 +147,10 @@ def _jaxpr_bytes(jaxpr) -> int:
     return total
 
 
-def bytes_per_unit(net, plan: Plan, obj1: Objective) -> int:
+def bytes_per_unit(net, config: StepConfig, obj1: Objective) -> int:
     """Upper estimate of one unit's memory in a step: every intermediate of value_and_grad (traced only)."""
-    loss = _loss(net, plan, "standard")
-    p = jax.eval_shape(plan.param.init, jax.random.PRNGKey(0))
+    loss = _loss(net, config, "standard")
+    p = jax.eval_shape(config.param.init, jax.random.PRNGKey(0))
     jaxpr = jax.make_jaxpr(jax.value_and_grad(loss, argnums=1, has_aux=True))(
         net.params, p, obj1, jax.random.PRNGKey(0))
     return max(_jaxpr_bytes(jaxpr.jaxpr), 1)
@@ -188,7 +196,7 @@ class RunResult:
     batch_size: int
 
 
-def optimize(net, objectives: Sequence[Objective], plan: Plan, *, levels: Sequence[tuple[tuple[int, int], int]],
+def optimize(net, objectives: Sequence[Objective], config: StepConfig, *, levels: Sequence[tuple[tuple[int, int], int]],
              learning_rate: float = 1.0, seed: int = 0, unit_ids: Sequence[int] | None = None,
              start: np.ndarray | None = None, redirected_relu_steps: int = 0,
              batch_size: int | None = None, devices: Sequence | None = None, progress: bool = True,
@@ -199,7 +207,7 @@ def optimize(net, objectives: Sequence[Objective], plan: Plan, *, levels: Sequen
     Args:
       net: a protocol network.
       objectives: resolved objectives of one form (one unit each).
-      plan: parameterisation (at the first level's size), transforms, optimizer, layers, projection.
+      config: parameterisation (at the first level's size), transforms, optimizer, layers, projection.
       levels: [((H, W), steps), …]; more than one level needs `param.kind == 'pixel'`.
       learning_rate: multiplies the optimizer's updates (traced: changing it does not recompile).
       seed: randomness of starts and transforms.
@@ -218,15 +226,15 @@ def optimize(net, objectives: Sequence[Objective], plan: Plan, *, levels: Sequen
     u = len(objectives)
     if u == 0:
         raise VisualizationError("nothing to visualise: the objective list is empty")
-    if len(levels) > 1 and plan.param.kind != "pixel":
+    if len(levels) > 1 and config.param.kind != "pixel":
         raise VisualizationError("multi-level (pyramid) runs need param='pixel'")
     devices = list(jax.devices() if devices is None else devices)
     nd = len(devices)
     obj_all = stack(objectives)
     obj_def = jax.tree.structure(objectives[0])
-    last_plan = dataclasses.replace(plan, param=dataclasses.replace(plan.param, size=_hw(levels[-1][0])))
+    last_config = dataclasses.replace(config, param=dataclasses.replace(config.param, size=_hw(levels[-1][0])))
     if batch_size is None:
-        batch_size = choose_batch_size(u, bytes_per_unit(net, last_plan, objectives[0]), memory_budget(devices), nd)
+        batch_size = choose_batch_size(u, bytes_per_unit(net, last_config, objectives[0]), memory_budget(devices), nd)
     else:
         batch_size = max(nd, math.ceil(int(batch_size) / nd) * nd)
     batch_size = min(batch_size, math.ceil(u / nd) * nd)
@@ -241,22 +249,22 @@ def optimize(net, objectives: Sequence[Objective], plan: Plan, *, levels: Sequen
     init_keys, step_keys = jax.vmap(jax.random.split, out_axes=1)(unit_keys)
     if start is not None:
         start = np.asarray(start, np.float32)
-        if start.ndim != 5 or start.shape[0] not in (1, u) or start.shape[1:] != plan.param.shape:
-            raise VisualizationError(f"start images must be 1×{'×'.join(map(str, plan.param.shape))} or "
+        if start.ndim != 5 or start.shape[0] not in (1, u) or start.shape[1:] != config.param.shape:
+            raise VisualizationError(f"start images must be 1×{'×'.join(map(str, config.param.shape))} or "
                                      f"{u}×…, got {start.shape}")
-        start_p = jax.vmap(plan.param.from_image)(jnp.asarray(start))
+        start_p = jax.vmap(config.param.from_image)(jnp.asarray(start))
         params = jnp.broadcast_to(start_p, (u, *start_p.shape[1:]))
     else:
-        params = jax.vmap(plan.param.init)(init_keys)
+        params = jax.vmap(config.param.init)(init_keys)
 
     n_chunks = math.ceil(u / batch_size)
-    total = sum(s for _, s in levels) * u * plan.param.batch
+    total = sum(s for _, s in levels) * u * config.param.batch
     bar = Progress(total, label, "image-steps", enabled=progress)
     traces, sizes, step0 = [], [_hw(hw) for hw, _ in levels], 0
     try:
         for k, (hw, steps) in enumerate(levels):
-            lp = dataclasses.replace(plan, param=dataclasses.replace(plan.param, size=_hw(hw)))
-            if params.shape[-3:-1] != tuple(hw) and lp.param.kind == "pixel":
+            level_config = dataclasses.replace(config, param=dataclasses.replace(config.param, size=_hw(hw)))
+            if params.shape[-3:-1] != tuple(hw) and level_config.param.kind == "pixel":
                 params = jax.image.resize(params, (*params.shape[:-3], *hw, params.shape[-1]), "bilinear")
             segs = _segments(steps, redirect if k == 0 else 0)
             level_trace = np.empty((steps, u), np.float32)
@@ -268,17 +276,17 @@ def optimize(net, objectives: Sequence[Objective], plan: Plan, *, levels: Sequen
                 p = put(params)
                 obj = jax.tree.map(put, obj_all)
                 keys = put(step_keys)
-                state = net.cache.jit(("visualize", "init", lp.optimizer, tuple(d.id for d in devices)),
-                                      lambda: jax.vmap(lp.optimizer.init),
+                state = net.cache.jit(("visualize", "init", level_config.optimizer, tuple(d.id for d in devices)),
+                                      lambda: jax.vmap(level_config.optimizer.init),
                                       out_shardings=shard)(p)
                 done = 0
                 for n, relu in segs:
-                    fn = _segment(net, lp, relu, n, obj_def)
+                    fn = _segment(net, level_config, relu, n, obj_def)
                     p, state, vs = fn(net_params, p, state, obj, keys, jnp.int32(step0 + done),
                                       jnp.float32(learning_rate))
                     level_trace[done:done + n, lo:hi] = _to_host(vs)[:, : hi - lo]
                     done += n
-                    bar.update(n * (hi - lo) * plan.param.batch)
+                    bar.update(n * (hi - lo) * config.param.batch)
                 new_params.append(_to_host(p)[: hi - lo])
             params = np.concatenate(new_params)  # type: ignore[assignment]  # host copy between levels; jnp ops accept it
             step0 += steps
@@ -287,6 +295,6 @@ def optimize(net, objectives: Sequence[Objective], plan: Plan, *, levels: Sequen
                 on_level(k, level_trace)
     finally:
         bar.close()
-    final = dataclasses.replace(plan.param, size=_hw(levels[-1][0]))
+    final = dataclasses.replace(config.param, size=_hw(levels[-1][0]))
     images = np.asarray(net.cache.jit(("visualize", "image", final), lambda: jax.vmap(final.image))(jnp.asarray(params)))
     return RunResult(images, np.stack(traces) if len({s for _, s in levels}) == 1 else traces, sizes, batch_size)

@@ -18,7 +18,7 @@ from ..errors import ChannelError, VisualizationError
 from . import objectives as O
 from . import presets as P
 from . import transforms as T
-from .optimize import Plan, RunResult, optimize
+from .optimize import RunResult, StepConfig, optimize
 from .param import Param
 
 
@@ -241,10 +241,10 @@ def visualize(net, objective, *, preset: str | P.Preset = "lucid", param: str | 
         if b.shape[1:3] != hw:
             b = np.asarray(jax.image.resize(jnp.asarray(b), (b.shape[0], *hw, 3), "bilinear"))
         start = np.broadcast_to((b / 255.0)[:, None], (b.shape[0], int(batch), *hw, 3))
-    plan = Plan(prm, tf, opt, layers, pre.projection)
+    config = StepConfig(prm, tf, opt, layers, pre.projection)
     red = pre.redirected_relu_steps if redirected_relu_steps is None else int(redirected_relu_steps)
     labels = [label(o, net) for o in objs]
-    res: RunResult = optimize(net, objs, plan, levels=[(s, n_steps) for s in sizes], learning_rate=lr,
+    res: RunResult = optimize(net, objs, config, levels=[(s, n_steps) for s in sizes], learning_rate=lr,
                               seed=seed, unit_ids=_unit_ids(labels), start=start,
                               redirected_relu_steps=red, batch_size=batch_size, devices=devices,
                               progress=progress, on_level=on_level,

@@ -212,9 +212,9 @@ def invert(net, image: ImageLike, layer, *, steps: int = 200, tv_weight=0.5, alp
                 feat = sum(terms[1:], terms[0])
                 objs.append(-1.0 * feat - _regularisers(hw, alpha_norm, alpha_weight, tvs[j]))
                 ids.append(zlib.crc32(f"{layers[j]}#{i}".encode()))
-        plan = engine.Plan(Param(hw, 1, "pixel", False, "none", start_sd, 0.5), Compose(()), optimizer("adam"),
+        config = engine.StepConfig(Param(hw, 1, "pixel", False, "none", start_sd, 0.5), Compose(()), optimizer("adam"),
                            tuple(gl), engine.Projection((0.0, 1.0)))
-        res = engine.optimize(net, objs, plan, levels=[(hw, int(steps))], learning_rate=learning_rate, seed=seed,
+        res = engine.optimize(net, objs, config, levels=[(hw, int(steps))], learning_rate=learning_rate, seed=seed,
                               unit_ids=ids, batch_size=batch_size, devices=devices, progress=progress,
                               label=f"invert {getattr(net, 'name', '')} ({len(objs)} units)")
         imgs = res.images[:, 0].reshape(n, len(g), *hw, 3)

@@ -172,11 +172,11 @@ def style_transfer(net, content: ImageLike, style: ImageLike, *, content_layer, 
     else:
         import jax
         start = np.asarray(jax.random.uniform(jax.random.PRNGKey(int(seed) % 2 ** 32), (1, 1, *hw, 3)))
-    plan = engine.Plan(Param(hw, 1, "pixel", False, "none", 0.0, 0.5), Compose(()), optimizer("adam"), layers,
+    config = engine.StepConfig(Param(hw, 1, "pixel", False, "none", 0.0, 0.5), Compose(()), optimizer("adam"), layers,
                        engine.Projection((0.0, 1.0)))
     ids = [zlib.crc32(np.asarray(wk, np.float64).tobytes()) for wk in w]
     t0 = time.perf_counter()
-    res = engine.optimize(net, objs, plan, levels=[(hw, int(steps))], learning_rate=learning_rate, seed=seed,
+    res = engine.optimize(net, objs, config, levels=[(hw, int(steps))], learning_rate=learning_rate, seed=seed,
                           unit_ids=ids, start=start, batch_size=batch_size, devices=devices, progress=progress,
                           label=f"style_transfer {getattr(net, 'name', '')} ({k} weight sets)")
     seconds = time.perf_counter() - t0
