@@ -22,7 +22,7 @@ from ..engine import optimize as engine  # the module (the package exports no `o
 from ..engine.param import Param
 from ..engine.presets import optimizer
 from ..engine.transforms import Compose, Roll
-from ..engine.visualize import check_units, fit_transforms
+from ..engine.visualize import check_units, fit_transforms, scale_for_display
 from ..errors import ArgumentTypeError, DreamError, ImageError
 from ..imaging.images import ImageLike, to_batch
 from ..nets.protocol import LayerRef
@@ -298,6 +298,5 @@ def deep_dream_image(net, layer: LayerRef, channels, *, pyramid_levels: int = 3,
     if output_scaling == "linear":
         images = np.stack([mat2gray(im) for im in images]).astype(np.float32)
     elif output_scaling == "percentile":
-        from ..engine.visualize import scale_for_display
         images = scale_for_display(images / 255.0, "percentile").astype(np.float32) / 255.0
     return images

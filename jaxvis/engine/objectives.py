@@ -28,6 +28,7 @@ import jax.numpy as jnp
 
 from ..errors import VisualizationError
 from ..nets.classes import class_index
+from .transforms import gaussian_blur  # one blur for objectives and the cs231n projection
 
 Acts = dict[str, jax.Array]
 INPUT = "input"  # the image being optimised, B×H×W×3 in 0..1 (before transforms)
@@ -290,7 +291,6 @@ class Blur(Objective):
     sigma: Any = 0.5
 
     def __call__(self, acts):
-        from .transforms import gaussian_blur  # one blur for objectives and the cs231n projection
         x = acts[INPUT]
         return 0.5 * jnp.sum((x - jax.lax.stop_gradient(gaussian_blur(x, self.sigma))) ** 2, axis=(1, 2, 3))
 

@@ -26,12 +26,13 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 from jax import lax
+from jax.experimental import multihost_utils
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from ..errors import VisualizationError
 from ..imaging.progress import Progress
-from .objectives import INPUT, Objective
+from .objectives import INPUT, Objective, stack
 from .param import Param
 from .transforms import Compose, gaussian_blur
 
@@ -176,7 +177,6 @@ def choose_batch_size(n: int, per_unit: int, budget: int, n_devices: int) -> int
 
 def _to_host(x) -> np.ndarray:
     if not getattr(x, "is_fully_addressable", True):  # a global array spans other hosts' devices
-        from jax.experimental import multihost_utils
         return np.asarray(multihost_utils.process_allgather(x, tiled=True))
     return np.asarray(x)
 
@@ -222,7 +222,6 @@ def optimize(net, objectives: Sequence[Objective], config: StepConfig, *, levels
       progress: show a progress bar over all levels and chunks.
       on_level: `on_level(k, trace steps×U)` after each level (MATLAB's verbose table).
     """
-    from .objectives import stack
     u = len(objectives)
     if u == 0:
         raise VisualizationError("nothing to visualise: the objective list is empty")

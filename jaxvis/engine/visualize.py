@@ -15,6 +15,8 @@ import numpy as np
 import optax
 
 from ..errors import ChannelError, VisualizationError
+from ..imaging.display import imtile, save_png
+from ..imaging.images import to_batch
 from . import objectives as O
 from . import presets as P
 from . import transforms as T
@@ -42,18 +44,15 @@ class Visualization:
 
     def tile(self, **imtile_kwargs) -> np.ndarray:
         """All images tiled with :func:`jaxvis.imtile` (uint8)."""
-        from ..imaging.display import imtile
         return imtile(self.images, **imtile_kwargs)
 
     def save(self, path: str | os.PathLike, **imtile_kwargs) -> str:
         """Write the tiled images as PNG (atomically); returns the path."""
-        from ..imaging.display import save_png
         save_png(path, self.tile(**imtile_kwargs))
         return str(path)
 
     def save_each(self, folder: str | os.PathLike, prefix: str = "unit") -> list[str]:
         """One PNG per image in `folder` (created); returns the paths."""
-        from ..imaging.display import save_png
         os.makedirs(folder, exist_ok=True)
         b = len(self.images) // max(len(self.labels), 1)
         out = []
@@ -236,7 +235,6 @@ def visualize(net, objective, *, preset: str | P.Preset = "lucid", param: str | 
     sizes = [(int(round(opt_hw[0] * scale ** k)), int(round(opt_hw[1] * scale ** k))) for k in range(n_levels)]
     start = None
     if start_image is not None:
-        from ..imaging.images import to_batch
         b, _ = to_batch(start_image)
         if b.shape[1:3] != hw:
             b = np.asarray(jax.image.resize(jnp.asarray(b), (b.shape[0], *hw, 3), "bilinear"))

@@ -6,7 +6,7 @@ import html
 import os
 from pathlib import Path
 
-
+from ..errors import OutputError
 from ..imaging.display import save_png
 from ..imaging.fileio import atomic_path, check_writable
 from .loader import DECODED_MAX
@@ -20,7 +20,6 @@ def check_folder(folder) -> Path:
     """Raise OutputError unless `folder` can be an output folder (checked before any work)."""
     folder = Path(folder)
     if folder.exists() and not folder.is_dir():
-        from ..errors import OutputError
         raise OutputError(f"output folder {str(folder)!r} is a file; give a folder")
     check_writable([folder / "index.html"])
     return folder

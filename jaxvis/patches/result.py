@@ -8,8 +8,12 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
+from PIL import Image, ImageDraw
 
 from ..errors import ChannelError, LayerError, PatchesError
+from ..imaging.display import imresize, imtile
+from ..nets.receptive import receptive_field
+from .html import write_html
 from .loader import Skipped, load_one
 from .topk import spatial
 
@@ -127,7 +131,6 @@ class TopPatches:
 
     def receptive_field(self, layer):
         """The :class:`~jaxvis.ReceptiveField` crops of `layer` are taken at (computed on first use)."""
-        from ..nets.receptive import receptive_field
         layer = self._layer(layer)
         if layer not in self._receptive:
             self._receptive[layer] = receptive_field(self.net, layer)
@@ -272,7 +275,6 @@ class TopPatches:
         Returns:
           uint8 RGB image (:func:`jaxvis.imtile` of the cells, white background).
         """
-        from ..imaging.display import imresize, imtile
         layer = self._layer(layer)
         units = [self._unit(layer, u) for u in np.atleast_1d(units).tolist()]
         if not units:
@@ -318,14 +320,12 @@ class TopPatches:
         Returns:
           The paths written, index.html last.
         """
-        from .html import write_html
         return write_html(self, folder, layers=layers, units=units, reconstruction=reconstruction,
                           thumbnail=thumbnail, context=context)
 
 
 def _cell(parts: list[np.ndarray], label: str) -> np.ndarray:
     """Parts side by side over a 12-pixel white strip with `label`."""
-    from PIL import Image, ImageDraw
     row = np.concatenate(parts, axis=1)
     strip = Image.new("RGB", (row.shape[1], 12), (255, 255, 255))
     ImageDraw.Draw(strip).text((1, 0), label, fill=(0, 0, 0))

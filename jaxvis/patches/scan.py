@@ -14,6 +14,7 @@ from pathlib import Path
 
 import jax
 import numpy as np
+from jax.experimental import multihost_utils
 
 from ..errors import LayerError, PatchesError
 from ..imaging.fileio import atomic_path, check_writable, read_regular_file
@@ -216,7 +217,6 @@ def top_patches(net, images, layers, *, k: int = 9, batch_size: int | None = Non
         _save_cache(path, meta, next_batch, state, sums, skipped)
     state = jax.device_get(state)
     if n_proc > 1:
-        from jax.experimental import multihost_utils
         gathered = multihost_utils.process_allgather(state)
         state = merge_host([jax.tree.map(lambda a, j=j: a[j], gathered) for j in range(n_proc)], k)
         counts = multihost_utils.process_allgather(np.int64(n_seen))
@@ -249,7 +249,6 @@ def _hw(shape) -> tuple[int, int]:
 
 def _gather_skipped(skipped: list[Skipped], n: int, pid: int) -> list[Skipped]:
     """Every process's unreadable images (their reasons stay with the process that read them)."""
-    from jax.experimental import multihost_utils
     mine = np.zeros(n, bool)
     for s in skipped:
         if s.index >= 0:

@@ -26,6 +26,7 @@ import optax
 from ..engine import objectives as O
 from ..engine.presets import IMAGENET_STD, optimizer
 from ..errors import ImageError, VisualizationError
+from ..imaging.display import save_png
 from ..imaging.images import ImageLike, to_batch
 
 METHODS = ("cs231n", "fgsm", "pgd")
@@ -81,7 +82,6 @@ class FoolResult:
 
     def save(self, path: str | os.PathLike, index: int = 0) -> str:
         """Write original | fooling image | magnified difference of one pair side by side (PNG, atomically)."""
-        from ..imaging.display import save_png
         row = np.concatenate([np.round(np.clip(self.originals[index], 0, 255)).astype(np.uint8),
                               np.round(np.clip(self.images[index], 0, 255)).astype(np.uint8),
                               self.magnified()[index]], axis=1)

@@ -31,6 +31,7 @@ from ..engine.param import Param
 from ..engine.presets import optimizer
 from ..engine.transforms import Compose
 from ..errors import VisualizationError
+from ..imaging.display import imtile
 from ..imaging.images import ImageLike, fit_to_size, to_batch
 from .similarity import ssim
 
@@ -66,7 +67,6 @@ class Inversion:
 
     def tile(self, with_original: bool = True, **imtile_kwargs) -> np.ndarray:
         """One row per image (the original first, then one reconstruction per layer), uint8."""
-        from ..imaging.display import imtile
         rows = [np.concatenate([o[None], r]) if with_original else r for o, r in zip(self.original, self.images)]
         ims = np.concatenate(rows)
         return imtile(ims, grid_size=(len(rows), len(ims) // len(rows)), **imtile_kwargs)

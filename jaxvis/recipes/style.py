@@ -25,6 +25,7 @@ import zlib
 from collections.abc import Sequence
 from typing import Any
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -35,7 +36,7 @@ from ..engine.presets import optimizer
 from ..engine.transforms import Compose
 from ..errors import VisualizationError
 from ..imaging.images import ImageLike
-from .invert import non_negative_number, codes, layer_list, load_images, size_of
+from .invert import codes, layer_list, load_images, non_negative_number, size_of
 
 
 @dataclasses.dataclass
@@ -170,7 +171,6 @@ def style_transfer(net, content: ImageLike, style: ImageLike, *, content_layer, 
     if init == "content":
         start = (c_img / 255.0)[None]
     else:
-        import jax
         start = np.asarray(jax.random.uniform(jax.random.PRNGKey(int(seed) % 2 ** 32), (1, 1, *hw, 3)))
     config = engine.StepConfig(Param(hw, 1, "pixel", False, "none", 0.0, 0.5), Compose(()), optimizer("adam"), layers,
                        engine.Projection((0.0, 1.0)))

@@ -7,8 +7,10 @@ Every converter writes byte-reproducibly: the same input gives the same sha256.
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import os
+from importlib import metadata
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +20,7 @@ from ...errors import ModelError, WeightFileError, WeightsNotFoundError
 from ...imaging.fileio import check_writable, regular_file_size
 from ..models.registry import CAFFE, KERAS_CAFFE, MODELS, TORCHVISION, build_steps
 from ..models.vgg16 import fused_name
+from ..network import user_weight_dir
 from ..weights import sha256_file, write_weights
 from . import layouts
 from .caffe import read_caffemodel
@@ -43,10 +46,9 @@ def _installed_file(package: str, rel: str) -> Path:
 
 
 def _version(dist: str) -> str:
-    from importlib.metadata import PackageNotFoundError, version
     try:
-        return version(dist)
-    except PackageNotFoundError:
+        return metadata.version(dist)
+    except metadata.PackageNotFoundError:
         return "unknown"
 
 
@@ -172,7 +174,6 @@ def convert_npy_folder(src: os.PathLike, out: os.PathLike) -> str:
             raise WeightFileError(f"{str(f)!r} is not a plain .npy array: {e}") from e
     conv = layouts.from_onnx_npy(arrays, str(src))
     # The folder's sha256 is that of its sorted (name, file sha256) list.
-    import hashlib
     digest = hashlib.sha256("".join(f"{f.name}:{sha256_file(f)}\n" for f in files).encode()).hexdigest()
     meta = dict(model="squeezenet1_1", architecture="squeezenet1_1", preprocessing=TORCHVISION,
                 input_size=[224, 224], classes=imagenet_classes(),
@@ -184,7 +185,6 @@ def convert_npy_folder(src: os.PathLike, out: os.PathLike) -> str:
 
 def default_out(model: str) -> Path:
     """Where `jaxvis convert` writes by default: the user weight folder, named as the registry expects."""
-    from ..network import user_weight_dir
     return user_weight_dir() / MODELS[model].weights_file if model in MODELS else user_weight_dir() / f"{model}.h5"
 
 
