@@ -123,15 +123,11 @@ class TopPatches:
     means: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
     _arrays: Any = dataclasses.field(default=None, repr=False)
     _recon: dict = dataclasses.field(default_factory=dict, repr=False)
-    _receptive: dict = dataclasses.field(default_factory=dict, repr=False)
 
     def receptive_field(self, layer):
-        """The :class:`~jaxvis.ReceptiveField` crops of `layer` are taken at (computed on first use)."""
+        """The :class:`~jaxvis.ReceptiveField` crops of `layer` are taken at (memoised on the network)."""
         from ..nets.receptive import receptive_field
-        layer = self._layer(layer)
-        if layer not in self._receptive:
-            self._receptive[layer] = receptive_field(self.net, layer)
-        return self._receptive[layer]
+        return receptive_field(self.net, self._layer(layer))
 
     # ------------------------------------------------------------------ lookup
     def _layer(self, layer) -> str:

@@ -125,9 +125,7 @@ def from_onnx(model: str | os.PathLike | Any, *, input_size: int | tuple[int, in
             name = name or meta.get("model")
             model = model_proto
     plan, g, label = _plan(model, input_size, name)
-    net = OnnxNetwork(plan, label, classes, _preprocess_fn(preprocess), _logits_layer(plan, g))
-    net.onnx_nodes = tuple(g.nodes)  # node attributes, for receptive fields composed along the graph
-    return net
+    return OnnxNetwork(plan, g.nodes, label, classes, _preprocess_fn(preprocess), _logits_layer(plan, g))
 
 
 def _plan(model, input_size, name):
