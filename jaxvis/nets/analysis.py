@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import html
+import math
 import os
 from typing import Any
 
@@ -169,25 +170,15 @@ def _learnables(g: LayerGraph, node: Node) -> dict[str, tuple[int, ...]]:
         shapes = _matlab_learnables("conv", dict(kernel=node.kernel, groups=node.groups or 1, cin=src.channels,
                                                  cout=node.channels))
     elif node.kind == "fc" and src is not None:
-        cin = 1
-        for d in src.shape[1:]:
-            cin *= d
-        shapes = _matlab_learnables("fc", dict(cin=cin, cout=node.channels))
+        shapes = _matlab_learnables("fc", dict(cin=math.prod(src.shape[1:]), cout=node.channels))
     else:
         shapes = {}
-    sizes = {k: _count(v) for k, v in shapes.items()}
+    sizes = {k: math.prod(v) for k, v in shapes.items()}
     if shapes and sum(sizes.values()) == node.params:
         return shapes
     if shapes and sizes["Weights"] == node.params:  # no bias
         return {"Weights": shapes["Weights"]}
     return {"Parameters": (node.params,)}
-
-
-def _count(shape: tuple[int, ...]) -> int:
-    n = 1
-    for d in shape:
-        n *= d
-    return n
 
 
 def _loaded(net: Net, name: str) -> bool:

@@ -69,11 +69,6 @@ class Node:
     def channels(self) -> int:
         return int(self.shape[-1])
 
-    @property
-    def window(self) -> bool:
-        """Whether its geometry is complete: kernel, stride, padding and dilation all known."""
-        return None not in (self.kernel, self.stride, self.padding, self.dilation)
-
 
 class LayerGraph:
     """Nodes in graph order (every node after its inputs); immutable.
@@ -139,10 +134,6 @@ class LayerGraph:
     @property
     def input_channels(self) -> int:
         return self._input.channels
-
-    def index(self, name: str) -> int:
-        """Position of a node in graph order (LayerError with close matches)."""
-        return self._index[self[name].name]
 
     def ancestors(self, name: str) -> frozenset[str]:
         """Every node `name` depends on, itself included."""

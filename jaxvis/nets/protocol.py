@@ -9,11 +9,12 @@ declared capabilities (:attr:`Net.relu_rules`), and never look inside.
 from __future__ import annotations
 
 import collections
-from typing import TYPE_CHECKING, Any, Callable, Protocol, Sequence, runtime_checkable
+import contextlib
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Protocol, Sequence, runtime_checkable
 
 import jax
 
-from ..errors import ImageError, LayerError
+from ..errors import ImageError, JaxvisError
 from .graph import LayerGraph
 from .ops import RELU_MODES
 
@@ -199,22 +200,18 @@ def check_size(hw) -> tuple[int, int]:
     return h, w
 
 
-class shape_errors:
-    """Context: a shape failure while tracing `net` at hw (TypeError/ValueError from JAX) becomes an
-    ImageError naming the size and the network's own."""
-
-    def __init__(self, net, hw: tuple[int, int]):
-        self.net, self.hw = net, hw
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, kind, e, tb):
-        if kind is not None and issubclass(kind, (TypeError, ValueError)) and not issubclass(kind, LayerError):
-            h, w = self.hw
-            raise ImageError(f"{self.net.name!r} cannot take a {h}×{w} input ({e}); its input size is "
-                             f"{self.net.input_size[0]}×{self.net.input_size[1]}") from e
-        return False
+@contextlib.contextmanager
+def shape_errors(net, hw: tuple[int, int]) -> Iterator[None]:
+    """A shape failure while tracing `net` at hw (TypeError/ValueError from JAX) becomes an ImageError naming
+    the size and the network's own."""
+    try:
+        yield
+    except JaxvisError:  # the network's own errors say what is wrong
+        raise
+    except (TypeError, ValueError) as e:
+        h, w = hw
+        raise ImageError(f"{net.name!r} cannot take a {h}×{w} input ({e}); its input size is "
+                         f"{net.input_size[0]}×{net.input_size[1]}") from e
 
 
 def check_nonempty(net, graph: LayerGraph) -> LayerGraph:

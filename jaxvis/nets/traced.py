@@ -176,9 +176,10 @@ class _Builder:
             v = self.out_of[n]
             if not isinstance(v, int):
                 nodes.append((-1, Node(n, "other", "constant", (), self.out_shape[n], description="a constant")))
-            elif self.owner.get(v) != n:  # the same value as an earlier layer
-                nodes.append((self.f.producer.get(v, -1), Node(n, "elementwise", "identity", (self.owner[v],),
-                                                               self.out_shape[n], description=f"= {self.owner[v]}")))
+            elif self.owner.get(v) != n:  # the same value as an earlier layer (or the image)
+                src = inp if v == self.image else self.owner[v]
+                nodes.append((self.f.producer.get(v, -1), Node(n, "elementwise", "identity", (src,),
+                                                               self.out_shape[n], description=f"= {src}")))
             else:
                 node, role = self._node(n, v, inp)
                 nodes.append((self.f.producer.get(v, -1), node))
@@ -237,16 +238,15 @@ class _Builder:
         return None
 
 
-def _spatial_pads(b: _Builder, x, axes: tuple[int, int], seg: set[int]) -> tuple[list[list[int]], Any]:
+def _spatial_pads(b: _Builder, x, axes: tuple[int, int], seg: set[int]) -> list[list[int]]:
     """Padding a `pad` equation of the segment adds in front of a window (folded into its padding)."""
-    extra = [[0, 0], [0, 0]]
     e = b.f.producer.get(x) if isinstance(x, int) else None
     if e is not None and e in seg and b.f.eqns[e].prim == "pad":
         cfg = b.f.eqns[e].params["padding_config"]
         if all(int(c[2]) == 0 and int(c[0]) >= 0 and int(c[1]) >= 0 for c in cfg) and \
                 all(int(c[0]) == int(c[1]) == 0 for i, c in enumerate(cfg) if i not in axes):
-            extra = [[int(cfg[a][0]), int(cfg[a][1])] for a in axes]
-    return extra, e
+            return [[int(cfg[a][0]), int(cfg[a][1])] for a in axes]
+    return [[0, 0], [0, 0]]
 
 
 def _classify(b: _Builder, eqns: list[_Eqn], n_deps: int):
@@ -310,7 +310,7 @@ def _window(b: _Builder, e: _Eqn, eqns: list[_Eqn], seg: set[int]):
         lhs, rhs, out = dn.lhs_spec, dn.rhs_spec, dn.out_spec
         if len(p["window_strides"]) != 2 or any(d != 1 for d in p["lhs_dilation"]) or p["batch_group_count"] != 1:
             return "other", e.prim, {}, {}
-        extra, _ = _spatial_pads(b, e.ins[0], (lhs[2], lhs[3]), seg)
+        extra = _spatial_pads(b, e.ins[0], (lhs[2], lhs[3]), seg)
         ws = e.in_shapes[1]
         kernel = (int(ws[rhs[2]]), int(ws[rhs[3]]))
         groups = int(p["feature_group_count"])
@@ -330,7 +330,7 @@ def _window(b: _Builder, e: _Eqn, eqns: list[_Eqn], seg: set[int]):
     if len(wd) != 4 or any(d != 1 for d in p["base_dilation"]):
         return "other", e.prim, {}, {}
     if wd[0] == ws[0] == wd[3] == ws[3] == 1:
-        extra, _ = _spatial_pads(b, e.ins[0], (1, 2), seg)
+        extra = _spatial_pads(b, e.ins[0], (1, 2), seg)
         geo = dict(kernel=(int(wd[1]), int(wd[2])), stride=(int(ws[1]), int(ws[2])),
                    padding=tuple((int(wp[a][0]) + extra[i][0], int(wp[a][1]) + extra[i][1])
                                  for i, a in enumerate((1, 2))),
