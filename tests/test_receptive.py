@@ -9,7 +9,7 @@ import pytest
 
 import jaxvis
 from jaxvis.errors import LayerError, MissingWeightsError
-from jaxvis.nets.graph import LayerGraph, Node
+from jaxvis.nets.graph import LayerGraph, LayerNode
 from jaxvis.nets.models.registry import KERAS_CAFFE, build_steps
 from jaxvis.nets.network import step_graph
 from jaxvis.nets.receptive import ReceptiveField, graph_field, receptive_field
@@ -108,7 +108,7 @@ def test_unknown_geometry_falls_back_to_measured():
 
 def _node(name, kind, inputs=(), k=None, s=1, p=0, shape=(1, 64, 64, 4)):
     geo = {} if k is None else dict(kernel=(k, k), stride=(s, s), padding=((p, p), (p, p)), dilation=(1, 1))
-    return Node(name, kind, kind, tuple(inputs), shape, **geo)
+    return LayerNode(name, kind, kind, tuple(inputs), shape, **geo)
 
 
 def test_merge_takes_union_and_rejects_unequal_strides():

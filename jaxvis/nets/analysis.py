@@ -16,7 +16,7 @@ from typing import Any
 
 from ..errors import MissingWeightsError
 from ..imaging.fileio import atomic_path
-from .graph import LayerGraph, Node
+from .graph import LayerGraph, LayerNode
 from .protocol import Net, check_size
 from .receptive import graph_field
 
@@ -161,7 +161,7 @@ class NetworkAnalysis:
             tmp.write_text(self.to_html(), encoding="utf-8")
 
 
-def _learnables(g: LayerGraph, node: Node) -> dict[str, tuple[int, ...]]:
+def _learnables(g: LayerGraph, node: LayerNode) -> dict[str, tuple[int, ...]]:
     """MATLAB's learnable shapes where the node's parameters are a conv/dense kernel (and bias), else the count."""
     if not node.params:
         return {}

@@ -26,7 +26,7 @@ Pair = tuple[int, int]
 
 
 @dataclasses.dataclass(frozen=True)
-class Node:
+class LayerNode:
     """One node of a :class:`LayerGraph`.
 
     Attributes:
@@ -73,11 +73,11 @@ class Node:
 class LayerGraph:
     """Nodes in graph order (every node after its inputs); immutable.
 
-    ``g["conv1"]`` is a :class:`Node`; iterate for all nodes; ``g.layers`` are the names the network
+    ``g["conv1"]`` is a :class:`LayerNode`; iterate for all nodes; ``g.layers`` are the names the network
     accepts as layers (a `from_function` network's image input is a node but no layer).
     """
 
-    def __init__(self, nodes: Sequence[Node], layers: Sequence[str] | None = None):
+    def __init__(self, nodes: Sequence[LayerNode], layers: Sequence[str] | None = None):
         self._nodes = tuple(nodes)
         self._index = {n.name: i for i, n in enumerate(self._nodes)}
         if len(self._index) != len(self._nodes):
@@ -97,13 +97,13 @@ class LayerGraph:
     def __len__(self) -> int:
         return len(self._nodes)
 
-    def __iter__(self) -> Iterator[Node]:
+    def __iter__(self) -> Iterator[LayerNode]:
         return iter(self._nodes)
 
     def __contains__(self, name: object) -> bool:
         return name in self._index
 
-    def __getitem__(self, name: str) -> Node:
+    def __getitem__(self, name: str) -> LayerNode:
         i = self._index.get(name)
         if i is None:
             close = difflib.get_close_matches(str(name), list(self._index), n=5, cutoff=0.5)
@@ -115,7 +115,7 @@ class LayerGraph:
         return f"LayerGraph({len(self)} nodes, input {self.input_size[0]}×{self.input_size[1]}×{self.input_channels})"
 
     @property
-    def nodes(self) -> tuple[Node, ...]:
+    def nodes(self) -> tuple[LayerNode, ...]:
         return self._nodes
 
     @property
@@ -124,7 +124,7 @@ class LayerGraph:
         return self._layers
 
     @property
-    def input(self) -> Node:
+    def input(self) -> LayerNode:
         return self._input
 
     @property

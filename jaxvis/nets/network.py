@@ -20,7 +20,7 @@ import numpy as np
 
 from ..errors import LayerError, MissingWeightsError
 from .steps import LEARNABLE, GraphNet, Step, param_key
-from .graph import LayerGraph, Node, conv_macs, resolve_pads
+from .graph import LayerGraph, LayerNode, conv_macs, resolve_pads
 from .layers import LayerTable, describe
 from .models.registry import MODELS, build_steps
 from .ops import RELU_MODES
@@ -238,7 +238,7 @@ def step_graph(steps: Sequence[Step], input_size: tuple[int, int], classes: Sequ
                 geo.update(groups=g, macs=conv_macs(shape[s.name], k, n_in[3], g))
         elif s.kind == "fc":
             geo = dict(macs=int(o["cin"]) * int(o["cout"]))
-        nodes.append(Node(s.name, kind, s.type_name, s.inputs, shape[s.name], count, description=desc, **geo))
+        nodes.append(LayerNode(s.name, kind, s.type_name, s.inputs, shape[s.name], count, description=desc, **geo))
     return LayerGraph(nodes)
 
 

@@ -21,7 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.extend import core as jcore
 
-from .graph import LayerGraph, Node, nhwc
+from .graph import LayerGraph, LayerNode, nhwc
 
 _CALLS = {"pjit", "jit", "closed_call", "core_call", "remat", "remat2", "checkpoint", "custom_jvp_call",
           "custom_vjp_call", "custom_vjp_call_jaxpr"}
@@ -167,7 +167,7 @@ class _Builder:
             inp = "input"
             while inp in self.out_of:
                 inp += "_"
-        nodes: list[tuple[int, Node]] = [(-1, Node(inp, "input", "image", (), nhwc(self.f.shapes[self.image]),
+        nodes: list[tuple[int, LayerNode]] = [(-1, LayerNode(inp, "input", "image", (), nhwc(self.f.shapes[self.image]),
                                                    description="the image"))]
         roles: dict[str, dict[str, ParamRef]] = {}
         for n in self.layers:
@@ -175,10 +175,10 @@ class _Builder:
                 continue
             v = self.out_of[n]
             if not isinstance(v, int):
-                nodes.append((-1, Node(n, "other", "constant", (), self.out_shape[n], description="a constant")))
+                nodes.append((-1, LayerNode(n, "other", "constant", (), self.out_shape[n], description="a constant")))
             elif self.owner.get(v) != n:  # the same value as an earlier layer (or the image)
                 src = inp if v == self.image else self.owner[v]
-                nodes.append((self.f.producer.get(v, -1), Node(n, "elementwise", "identity", (src,),
+                nodes.append((self.f.producer.get(v, -1), LayerNode(n, "elementwise", "identity", (src,),
                                                                self.out_shape[n], description=f"= {src}")))
             else:
                 node, role = self._node(n, v, inp)
@@ -210,7 +210,7 @@ class _Builder:
         order = {name: i for i, name in enumerate((inp, *self.layers))}
         return sorted(eqns), sorted(set(deps), key=order.__getitem__), params
 
-    def _node(self, n: str, v: int, inp: str) -> tuple[Node, dict[str, ParamRef]]:
+    def _node(self, n: str, v: int, inp: str) -> tuple[LayerNode, dict[str, ParamRef]]:
         ids, deps, params = self._segment(n, v, inp)
         eqns = [self.f.eqns[i] for i in ids]
         count = sum(int(np.prod(self.f.shapes[p])) for p in params)
@@ -220,7 +220,7 @@ class _Builder:
             (t, b), (l, r) = geo["padding"]
             desc = (f"{geo['kernel'][0]}×{geo['kernel'][1]} {typ}, stride [{geo['stride'][0]} {geo['stride'][1]}], "
                     f"padding [{t} {b} {l} {r}]")
-        return Node(n, kind, typ, tuple(deps), self.out_shape[n], count, description=desc, **geo), role
+        return LayerNode(n, kind, typ, tuple(deps), self.out_shape[n], count, description=desc, **geo), role
 
     # -- parameter roles -------------------------------------------------------------------------
     def ref(self, x, through=_SAME_VALUE | {"broadcast_in_dim"}) -> int | None:

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from ..graph import LayerGraph, Node, Pair, conv_macs, resolve_pads
+from ..graph import LayerGraph, LayerNode, Pair, conv_macs, resolve_pads
 from .proto import Node as OnnxNode
 from .translate import Plan
 
@@ -86,7 +86,7 @@ def onnx_graph(plan: Plan, nodes: Sequence[OnnxNode], shapes: dict[str, tuple[in
     by_name = {n.name: n for n in nodes}
     layer_of = {t: l for l, t in plan.layers.items()}
     step_of = {t: s for s in plan.steps for t in s.outputs}
-    out = [Node(plan.input_name, "input", "Input", (), shapes[plan.input_name],
+    out = [LayerNode(plan.input_name, "input", "Input", (), shapes[plan.input_name],
                 description=f"{'×'.join(map(str, shapes[plan.input_name][1:]))} input")]
     for layer, tensor in plan.layers.items():
         if layer == plan.input_name:
@@ -110,7 +110,7 @@ def onnx_graph(plan: Plan, nodes: Sequence[OnnxNode], shapes: dict[str, tuple[in
             (t, b), (l, r) = geo["padding"]
             desc = (f"{geo['kernel'][0]}×{geo['kernel'][1]} {op}, stride [{geo['stride'][0]} {geo['stride'][1]}], "
                     f"padding [{t} {b} {l} {r}]")
-        out.append(Node(layer, kind, op, ins, shapes[layer], count, description=desc, **geo))
+        out.append(LayerNode(layer, kind, op, ins, shapes[layer], count, description=desc, **geo))
     return LayerGraph(out)
 
 
