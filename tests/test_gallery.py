@@ -163,7 +163,9 @@ def test_site_in_a_real_browser(site):
 
 def test_all_layers_are_the_ones_with_units_of_their_own(tiny, squeezenet):
     from jaxvis.site.plan import plan_layers
-    assert [p.name for p in plan_layers(tiny, "all")] == list(tiny.layer_names)  # untyped: every layer
+    # a function network's kinds come from its jaxpr: the convolutions and the dense layer, as for a port
+    assert [(p.name, p.type) for p in plan_layers(tiny, "all")] == [
+        ("conv1", "conv_general_dilated"), ("conv2", "conv_general_dilated"), ("logits", "dot_general")]
     plans = plan_layers(squeezenet, "all", units=4)
     names = [p.name for p in plans]
     assert names[:3] == ["conv1", "fire2-squeeze1x1", "fire2-expand1x1"] and "fire9-concat" in names

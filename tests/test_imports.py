@@ -13,7 +13,6 @@ ROOT = Path(jaxvis.__file__).parent
 
 # Another engineer's, until their branch is merged: nets/analysis.py imports receptive._from_graph.
 # The lead deletes this entry then.
-TEMPORARILY_SKIPPED_PRIVATE = {("jaxvis.nets.analysis", "jaxvis.nets.receptive", "_from_graph")}
 
 
 def _module_name(path: Path) -> str:
@@ -173,8 +172,7 @@ def _private_uses(module: str, tree: ast.Module):
 
 def test_no_private_names_imported_across_modules():
     found = sorted({f"{m} uses {t}.{n}" for m, p in MODULES.items()
-                    for t, n in _private_uses(m, ast.parse(p.read_text(encoding="utf-8")))
-                    if (m, t, n) not in TEMPORARILY_SKIPPED_PRIVATE})
+                    for t, n in _private_uses(m, ast.parse(p.read_text(encoding="utf-8")))})
     assert not found, "make the shared piece public in the module that owns it:\n" + "\n".join(found)
 
 
@@ -194,7 +192,6 @@ def test_public_class_names_are_unique():
 # Installed with jaxvis (pyproject's dependencies), by import name: nothing to keep optional.
 REQUIRED = {"jax", "flax", "optax", "numpy", "PIL", "h5py"}
 # Another engineer's, until their branch is merged (they hold function-level imports of jaxvis modules then).
-TEMPORARILY_SKIPPED_LAZY = {"jaxvis.maps.embedding", "jaxvis.maps.filters"}
 
 
 def test_function_level_imports_only_keep_extras_optional():
@@ -204,7 +201,7 @@ def test_function_level_imports_only_keep_extras_optional():
     import sys
     found = []
     for module, path in MODULES.items():
-        if module.startswith("jaxvis.cli") or module in TEMPORARILY_SKIPPED_LAZY:
+        if module.startswith("jaxvis.cli"):
             continue
         tree = ast.parse(path.read_text(encoding="utf-8"))
         for func in ast.walk(tree):

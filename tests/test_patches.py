@@ -124,9 +124,10 @@ def test_matches_brute_force(tiny, run, ref):
 def test_hits_and_crops(tiny, run, monkeypatch):
     hits = run.hits("relu1", 4)
     assert [h.image for h in hits] == run.image["relu1"][4].tolist() and hits[0].value >= hits[-1].value
-    # relu1 = relu(conv3×3 stride 2, SAME: no top/left padding at 32 px) → input rows 2y..2y+2. Given here in closed
-    # form: measuring it (jaxvis.receptive_field, tested on its own) costs more than this whole file.
-    rf = run._receptive["relu1"] = jaxvis.ReceptiveField("relu1", (3, 3), (2, 2), (1.0, 1.0))
+    # relu1 = relu(conv3×3 stride 2, SAME: no top/left padding at 32 px) → input rows 2y..2y+2: the field read from
+    # the function's graph (its conv_general_dilated's padding) is that closed form.
+    rf = run.receptive_field("relu1")
+    assert (rf.size, rf.stride, rf.offset, rf.method) == ((3, 3), (2, 2), (1.0, 1.0), "graph")
     c = run.crops("relu1", 4, context=0)
     assert c.images.shape == (K, *rf.size, 3) and c.reconstructions.shape == c.images.shape
     h = hits[0]

@@ -215,8 +215,9 @@ def optimize(net, objectives: Sequence[Objective], config: StepConfig, *, levels
         derived from what the unit is (visualize uses its label) and a unit run alone equals it
         run in a batch.
       start: optional start images, 0..1 scale, 1×B×H×W×3 (shared) or U×B×H×W×3 (pixel params only).
-      redirected_relu_steps: steps at the start of the first level with RedirectedReLU (networks
-        without a ReLU hook run them with standard ReLUs).
+      redirected_relu_steps: steps at the start of the first level with RedirectedReLU; skipped (standard
+        ReLUs throughout) on networks whose `relu_rules` lack 'redirected', e.g. a `from_function`
+        network whose function takes no `relu` keyword.
       batch_size: units per compiled call (None: from the memory estimate); rounded to the device count.
       devices: devices the unit axis is sharded over (default all).
       progress: show a progress bar over all levels and chunks.
@@ -240,7 +241,7 @@ def optimize(net, objectives: Sequence[Objective], config: StepConfig, *, levels
     mesh = Mesh(np.array(devices), ("units",))
     shard, repl = NamedSharding(mesh, P("units")), NamedSharding(mesh, P())
     net_params = jax.device_put(net.params, repl)
-    redirect = redirected_relu_steps if getattr(net, "relu_hook", True) else 0
+    redirect = redirected_relu_steps if "redirected" in net.relu_rules else 0
 
     root = jax.random.PRNGKey(int(seed) % (2 ** 32))
     ids = np.arange(u) if unit_ids is None else np.asarray(unit_ids, np.uint32)

@@ -17,8 +17,9 @@ from collections.abc import Sequence
 import numpy as np
 from PIL import Image
 
-from ..errors import EmbeddingError, LayerError
+from ..errors import EmbeddingError, LayerError, MissingWeightsError
 from ..imaging.images import ImageLike, fit_to_size, to_batch
+from ..nets.receptive import graph_field
 
 METHODS = ("pca", "tsne", "umap")
 
@@ -47,14 +48,15 @@ class Embedding:
 def default_layer(net) -> str:
     """The layer :func:`embedding` uses when none is given: CS231n's fc7 where its weights are loaded,
     else the last spatial feature layer (a concat, pool or ReLU output) before the classifier, averaged
-    over positions (SqueezeNet: fire9-concat; torchvision AlexNet, whose fc weights are not shipped: pool5)."""
-    from ..errors import MissingWeightsError
-    from ..nets.receptive import receptive_field
-    steps = getattr(net, "steps", None)
-    if not steps:
-        raise LayerError(f"{net.name!r} has no layer graph to pick a default embedding layer from; pass layer=")
-    names = {s.name for s in steps}
-    if "fc7" in names:
+    over positions (SqueezeNet: fire9-concat; torchvision AlexNet, whose fc weights are not shipped: pool5).
+    Read from the network's layer graph."""
+    g = net.graph()
+
+    def spatial(node) -> bool:  # a grid of positions (unknown geometry: more than one position)
+        field = graph_field(g, node.name)
+        return node.shape[1] * node.shape[2] > 1 if field is None else field.spatial
+
+    if "fc7" in g.layers:
         try:
             net.require_weights(["fc7"])
             return "fc7"
@@ -62,19 +64,20 @@ def default_layer(net) -> str:
             pass
     ncls = len(net.classes or ())
     best = None
-    for s in steps:
-        if s.kind not in ("concat", "maxpool", "relu") or not receptive_field(net, s.name, method="graph").spatial:
+    for name in g.layers:
+        node = g[name]
+        if node.kind not in ("concat", "pool", "relu") or not spatial(node):
             continue
-        src = s
-        while src.kind == "relu":
-            src = next(t for t in steps if t.name == src.inputs[0])
-        if src.kind == "conv" and src.o.get("cout") == ncls:  # a classifier convolution (SqueezeNet's conv10)
+        src = node
+        while src.kind == "relu" and len(src.inputs) == 1:
+            src = g[src.inputs[0]]
+        if src.kind == "conv" and src.channels == ncls:  # a classifier convolution (SqueezeNet's conv10)
             continue
         try:
-            net.require_weights([s.name])
+            net.require_weights([name])
         except MissingWeightsError:
             break
-        best = s.name
+        best = name
     if best is None:
         raise LayerError(f"no spatial feature layer with loaded weights in {net.name!r}; pass layer=")
     return best

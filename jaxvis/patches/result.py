@@ -127,14 +127,10 @@ class TopPatches:
     means: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
     _arrays: Any = dataclasses.field(default=None, repr=False)
     _recon: dict = dataclasses.field(default_factory=dict, repr=False)
-    _receptive: dict = dataclasses.field(default_factory=dict, repr=False)
 
     def receptive_field(self, layer):
-        """The :class:`~jaxvis.ReceptiveField` crops of `layer` are taken at (computed on first use)."""
-        layer = self._layer(layer)
-        if layer not in self._receptive:
-            self._receptive[layer] = receptive_field(self.net, layer)
-        return self._receptive[layer]
+        """The :class:`~jaxvis.ReceptiveField` crops of `layer` are taken at (memoised on the network)."""
+        return receptive_field(self.net, self._layer(layer))
 
     # ------------------------------------------------------------------ lookup
     def _layer(self, layer) -> str:

@@ -229,6 +229,6 @@ def fool(net, image: ImageLike, target, *, method: str = "cs231n", eps: float | 
     top5 = [[(name(int(i)), float(p[i])) for i in np.argsort(-p)[:5]] for p in prob]
     success = np.argmax(z, axis=1) == targets
     settings = dict(method=method, eps=eps, step_size=float(step), max_steps=steps_max, clip=bool(clip),
-                    network=getattr(net, "name", ""))
+                    network=net.name)
     return FoolResult(np.asarray(x, np.float32), x0.astype(np.float32), targets, success,
                       np.asarray(steps, np.int64), top5, settings)

@@ -216,7 +216,7 @@ def invert(net, image: ImageLike, layer, *, steps: int = 200, tv_weight=0.5, alp
                            tuple(gl), engine.Projection((0.0, 1.0)))
         res = engine.optimize(net, objs, config, levels=[(hw, int(steps))], learning_rate=learning_rate, seed=seed,
                               unit_ids=ids, batch_size=batch_size, devices=devices, progress=progress,
-                              label=f"invert {getattr(net, 'name', '')} ({len(objs)} units)")
+                              label=f"invert {net.name} ({len(objs)} units)")
         imgs = res.images[:, 0].reshape(n, len(g), *hw, 3)
         tr = np.asarray(res.trace)[0].reshape(steps, n, len(g))
         for k, j in enumerate(g):
@@ -230,5 +230,5 @@ def invert(net, image: ImageLike, layer, *, steps: int = 200, tv_weight=0.5, alp
     settings = dict(steps=int(steps), tv_weight=tvs, alpha_norm=alpha_norm, alpha_weight=alpha_weight,
                     learning_rate=learning_rate, image_size=hw, resize=resize, seed=seed, start_sd=start_sd,
                     per_layer=per_layer, optimizer="adam", alpha_bound=ALPHA_BOUND, tv_v=TV_V,
-                    network=getattr(net, "name", ""))
+                    network=net.name)
     return Inversion(images, raw, original, layers, err, sim, trace, seconds, settings)

@@ -178,7 +178,7 @@ def style_transfer(net, content: ImageLike, style: ImageLike, *, content_layer, 
     t0 = time.perf_counter()
     res = engine.optimize(net, objs, config, levels=[(hw, int(steps))], learning_rate=learning_rate, seed=seed,
                           unit_ids=ids, start=start, batch_size=batch_size, devices=devices, progress=progress,
-                          label=f"style_transfer {getattr(net, 'name', '')} ({k} weight sets)")
+                          label=f"style_transfer {net.name} ({k} weight sets)")
     seconds = time.perf_counter() - t0
     raw = res.images[:, 0]
     losses = _loss_values(net, raw, terms, layers)
@@ -187,6 +187,6 @@ def style_transfer(net, content: ImageLike, style: ImageLike, *, content_layer, 
     settings = dict(content_layer=c_layer, style_layers=s_layers, content_weight=content_weight,
                     tv_weight=tv_weight, steps=int(steps), learning_rate=learning_rate, image_size=hw,
                     style_size=shw, normalize=normalize, init=init, seed=seed, optimizer="adam",
-                    network=getattr(net, "name", ""))
+                    network=net.name)
     return StyleTransfer(u8(raw * 255.0), raw, u8(c_img[0]), u8(s_img[0]), w, losses, start_losses,
                          np.asarray(res.trace)[0], seconds, settings)

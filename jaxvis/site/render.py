@@ -66,7 +66,7 @@ def _thumb(img: np.ndarray, size: int) -> np.ndarray:
 
 def _label(net, lp: LayerPlan, c: int) -> str:
     classes = net.classes
-    if classes and lp.name == getattr(net, "logits_layer", None) and lp.shape[-1] == len(classes):
+    if classes and lp.name == net.logits_layer and lp.shape[-1] == len(classes):
         return str(classes[c])
     return f"{lp.name} unit {c}"
 

@@ -120,9 +120,7 @@ def from_onnx(model: str | os.PathLike | Any, *, input_size: int | tuple[int, in
         preprocess = (g.meta["preprocessing"] or None) if preprocess is None else preprocess
         classes = (g.meta["classes"] or None) if classes is None else classes
     plan, label = _plan(g, model, input_size, name)
-    net = OnnxNetwork(plan, label, classes, _preprocess_fn(preprocess), _logits_layer(plan, g))
-    net.onnx_nodes = tuple(g.nodes)  # node attributes, for receptive fields composed along the graph
-    return net
+    return OnnxNetwork(plan, g.nodes, label, classes, _preprocess_fn(preprocess), _logits_layer(plan, g))
 
 
 def _plan(g: Graph, model, input_size, name):

@@ -14,12 +14,16 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 from ...errors import LayerError
 from ..function import FunctionNetwork
-from ..ops import relu_fn
-from ..protocol import LayerRef
+from ..graph import LayerGraph, nhwc
+from ..ops import RELU_MODES, relu_fn
+from ..protocol import LayerRef, shape_errors
+from .graph import onnx_graph, onnx_layer_params
+from .proto import Node
 from .translate import Program, make_forward
 
 
@@ -37,9 +41,10 @@ class OnnxNetwork(FunctionNetwork):
       forward: the translated function `forward(params, images, *, relu=None, taps=None, layers=None)`
         on preprocessed NHWC images, every activation N×H×W×C (2-D ones N×1×1×C).
       plan: the translation (steps, tensor records, layer table).
+      nodes: the decoded ONNX nodes (op types and attributes: the graph view's geometry).
     """
 
-    def __init__(self, plan: Program, name: str, classes: Sequence[str] | None,
+    def __init__(self, plan: Program, nodes: Sequence[Node], name: str, classes: Sequence[str] | None,
                  preprocess: Callable[[jax.Array], jax.Array] | None, logits: str | None):
         # device_put, not jnp.asarray: the latter compiles a copy per distinct shape (seconds for big graphs).
         params = {k: jax.device_put(np.ascontiguousarray(v)) for k, v in plan.params.items()}
@@ -54,8 +59,8 @@ class OnnxNetwork(FunctionNetwork):
                          layers=list(plan.layers), shapes=shapes,
                          classes=None if classes is None else [str(c) for c in classes],
                          preprocess=preprocess, name=name, logits=logits)
-        self.plan = plan
-        self.onnx_nodes: tuple = ()  # node attributes (set by from_onnx), for receptive fields along the graph
+        self.plan, self.nodes = plan, tuple(nodes)
+        self.relu_rules: frozenset[str] = frozenset(RELU_MODES)  # `forward` takes the ReLU of every Relu node
         self.forward = make_forward(plan)
         self._names = tuple(plan.layers)
 
@@ -106,6 +111,17 @@ class OnnxNetwork(FunctionNetwork):
                         f"   {count:>10,}" if count else
                         f"  {i:4d}   {n!r:<{w}}   {self.plan.layer_ops[n]:<{tw}}   {'×'.join(map(str, size)):>14}")
         return "\n".join(rows)
+
+    def _build_graph(self, hw: tuple[int, int]) -> LayerGraph:
+        spec = jax.ShapeDtypeStruct((1, *hw, self.plan.recs[self.plan.input_name].shape[1]), jnp.float32)
+        with shape_errors(self, hw):
+            out = jax.eval_shape(lambda p, x: self.apply(p, x, self._names, normalize=False), self.params, spec)
+        return onnx_graph(self.plan, self.nodes, {n: nhwc(out[n].shape) for n in self._names})
+
+    def layer_params(self, layer: LayerRef) -> dict[str, jax.Array]:
+        """The initializers of a Conv (HWIO kernel, bias), Gemm or MatMul (in×out kernel, bias) layer; {} otherwise."""
+        roles = onnx_layer_params(self.plan, self.nodes, self.layer_name(layer))
+        return {role: self.params[n].T if trans else self.params[n] for role, (n, trans) in roles.items()}
 
     def param_count(self) -> int:
         """Number of parameters (float initializers used as weights)."""
