@@ -26,8 +26,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the `jaxvis` command with `argv` (default: sys.argv[1:]); returns the exit status."""
-    from ..nets.cpu import configure_cpu
-    configure_cpu()  # XLA:CPU speed flags; must precede the first JAX computation (a library import sets none)
     args = build_parser().parse_args(argv)
     from ..errors import JaxvisError
     try:

@@ -17,6 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ..errors import LayerError
+from . import cpu
 from .graph import LayerGraph
 
 
@@ -180,7 +181,7 @@ def _measured(net, name: str) -> ReceptiveField:
     ky, kx = a[0] // 2, a[1] // 2
     # numpy's generator and one jitted gradient: eager JAX would compile every op (and the RNG) on its own
     x = np.random.default_rng(0).uniform(0.0, 255.0, (8, n, n, 3)).astype(np.float32)
-    g = jax.jit(jax.grad(lambda p, x: fn(p, x)[name][:, ky, kx, :].sum(), argnums=1))(net.params, x)
+    g = cpu.jit(jax.grad(lambda p, x: fn(p, x)[name][:, ky, kx, :].sum(), argnums=1))(net.params, x)
     support = np.asarray(jnp.abs(g).sum(axis=(0, 3))) > 0
     rows, cols = np.nonzero(support.any(axis=1))[0], np.nonzero(support.any(axis=0))[0]
     size = (int(rows.max() - rows.min() + 1), int(cols.max() - cols.min() + 1))
