@@ -47,8 +47,14 @@ def test_platform_of_a_call():
     assert cpu.platform_of(np.zeros(3), 1.0) == jax.default_backend()  # unplaced: the default device's
     assert cpu.platform_of(jax.device_put(jnp.zeros(3), jax.devices("cpu")[0])) == "cpu"
     seen = []
-    jax.jit(lambda x: seen.append(cpu.platform_of(x)) or x)(jnp.zeros(3))  # a tracer names no platform
-    assert seen == [jax.default_backend()]
+    jax.jit(lambda x: seen.append(cpu.platform_of(jnp.ones(2), x)) or x)(jnp.zeros(3))
+    assert seen == [cpu.NESTED] and cpu.compiler_options(cpu.NESTED) == {}  # inside a trace: the outer jit's
+
+
+def test_nested_calls_take_no_options():
+    inner = cpu.jit(lambda x: 2 * x)
+    outer = cpu.jit(lambda x: inner(x) + 1)  # JAX refuses compiler options on a nested jit
+    np.testing.assert_array_equal(np.asarray(outer(jnp.ones(3))), 3.0)
 
 
 def test_network_cache_compiles_through_the_platform_jit(monkeypatch):

@@ -28,7 +28,9 @@ def register(sub) -> None:
     p.add_argument("--block", type=bounded_int(1, 4096, "block"), default=32, help="units per engine call (default 32)")
     p.add_argument("--seed", type=seed, default=0, help="seed (default 0)")
     p.add_argument("--out", default="site", help="site folder (default site/)")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--plan", action="store_true",
+                   help="only print the plan and the time estimate (a short measured warm-up), render nothing")
+    p.add_argument("--quiet", action="store_true", help="no plan, no progress bar")
     p.set_defaults(func=run)
 
 
@@ -40,6 +42,13 @@ def run(args) -> int:
     else:
         net = load(args)
     layers = "all" if args.layers == "all" else [s.strip() for s in args.layers.split(",") if s.strip()]
+    if args.plan:
+        from ..site.estimate import estimate
+        from ..site.plan import plan_layers
+        est = estimate(net, plan_layers(net, layers, args.units), preset=args.preset, steps=args.steps,
+                       image_size=args.image_size, block=args.block)
+        print(est.text())
+        return 0
     r = gallery(net, args.out, layers=layers, images=args.images, units=args.units, preset=args.preset,
                 steps=args.steps, image_size=args.image_size, diversity=args.diversity, k=args.k, block=args.block,
                 seed=args.seed, progress=not args.quiet)

@@ -39,12 +39,12 @@ def compiler_options(platform: str, environ: Mapping[str, str] | None = None) ->
     """The per-compilation XLA options jaxvis gives a program that runs on `platform`.
 
     Args:
-        platform: 'cpu', 'gpu', 'cuda', 'rocm', 'tpu', … (a device's `platform`).
+        platform: 'cpu', 'gpu', 'cuda', 'rocm', 'tpu', … (a device's `platform`), or :data:`NESTED`.
         environ: the environment to read (default `os.environ`; never written).
 
     Returns:
         :data:`CPU_OPTIONS` for 'cpu', less any option `XLA_FLAGS` names (the user's value wins); {} for
-        every other platform (the options are XLA:CPU's) and when `JAXVIS_XLA_DEFAULTS=0`.
+        every other platform (the options are XLA:CPU's), for nested calls and when `JAXVIS_XLA_DEFAULTS=0`.
     """
     env = os.environ if environ is None else environ
     if platform != "cpu" or env.get(ENV_SWITCH, "1").strip().lower() in OFF:
@@ -60,18 +60,23 @@ def _default_platform() -> str:
     return dev.platform if dev is not None else jax.default_backend()
 
 
+NESTED = "nested"  # a call inside another trace: JAX accepts compiler options only on the outermost jit
+
+
 def platform_of(*trees: Any) -> str:
     """The platform a jitted call on `trees` (its arguments, shardings) runs on: that of the first placed
-    array or sharding found, else the default device's."""
+    array or sharding found, else the default device's; :data:`NESTED` if any leaf is a tracer (the call is
+    part of an outer program, whose own compilation takes the options)."""
+    found = None
     for leaf in jax.tree.leaves(trees):
-        if isinstance(leaf, jax.core.Tracer):  # inside another trace: the outer program's compilation decides
-            continue
-        if isinstance(leaf, jax.Array):
-            return next(iter(leaf.devices())).platform
-        if isinstance(leaf, jax.sharding.Sharding):
+        if isinstance(leaf, jax.core.Tracer):
+            return NESTED
+        if found is None and isinstance(leaf, jax.Array):
+            found = next(iter(leaf.devices())).platform
+        elif found is None and isinstance(leaf, jax.sharding.Sharding):
             device: Any = next(iter(leaf.device_set))
-            return device.platform
-    return _default_platform()
+            found = device.platform
+    return found or _default_platform()
 
 
 class Jit:

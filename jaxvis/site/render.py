@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -31,6 +32,7 @@ from ..imaging.display import save_png
 from ..imaging.fileio import atomic_path
 from ..imaging.progress import Progress
 from .data import data_pass, unit_data
+from .estimate import GalleryEstimate, estimate
 from .pages import write_site
 from .plan import STATE, LayerPlan, plan_layers
 
@@ -45,6 +47,7 @@ class GalleryResult:
       rendered: units rendered by this call; skipped: units found already done.
       complete: whether every block is done (False after ``stop_after_blocks``).
       seconds: wall time of this call.
+      estimate: the plan and time estimate printed before rendering (None when not made).
     """
 
     out: Path
@@ -53,6 +56,7 @@ class GalleryResult:
     skipped: int
     complete: bool
     seconds: float
+    estimate: GalleryEstimate | None = None
 
 
 def _write_json(path: Path, obj) -> None:
@@ -118,7 +122,7 @@ def _check_settings(state: Path, settings: dict) -> None:
 def gallery(net, out: str | os.PathLike, *, layers: str | Sequence[str] = "all", images=None,
             units: int | None = None, preset: str = "lucid", steps: int | None = None,
             image_size: int | None = None, diversity: int = 0, k: int = 9, block: int = 32,
-            thumbnail: int = 96, seed: int = 0, devices=None, progress: bool = True,
+            thumbnail: int = 96, seed: int = 0, devices=None, progress: bool = True, plan: bool | None = None,
             stop_after_blocks: int | None = None, wait_timeout: float = 3600.0) -> GalleryResult:
     """Render a browsable per-unit atlas of `net` into the folder `out` (OpenAI Microscope for your network).
 
@@ -140,6 +144,9 @@ def gallery(net, out: str | os.PathLike, *, layers: str | Sequence[str] = "all",
       thumbnail: thumbnail size in pixels.
       devices: local devices to shard each block over (default all local devices).
       progress: a progress bar with units/s and ETA.
+      plan: before rendering, measure a short warm-up and print the plan (units per layer, steps, the
+        estimated time, how to make it cheaper) to stderr on process 0 (default: with `progress`);
+        nothing is asked, the job goes on. :func:`jaxvis.site.estimate.estimate` alone makes it.
       stop_after_blocks: stop after rendering this many blocks (a test hook simulating a kill).
       wait_timeout: seconds process 0 waits for other processes' blocks.
 
@@ -167,6 +174,11 @@ def gallery(net, out: str | os.PathLike, *, layers: str | Sequence[str] = "all",
     if pid == 0:
         _write_json(state / "settings.json", settings)
     devices = list(jax.local_devices() if devices is None else devices)
+    est = None
+    if (progress if plan is None else plan) and pid == 0:
+        est = estimate(net, plans, preset=preset, steps=steps, image_size=image_size, block=int(block),
+                       devices=devices)
+        print(est.text(), file=sys.stderr, flush=True)
     tp = None
     if images is not None:  # first, while every process is here: the pass merges all processes' shares
         tp = data_pass(net, plans, images, out, k=int(k), devices=devices, progress=progress)
@@ -181,7 +193,7 @@ def gallery(net, out: str | os.PathLike, *, layers: str | Sequence[str] = "all",
     try:
         for n, (lp, b, blk) in enumerate(todo):
             if stop_after_blocks is not None and n >= stop_after_blocks:
-                return GalleryResult(out, None, rendered, skipped, False, time.perf_counter() - t0)
+                return GalleryResult(out, None, rendered, skipped, False, time.perf_counter() - t0, est)
             records = _render_block(net, lp, blk, out, cfg, devices)
             _write_json(done_file(lp, b), {"layer": lp.name, "block": b, "units": records})
             rendered += len(blk)
@@ -189,13 +201,13 @@ def gallery(net, out: str | os.PathLike, *, layers: str | Sequence[str] = "all",
     finally:
         bar.close()
     if pid != 0:
-        return GalleryResult(out, None, rendered, skipped, True, time.perf_counter() - t0)
+        return GalleryResult(out, None, rendered, skipped, True, time.perf_counter() - t0, est)
     _wait_for(state, [(lp, b) for lp, b, _ in work], done_file, wait_timeout)
     extra = {}
     if tp is not None:
         extra = unit_data(net, plans, tp, out)
     manifest = write_site(net, plans, out, settings, {lp.name: _load_units(lp, state) for lp in plans}, extra)
-    return GalleryResult(out, manifest, rendered, skipped, True, time.perf_counter() - t0)
+    return GalleryResult(out, manifest, rendered, skipped, True, time.perf_counter() - t0, est)
 
 
 def _wait_for(state: Path, blocks, done_file, timeout: float) -> None:
