@@ -122,6 +122,9 @@ def test_wrap_shift_covers_the_torus():
         np.testing.assert_array_equal(y, np.roll(np.asarray(x)[0, :, :, 0], (dy, dx), axis=(0, 1)))
         offsets.add((dy, dx))
     assert len(offsets) == 35  # every offset of the 5×7 torus
+    strided = {tuple(int(v) for v in np.argwhere(np.asarray(jaxvis.dream.seamless.WrapShift(2)(
+        jax.random.PRNGKey(i), x))[0, :, :, 0] == 0)[0]) for i in range(200)}
+    assert strided == {(dy, dx) for dy in (0, 2, 4) for dx in (0, 2, 4, 6)}  # multiples of the stride only
     w = jnp.asarray(np.random.default_rng(0).normal(size=(5, 7)), jnp.float32)
     g = jax.grad(lambda x: jnp.sum(w * t(jax.random.PRNGKey(3), x)[0, :, :, 0]))(x)[0, :, :, 0]
     y = np.asarray(t(jax.random.PRNGKey(3), x))[0, :, :, 0]
@@ -135,8 +138,9 @@ def test_default_seamless_method_keeps_matlabs_work(squeezenet, alexnet):
     S = jaxvis.dream.seamless
     assert inspect.signature(jaxvis.deep_dream_image).parameters["seamless"].default is True
     hw = (227, 227)
-    # SqueezeNet conv1: stride 2, field 3 → 227 resampled to 228, + 1 px a side
+    # SqueezeNet conv1: stride 2, field 3: 227 resampled to 228, + 1 px a side
     assert S.canvas(squeezenet, "conv1", hw) == (230, 230) and S.choose(squeezenet, "conv1", hw) == "pad"
+    assert S.choose(alexnet, "conv1", (224, 224)) == "pad"
     assert S.choose(squeezenet, "fire9-concat", hw) == "shift" and S.choose(alexnet, "conv5", (224, 224)) == "shift"
     for name, h in (("squeezenet", 227), ("alexnet", 224)):
         net = squeezenet if name == "squeezenet" else alexnet
@@ -146,8 +150,8 @@ def test_default_seamless_method_keeps_matlabs_work(squeezenet, alexnet):
             if how == "pad":
                 assert c[0] * c[1] <= 1.15 * h * h
             elif how == "shift":
-                assert (h + 2 * S.shift_margin((h, h))) ** 2 <= 1.09 * h * h
-    assert S.shift_margin((224, 224)) == 4
+                assert (h + 2 * S.shift_margin((h, h), S.layer_geometry(net, layer)[2])) ** 2 <= 1.09 * h * h
+    assert S.shift_margin((224, 224)) == 4 and S.shift_margin((224, 224), 3) == 1 and S.shift_margin((31, 31)) == 1
 
 
 def _edge_gradient_ratio(run, layer: str, c: int, n: int) -> float:
@@ -265,6 +269,12 @@ def test_linear_layer_strength_rises_by_a_constant(squeezenet):
                                 initial_image=start, step_size=2.0)  # seamless 'pad' for conv1: linear too
     d = np.diff(default.channel_strengths[0], axis=0)
     assert d.min() > 0 and np.all(np.ptp(d, axis=0) < 1e-3 * np.abs(d.mean(axis=0)))
+    # 'shift' (forced): shifts by multiples of the stride keep conv1's row phases at an even size, so the
+    # strengths still rise by almost the same amount every step
+    shifted = jaxvis.deep_dream(squeezenet, "conv1", chans, pyramid_levels=1, num_iterations=6, verbose=False,
+                                initial_image=start, step_size=2.0, seamless="shift")
+    d = np.diff(shifted.channel_strengths[0], axis=0)
+    assert d.min() > 0 and np.all(np.ptp(d, axis=0) < 0.05 * np.abs(d.mean(axis=0))), d
 
 
 def test_deeper_layer_rises_over_levels(squeezenet, capsys):

@@ -211,9 +211,10 @@ def deep_dream(net, layer: LayerRef, channels, *, pyramid_levels: int = 3, pyram
     check_units(net, objs, sizes[0])
     # Seamless: no place of the image is the network's border in every step, so no bright frame (toroidal.py).
     how = toroidal.choose(net, name, sizes[0]) if seamless is True else seamless
-    margin = toroidal.shift_margin(sizes[0]) if how == "shift" else None
+    geo = toroidal.layer_geometry(net, name) if how == "shift" else None
+    margin = toroidal.shift_margin(sizes[0], geo[2]) if geo is not None else None
     run = (toroidal.seamless(net, name, margin) if how == "pad" or margin else None) or net
-    shifts = (toroidal.WrapShift(),) if how == "shift" else ()
+    shifts = (toroidal.WrapShift(geo[0] if geo is not None else 1),) if how == "shift" else ()
     tf = Compose(shifts + ((Roll(jitter),) if jitter else ()))
     # Fixed-size layers (BVLC AlexNet's fc6 flattens 6×6×256): larger levels are resized to the input size.
     tf = fit_transforms(run, [name], tf, sizes[-1])

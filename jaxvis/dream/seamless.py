@@ -50,16 +50,23 @@ SHIFT_CANVAS = 1.09  # else 'shift', with a wrap margin of at most this many tim
 
 @dataclasses.dataclass(frozen=True)
 class WrapShift(Transform):
-    """Circular shift by offsets drawn uniformly from 0..H−1 and 0..W−1 (the whole torus); size kept.
+    """Circular shift by offsets drawn uniformly from the multiples of `step` below H and W; size kept.
 
     The gradient through it is the network's gradient shifted back, so where the network's border
-    falls changes every step (a new draw per step and unit).
+    falls changes every step (a new draw per step and unit). `step` is the layer's stride: a layer
+    sampled every s pixels has a gradient pattern of period s (a stride-2 conv1 weighs odd and even
+    rows differently), and shifts by other amounts would flip its phase from step to step, so ascent
+    along it would cancel instead of accumulate (SqueezeNet conv1's strength stalled).
     """
+
+    step: int = 1
 
     def __call__(self, key, x):
         h, w = x.shape[1:3]
         ky, kx = jax.random.split(key)
-        dy, dx = jax.random.randint(ky, (), 0, h), jax.random.randint(kx, (), 0, w)
+        s = max(int(self.step), 1)
+        dy = s * jax.random.randint(ky, (), 0, -(-h // s))
+        dx = s * jax.random.randint(kx, (), 0, -(-w // s))
         return jnp.roll(x, (dy, dx), axis=(1, 2))
 
 
@@ -91,19 +98,30 @@ def canvas(net, layer: str, hw: tuple[int, int]) -> tuple[int, int] | None:
 
 
 def choose(net, layer: str, hw: tuple[int, int]) -> str | bool:
-    """The default seamless method for `layer` at image size hw: 'pad' while the exact canvas has at most
-    :data:`MAX_CANVAS` times the image's pixels (it is needed where the gradient is nearly uniform), else
-    'shift'; False for layers without a spatial grid."""
+    """The default seamless method for `layer` at image size hw: 'pad' while its canvas has at most
+    :data:`MAX_CANVAS` times the image's pixels (shallow layers), else 'shift'; False for layers without a
+    spatial grid.
+
+    Shallow strided layers need 'pad': their gradient carries the stride's grid pattern (a stride-2 conv1
+    weighs odd and even rows differently), and at a size that is no multiple of the stride any circular
+    shift moves the rows that wrap onto the other phase, so ascent along it cancels instead of accumulating
+    (SqueezeNet conv1 at 31 px: strengths no longer rose). 'pad' resamples the period to a stride multiple
+    (band-limited, which removes that pattern's aliased half); for a network as small as conv1 the
+    resampling costs more than the network (1.6× MATLAB's time at 227 px, docs/dream.md). Deep layers have
+    large fields, content-dominated gradients, and 'shift' at MATLAB's cost.
+    """
     c = canvas(net, layer, hw)
     if c is None:
         return False
     return "pad" if c[0] * c[1] <= MAX_CANVAS * hw[0] * hw[1] else "shift"
 
 
-def shift_margin(hw: tuple[int, int]) -> int:
-    """The 'shift' method's wrap margin: the most that keeps the canvas within :data:`SHIFT_CANVAS`."""
+def shift_margin(hw: tuple[int, int], rf: int | None = None) -> int:
+    """The 'shift' method's wrap margin: as much of the layer's half field `rf` as keeps the canvas within
+    :data:`SHIFT_CANVAS` (at least 1 px: small images have no room, and a field's edge needs one)."""
     side = math.sqrt(SHIFT_CANVAS * hw[0] * hw[1])  # (h + 2m)(w + 2m) ≈ side² for near-square images
-    return max(0, int((side - (hw[0] + hw[1]) / 2) / 2))
+    budget = max(1, int((side - (hw[0] + hw[1]) / 2) / 2))
+    return budget if rf is None else min(budget, pad_width(rf))
 
 
 def seamless(net, layer: str, margin: int | None = None) -> FunctionNetwork | None:
