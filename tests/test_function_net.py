@@ -117,6 +117,20 @@ def test_bad_functions():
         jaxvis.from_function(T.apply, T.params(), input_size=T.SIZE, layers=["relu_1"])
     with pytest.raises(NetworkError, match="5 outputs but 3 classes"):
         jaxvis.from_function(T.apply, T.params(), input_size=T.SIZE, classes=["a", "b", "c"])
-    no_hook = jaxvis.from_function(lambda p, x: T.apply(p, x), T.params(), input_size=T.SIZE, classes=T.CLASSES)
-    with pytest.raises(NetworkError, match="keyword argument `relu`"):
-        jaxvis.saliency(no_hook, IMAGE, "cat", method="guided_backprop")
+    leaky = jaxvis.from_function(lambda p, x: T.apply(p, x, relu=jax.nn.leaky_relu), T.params(), input_size=T.SIZE,
+                                 classes=T.CLASSES, preprocess=T.preprocess)
+    assert leaky.relu_rules == {"standard"}
+    with pytest.raises(NetworkError, match="leaky_relu.*recognised ReLUs"):  # never a silently plain gradient
+        jaxvis.saliency(leaky, IMAGE, "cat", method="guided_backprop")
+    assert np.isfinite(jaxvis.saliency(leaky, IMAGE, "cat", method="gradient").map).all()
+
+
+@pytest.mark.parametrize("method", ["guided_backprop", "deconvnet"])
+def test_relu_rules_without_a_hook_equal_the_hook(method):
+    """A function without a `relu` keyword gets the rule by re-interpretation: the same map as through the hook."""
+    no_hook = jaxvis.from_function(lambda p, x: T.apply(p, x), T.params(), input_size=T.SIZE, classes=T.CLASSES,
+                                   preprocess=T.preprocess)
+    assert no_hook.relu_rules == {"standard", "guided", "deconvnet", "redirected"}
+    want = jaxvis.saliency(T.pure_net(), IMAGE, "cat", method=method).raw
+    got = jaxvis.saliency(no_hook, IMAGE, "cat", method=method).raw
+    np.testing.assert_allclose(got, want, atol=1e-6 * np.abs(want).max())
