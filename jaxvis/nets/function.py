@@ -23,6 +23,7 @@ import jax.numpy as jnp
 from jax.extend import core as jcore
 
 from ..errors import NetworkError
+from .flax_modules import is_flax, module_function
 from .layers import Table
 from .ops import RELU_MODES, relu_fn
 from .protocol import LayerRef, NetBase
@@ -83,7 +84,7 @@ class FunctionNetwork(NetBase):
     def __init__(self, apply_fn: Callable, params: Any, *, input_size: tuple[int, int], layers: Sequence[str],
                  shapes: dict[str, tuple[int, ...]], classes: list[str] | None,
                  preprocess: Callable[[jax.Array], jax.Array] | None, name: str, logits: str | None,
-                 input_channels: int = 3):
+                 input_channels: int = 3, relu_rules: frozenset[str] | None = None):
         self._fn, self.params = apply_fn, params
         self.input_size: tuple[int, int] = (int(input_size[0]), int(input_size[1]))
         self.input_channels = int(input_channels)
@@ -91,9 +92,7 @@ class FunctionNetwork(NetBase):
         self.layers = FunctionLayers(layers, shapes)
         self.logits_layer = logits
         self._takes_relu = "relu" in inspect.signature(apply_fn).parameters
-        self.relu_rules: frozenset[str] = frozenset(RELU_MODES)
-        if not self._takes_relu and self._unrecognised():
-            self.relu_rules = frozenset(("standard",))
+        self.relu_rules: frozenset[str] = frozenset(RELU_MODES) if relu_rules is None else frozenset(relu_rules)
 
     def __repr__(self) -> str:
         return f"FunctionNetwork({self.name!r}, input_size={self.input_size}, layers={len(self.layers)})"
@@ -107,12 +106,6 @@ class FunctionNetwork(NetBase):
 
     def require_weights(self, layers: Sequence[str]) -> None:
         """Function networks hold whatever weights they were given."""
-
-    def _unrecognised(self) -> list[str]:
-        """ReLU-like patterns of the function (at the input size) that no rule can replace."""
-        image = jax.ShapeDtypeStruct((1, *self.input_size, self.input_channels), jnp.float32)
-        x = jax.eval_shape(self._preprocess, image) if self._preprocess is not None else image
-        return self._program(self.params, x, None)[0].unknown
 
     def _program(self, params, x, relu: str | None) -> tuple[Program, Any]:
         """The function's jaxpr for these argument shapes, analysed (cached on the network), and its output
@@ -207,7 +200,8 @@ def from_function(apply_fn: Callable, params: Any = None, *, input_size: int | t
 
     Args:
       apply_fn: `apply_fn(params, images) -> {layer name: activation}`, images N×H×W×C float32 in the
-        network's own input range (what `preprocess` returns). Activations N×H×W×C (or N×C for dense
+        network's own input range (what `preprocess` returns). A Flax module (NNX, or Linen with
+        `params` its variables) is taken as :func:`from_flax` takes it. Activations N×H×W×C (or N×C for dense
         layers). ReLUs written as `jax.nn.relu`, `jnp.maximum(x, 0)`, `jnp.where(x > 0, x, 0)` or Flax's
         `nn.relu` get guided/deconvnet/redirected backward rules without a hook (docs/attribution.md);
         a keyword argument `relu`, if the function takes one, is passed the rule's ReLU instead.
@@ -231,6 +225,9 @@ def from_function(apply_fn: Callable, params: Any = None, *, input_size: int | t
       NetworkError: the function fails at `input_size` or does not return a dict of arrays;
       LayerError: `layers`/`logits` name outputs the function does not return (with close matches).
     """
+    if is_flax(apply_fn):
+        return from_flax(apply_fn, params, input_size=input_size, layers=layers, classes=classes,
+                         preprocess=preprocess, name=name, logits=logits, input_channels=input_channels)
     hw = (int(input_size), int(input_size)) if isinstance(input_size, int) else tuple(int(v) for v in input_size)
     if len(hw) != 2 or min(hw) < 1:
         raise NetworkError(f"input_size must be an int or (H, W) of positive ints, got {input_size!r}")
@@ -257,5 +254,42 @@ def from_function(apply_fn: Callable, params: Any = None, *, input_size: int | t
         if cls is not None and shapes[logits][-1] != len(cls):
             raise NetworkError(f"logits layer {logits!r} has {shapes[logits][-1]} outputs but {len(cls)} classes "
                                f"were given")
+    # Rules need every ReLU-like pattern recognised (a function with a `relu` keyword is passed the rule instead).
+    takes_relu = "relu" in inspect.signature(apply_fn).parameters
+    rules = RELU_MODES if takes_relu or not analyse(closed).unknown else ("standard",)
     return FunctionNetwork(apply_fn, params, input_size=hw, layers=names, shapes=shapes, classes=cls,
-                           preprocess=preprocess, name=label, logits=logits, input_channels=channels)
+                           preprocess=preprocess, name=label, logits=logits, input_channels=channels,
+                           relu_rules=frozenset(rules))
+
+
+def from_flax(module: Any, variables: Any = None, *, input_size: int | tuple[int, int],
+              layers: Sequence[str] | None = None, classes: Sequence[str] | None = None,
+              preprocess: Callable[[jax.Array], jax.Array] | None = None, name: str | None = None,
+              logits: str | None = None, input_channels: int | None = None,
+              apply_kwargs: dict | None = None) -> FunctionNetwork:
+    """A Flax module as it is, as a jaxvis network: every named submodule's output is a layer.
+
+    NNX modules are run in eval mode on a copy (BatchNorm's running statistics, no Dropout); Linen
+    modules through `module.apply(variables, x, capture_intermediates=True, **apply_kwargs)`. Layer
+    names: NNX attribute paths joined by '.' (``layer1.0.conv1``), Linen scope paths joined by '/'
+    (``Block_0/Conv_1``); the module's own output is 'output' (a dict output's entries keep their keys).
+    Guided backprop, deconvnet and RedirectedReLU work on its `nnx.relu` / `nn.relu` /
+    `jax.nn.relu` without a hook (see :func:`from_function`).
+
+    Args:
+      module: a Flax NNX module, a Linen module, or a Linen module's bound `apply`.
+      variables: the Linen module's variables (`module.init(key, x)`); None for NNX.
+      input_size, layers, classes, preprocess, name, logits, input_channels: as for :func:`from_function`
+        (`name` defaults to the module's class name; `logits`, with classes, to the last layer).
+      apply_kwargs: extra keyword arguments of every call, e.g. ``{"train": False}``.
+
+    Returns:
+      A :class:`FunctionNetwork`.
+
+    Raises:
+      NetworkError: not a Flax module, Linen variables missing (or NNX variables given), or the module
+        fails on an `input_size` image; LayerError: `layers`/`logits` name no submodule (with close matches).
+    """
+    fn, params, label = module_function(module, variables, apply_kwargs)
+    return from_function(fn, params, input_size=input_size, layers=layers, classes=classes, preprocess=preprocess,
+                         name=name or label, logits=logits, input_channels=input_channels)

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ImageError, PatchesError
-from ..imaging.images import fit_to_size, read_image, to_rgb
+from ..imaging.images import fit_to_size, read_image, to_image
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp")
 # Decoded images a caller keeps across units (TopPatches.crops(decoded=...)) before starting afresh:
@@ -37,7 +37,8 @@ class Skipped:
 
 @dataclasses.dataclass
 class Batch:
-    """One batch: ``index`` (B,) image ids (-1 for padding), ``images`` B×H×W×3 uint8, ``valid`` (B,)."""
+    """One batch: ``index`` (B,) image ids (-1 for padding), ``images`` B×H×W×C (uint8 for 1 and 3 channels, else
+    float32), ``valid`` (B,)."""
 
     number: int
     index: np.ndarray
@@ -89,16 +90,18 @@ def resolve(images) -> tuple[Sequence | Iterable, list[str] | None, list[Skipped
     raise PatchesError(f"images must be a folder, a list of paths or an iterable of arrays, not {type(images).__name__}")
 
 
-def load_one(item, size: tuple[int, int], resize: str = "crop") -> np.ndarray:
-    """One image (path, PIL image or array) as uint8 H×W×3 at `size` (:func:`jaxvis.imaging.images.fit_to_size`)."""
-    if isinstance(item, (str, os.PathLike)):
+def load_one(item, size: tuple[int, int], resize: str = "crop", channels: int = 3) -> np.ndarray:
+    """One image (path, PIL image or array) at `size` (:func:`jaxvis.imaging.images.fit_to_size`): uint8 H×W×3 RGB
+    (H×W×1 gray for `channels` 1), or for other channel counts float32 H×W×C as given (arrays only)."""
+    if channels == 3 and isinstance(item, (str, os.PathLike)):
         a = read_image(item)
         if a.shape[:2] == tuple(size):
             return a
         a = a.astype(np.float32)
     else:
-        a = to_rgb(item, "image")
-    return np.clip(fit_to_size(a[None], size, resize)[0], 0, 255).round().astype(np.uint8)
+        a = to_image(item, "image", channels=channels)
+    a = fit_to_size(a[None], size, resize)[0]
+    return np.clip(a, 0, 255).round().astype(np.uint8) if channels in (1, 3) else a.astype(np.float32)
 
 
 class BatchLoader:
@@ -114,15 +117,18 @@ class BatchLoader:
       start: first batch number to yield (earlier ones are skipped without decoding).
       select: keep only batch numbers ``b`` with ``select(b)`` (a process's shard).
       sources: names of the items for skip reports (paths).
+      channels: the network's input channels (images are read for it: :func:`load_one`).
     """
 
     def __init__(self, items, size, batch_size: int, *, resize: str = "crop", workers: int | None = None,
-                 prefetch: int = 2, start: int = 0, select=None, sources: Sequence[str] | None = None):
+                 prefetch: int = 2, start: int = 0, select=None, sources: Sequence[str] | None = None,
+                 channels: int = 3):
         if batch_size < 1:
             raise PatchesError(f"batch_size must be at least 1, got {batch_size}")
         self.items, self.size, self.batch_size, self.resize = items, tuple(size), int(batch_size), resize
         self.workers = workers or min(8, os.cpu_count() or 1)
         self.prefetch, self.start, self.select, self.sources = max(1, prefetch), start, select, sources
+        self.channels = int(channels)
 
     def _jobs(self) -> Iterator[tuple[int, int, object]]:
         """(batch number, image index, item) for the batches this loader yields."""
@@ -134,7 +140,7 @@ class BatchLoader:
 
     def _load(self, i: int, item):
         try:
-            return load_one(item, self.size, self.resize), None
+            return load_one(item, self.size, self.resize, self.channels), None
         except ImageError as e:
             return None, Skipped(i, self.sources[i] if self.sources else f"image {i}", str(e))
 
@@ -154,7 +160,9 @@ class BatchLoader:
             fill()
             while pending:
                 b = pending[0][0]
-                batch = Batch(b, np.full(bs, -1, np.int32), np.zeros((bs, h, w, 3), np.uint8), np.zeros(bs, bool), [])
+                c = self.channels
+                batch = Batch(b, np.full(bs, -1, np.int32), np.zeros((bs, h, w, c), np.uint8 if c in (1, 3) else np.float32),
+                              np.zeros(bs, bool), [])
                 while pending and pending[0][0] == b:
                     _, i, fut = pending.popleft()
                     a, skip = fut.result()

@@ -121,7 +121,9 @@ def top_patches(net, images, layers, *, k: int = 9, batch_size: int | None = Non
     Args:
       net: any network of the protocol.
       images: a folder (recursive; .jpg/.jpeg/.png/.webp; other and unreadable files are skipped
-        and counted), a list of paths, or an iterable of arrays / PIL images (ids = positions).
+        and counted), a list of paths, or an iterable of arrays / PIL images (ids = positions). Files are
+        read as RGB for 3-channel networks and as grayscale for 1-channel ones; networks of other channel
+        counts take arrays (N×H×W×C, or an iterable of H×W×C) only.
       layers: a layer name or index, a list of them, or "all".
       k: hits per unit (≥ 1).
       batch_size: images per step (default 32, rounded up to a multiple of the device count).
@@ -152,6 +154,10 @@ def top_patches(net, images, layers, *, k: int = 9, batch_size: int | None = Non
     names = _layers(net, layers)
     net.require_weights(names)
     items, sources, skipped = resolve(images)
+    if sources is not None and net.input_channels not in (1, 3):
+        raise PatchesError(f"{net.name!r} takes {net.input_channels}-channel images, which image files do not hold: "
+                           f"give an array N×H×W×{net.input_channels} (or an iterable of H×W×{net.input_channels} "
+                           "arrays) on the 0..255 scale")
     if cache is not None and sources is None:
         raise PatchesError("cache= needs image files (a folder or a list of paths), so a rerun can read them again")
     devices = tuple(jax.local_devices() if devices is None else devices)
@@ -163,7 +169,7 @@ def top_patches(net, images, layers, *, k: int = 9, batch_size: int | None = Non
     size = tuple(net.input_size)
 
     fn = net.function(names)
-    shapes = jax.eval_shape(fn, net.params, jax.ShapeDtypeStruct((1, *size, 3), np.float32))
+    shapes = jax.eval_shape(fn, net.params, jax.ShapeDtypeStruct((1, *size, net.input_channels), np.float32))
     channels = {l: int(shapes[l].shape[-1]) for l in names}
     state = init_state(channels, k)
     sums: Sums = (0, {l: np.zeros(c, np.float64) for l, c in channels.items()})
@@ -181,6 +187,7 @@ def top_patches(net, images, layers, *, k: int = 9, batch_size: int | None = Non
     keep = sources is None and not isinstance(items, Sequence) and not isinstance(items, np.ndarray)
     kept: dict[int, np.ndarray] = {}
     loader = BatchLoader(items, size, bs, resize=resize, workers=workers, start=start, sources=sources,
+                         channels=net.input_channels,
                          select=(lambda b: b % n_proc == pid) if n_proc > 1 else None)
     total = len(items) if isinstance(items, Sized) else 0
     bar = Progress(max(total - start * bs, 1), f"top_patches {net.name}", "images", enabled=progress)
