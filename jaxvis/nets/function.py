@@ -27,7 +27,7 @@ from .flax_modules import is_flax, module_function
 from .layers import Table
 from .ops import RELU_MODES, relu_fn
 from .protocol import LayerRef, NetBase
-from .relu_rules import PATTERNS, Program, analyse
+from .relu_rules import PATTERNS, JaxprProgram, analyse
 
 # Channel counts `from_function` tries, in order, when the function fails on 3-channel images.
 CHANNEL_CANDIDATES = (1, 4, 2, *range(5, 33))
@@ -107,7 +107,7 @@ class FunctionNetwork(NetBase):
     def require_weights(self, layers: Sequence[str]) -> None:
         """Function networks hold whatever weights they were given."""
 
-    def _program(self, params, x, relu: str | None) -> tuple[Program, Any]:
+    def _program(self, params, x, relu: str | None) -> tuple[JaxprProgram, Any]:
         """The function's jaxpr for these argument shapes, analysed (cached on the network), and its output
         tree. `relu` is passed as the function's `relu` keyword (the explicit override), or None."""
         leaves, tree = jax.tree.flatten((params, x))
@@ -121,7 +121,7 @@ class FunctionNetwork(NetBase):
             return analyse(closed), jax.tree.structure(out)
         return self.cache.memo(key, build)
 
-    def _rule(self, relu: str, program: Program) -> Callable:
+    def _rule(self, relu: str, program: JaxprProgram) -> Callable:
         if program.unknown:
             raise NetworkError(
                 f"relu={relu!r} needs every ReLU of {self.name!r} recognised, but its function holds "

@@ -1,8 +1,8 @@
 """ReLU backward rules for any JAX function, without hooks: its jaxpr re-interpreted with the ReLUs swapped.
 
 :func:`analyse` reads a function's jaxpr once (per input shape: the caller caches it) into a
-:class:`Program`: calls (``jit``, ``closed_call``, ``checkpoint``) are inlined, the ReLUs are recognised,
-and :meth:`Program.run` evaluates it with every ReLU replaced by a rule's ``custom_vjp`` (guided,
+:class:`JaxprProgram`: calls (``jit``, ``closed_call``, ``checkpoint``) are inlined, the ReLUs are recognised,
+and :meth:`JaxprProgram.run` evaluates it with every ReLU replaced by a rule's ``custom_vjp`` (guided,
 deconvnet, redirected: :func:`jaxvis.nets.ops.relu_fn`), optionally adding a tap to named values where
 they are produced (Grad-CAM's intermediate gradients). With no rule it binds the original equations:
 the function's own values and derivatives.
@@ -16,7 +16,7 @@ Recognised as a ReLU of x (0: a literal zero, or a cast or broadcast of one):
   swapped): ``jnp.where(x > 0, x, 0)``;
 * ``x * (x > 0)`` (the comparison cast to x's type).
 
-ReLU-like patterns that are not a ReLU make a rule refuse to run (:attr:`Program.unknown` names them),
+ReLU-like patterns that are not a ReLU make a rule refuse to run (:attr:`JaxprProgram.unknown` names them),
 never silently fall back to the plain gradient: a clipped ReLU (``min(max(x, 0), c)``: ``jax.nn.relu6``,
 ``jnp.clip(x, 0, 6)``), a select or product on the sign of x that does not zero one side (leaky and
 parametric ReLU, ELU), a ReLU inside a function with its own derivative rule, or inside a higher-order
@@ -54,7 +54,7 @@ class Op:
     """One equation of a flattened program over integer variable ids.
 
     `relu` is the operand it is a ReLU of (the rule replaces it); `subs` the rewritten bodies of a
-    scan/cond/while holding ReLUs (param name -> Program or tuple of Programs)."""
+    scan/cond/while holding ReLUs (param name -> JaxprProgram or tuple of Programs)."""
 
     eqn: Any
     ins: list
@@ -77,7 +77,7 @@ def _spec(aval) -> jax.ShapeDtypeStruct:
     return jax.ShapeDtypeStruct(aval.shape, aval.dtype, weak_type=getattr(aval, "weak_type", False))
 
 
-class Program:
+class JaxprProgram:
     """A jaxpr flattened for re-interpretation (see the module docstring); built by :func:`analyse`.
 
     Attributes:
@@ -135,21 +135,21 @@ class Program:
             env.update(zip(eqn.outvars, op.outs))
             where = _scope(eqn, scope)
             if name in _CUSTOM and subs:
-                body = Program(*_closed(subs[0]), scope=where)
+                body = JaxprProgram(*_closed(subs[0]), scope=where)
                 if body.is_relu() and len(ins) == 1 and len(op.outs) == 1:
                     op.relu = ins[0]
                 elif body.relus or body.unknown:
                     self.unknown.append(f"custom-derivative function {where or '(unnamed)'!r} " + (
                         f"({body.unknown[0]})" if body.unknown else "with a ReLU inside (its own rule would be dropped)"))
             elif name in _CONTROL:
-                progs = {k: tuple(Program(*_closed(j), scope=where) for j in _jaxprs(eqn.params[k]))
+                progs = {k: tuple(JaxprProgram(*_closed(j), scope=where) for j in _jaxprs(eqn.params[k]))
                          for k in _CONTROL[name]}
                 flat = [p for ps in progs.values() for p in ps]
                 self.unknown += [f"{u} (inside {name})" for p in flat for u in p.unknown]
                 if any(p.relus for p in flat):
                     op.subs = {k: ps if isinstance(eqn.params[k], (tuple, list)) else ps[0] for k, ps in progs.items()}
             elif subs:
-                inner_progs = [Program(*_closed(j), scope=where) for j in subs]
+                inner_progs = [JaxprProgram(*_closed(j), scope=where) for j in subs]
                 if any(p.relus or p.unknown for p in inner_progs):
                     self.unknown.append(f"a ReLU inside {name!r} (only jit, scan, cond and while bodies are rewritten)")
             for i in op.outs:
@@ -317,9 +317,9 @@ def _show(c) -> str:
     return f"{float(c):g}" if c.size == 1 else "c"
 
 
-def analyse(closed: jcore.ClosedJaxpr) -> Program:
-    """The :class:`Program` of a traced function (`jax.make_jaxpr(f)(*args)`)."""
-    return Program(closed.jaxpr, list(closed.consts))
+def analyse(closed: jcore.ClosedJaxpr) -> JaxprProgram:
+    """The :class:`JaxprProgram` of a traced function (`jax.make_jaxpr(f)(*args)`)."""
+    return JaxprProgram(closed.jaxpr, list(closed.consts))
 
 
 PATTERNS = ("max(x, 0)", "jax.nn.relu / flax nn.relu / nnx.relu (custom_jvp)", "a custom_vjp ReLU",
