@@ -37,8 +37,8 @@ class Skipped:
 
 @dataclasses.dataclass
 class Batch:
-    """One batch: ``index`` (B,) image ids (-1 for padding), ``images`` B×H×W×C (uint8 for 1 and 3 channels, else
-    float32), ``valid`` (B,)."""
+    """One batch: ``index`` (B,) image ids (-1 for padding), ``images`` B×H×W×C (uint8 RGB for 3 channels, else
+    float32: a colour photo's luma is not a whole number), ``valid`` (B,)."""
 
     number: int
     index: np.ndarray
@@ -91,8 +91,8 @@ def resolve(images) -> tuple[Sequence | Iterable, list[str] | None, list[Skipped
 
 
 def load_one(item, size: tuple[int, int], resize: str = "crop", channels: int = 3) -> np.ndarray:
-    """One image (path, PIL image or array) at `size` (:func:`jaxvis.imaging.images.fit_to_size`): uint8 H×W×3 RGB
-    (H×W×1 gray for `channels` 1), or for other channel counts float32 H×W×C as given (arrays only)."""
+    """One image (path, PIL image or array) at `size` (:func:`jaxvis.imaging.images.fit_to_size`): uint8 H×W×3 RGB,
+    or for other channel counts float32 H×W×C (1: grayscale, colour converted to luma; others: arrays only)."""
     if channels == 3 and isinstance(item, (str, os.PathLike)):
         a = read_image(item)
         if a.shape[:2] == tuple(size):
@@ -101,7 +101,7 @@ def load_one(item, size: tuple[int, int], resize: str = "crop", channels: int = 
     else:
         a = to_image(item, "image", channels=channels)
     a = fit_to_size(a[None], size, resize)[0]
-    return np.clip(a, 0, 255).round().astype(np.uint8) if channels in (1, 3) else a.astype(np.float32)
+    return np.clip(a, 0, 255).round().astype(np.uint8) if channels == 3 else a.astype(np.float32)
 
 
 class BatchLoader:
@@ -161,7 +161,7 @@ class BatchLoader:
             while pending:
                 b = pending[0][0]
                 c = self.channels
-                batch = Batch(b, np.full(bs, -1, np.int32), np.zeros((bs, h, w, c), np.uint8 if c in (1, 3) else np.float32),
+                batch = Batch(b, np.full(bs, -1, np.int32), np.zeros((bs, h, w, c), np.uint8 if c == 3 else np.float32),
                               np.zeros(bs, bool), [])
                 while pending and pending[0][0] == b:
                     _, i, fut = pending.popleft()

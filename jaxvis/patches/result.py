@@ -158,8 +158,8 @@ class TopPatches:
         return out
 
     def load(self, image: int) -> np.ndarray:
-        """Image `image` as the network saw it at its input size: uint8 H×W×3 RGB (H×W×1 for a grayscale network,
-        float32 H×W×C for other channel counts)."""
+        """Image `image` as the network saw it at its input size: uint8 H×W×3 RGB (float32 H×W×C for other channel
+        counts)."""
         size, resize, c = self.settings["input_size"], self.settings["resize"], self.net.input_channels
         if self.sources is not None:
             return load_one(self.sources[image], size, resize, c)
