@@ -231,7 +231,6 @@ def visualize(net, objective, *, preset: str | P.Preset = "lucid", param: str | 
     opt_hw = (hw[0] + 2 * border, hw[1] + 2 * border)
     prm = Param(opt_hw, int(batch), kind, dec, out, sd, (0.0 if out == "sigmoid" else 0.5) if mean is None else mean,
                 margin=margin, channels=c)
-    tf = fit_transforms(net, layers, T.get(pre.transforms if transforms is None else transforms), opt_hw)
     opt = optimizer if optimizer is not None else P.optimizer(*pre.optimizer)
     lr = learning_rate if learning_rate is not None else (pre.learning_rate if optimizer is None else 1.0)
     n_levels = pre.levels if levels is None else int(levels)
@@ -240,6 +239,12 @@ def visualize(net, objective, *, preset: str | P.Preset = "lucid", param: str | 
     if n_steps < 1 or n_levels < 1:
         raise VisualizationError(f"steps and levels must be >= 1, got steps={n_steps}, levels={n_levels}")
     sizes = [(int(round(opt_hw[0] * scale ** k)), int(round(opt_hw[1] * scale ** k))) for k in range(n_levels)]
+    base = T.get(pre.transforms if transforms is None else transforms)
+    tf = base  # resized to the input size if the layers cannot take some pyramid level (a fixed-size flatten)
+    for s in dict.fromkeys(sizes):
+        tf = fit_transforms(net, layers, base, s)
+        if tf is not base:
+            break
     start = None
     if start_image is not None:
         b, _ = to_batch(start_image, channels=c)

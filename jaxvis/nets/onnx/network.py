@@ -58,7 +58,8 @@ class OnnxNetwork(FunctionNetwork):
         super().__init__(make_forward(plan, flat_2d=True), params, input_size=plan.input_size,
                          layers=list(plan.layers), shapes=shapes,
                          classes=None if classes is None else [str(c) for c in classes],
-                         preprocess=preprocess, name=name, logits=logits)
+                         preprocess=preprocess, name=name, logits=logits,
+                         input_channels=plan.recs[plan.input_name].shape[1])  # the graph input's (N×C×H×W)
         self.plan, self.nodes = plan, tuple(nodes)
         self.relu_rules: frozenset[str] = frozenset(RELU_MODES)  # `forward` takes the ReLU of every Relu node
         self.forward = make_forward(plan)
