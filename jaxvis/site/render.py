@@ -115,12 +115,13 @@ def _read_json(path: Path, what: str) -> dict:
     """A state file of the gallery, or a GalleryError naming it (damaged: not written by a finished write)."""
     try:
         doc = json.loads(path.read_text(encoding="utf-8"))
-        if not isinstance(doc, dict):
-            raise ValueError("not a JSON object")
-        return doc
+        why = "" if isinstance(doc, dict) else "not a JSON object"
     except (OSError, ValueError) as e:
-        raise GalleryError(f"{what} {str(path)!r} is damaged ({type(e).__name__}: {str(e)[:120]}); rerun with "
-                           "rebuild=True (--rebuild) to render the site again, or use another --out folder") from e
+        doc, why = None, f"{type(e).__name__}: {str(e)[:120]}"
+    if why:
+        raise GalleryError(f"{what} {str(path)!r} is damaged ({why}); rerun with rebuild=True (--rebuild) to render "
+                           "the site again, or use another --out folder")
+    return doc
 
 
 def _check_settings(state: Path, settings: dict) -> None:
