@@ -102,7 +102,7 @@ def decode(data: bytes, max_pixels: int | None = None) -> np.ndarray:
     except ImageError:
         raise
     except Image.DecompressionBombError as e:
-        raise ImageError(f"over the pixel limit ({e})") from e
+        raise ImageError(f"over the pixel limit, a possible decompression bomb ({e})") from e
     except Image.UnidentifiedImageError as e:
         raise ImageError("not a readable image (no image format Pillow knows, or a damaged header)") from e
     except Exception as e:  # Pillow reports damage as OSError, ValueError, SyntaxError, EOFError, …
