@@ -396,7 +396,7 @@ def atlas_image(coords, images=None, grid: tuple[int, int] = (20, 20), *,
     table = assign_grid(xy, grid, assign=assign)
     rows, cols = table.shape
     out = np.full((rows * cell, cols * cell, 3), background, np.uint8)
-    frame = max(1, cell // 16)
+    frame = max(2, cell // 12) if cell >= 16 else 1
     used: set[int] = set()
     for (r, c), i in np.ndenumerate(table):
         if i < 0:

@@ -61,7 +61,7 @@ def main(argv=None) -> int:
             unit = next(u for u in units if u["unit"] == args.unit)
         print(f"unit {unit['unit']}: patches from {len({q['source'] for q in unit['patches']})} photos, categories "
               f"{[q.get('label') for q in unit['patches']]}; {time.perf_counter() - t:.0f} s")
-        with Browser(width=1000, height=640) as b:
+        with Browser(width=1000, height=780) as b:
             b.open((Path(tmp) / unit["page"]).as_uri())
             b.images()
             shot = Path(tmp) / "shot.png"
