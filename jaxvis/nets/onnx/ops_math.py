@@ -7,6 +7,7 @@ back to ONNX layout, which is always correct.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 
 import jax
@@ -14,7 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from .layout import bcast_const, canonical, identity
+from .layout import Rec, bcast_const, canonical, identity
 from .proto import require_onnx
 from .registry import Ctx, op
 
@@ -123,6 +124,11 @@ def relu(c: Ctx):
 
 @op("PRelu")
 def prelu(c: Ctx):
+    x, slope = c.inp(0), c.inp(1)
+    if c.opset < 7 and slope.is_const and slope.rank == 1 and x.rank > 2 and slope.shape[0] == x.shape[1] > 1:
+        # Opset 6 and before: a 1-D slope is per channel (axis 1), not broadcast against the last axis.
+        c.ins[1] = Rec(slope.name, (slope.shape[0],) + (1,) * (x.rank - 2), identity(x.rank - 1), None,
+                       slope.const.reshape(-1, *(1,) * (x.rank - 2)))
     return _elementwise(c, lambda v, s: jnp.where(v >= 0, v, s * v), [0, 1])
 
 
@@ -139,12 +145,19 @@ def clip(c: Ctx):
 
 @op("Identity", "Dropout")
 def identity_op(c: Ctx):
-    if c.node.op == "Dropout" and c.attr("training_mode") or (c.inp(2) is not None and c.inp(2).is_const
-                                                               and bool(c.inp(2).const)):
+    training = c.inp(2)
+    if training is not None and not training.is_const:
+        raise c.fail("its training_mode input is computed at run time; jaxvis runs Dropout in inference mode")
+    if c.attr("training_mode") or (training is not None and bool(np.asarray(training.const).reshape(-1)[0])):
         raise c.fail("Dropout in training mode is not supported (inference only)")
     outs = _elementwise(c, lambda v: v, [0])
-    if len(c.node.outputs) > 1 and c.node.outputs[1]:
-        raise c.fail("the mask output of Dropout is not supported")
+    mask = c.node.outputs[1] if len(c.node.outputs) > 1 else ""
+    if mask and mask in c.b.read:  # inference keeps every element: the mask is all true
+        x = outs[0]
+        if x.is_const:
+            return outs + c.const(np.ones(x.shape, bool))
+        c.node = dataclasses.replace(c.node, outputs=(mask,))
+        outs += c.emit(lambda v: jnp.ones(v.shape, bool), [("env", x.name)], [(x.perm, x.feat)])
     return outs
 
 
