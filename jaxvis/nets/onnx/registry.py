@@ -25,13 +25,16 @@ if TYPE_CHECKING:  # the builder that makes each Ctx (translate.py imports this 
 Ref = tuple[str, str]  # ("env" | "param" | "lit", name)
 Handler = Callable[["Ctx"], list[Rec]]
 OPS: dict[str, Handler] = {}
+REFUSED: set[str] = set()  # ops with a handler only to say why they cannot be translated
 
 
-def op(*names: str):
-    """Register a handler for ONNX op types."""
+def op(*names: str, refused: bool = False):
+    """Register a handler for ONNX op types (`refused`: one that explains why they are not supported)."""
     def deco(fn):
         for n in names:
             OPS[n] = fn
+            if refused:
+                REFUSED.add(n)
         return fn
     return deco
 
@@ -68,6 +71,16 @@ class Ctx:
 
     def inp(self, i: int) -> Rec | None:
         return self.ins[i] if i < len(self.ins) else None
+
+    def dtype(self, i: int) -> np.dtype:
+        """Element type of input i."""
+        r = self.ins[i]
+        return np.asarray(r.const).dtype if r.is_const else np.dtype(self.b.structs[r.name].dtype)
+
+    def ints(self, i: int, what: str, default=None) -> list[int] | None:
+        """Input i as a list of ints known at import (e.g. a Tile's repeats)."""
+        v = self.static(i, what, None)
+        return default if v is None else [int(a) for a in np.asarray(v).reshape(-1)]
 
     def static(self, i: int, what: str, default=None):
         """Value of input i, which must be known at import (e.g. a Reshape's shape)."""

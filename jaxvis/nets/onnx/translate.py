@@ -19,11 +19,11 @@ import jax.numpy as jnp
 import numpy as np
 
 from ...errors import OnnxError
-from . import ops_math, ops_nn, ops_shape  # noqa: F401  (each registers its handlers in OPS when imported)
+from . import ops_index, ops_math, ops_nn, ops_norm, ops_resize, ops_shape  # noqa: F401  (each registers its handlers)
 from .budget import Budget
 from .layout import NCHW_TO_NHWC, Rec, canonical, from_nhwc, identity, to_nhwc
 from .proto import Graph, Node, SubGraph
-from .registry import OPS, Ctx, Instruction
+from .registry import OPS, REFUSED, Ctx, Instruction
 
 
 @dataclasses.dataclass
@@ -166,7 +166,7 @@ class Builder:
             where = f" from domain {node.domain!r}" if node.domain else ""
             raise OnnxError(f"{self.graph.source}: node {node.name!r} uses op {node.op!r}{where} (opset "
                             f"{self.graph.opset}), which jaxvis cannot translate. Supported ops: "
-                            f"{', '.join(sorted(OPS))}")
+                            f"{', '.join(sorted(set(OPS) - REFUSED))}")
         fold = all(r is None or r.is_const for r in ins) and node.op not in ("Shape",)
         ctx = Ctx(self, node, ins, fold)
         try:
