@@ -28,9 +28,9 @@ def _axis(c: Ctx, x, default: int = 0) -> int:
 
 @op("Tile")
 def tile(c: Ctx):
-    x = c.inp(0)
+    x = c.need(0)
     reps = c.ints(1, "repeats")
-    if reps is None or len(reps) != x.rank or min(reps, default=0) < 0:
+    if len(reps) != x.rank or min(reps, default=0) < 0:
         raise c.fail(f"repeats {reps} must be {x.rank} non-negative ints (one per axis of {list(x.shape)})")
     if x.feat is not None or x.rank == 0 or c.fold:
         return c.emit(lambda v: jnp.tile(canonical(v, x), reps), [c.data(0)], [(None, None)])
@@ -40,7 +40,7 @@ def tile(c: Ctx):
 
 @op("Expand")
 def expand(c: Ctx):
-    x = c.inp(0)
+    x = c.need(0)
     target = c.ints(1, "shape")
     r = max(x.rank, len(target))
     have = (1,) * (r - x.rank) + tuple(x.shape)
@@ -82,10 +82,10 @@ def range_(c: Ctx):
 
 @op("Split")
 def split(c: Ctx):
-    x = c.inp(0)
+    x = c.need(0)
     axis = _axis(c, x)
     d, n_out = x.shape[axis], len(c.node.outputs)
-    sizes = c.attr("split") if c.opset < 13 else c.ints(1, "split")
+    sizes = c.attr("split") if c.opset < 13 else None if c.inp(1) is None else c.ints(1, "split")
     if sizes is None:
         num = int(c.attr("num_outputs", n_out))
         if num < 1 or num != n_out:
@@ -109,7 +109,7 @@ def split(c: Ctx):
 
 @op("TopK")
 def top_k(c: Ctx):
-    x = c.inp(0)
+    x = c.need(0)
     k = int(c.attr("k")) if c.opset < 10 else c.ints(1, "K")[0]
     axis = _axis(c, x, -1)
     if not 0 <= k <= x.shape[axis]:
@@ -126,7 +126,7 @@ def top_k(c: Ctx):
 
 @op("ArgMax", "ArgMin")
 def arg_max(c: Ctx):
-    x = c.inp(0)
+    x = c.need(0)
     axis, keep = _axis(c, x), bool(c.attr("keepdims", 1))
     last = bool(c.attr("select_last_index", 0))
     f = jnp.argmax if c.node.op == "ArgMax" else jnp.argmin
@@ -147,7 +147,7 @@ def _indices(v, size: int):
 
 @op("GatherElements")
 def gather_elements(c: Ctx):
-    x, ix = c.inp(0), c.inp(1)
+    x, ix = c.need(0), c.need(1)
     axis = _axis(c, x)
     return c.emit(lambda v, i: jnp.take_along_axis(canonical(v, x), _indices(canonical(i, ix), x.shape[axis]), axis),
                   [c.data(0), c.data(1)], [(None, None)])
@@ -155,7 +155,7 @@ def gather_elements(c: Ctx):
 
 @op("GatherND")
 def gather_nd(c: Ctx):
-    x, ix = c.inp(0), c.inp(1)
+    x, ix = c.need(0), c.need(1)
     b = int(c.attr("batch_dims", 0))
 
     def one(v, i):
@@ -172,7 +172,7 @@ _REDUCE = {"none": "set", "add": "add", "mul": "multiply", "max": "max", "min": 
 
 @op("ScatterND")
 def scatter_nd(c: Ctx):
-    x, ix, up = c.inp(0), c.inp(1), c.inp(2)
+    x, ix, up = c.need(0), c.need(1), c.need(2)
     how = _REDUCE.get(c.attr("reduction", "none"))
     if how is None:
         raise c.fail(f"reduction {c.attr('reduction')!r} is not one of {', '.join(_REDUCE)}")
@@ -187,7 +187,7 @@ def scatter_nd(c: Ctx):
 
 @op("ScatterElements", "Scatter")
 def scatter_elements(c: Ctx):
-    x, ix, up = c.inp(0), c.inp(1), c.inp(2)
+    x, ix, up = c.need(0), c.need(1), c.need(2)
     axis = _axis(c, x)
     how = _REDUCE.get(c.attr("reduction", "none"))
     if how is None:
@@ -203,7 +203,7 @@ def scatter_elements(c: Ctx):
 
 @op("CumSum")
 def cumsum(c: Ctx):
-    x = c.inp(0)
+    x = c.need(0)
     axis = int(np.asarray(c.static(1, "axis")).reshape(-1)[0]) % x.rank
     excl, rev = bool(c.attr("exclusive", 0)), bool(c.attr("reverse", 0))
 
@@ -220,7 +220,7 @@ def cumsum(c: Ctx):
 
 @op("OneHot")
 def one_hot(c: Ctx):
-    ix = c.inp(0)
+    ix = c.need(0)
     depth = int(np.asarray(c.static(1, "depth")).reshape(-1)[0])
     values = np.asarray(c.static(2, "values")).reshape(-1)
     if depth < 0 or values.size != 2:

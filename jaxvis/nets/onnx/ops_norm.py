@@ -37,12 +37,12 @@ def _channel_shape(x, n: int) -> list[int]:
 
 @op("BatchNormalization")
 def batch_norm(c: Ctx):
-    x = c.inp(0)
+    x = c.need(0)
     if c.attr("training_mode", 0):
         raise c.fail("training_mode=1 is not supported (inference only)")
     _no_extra_outputs(c, "running-statistics")
     for i in range(1, 5):
-        if c.inp(i) is None or not c.inp(i).is_const:
+        if (r := c.inp(i)) is None or not r.is_const:
             raise c.fail(f"input {i} must be an initializer or constant")
     eps = float(c.attr("epsilon", 1e-5))
     shape = _channel_shape(x, x.shape[1]) if x.rank > 1 else [1] * x.rank
@@ -60,7 +60,7 @@ def batch_norm(c: Ctx):
 
 @op("InstanceNormalization")
 def instance_norm(c: Ctx):
-    x = c.inp(0)
+    x = c.need(0)
     if x.rank < 3:
         raise c.fail(f"needs an N×C×spatial input, got shape {list(x.shape)}")
     eps = float(c.attr("epsilon", 1e-5))
@@ -80,7 +80,7 @@ def instance_norm(c: Ctx):
 
 @op("LayerNormalization")
 def layer_norm(c: Ctx):
-    x = c.inp(0)
+    x = c.need(0)
     _no_extra_outputs(c, "mean and inverse standard deviation")
     eps = float(c.attr("epsilon", 1e-5))
     first = int(c.attr("axis", -1)) % max(x.rank, 1)
@@ -91,7 +91,7 @@ def layer_norm(c: Ctx):
     # Scale and bias broadcast against X's trailing axes (ONNX order), laid out like X at run time.
     lay = (lambda a: bcast_const(a, x.rank, perm)) if not canon else None
     refs = [c.data(0), c.data(1, lay, f"ln{perm}")] + ([c.data(2, lay, f"ln{perm}")] if c.inp(2) is not None else [])
-    runtime_scale = [i for i in (1, 2) if c.inp(i) is not None and not c.inp(i).is_const]
+    runtime_scale = [i for i in (1, 2) if (r := c.inp(i)) is not None and not r.is_const]
     if runtime_scale:
         raise c.fail("its scale and bias must be initializers or constants")
 
@@ -107,14 +107,14 @@ def layer_norm(c: Ctx):
 
 @op("GroupNormalization")
 def group_norm(c: Ctx):
-    x = c.inp(0)
+    x = c.need(0)
     if x.rank < 3 or x.feat is not None:
         raise c.fail(f"needs an N×C×spatial input, got shape {list(x.shape)}")
     g, ch = int(c.attr("num_groups")), x.shape[1]
     if g < 1 or ch % g:
         raise c.fail(f"num_groups {g} does not divide the {ch} channels")
     eps = float(c.attr("epsilon", 1e-5))
-    scale, bias = c.inp(1), c.inp(2)
+    scale, bias = c.need(1), c.need(2)
     if not (scale.is_const and bias.is_const):
         raise c.fail("its scale and bias must be initializers or constants")
     # Opset 18 gave scale and bias per group, opset 21 per channel.
@@ -136,7 +136,7 @@ def group_norm(c: Ctx):
 
 @op("LpNormalization")
 def lp_norm(c: Ctx):
-    x = c.inp(0)
+    x = c.need(0)
     p = int(c.attr("p", 2))
     if p not in (1, 2):
         raise c.fail(f"p must be 1 or 2, got {p}")
@@ -154,7 +154,7 @@ def lp_norm(c: Ctx):
 
 @op("LRN")
 def lrn(c: Ctx):
-    x = c.inp(0)
+    x = c.need(0)
     _spatial(c, x)
     size, alpha = int(c.attr("size")), float(c.attr("alpha", 1e-4))
     beta, bias = float(c.attr("beta", 0.75)), float(c.attr("bias", 1.0))

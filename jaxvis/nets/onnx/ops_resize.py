@@ -122,7 +122,7 @@ def _resample(v, ax: int, idx: np.ndarray, w: np.ndarray):
 
 def _resize(c: Ctx, scales, sizes, roi, transform: str, coeffs, exclude: bool, extrapolation: float,
             axes: list[int] | None = None, policy: str = "stretch"):
-    x = c.inp(0)
+    x = c.need(0)
     r = x.rank
     axes = list(range(r)) if axes is None else [int(a) % r for a in axes]
     if sizes is not None and len(sizes):
@@ -208,7 +208,7 @@ def upsample(c: Ctx):
 
 
 def _block(c: Ctx) -> int:
-    x = c.inp(0)
+    x = c.need(0)
     if x.rank != 4 or x.feat is not None:
         raise c.fail(f"needs an N×C×H×W input, got shape {list(x.shape)}")
     b = int(c.attr("blocksize"))
@@ -219,7 +219,7 @@ def _block(c: Ctx) -> int:
 
 @op("DepthToSpace")
 def depth_to_space(c: Ctx):
-    x, b = c.inp(0), _block(c)
+    x, b = c.need(0), _block(c)
     ch = x.shape[1]
     if ch % (b * b):
         raise c.fail(f"{ch} channels are not a multiple of blocksize² = {b * b}")
@@ -239,7 +239,7 @@ def depth_to_space(c: Ctx):
 
 @op("SpaceToDepth")
 def space_to_depth(c: Ctx):
-    x, b = c.inp(0), _block(c)
+    x, b = c.need(0), _block(c)
     if x.shape[2] % b or x.shape[3] % b:
         raise c.fail(f"spatial size {x.shape[2]}×{x.shape[3]} is not a multiple of blocksize {b}")
 

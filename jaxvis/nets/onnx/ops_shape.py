@@ -205,7 +205,7 @@ def pad(c: Ctx):
         pads = c.ints(1, "pads")
         value = c.static(2, "constant_value", 0.0)
         value = np.asarray(value).reshape(-1)[0].item() if np.size(value) else 0.0
-        axes = c.ints(3, "axes")
+        axes = None if c.inp(3) is None else c.ints(3, "axes")
     axes = list(range(x.rank)) if axes is None else [int(a) % x.rank for a in axes]
     n = len(axes)
     pads = [int(p) for p in pads]

@@ -72,15 +72,24 @@ class Ctx:
     def inp(self, i: int) -> Rec | None:
         return self.ins[i] if i < len(self.ins) else None
 
+    def need(self, i: int) -> Rec:
+        """Input i, which the op requires (an OnnxError if the node leaves it out)."""
+        r = self.inp(i)
+        if r is None:
+            raise self.fail(f"needs input {i}, which the node leaves out")
+        return r
+
     def dtype(self, i: int) -> np.dtype:
         """Element type of input i."""
-        r = self.ins[i]
+        r = self.need(i)
         return np.asarray(r.const).dtype if r.is_const else np.dtype(self.b.structs[r.name].dtype)
 
-    def ints(self, i: int, what: str, default=None) -> list[int] | None:
-        """Input i as a list of ints known at import (e.g. a Tile's repeats)."""
+    def ints(self, i: int, what: str) -> list[int]:
+        """Input i as a list of ints known at import (e.g. a Tile's repeats); an error if it is left out."""
         v = self.static(i, what, None)
-        return default if v is None else [int(a) for a in np.asarray(v).reshape(-1)]
+        if v is None:
+            raise self.fail(f"needs its {what} (input {i})")
+        return [int(a) for a in np.asarray(v).reshape(-1)]
 
     def static(self, i: int, what: str, default=None):
         """Value of input i, which must be known at import (e.g. a Reshape's shape)."""
