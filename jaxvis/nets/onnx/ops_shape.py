@@ -165,8 +165,11 @@ def transpose(c: Ctx):
         raise c.fail(f"perm {q} is not a permutation of the {x.rank} axes of {list(x.shape)}")
     if x.feat is not None or c.fold:
         return c.emit(lambda v: jnp.transpose(canonical(v, x), q), [c.data(0)], [(None, None)])
-    # No data moves: the run-time array stays, only its ONNX-relative layout changes.
-    return c.emit(lambda v: v, [c.data(0)], [(tuple(q.index(a) for a in x.perm), None)])
+    # No data moves: the run-time array stays, only its ONNX-relative layout changes. A 4-D map whose
+    # channels end up last (tf2onnx's transposes back to NHWC) is channels last from here on.
+    ch = 3 if x.cl else 1
+    cl = x.rank == 4 and q.index(ch) == 3 and sorted(q[1:3]) == sorted(a for a in (1, 2, 3) if a != ch)
+    return c.emit(lambda v: v, [c.data(0)], [(tuple(q.index(a) for a in x.perm), None)], cl=cl)
 
 
 @op("Squeeze")
