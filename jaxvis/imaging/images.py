@@ -22,8 +22,6 @@ from ..errors import ImageError
 from .fileio import regular_file_size
 
 ImageLike = Any  # path, PIL image, numpy array (H×W, H×W×C, N×H×W×C) or a list of those
-LUMA = np.array([0.299, 0.587, 0.114])  # ITU-R BT.601, as Pillow's convert("L")
-_GRAY_MODES = ("1", "L", "LA", "I", "I;16", "F")
 
 
 # Largest image (height × width, per image) jaxvis accepts. `activations` computes
@@ -114,14 +112,12 @@ def to_image(x: ImageLike, what: str = "the image", max_pixels: int | None = Non
                          f"H×W×{channels} or N×H×W×{channels} on the 0..255 scale (image files are read as 1-channel "
                          "gray or 3-channel RGB only)")
     if isinstance(x, (str, os.PathLike)):
-        if channels == 1:
-            return _gray_file(x, max_pixels)
-        return read_image(x, max_pixels).astype(np.float32)
+        rgb = read_image(x, max_pixels)
+        return luma(rgb) if channels == 1 else rgb.astype(np.float32)
     if isinstance(x, Image.Image):
         check_pixels(x.height, x.width, what, max_pixels)
-        if channels == 1:
-            return _gray_pil(x)
-        return np.asarray(x.convert("RGB"), np.float32)
+        rgb = np.asarray(x.convert("RGB"))
+        return luma(rgb) if channels == 1 else rgb.astype(np.float32)
     a = np.asarray(x)
     if a.dtype == bool or not (np.issubdtype(a.dtype, np.integer) or np.issubdtype(a.dtype, np.floating)):
         raise ImageError(f"{what} has dtype {a.dtype}; expected uint8 (0..255) or float pixels in 0..255")
@@ -161,25 +157,10 @@ def to_rgb(x: ImageLike, what: str = "the image", max_pixels: int | None = None)
 
 
 def luma(rgb: np.ndarray) -> np.ndarray:
-    """…×3 RGB → …×1 ITU-R 601 luma (float32; exact for gray pixels R = G = B)."""
+    """…×3 RGB → …×1 ITU-R 601 luma, 0.299 R + 0.587 G + 0.114 B (float32; exact for gray pixels R = G = B, so a
+    gray file, read as RGB, comes back as it is)."""
     a = np.asarray(rgb, np.float64)
     return ((a[..., 0] * 299 + a[..., 1] * 587 + a[..., 2] * 114) / 1000).astype(np.float32)[..., None]
-
-
-def _gray_pil(im: Image.Image) -> np.ndarray:
-    if im.mode in _GRAY_MODES:
-        return np.asarray(im.convert("F") if im.mode in ("I", "I;16", "F") else im.convert("L"), np.float32)[..., None]
-    return luma(np.asarray(im.convert("RGB")))
-
-
-def _gray_file(path, max_pixels: int | None) -> np.ndarray:
-    rgb = read_image(path, max_pixels)  # checks the file and reports what is wrong with it
-    try:
-        with Image.open(path) as im:
-            gray = im.mode in _GRAY_MODES
-    except Exception:  # read_image has read it: a mode we cannot tell is a colour image
-        gray = False
-    return rgb[..., :1].astype(np.float32) if gray else luma(rgb)  # a gray file: one of its replicated channels
 
 
 def to_batch(image: ImageLike, max_pixels: int | None = None, channels: int = 3) -> tuple[np.ndarray, bool]:

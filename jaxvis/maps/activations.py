@@ -1,4 +1,4 @@
-"""MATLAB-style entry points on a Network: `activations` and `classify`."""
+"""MATLAB-style entry points on any network: `activations` and `classify`."""
 
 from __future__ import annotations
 
@@ -175,8 +175,15 @@ def classify(net: Net, image: ImageLike, top: int = 5, *, resize: str = "crop"):
       [(class name, probability), …] best first; a list of such lists for a batch.
     """
     if net.logits_layer is None or not net.classes:
-        raise NetworkError(f"{net.name!r} does not classify: it has no class names or class-score layer "
-                           f"(from_function(..., classes=..., logits=...))")
+        if net.logits_layer is None:
+            last = net.graph().nodes[-1]
+            why = (f"it has no class-score layer (its last layer {last.name!r} is "
+                   f"{'×'.join(map(str, last.shape[1:]))}, not N×K class scores)")
+        else:
+            why = "it has no class names"
+        raise NetworkError(f"{net.name!r} does not classify: {why}; name them where the network is made: "
+                           "from_onnx(..., logits=layer, classes=[...]) or from_function(..., logits=layer, "
+                           "classes=[...])")
     batch, single = to_batch(image, channels=net.input_channels)
     batch = fit_to_size(batch, net.input_size, resize)
     z = np.asarray(net.jitted([net.logits_layer])(net.params, jnp.asarray(batch))[net.logits_layer], np.float64)
