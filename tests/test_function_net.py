@@ -411,3 +411,23 @@ def test_linen_modules_as_they_are():
         jaxvis.from_flax(res, input_size=16)
     with pytest.raises(NetworkError, match="Flax NNX module, a Linen module"):
         jaxvis.from_flax(lambda p, x: x, input_size=16)
+
+
+def test_input_channels_from_the_function():
+    """`input_channels` is read from the function (3 if it takes 3, else the first count it takes) or given."""
+    def f(c):
+        w = jnp.ones((3, 3, c, 2))
+        return lambda p, x: {"conv": jax.lax.conv_general_dilated(x, w, (1, 1), "SAME",
+                                                                  dimension_numbers=("NHWC", "HWIO", "NHWC"))}
+    for c in (1, 3, 4, 5, 13):
+        assert jaxvis.from_function(f(c), None, input_size=8).input_channels == c
+    agnostic = jaxvis.from_function(lambda p, x: {"mean": x.mean(-1, keepdims=True)}, None, input_size=8)
+    assert agnostic.input_channels == 3
+    assert jaxvis.from_function(lambda p, x: {"mean": x.mean(-1, keepdims=True)}, None, input_size=8,
+                                input_channels=6).input_channels == 6
+    with pytest.raises(NetworkError, match="fails on a 1×8×8×3.*every channel count from 1 to 32.*input_channels="):
+        jaxvis.from_function(f(40), None, input_size=8)
+    with pytest.raises(NetworkError, match="fails on a 1×8×8×2 "):
+        jaxvis.from_function(f(3), None, input_size=8, input_channels=2)
+    with pytest.raises(NetworkError, match="input_channels must be a positive int"):
+        jaxvis.from_function(f(3), None, input_size=8, input_channels=0)
