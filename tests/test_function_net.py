@@ -431,3 +431,40 @@ def test_input_channels_from_the_function():
         jaxvis.from_function(f(3), None, input_size=8, input_channels=2)
     with pytest.raises(NetworkError, match="input_channels must be a positive int"):
         jaxvis.from_function(f(3), None, input_size=8, input_channels=0)
+
+
+def test_sown_values_are_layers():
+    """What a module `sow`s (NNX `nnx.Intermediate`, Linen 'intermediates') is a layer too, equal to the value sown."""
+    import warnings
+
+    import flax.linen as nn
+    from flax import nnx
+
+    class N(nnx.Module):
+        def __init__(self):
+            self.conv = nnx.Conv(3, 2, (3, 3), rngs=nnx.Rngs(0))
+
+        def __call__(self, x):
+            y = self.conv(x)
+            self.sow(nnx.Intermediate, "doubled", 2 * y)
+            return y.mean(axis=(1, 2))
+
+    class L(nn.Module):
+        @nn.compact
+        def __call__(self, x):
+            y = nn.Conv(2, (3, 3))(x)
+            self.sow("intermediates", "doubled", 2 * y)
+            return y.mean(axis=(1, 2))
+
+    x = FLAX_IMAGE * 255
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # NNX: sow outside nnx.capture
+        a = jaxvis.from_flax(N(), input_size=16)
+        assert a.layer_names == ("conv", "doubled", "output")
+        acts = jaxvis.activations(a, x, layers=["conv", "doubled"])
+    np.testing.assert_allclose(acts["doubled"], 2 * acts["conv"], rtol=1e-6)
+    v = L().init(jax.random.PRNGKey(0), jnp.zeros((1, 16, 16, 3)))
+    b = jaxvis.from_flax(L(), v, input_size=16)
+    assert b.layer_names == ("Conv_0", "doubled", "output")
+    acts = jaxvis.activations(b, x, layers=["Conv_0", "doubled"])
+    np.testing.assert_allclose(acts["doubled"], 2 * acts["Conv_0"], rtol=1e-6)
