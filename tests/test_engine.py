@@ -48,8 +48,10 @@ def test_fft_parameterisation_matches_numpy_and_decorrelation_round_trips():
     pix = P.pixel(6, batch=2, decorrelate=True, output="sigmoid")
     img = np.random.default_rng(1).uniform(0.1, 0.9, (2, 6, 6, 3)).astype(np.float32)
     np.testing.assert_allclose(np.asarray(pix.image(pix.from_image(img))), img, atol=1e-4)
+    f6 = P.fft(6, batch=2, decay_power=1.5)  # a photo's own spectrum as the start (feature accentuation)
+    np.testing.assert_allclose(np.asarray(f6.image(f6.from_image(img))), img, atol=1e-4)
     with pytest.raises(VisualizationError, match="pixel"):
-        P.fft(8).from_image(img)
+        P.fft(6, margin=4).from_image(img)
 
 
 def test_transform_gradients_match_finite_differences():

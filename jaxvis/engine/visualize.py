@@ -32,6 +32,8 @@ class Visualization:
       trace: float32 levels×steps×units: each unit's objective (mean over its batch) before each step.
       labels: one label per unit.
       settings: everything that produced it (preset, param, transforms, optimizer, steps, seed, …).
+      transparency: float32 N×H×W×3 or None: MACO's transparency map, Σ over the steps of |∂L/∂x| (where,
+        and how much, the image mattered to the objective); `preset="maco"` gives it.
     """
 
     images: np.ndarray
@@ -39,6 +41,7 @@ class Visualization:
     trace: np.ndarray
     labels: list[str]
     settings: dict[str, Any]
+    transparency: np.ndarray | None = None
 
     def tile(self, **imtile_kwargs) -> np.ndarray:
         """All images tiled with :func:`jaxvis.imtile` (uint8)."""
@@ -172,7 +175,7 @@ def visualize(net, objective, *, preset: str | P.Preset = "lucid", param: str | 
               image_size: int | tuple[int, int] | None = None, redirected_relu_steps: int | None = None,
               output_scaling: str | None = None, start_image=None, levels: int | None = None,
               level_scale: float | None = None, batch_size: int | None = None, devices=None,
-              progress: bool = True, on_level=None) -> Visualization:
+              progress: bool = True, on_level=None, spectrum=None) -> Visualization:
     """Feature visualization: images that maximise each objective, all optimised in one batch.
 
     Args:
@@ -180,9 +183,9 @@ def visualize(net, objective, *, preset: str | P.Preset = "lucid", param: str | 
       objective: an objective (`jaxvis.objectives.channel("conv5", 3) - 1e-3 * objectives.l1()`),
         a list of objectives of one form (one image set each: every unit in one vmapped,
         jit-compiled loop), or a layer name (every channel of it).
-      preset: 'lucid' (default), 'matlab', 'keras_vis' or 'cs231n' (see `jaxvis.engine.presets`);
+      preset: 'lucid' (default), 'maco', 'matlab', 'keras_vis' or 'cs231n' (see `jaxvis.engine.presets`);
         the arguments below override it.
-      param: 'fft' or 'pixel'.
+      param: 'fft', 'pixel' or 'maco'.
       decorrelate: colour decorrelation.
       transforms: 'standard', 'none', 'keras_vis', 'roll16', or transforms from `jaxvis.engine.transforms`.
       steps: optimisation steps (per pyramid level).
@@ -200,6 +203,8 @@ def visualize(net, objective, *, preset: str | P.Preset = "lucid", param: str | 
       batch_size: units per compiled call (default from a memory estimate); devices: shard over these.
       progress: progress bar on stderr.
       on_level: `on_level(k, trace steps×units)` after each level.
+      spectrum: param 'maco': the fixed magnitude, a :class:`~jaxvis.engine.spectrum.Spectrum` from
+        :func:`jaxvis.natural_spectrum` (any size: resampled to the image's); default the one jaxvis ships.
 
     Returns:
       :class:`Visualization`.
@@ -223,8 +228,15 @@ def visualize(net, objective, *, preset: str | P.Preset = "lucid", param: str | 
     # the preset's border replaces its transforms' padding: with other transforms it is not added
     border = pre.border if own and transforms is None else 0
     opt_hw = (hw[0] + 2 * border, hw[1] + 2 * border)
+    spec = None
+    if kind == "maco":
+        from .spectrum import Spectrum, default_spectrum
+        if spectrum is not None and not isinstance(spectrum, Spectrum):
+            raise VisualizationError(f"spectrum must be a Spectrum (jaxvis.natural_spectrum), got {type(spectrum).__name__}")
+        spec = default_spectrum(opt_hw) if spectrum is None else spectrum.resized(opt_hw)
+        sd = pre.sd if pre.param == "maco" else P.MACO_SD
     prm = Param(opt_hw, int(batch), kind, dec, out, sd, (0.0 if out == "sigmoid" else 0.5) if mean is None else mean,
-                margin=margin)
+                margin=margin, spectrum=spec)
     tf = fit_transforms(net, layers, T.get(pre.transforms if transforms is None else transforms), opt_hw)
     opt = optimizer if optimizer is not None else P.optimizer(*pre.optimizer)
     lr = learning_rate if learning_rate is not None else (pre.learning_rate if optimizer is None else 1.0)
@@ -241,7 +253,7 @@ def visualize(net, objective, *, preset: str | P.Preset = "lucid", param: str | 
         if b.shape[1:3] != hw:
             b = np.asarray(jax.image.resize(jnp.asarray(b), (b.shape[0], *hw, 3), "bilinear"))
         start = np.broadcast_to((b / 255.0)[:, None], (b.shape[0], int(batch), *hw, 3))
-    plan = Plan(prm, tf, opt, layers, pre.projection)
+    plan = Plan(prm, tf, opt, layers, pre.projection, transparency=pre.transparency and kind == "maco")
     red = pre.redirected_relu_steps if redirected_relu_steps is None else int(redirected_relu_steps)
     labels = [label(o, net) for o in objs]
     res: RunResult = optimize(net, objs, plan, levels=[(s, n_steps) for s in sizes], learning_rate=lr,
@@ -252,6 +264,7 @@ def visualize(net, objective, *, preset: str | P.Preset = "lucid", param: str | 
     raw = res.images.reshape(-1, *res.images.shape[2:])
     if border:
         raw = raw[:, border:raw.shape[1] - border, border:raw.shape[2] - border]
+    alpha = None if res.transparency is None else res.transparency.reshape(raw.shape)
     scaling = output_scaling or pre.output_scaling
     settings = dict(preset=pre.name, param=kind, decorrelate=dec, output=out, margin=margin, border=border,
                     transforms=repr(tf),
@@ -259,7 +272,9 @@ def visualize(net, objective, *, preset: str | P.Preset = "lucid", param: str | 
                     steps=n_steps,
                     levels=sizes, seed=seed, batch=batch, redirected_relu_steps=red, output_scaling=scaling,
                     batch_size=res.batch_size)
-    return Visualization(scale_for_display(raw, scaling), raw, np.asarray(res.trace), labels, settings)
+    if spec is not None:
+        settings["spectrum"] = repr(spec)
+    return Visualization(scale_for_display(raw, scaling), raw, np.asarray(res.trace), labels, settings, alpha)
 
 
 def _unit_ids(labels: Sequence[str]) -> list[int]:
