@@ -5,7 +5,8 @@ For U units (objectives of one form, stacked), each with `batch` images:
 * params U×… (from `Param.init` of each unit's key), optimizer state U×… (`vmap(opt.init)`);
 * one step = `vmap` over units of value_and_grad of
   `−Σ objective(net(255 · transform(key, image_fn(params))) ∪ {"input": image})`
-  (+ `anchor`·‖params − start‖², feature accentuation's pull towards the photo), an optax update, and an
+  (+ `anchor`·‖latent − start's latent‖², the image before its output function: feature accentuation's pull
+  towards the photo, in the parameters' space), an optax update, and an
   optional projection (clip, periodic blur); transforms that make several views of an image (MACO's crops)
   have each view scored and the image's value is their mean;
 * with `transparency`, Σ over steps of |∂loss/∂image| per image (MACO's transparency map);
@@ -70,7 +71,7 @@ class Plan:
     optimizer: optax.GradientTransformation
     layers: tuple[str, ...]
     projection: Projection = Projection()
-    anchor: float = 0.0  # weight of ‖params − start params‖² in the loss
+    anchor: float = 0.0  # weight of ‖latent image − start's latent image‖² in the loss (Param.anchor_weights)
     transparency: bool = False  # accumulate Σ |∂loss/∂image| over the steps
 
 
@@ -101,7 +102,8 @@ def _loss(net, plan: Plan, relu: str):
         (g,) = pull(g_img)
         if plan.anchor:
             d = p - p0
-            l, g = l + plan.anchor * jnp.sum(d * d), g + 2.0 * plan.anchor * d
+            wd = jnp.asarray(plan.param.anchor_weights(), jnp.float32) * d
+            l, g = l + plan.anchor * jnp.sum(d * wd), g + 2.0 * plan.anchor * wd
         return (l, v), (g, g_img)
 
     return loss

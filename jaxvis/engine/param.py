@@ -157,6 +157,19 @@ class Param:
             return jnp.stack([spec.real, spec.imag])
         return x
 
+    def anchor_weights(self) -> np.ndarray | float:
+        """Per-parameter weights w with Σ w·(p − p0)² = ‖latent(p) − latent(p0)‖², the squared distance of the
+        images before the output function (fft: Parseval over the stored half spectrum, each coefficient that
+        stands for its mirror counted twice; pixel: 1). Feature accentuation's pull towards the photo."""
+        if self.kind != "fft":
+            return 1.0
+        w = self.size[1] + 2 * int(self.margin)
+        half = np.full(w // 2 + 1, 2.0)
+        half[0] = 1.0
+        if w % 2 == 0:
+            half[-1] = 1.0
+        return (self._fft_scale() / 4.0) ** 2 * half[None, :]
+
     def _fft_scale(self) -> np.ndarray:
         m = int(self.margin)
         h, w = self.size

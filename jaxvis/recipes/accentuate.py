@@ -15,7 +15,6 @@ from __future__ import annotations
 import dataclasses
 import os
 import time
-import zlib
 from typing import Any
 
 import numpy as np
@@ -24,12 +23,12 @@ from ..engine import optimize as engine
 from ..engine.param import Param
 from ..engine.presets import optimizer
 from ..engine.transforms import get as get_transforms
-from ..engine.visualize import _objectives, check_units, fit_transforms, label, scale_for_display
+from ..engine.visualize import _objectives, _unit_ids, check_units, fit_transforms, label, scale_for_display
 from ..errors import VisualizationError
 from ..imaging.images import ImageLike, fit_to_size, to_batch
 
 DECAY_POWER = 1.5    # Hamblin et al.'s 1/f^1.5 preconditioning
-WEIGHT = 1e-3        # default pull towards the photo (docs/visualize.md: how far it lets the image move)
+WEIGHT = 0.02        # default pull towards the photo (docs/visualize.md: how far it lets the image move)
 LEARNING_RATE = 0.05  # lucid's Adam step
 
 
@@ -121,7 +120,7 @@ def accentuate(net, photo: ImageLike, objective, *, weight: float = WEIGHT, step
     tf = fit_transforms(net, layers, get_transforms(transforms), hw)
     plan = engine.Plan(prm, tf, optimizer("adam"), layers, anchor=float(weight))
     labels = [label(o, net) for o in objs]
-    ids = [zlib.crc32(f"{lab}#{i}".encode()) for i, lab in enumerate(labels)]
+    ids = _unit_ids(labels)  # an objective's random stream follows from what it is: alone = in a batch
     res = engine.optimize(net, objs, plan, levels=[(hw, int(steps))], learning_rate=float(learning_rate), seed=seed,
                           unit_ids=ids, start=(seed_img / 255.0)[None, None], batch_size=batch_size, devices=devices,
                           progress=progress, label=f"accentuate {getattr(net, 'name', '')} ({len(objs)} objectives)")
