@@ -94,7 +94,7 @@ def _objectives(net, objective, hw) -> list[O.Objective]:
         if shape is None:
             raise VisualizationError(f"layer {layer!r} cannot be computed from a {hw[0]}×{hw[1]} image; "
                                      f"give image_size={tuple(net.input_size)} (the network's input size)")
-        return [O.channel(layer, c) for c in range(shape[-1])]
+        return O.unit_objectives(net, layer, range(shape[-1]))  # centre neurons for linear early layers
     if isinstance(objective, O.Objective):
         return [objective.resolve(net)]
     if isinstance(objective, Sequence) and objective and all(isinstance(o, O.Objective) for o in objective):
@@ -182,7 +182,9 @@ def visualize(net, objective, *, preset: str | P.Preset = "lucid", param: str | 
       net: any jaxvis network (`load_model`, `from_function`, `from_onnx`).
       objective: an objective (`jaxvis.objectives.channel("conv5", 3) - 1e-3 * objectives.l1()`),
         a list of objectives of one form (one image set each: every unit in one vmapped,
-        jit-compiled loop), or a layer name (every channel of it).
+        jit-compiled loop), or a layer name (every unit of it, with the objective that fits the layer:
+        the centre neuron of a layer linear in the image with a small receptive field, such as conv1,
+        else the channel mean; `jaxvis.objectives.unit_objectives`).
       preset: 'lucid' (default), 'maco', 'matlab', 'keras_vis' or 'cs231n' (see `jaxvis.engine.presets`);
         the arguments below override it.
       param: 'fft', 'pixel' or 'maco'.

@@ -53,7 +53,8 @@ def write_html(result, folder, *, layers=None, units=None, reconstruction: bool 
             hits = result.hits(layer, u)
             title = "; ".join(f"#{h.image} {os.path.basename(h.source) if h.source else ''} ({h.y},{h.x}) {h.value:.4g}"
                               for h in hits)
-            body.append(f'<div><b>unit {u}</b><br><img src="{html.escape(p.relative_to(folder).as_posix())}" '
+            fired = " — never fired on these images (activation 0 everywhere)" if result.never_fired(layer, u) else ""
+            body.append(f'<div><b>unit {u}</b>{fired}<br><img src="{html.escape(p.relative_to(folder).as_posix())}" '
                         f'title="{html.escape(title)}"></div>')
     skipped = "".join(f"<li>{html.escape(s.source)}: {html.escape(s.reason)}</li>" for s in result.skipped)
     s = result.settings
