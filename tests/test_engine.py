@@ -171,3 +171,18 @@ def test_cli_visualize(tmp_path, capsys):
     assert f"wrote {out}" in capsys.readouterr().out
     assert main(["visualize", "--classes", "espresso,hen", "--steps", "1", "--image-size", "32", "--quiet",
                  "--out", str(tmp_path)]) == 2  # a folder is no output file: nothing runs
+
+
+def test_linear_first_layer_is_visualised_by_its_centre_neuron(squeezenet):
+    """SqueezeNet conv1 is linear in the image (3-px field): its channel mean is linear in the pixels, so the
+    mean's optimum is one flat saturated colour (the blobs and washed-out squares the gallery showed first).
+    `visualize(net, "conv1")` now optimises each channel's centre neuron: a pattern in the middle, grey around
+    it; deeper, nonlinear layers keep the channel mean."""
+    v = jaxvis.visualize(squeezenet, "conv1", steps=32, image_size=64, progress=False)
+    assert v.settings["objective"] == "neuron" and v.labels[:2] == ["conv1:0", "conv1:1"] and len(v.labels) == 64
+    dev = np.abs(v.raw - 0.5)
+    border = np.concatenate([dev[:, :8].reshape(64, -1), dev[:, -8:].reshape(64, -1)], 1).mean(1)
+    centre = dev[:, 24:40, 24:40].reshape(64, -1).mean(1)
+    assert np.all(centre > border) and centre.mean() > 3 * border.mean()
+    assert O.fits_neuron(squeezenet, "conv1") and not O.fits_neuron(squeezenet, "relu_conv1")
+    assert not O.fits_neuron(squeezenet, "fire2-expand3x3")

@@ -268,7 +268,7 @@ def visualize(net, objective, *, preset: str | P.Preset = "lucid", param: str | 
         raw = raw[:, border:raw.shape[1] - border, border:raw.shape[2] - border]
     alpha = None if res.transparency is None else res.transparency.reshape(raw.shape)
     scaling = output_scaling or pre.output_scaling
-    settings = dict(preset=pre.name, param=kind, decorrelate=dec, output=out, margin=margin, border=border,
+    settings = dict(preset=pre.name, objective=_kind(objs[0]), param=kind, decorrelate=dec, output=out, margin=margin, border=border,
                     transforms=repr(tf),
                     optimizer=repr(pre.optimizer) if optimizer is None else repr(optimizer), learning_rate=lr,
                     steps=n_steps,
@@ -277,6 +277,13 @@ def visualize(net, objective, *, preset: str | P.Preset = "lucid", param: str | 
     if spec is not None:
         settings["spectrum"] = repr(spec)
     return Visualization(scale_for_display(raw, scaling), raw, np.asarray(res.trace), labels, settings, alpha)
+
+
+def _kind(o: O.Objective) -> str:
+    """What a unit's objective maximises ('channel', 'neuron', 'classscore', …; its first term's kind)."""
+    while isinstance(o, (O.Sum, O.Scale)):
+        o = o.terms[0] if isinstance(o, O.Sum) else o.obj
+    return type(o).__name__.lower()
 
 
 def _unit_ids(labels: Sequence[str]) -> list[int]:
