@@ -268,8 +268,8 @@ def visualize(net, objective, *, preset: str | P.Preset = "lucid", param: str | 
         raw = raw[:, border:raw.shape[1] - border, border:raw.shape[2] - border]
     alpha = None if res.transparency is None else res.transparency.reshape(raw.shape)
     scaling = output_scaling or pre.output_scaling
-    settings = dict(preset=pre.name, objective=_kind(objs[0]), param=kind, decorrelate=dec, output=out, margin=margin, border=border,
-                    transforms=repr(tf),
+    settings = dict(preset=pre.name, objective=_kind(objs[0]), param=kind, decorrelate=dec, output=out, margin=margin,
+                    border=border, transforms=repr(tf),
                     optimizer=repr(pre.optimizer) if optimizer is None else repr(optimizer), learning_rate=lr,
                     steps=n_steps,
                     levels=sizes, seed=seed, batch=batch, redirected_relu_steps=red, output_scaling=scaling,
