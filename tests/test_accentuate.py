@@ -37,7 +37,7 @@ def test_anchor_weights_give_the_latent_images_distance():
         p = p0 + 0.3 * jax.random.normal(k2, p0.shape)
         p = prm.from_image(prm.image(p))  # a real image's (Hermitian) spectrum, as the optimisation keeps
         logit = lambda q: jnp.log(prm.image(q) / (1 - prm.image(q)))  # noqa: E731
-        z = lambda q: logit(q) @ jnp.asarray(np.linalg.inv(P._COLOR.T))  # noqa: E731  decorrelated latent
+        z = lambda q: logit(q) @ jnp.asarray(np.linalg.inv(P.COLOR.T))  # noqa: E731  decorrelated latent
         want = float(jnp.sum((z(p) - z(p0)) ** 2))
         got = float(jnp.sum(jnp.asarray(prm.anchor_weights()) * (p - p0) ** 2))
         np.testing.assert_allclose(got, want, rtol=2e-3)

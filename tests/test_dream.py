@@ -24,7 +24,7 @@ from jaxvis.dream import pyramid_sizes
 from jaxvis.engine import objectives as O
 from jaxvis.engine import optimize as core
 from jaxvis.engine.laplacian import lap_merge, lap_split, laplacian_normalize, scale_by_laplacian_norm
-from jaxvis.errors import ChannelError, ImageError, LayerError, MissingWeightsError
+from jaxvis.errors import ChannelError, DreamError, ImageError, LayerError, MissingWeightsError
 
 REPO = Path(__file__).resolve().parent.parent
 FAST = dict(pyramid_levels=1, num_iterations=3, image_size=32, verbose=False)
@@ -257,10 +257,10 @@ def test_chunks_equal_one_batch(squeezenet, fire2_64):
 
 
 def test_automatic_chunks_under_a_small_budget(squeezenet, fire2_64, monkeypatch):
-    plan = core.Plan(jaxvis.engine.param.pixel(32), jaxvis.engine.transforms.get("none"),
+    config = core.StepConfig(jaxvis.engine.param.pixel(32), jaxvis.engine.transforms.get("none"),
                      jaxvis.engine.presets.optimizer("sgd"), ("fire2-expand3x3",))
     run = jaxvis.dream.seamless.seamless(squeezenet, "fire2-expand3x3")  # what deep_dream optimises
-    per = core.bytes_per_unit(run, plan, O.channel("fire2-expand3x3", 0))
+    per = core.bytes_per_unit(run, config, O.channel("fire2-expand3x3", 0))
     act = 32 * 32 * 4 * (64 + 16 + 64)  # at least the layer's own activations
     assert per > act
     monkeypatch.setattr(core, "CPU_BUDGET_BYTES", 16 * per)  # room for 16 images → 4 chunks of 16
@@ -398,7 +398,7 @@ def test_batch_size_choice():
     (dict(batch_size=0), "batch_size"),
 ])
 def test_bad_options(squeezenet, kw, match):
-    with pytest.raises(ValueError, match=match):
+    with pytest.raises(DreamError, match=match):  # a JaxvisError and a ValueError
         jaxvis.deep_dream_image(squeezenet, "conv1", [0], verbose=False, **kw)
 
 

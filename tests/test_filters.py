@@ -7,6 +7,7 @@ import pytest
 import tiny_nets
 from PIL import Image
 
+import jaxvis
 from jaxvis.errors import LayerError
 from jaxvis.maps.filters import filter_image, filter_tiles
 
@@ -50,11 +51,24 @@ def test_norm_maps_deeper_layer(squeezenet):
         np.testing.assert_array_equal(_tile(f.image, i, 8, 3, 3, 1)[..., 0], want[..., i])
 
 
+def test_function_network_kernel_from_its_graph():
+    """A `from_function` network: the convolution and its kernel come from the function's jaxpr (the weight
+    leaf the conv reads), so a ReLU leads to the conv before it and the tiles are the raw weights'."""
+    f = filter_image(tiny_nets.pure_net(), "relu2", upsample=1, gap=0)
+    w = np.asarray(tiny_nets.params()["w2"], np.float64)  # 3×3×8×16
+    assert f.layer == "conv2" and f.kernel_shape == (3, 3, 8, 16) and f.mode == "norm"
+    n = np.sqrt((w ** 2).sum(axis=2))
+    np.testing.assert_array_equal(_tile(f.image, 5, 4, 3, 3, 0)[..., 0], np.round(n[..., 5] / n.max() * 255))
+
+
 def test_errors(squeezenet):
     with pytest.raises(LayerError, match="layers with filters: conv1"):
         filter_image(squeezenet, "pool1")
+    # A kernel computed from the weights is no parameter of the network: the error points to filter_tiles.
+    p = tiny_nets.params()
+    scaled = jaxvis.from_function(lambda p, x: {"c": tiny_nets._conv(x, 2.0 * p["w1"], p["b1"], 1)}, p, input_size=8)
     with pytest.raises(LayerError, match="filter_tiles"):
-        filter_image(tiny_nets.pure_net(), "conv1")
+        filter_image(scaled, "c")
     with pytest.raises(LayerError, match="mode='norm'"):
         filter_tiles(np.ones((3, 3, 4, 2)), mode="rgb")
 

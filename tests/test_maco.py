@@ -20,7 +20,7 @@ from jaxvis.engine import transforms as TF
 from jaxvis.engine.spectrum import SHIPPED, Spectrum, default_spectrum, periodic_component
 from jaxvis.errors import VisualizationError
 
-COLOR_T = np.asarray(P._COLOR.T, np.float64)
+COLOR_T = np.asarray(P.COLOR.T, np.float64)
 
 
 @pytest.fixture(scope="module")
@@ -95,10 +95,10 @@ def test_transparency_is_the_sum_of_input_gradient_magnitudes(tiny, photos_spect
     """Replayed step by step with plain JAX: SGD on the phase, no transforms, Σ_t |∂(−objective)/∂x_t|."""
     spec = photos_spectrum.resized((32, 32))
     prm = P.Param((32, 32), 1, "maco", True, "sigmoid", 1.0, spectrum=spec)
-    plan = core.Plan(prm, TF.get("none"), optax.sgd(1.0), ("conv2",), transparency=True)
+    config = core.StepConfig(prm, TF.get("none"), optax.sgd(1.0), ("conv2",), transparency=True)
     obj = O.channel("conv2", 5)
     lr, steps = 0.3, 4
-    res = core.optimize(tiny, [obj], plan, levels=[((32, 32), steps)], learning_rate=lr, seed=7, unit_ids=[11],
+    res = core.optimize(tiny, [obj], config, levels=[((32, 32), steps)], learning_rate=lr, seed=7, unit_ids=[11],
                         progress=False)
     # the unit's start: init key = first half of fold_in(PRNGKey(seed), unit id) (optimize's documented streams)
     p = prm.init(jax.random.split(jax.random.fold_in(jax.random.PRNGKey(7), 11))[0])

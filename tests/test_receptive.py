@@ -3,17 +3,16 @@
 
 from __future__ import annotations
 
-import types
-
 import jax
 import jax.numpy as jnp
 import pytest
 
 import jaxvis
 from jaxvis.errors import LayerError, MissingWeightsError
-from jaxvis.nets.steps import step
+from jaxvis.nets.graph import LayerGraph, LayerNode
 from jaxvis.nets.models.registry import KERAS_CAFFE, build_steps
-from jaxvis.nets.receptive import ReceptiveField, _from_graph, receptive_field
+from jaxvis.nets.network import step_graph
+from jaxvis.nets.receptive import ReceptiveField, graph_field, receptive_field
 
 import tiny_nets
 
@@ -46,10 +45,10 @@ def test_graph_closed_form(model, table, request):
 
 
 def test_graph_vgg16_without_weights():
-    fake = types.SimpleNamespace(steps=build_steps("vgg16", KERAS_CAFFE), input_size=(224, 224))
+    g = step_graph(build_steps("vgg16", KERAS_CAFFE), (224, 224))  # shapes by abstract evaluation: no weights
     for name, want in VGG16.items():
-        _check(_from_graph(fake, name), want, name)
-    assert not _from_graph(fake, "fc1").spatial
+        _check(graph_field(g, name), want, name)
+    assert not graph_field(g, "fc1").spatial
 
 
 @pytest.mark.parametrize("model", ["alexnet", "squeezenet"])
@@ -75,35 +74,52 @@ def test_graph_stride_and_globality_match_output_sizes_every_layer(model, reques
 
 def test_same_padding_asymmetric_matches_measured_tiny_net():
     """TensorFlow/MATLAB 'same' padding with stride 2 on an even size pads (0, 1): the tiny network's
-    conv1 (k3 s2 same) is centred on input pixel 1, not 0. Graph (a step list mirroring the function)
-    and measured (the function itself) must agree with the closed form."""
+    conv1 (k3 s2 same) is centred on input pixel 1, not 0. The graph read from the function's jaxpr
+    (conv_general_dilated's explicit padding) and the measured gradient support must agree with the
+    closed form."""
     net = tiny_nets.pure_net()
-    mirror = types.SimpleNamespace(input_size=(32, 32), steps=(
-        step("data", "input"), step("conv1", "conv", "data", kernel=3, stride=2, pad="same"),
-        step("relu1", "relu", "conv1"), step("conv2", "conv", "relu1", kernel=3, pad="same"),
-        step("relu2", "relu", "conv2"), step("pool", "gap", "relu2")))
     closed = {"conv1": (3, 2, 1.0), "relu1": (3, 2, 1.0), "conv2": (7, 2, 1.0), "relu2": (7, 2, 1.0)}
     for name, want in closed.items():
-        _check(_from_graph(mirror, name), want, name)
+        rf = receptive_field(net, name)
+        assert rf.method == "graph"
+        _check(rf, want, name)
     for name in ("conv1", "conv2"):  # each measured layer compiles its own gradient: two suffice
-        m = receptive_field(net, name)  # no graph: measured
-        assert m.method == "measured"
-        _check(m, closed[name], name)
-    assert not receptive_field(net, "pool").spatial and not _from_graph(mirror, "pool").spatial
-    with pytest.raises(LayerError, match="no layer graph"):
-        receptive_field(net, "conv1", method="graph")
+        _check(receptive_field(net, name, method="measured"), closed[name], name)
+    assert not receptive_field(net, "pool").spatial
+
+
+def test_unknown_geometry_falls_back_to_measured():
+    """Two convolutions between named outputs: the graph cannot tell the geometry ('other'), so 'auto'
+    measures, and 'graph' says why it cannot."""
+    p = tiny_nets.params()
+
+    def apply(p, x):
+        h = tiny_nets._conv(tiny_nets._conv(x, p["w1"], p["b1"], 2), p["w2"], p["b2"], 1)
+        return {"feat": h, "relu": jax.nn.relu(h)}
+
+    net = jaxvis.from_function(apply, p, input_size=32)
+    assert net.graph()["feat"].kind == "other" and net.graph()["feat"].kernel is None
+    rf = receptive_field(net, "relu")
+    assert rf.method == "measured"
+    _check(rf, (7, 2, 1.0), "relu")  # = conv2 of the tiny net: the same two convolutions
+    with pytest.raises(LayerError, match="does not give the geometry"):
+        receptive_field(net, "feat", method="graph")
+
+
+def _node(name, kind, inputs=(), k=None, s=1, p=0, shape=(1, 64, 64, 4)):
+    geo = {} if k is None else dict(kernel=(k, k), stride=(s, s), padding=((p, p), (p, p)), dilation=(1, 1))
+    return LayerNode(name, kind, kind, tuple(inputs), shape, **geo)
 
 
 def test_merge_takes_union_and_rejects_unequal_strides():
-    g = types.SimpleNamespace(input_size=(64, 64), steps=(
-        step("data", "input"), step("a", "conv", "data", kernel=5, pad=0), step("b", "conv", "data", kernel=3, pad=2),
-        step("cat", "concat", ("a", "b")), step("c", "conv", "data", kernel=2, stride=2),
-        step("bad", "add", ("a", "c"))))
-    # a: [0, 4] centre 2; b: [-3, -1]... b's output 0 covers input -2..0, centre -1; union -2..4.
-    rf = _from_graph(g, "cat")
+    g = LayerGraph([_node("data", "input"), _node("a", "conv", ["data"], 5), _node("b", "conv", ["data"], 3, p=2),
+                    _node("cat", "concat", ["a", "b"]), _node("c", "conv", ["data"], 2, s=2),
+                    _node("bad", "add", ["a", "c"])])
+    # a: [0, 4] centre 2; b's output 0 covers input -2..0, centre -1; union -2..4.
+    rf = graph_field(g, "cat")
     assert rf.size == (7, 7) and rf.offset == (1.0, 1.0) and rf.stride == (1, 1)
     with pytest.raises(LayerError, match="different strides"):
-        _from_graph(g, "bad")
+        graph_field(g, "bad")
 
 
 def test_measured_agrees_with_graph_representative(alexnet):

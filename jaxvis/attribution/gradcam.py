@@ -16,7 +16,6 @@ import itertools
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.extend.core import ClosedJaxpr, Var
 
 from ..errors import AttributionError
 from ..imaging.display import imresize
@@ -71,73 +70,37 @@ def _grad_cam(k, params, image, channel: int):
 
 # ----------------------------------------------------------------------- which layers feed the score
 class _LayerGraph:
-    """Data flow from the input to a reduction layer, read from the jaxpr of `net.apply`.
+    """Data flow from the input to a reduction layer, read from the network's layer graph
+    (``net.graph(hw)``): the computable layers before it, their shapes, and the data flow."""
 
-    One trace (`jax.make_jaxpr`, about the cost of one `eval_shape`) gives every earlier
-    layer's shape and its place in the data flow. Nested jitted calls are inlined; other
-    higher-order primitives count as one node whose outputs depend on all its inputs.
-    """
-
-    def __init__(self, net, reduction_layer: str, hw: tuple[int, int]):
-        names = net.layer_names
-        before = [n for n in names[:names.index(reduction_layer)] if computable(net, n)]
-        want = (*before, reduction_layer)
-        spec = jax.ShapeDtypeStruct((1, *hw, 3), jnp.float32)
-        closed, shapes = jax.make_jaxpr(lambda p, x: net.apply(p, x, want), return_shape=True)(net.params, spec)
-        self.shapes = {n: tuple(v.shape) for n, v in shapes.items()}
-        self.edges: list[tuple[list[int], int]] = []
-        ids = itertools.count()
-        env = {v: next(ids) for v in closed.jaxpr.invars}
-        outs = self._inline(closed.jaxpr, env, ids)
-        order = jax.tree_util.tree_leaves({n: n for n in want})  # dict outputs flatten in key order
-        self.node = {n: o for n, o in zip(order, outs)}
-        self.source = env[closed.jaxpr.invars[-1]]  # the image
-        self.before, self.reduction = before, reduction_layer
-
-    def _inline(self, jaxpr, env: dict, ids) -> list:
-        for eqn in jaxpr.eqns:
-            ins = [env[v] for v in eqn.invars if isinstance(v, Var) and v in env]
-            sub = eqn.params.get("jaxpr")
-            if isinstance(sub, ClosedJaxpr) and len(sub.jaxpr.invars) == len(eqn.invars):
-                inner = {iv: env[ov] for iv, ov in zip(sub.jaxpr.invars, eqn.invars) if isinstance(ov, Var) and ov in env}
-                for o, n in zip(eqn.outvars, self._inline(sub.jaxpr, inner, ids)):
-                    if n is not None:
-                        env[o] = n
-                continue
-            for o in eqn.outvars:
-                env[o] = next(ids)
-                self.edges.append((ins, env[o]))
-        return [env.get(v) if isinstance(v, Var) else None for v in jaxpr.outvars]
-
-    def _live(self, sources: set, blocked=None) -> set:
-        live = set(sources) - {blocked}
-        for ins, out in self.edges:
-            if out != blocked and any(i in live for i in ins):
-                live.add(out)
-        return live
+    def __init__(self, net: Net, reduction_layer: str, hw: tuple[int, int]):
+        self.graph = net.graph(hw)
+        names = self.graph.layers
+        self.before = [n for n in names[:names.index(reduction_layer)] if computable(net, n)]
+        self.node = {*self.before, reduction_layer}  # the layers a feature layer may be
+        self.shapes = {n: self.graph[n].shape for n in self.node}
+        self.reduction = reduction_layer
 
     def depends_on(self, layer: str) -> bool:
         """Whether the reduction layer's output changes with `layer`'s output."""
-        n = self.node.get(layer)
-        return n is not None and self.node[self.reduction] in self._live({n})
+        return layer in self.node and layer in self.graph.ancestors(self.reduction)
 
     def dominates(self, layer: str) -> bool:
         """Whether every path from the image to the reduction layer goes through `layer`."""
-        n = self.node.get(layer)
-        return n is not None and self.node[self.reduction] not in self._live({self.source}, blocked=n)
+        return layer in self.node and self.graph.dominates(layer, self.reduction)
 
 
-def _graph(net, reduction_layer: str, hw: tuple[int, int]) -> _LayerGraph:
+def _graph(net: Net, reduction_layer: str, hw: tuple[int, int]) -> _LayerGraph:
     return net.cache.memo(("attribution", "layer_graph", reduction_layer, tuple(hw)),
                           lambda: _LayerGraph(net, reduction_layer, (int(hw[0]), int(hw[1]))))
 
 
-def default_feature_layer(net, reduction_layer: str, hw: tuple[int, int]) -> str:
+def default_feature_layer(net: Net, reduction_layer: str, hw: tuple[int, int]) -> str:
     """Grad-CAM's default feature layer for a reduction layer and input size (cached).
 
     MATLAB gradCAM's rule — the last layer before the reduction layer whose output has
     non-singleton spatial dimensions — refined in two ways, using only the network protocol
-    (layer order, and shapes and data flow from one trace of `net.apply`):
+    (layer order, and shapes and data flow from the layer graph, ``net.graph(hw)``):
 
     * only layers that every path to the reduction layer goes through count (a cut of the
       graph): for a unit of a Fire module's concat, the squeeze layer both branches share,

@@ -7,6 +7,7 @@ import dataclasses
 import numpy as np
 
 from ..errors import AttributionError
+from ..imaging.display import apply_colormap, mat2gray, overlay, save_png
 from .targets import Target
 
 
@@ -46,14 +47,12 @@ class AttributionMap:
         99th percentile and clipped (as the SmoothGrad authors' code displays them);
         Grad-CAM and occlusion maps are mat2gray'd (min → 0, max → 1), as MATLAB's examples show them.
         """
-        from ..imaging.display import mat2gray
         if self.method in ("grad_cam", "occlusion"):
             return mat2gray(self.map)
         return np.clip(np.abs(self.map) / _p99(self.map), 0.0, 1.0)
 
     def overlay(self, alpha: float = 0.5, cmap: str = "jet") -> np.ndarray:
         """:meth:`display_map` blended over the image: H×W×3 float in [0, 1]."""
-        from ..imaging.display import overlay
         return overlay(self.image.astype(np.uint8), self.display_map(), alpha=alpha, cmap=cmap, normalize=False)
 
     def save(self, path, *, style: str = "overlay", alpha: float = 0.5, cmap: str = "jet") -> None:
@@ -67,7 +66,6 @@ class AttributionMap:
           alpha: weight of the map in the overlay.
           cmap: colormap name.
         """
-        from ..imaging.display import apply_colormap, save_png
         if style == "overlay":
             save_png(path, self.overlay(alpha, cmap))
         elif style == "map":

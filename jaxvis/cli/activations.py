@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from ..errors import UsageError
 from .args import MAX_CHANNEL, add_model_args, bounded_int, check_outputs, grid, load, thumbnail
 
 MAX_TILE = 16384
@@ -52,7 +53,7 @@ def run(args) -> int:
     from ..imaging.display import save_png, to_uint8
     from ..imaging.images import fit_to_size, to_batch
     if args.heatmap and args.channel is None and not args.strongest:
-        raise ValueError("--heatmap needs --channel N or --strongest")
+        raise UsageError("--heatmap needs --channel N or --strongest")
     check_outputs(args.out)
     batch, _ = to_batch(args.image)  # a bad image fails before the network is loaded
     net = load(args)

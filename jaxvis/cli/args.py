@@ -70,13 +70,15 @@ def channel_list(text: str) -> list[int]:
     MAX_SELECTED channels in all (``0:2000000000`` is a usage error, not a 16 GB list).
     """
     out: list[int] = []
+    malformed = argparse.ArgumentTypeError(
+        f"channels must look like 0:30 (0-based, end excluded), 5 or 1,5,9; got {text!r}")
     try:
         for part in text.split(","):
             part = part.strip()
             if ":" in part:
                 bits = [int(b) if b.strip() else None for b in part.split(":")]
                 if len(bits) > 3 or bits[1] is None:
-                    raise ValueError
+                    raise malformed
                 r = range(bits[0] or 0, bits[1], bits[2] if len(bits) == 3 and bits[2] else 1)
             else:
                 r = range(int(part), int(part) + 1)
@@ -85,9 +87,22 @@ def channel_list(text: str) -> list[int]:
             if len(out) + len(r) > MAX_SELECTED:
                 raise argparse.ArgumentTypeError(f"{text!r} selects more than {MAX_SELECTED} channels")
             out.extend(r)
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"channels must look like 0:30 (0-based, end excluded), 5 or 1,5,9; got {text!r}") from None
+    except ValueError:  # int() of a non-number; range() with step 0 cannot happen (0 means 1)
+        raise malformed from None
     if not out:
         raise argparse.ArgumentTypeError(f"{text!r} selects no channels")
     return out
+
+
+SHOWN_SKIPPED = 20  # skipped files printed by a command (the rest counted; the full list in the report)
+
+
+def print_skipped(skipped, full_list: str | None) -> None:
+    """Print each skipped input with its reason (the first SHOWN_SKIPPED, then a count), printable whatever
+    the bytes of its name."""
+    from ..datasets import shown
+    for s in skipped[:SHOWN_SKIPPED]:
+        print(f"  skipped {shown(s.source)}: {s.reason}")
+    if len(skipped) > SHOWN_SKIPPED:
+        where = f" (all of them in {full_list})" if full_list else ""
+        print(f"  … and {len(skipped) - SHOWN_SKIPPED} more skipped{where}")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from ..errors import UsageError
+
 
 def register(sub) -> None:
     p = sub.add_parser("convert", help="convert pretrained weights to a jaxvis .h5 file")
@@ -68,7 +70,7 @@ def _run_onnx(args) -> int:
         try:
             size = tuple(int(v) for v in args.input_size.lower().split("x"))
         except ValueError:
-            raise ValueError(f"--input-size must look like HxW (e.g. 224x224), not {args.input_size!r}") from None
+            raise UsageError(f"--input-size must look like HxW (e.g. 224x224), not {args.input_size!r}") from None
     out = args.out or Path(args.file).with_suffix(".h5")
     digest = convert_onnx(args.file, out, input_size=size, preprocess=args.preprocess)
     print(f"wrote {out}\n  ONNX graph {Path(args.file).name}, sha256 {digest}")

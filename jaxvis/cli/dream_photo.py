@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from ..errors import UsageError
 from .args import add_model_args, bounded_int, check_outputs, load, seed
 
 
@@ -51,7 +52,7 @@ def run(args) -> int:
     layer = int(args.layer) if args.layer.isdigit() else args.layer
     target = layer if args.channel is None else O.channel(net.layer_name(layer), args.channel)
     if args.octave_scale <= 1:
-        raise ValueError(f"--octave-scale must be > 1, got {args.octave_scale}")
+        raise UsageError(f"--octave-scale must be > 1, got {args.octave_scale}")
     r = dream_photo(net, args.image, target, octaves=args.octaves, octave_scale=args.octave_scale,
                     steps_per_octave=args.steps, step_size=args.step_size, jitter=args.jitter, tile=args.tile,
                     seed=args.seed, progress=not args.quiet)

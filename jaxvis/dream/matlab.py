@@ -22,11 +22,11 @@ from ..engine import optimize as engine  # the module (the package exports no `o
 from ..engine.param import Param
 from ..engine.presets import optimizer
 from ..engine.transforms import Compose, Roll
-from ..engine.visualize import check_units, fit_transforms
-from ..errors import ImageError
+from ..engine.visualize import check_units, fit_transforms, scale_for_display
+from ..errors import ArgumentTypeError, DreamError, ImageError
 from ..imaging.images import ImageLike, to_batch
 from ..nets.protocol import LayerRef
-from . import seamless as toroidal
+from .seamless import seamless as seamless_view
 
 # Defaults (see docs/dream.md for how they were chosen).
 STEP_SIZE = 3.0       # pixels (0..255 scale) per step times the Laplacian-normalised gradient
@@ -91,14 +91,14 @@ def _channels(channels) -> list[int]:
     if isinstance(channels, numbers.Integral) or (isinstance(channels, np.ndarray) and channels.ndim == 0):
         return [int(channels)]
     if isinstance(channels, (str, bytes)) or not isinstance(channels, Iterable):
-        raise TypeError(f"channels must be an int, a range or an iterable of ints, got {channels!r}")
+        raise ArgumentTypeError(f"channels must be an int, a range or an iterable of ints, got {channels!r}")
     out = []
     for c in channels:
         if isinstance(c, (bool, np.bool_)) or not isinstance(c, numbers.Integral):
-            raise TypeError(f"channels must be integers (0-based), got {c!r}")
+            raise ArgumentTypeError(f"channels must be integers (0-based), got {c!r}")
         out.append(int(c))
     if not out:
-        raise ValueError("channels is empty; give at least one channel index")
+        raise DreamError("channels is empty; give at least one channel index")
     return out
 
 
@@ -106,7 +106,7 @@ def _check_options(pyramid_levels, pyramid_scale, num_iterations, output_scaling
                    batch_size, lap_levels) -> None:
     def integer(v, name, lo):
         if isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < lo:
-            raise ValueError(f"{name} must be an integer >= {lo}, got {v!r}")
+            raise DreamError(f"{name} must be an integer >= {lo}, got {v!r}")
     integer(pyramid_levels, "pyramid_levels", 1)
     integer(num_iterations, "num_iterations", 1)
     integer(jitter, "jitter", 0)
@@ -114,17 +114,17 @@ def _check_options(pyramid_levels, pyramid_scale, num_iterations, output_scaling
     if batch_size is not None:
         integer(batch_size, "batch_size", 1)
     if not isinstance(pyramid_scale, numbers.Real) or not math.isfinite(pyramid_scale) or pyramid_scale <= 1:
-        raise ValueError(f"pyramid_scale must be a number > 1 (each level this much larger; MATLAB's "
+        raise DreamError(f"pyramid_scale must be a number > 1 (each level this much larger; MATLAB's "
                          f"default 1.4), got {pyramid_scale!r}")
     if not isinstance(step_size, numbers.Real) or not math.isfinite(step_size) or step_size <= 0:
-        raise ValueError(f"step_size must be a positive number, got {step_size!r}")
+        raise DreamError(f"step_size must be a positive number, got {step_size!r}")
     if output_scaling not in ("linear", "none", "percentile"):
-        raise ValueError(f"output_scaling must be 'linear', 'none' or 'percentile', got {output_scaling!r}")
+        raise DreamError(f"output_scaling must be 'linear', 'none' or 'percentile', got {output_scaling!r}")
 
 
 def _seed(seed) -> int:
     if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
-        raise ValueError(f"seed must be an integer, got {seed!r}")
+        raise DreamError(f"seed must be an integer, got {seed!r}")
     return int(seed) % (2 ** 32)  # any integer: JAX keys take 32 bits
 
 
@@ -189,13 +189,13 @@ def deep_dream(net, layer: LayerRef, channels, *, pyramid_levels: int = 3, pyram
     if image_size is not None:
         hw = (image_size, image_size) if isinstance(image_size, numbers.Integral) else tuple(image_size)  # type: ignore[arg-type]  # validated next
         if len(hw) != 2 or any(not isinstance(v, numbers.Integral) or v < 1 for v in hw):
-            raise ValueError(f"image_size must be a positive int or (H, W), got {image_size!r}")
+            raise DreamError(f"image_size must be a positive int or (H, W), got {image_size!r}")
         if initial_image is not None:
-            raise ValueError("give image_size or initial_image, not both (the initial image sets the size)")
+            raise DreamError("give image_size or initial_image, not both (the initial image sets the size)")
     else:
         hw = tuple(net.input_size)
     if pixel_range is not None and (len(pixel_range) != 2 or not pixel_range[0] < pixel_range[1]):
-        raise ValueError(f"pixel_range must be (lo, hi) with lo < hi on the 0..255 scale, got {pixel_range!r}")
+        raise DreamError(f"pixel_range must be (lo, hi) with lo < hi on the 0..255 scale, got {pixel_range!r}")
     start = _start(initial_image, len(chans), hw, seed)
     sizes = pyramid_sizes(start.shape[1:3], pyramid_levels, pyramid_scale)
 
@@ -205,18 +205,18 @@ def deep_dream(net, layer: LayerRef, channels, *, pyramid_levels: int = 3, pyram
                          f"images ({what}); {_size_needed(net, name)}")
     objs = [O.channel(name, c) for c in chans]
     check_units(net, objs, sizes[0])
-    # Seamless: the objective of the image tiling the plane, so no border, no bright frame (toroidal.py).
-    run = (toroidal.seamless(net, name) if seamless else None) or net
+    # Seamless: the objective of the image tiling the plane, so no border, no bright frame (seamless.py).
+    run = (seamless_view(net, name) if seamless else None) or net
     tf = Compose((Roll(jitter),)) if jitter else Compose(())
     # Fixed-size layers (BVLC AlexNet's fc6 flattens 6×6×256): larger levels are resized to the input size.
     tf = fit_transforms(run, [name], tf, sizes[-1])
     proj = engine.Projection(None if pixel_range is None else (pixel_range[0] / 255.0, pixel_range[1] / 255.0))
-    plan = engine.Plan(Param(sizes[0], 1, "pixel", False, "none", 0.0, 0.5), tf,
+    config = engine.StepConfig(Param(sizes[0], 1, "pixel", False, "none", 0.0, 0.5), tf,
                        optimizer("laplacian", int(lap_levels), "wrap" if run is not net else lap_padding), (name,),
                        proj)
     table = _Table() if verbose else None
     try:
-        res = engine.optimize(run, objs, plan, levels=[(hw_, num_iterations) for hw_ in sizes],
+        res = engine.optimize(run, objs, config, levels=[(hw_, num_iterations) for hw_ in sizes],
                               learning_rate=float(step_size) / 255.0, seed=seed, unit_ids=chans,
                               start=(start / 255.0)[:, None], batch_size=batch_size, devices=devices,
                               progress=progress, label=f"deepDreamImage {name}", on_level=table)
@@ -299,6 +299,5 @@ def deep_dream_image(net, layer: LayerRef, channels, *, pyramid_levels: int = 3,
     if output_scaling == "linear":
         images = np.stack([mat2gray(im) for im in images]).astype(np.float32)
     elif output_scaling == "percentile":
-        from ..engine.visualize import scale_for_display
         images = scale_for_display(images / 255.0, "percentile").astype(np.float32) / 255.0
     return images

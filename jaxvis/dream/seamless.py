@@ -21,74 +21,53 @@ linear, exact for the periodic image), to the next multiple of the stride, 227 â
 from __future__ import annotations
 
 import math
-import weakref
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 
 from ..nets.function import FunctionNetwork, from_function
+from ..nets.receptive import receptive_field
 
 MAX_PAD = 48  # wrap padding is capped: deep layers' receptive fields are large, their borders matter less
-_cache: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 def layer_geometry(net, layer: str) -> tuple[int, float, int] | None:
-    """(stride, offset, receptive field) of `layer` along one axis, measured; None if it has no spatial grid.
+    """(stride, offset, receptive field size) of `layer` along the rows; None if it has no spatial grid.
 
-    Stride from the output sizes at two input sizes; offset (input position of output 0's receptive
-    field centre) and size from the gradient support of a central output position.
+    From :func:`jaxvis.receptive_field` (the network's layer graph, measured where its geometry is
+    incomplete): offset is the input position of output 0's receptive-field centre.
     """
-    fn = net.function([layer])
-    n = 2 * max(net.input_size)
-
-    def size(m):
-        try:
-            return jax.eval_shape(fn, net.params, jax.ShapeDtypeStruct((1, m, m, 3), jnp.float32))[layer].shape[1]
-        except (TypeError, ValueError):
-            return None
-
-    a, b = size(n), size(n + 64)
-    if a is None or b is None or b == a or a < 3:
+    rf = receptive_field(net, layer)
+    if not rf.spatial:
         return None
-    stride = 64 / (b - a)
-    if stride != int(stride):
-        return None
-    k = a // 2
-    x = 127.5 + 20 * jax.random.normal(jax.random.PRNGKey(0), (1, n, n, 3))
-    g = jax.jit(jax.grad(lambda x: fn(net.params, x)[layer][0, k, k, :].sum()))(x)  # eager grad compiles op by op
-    rows = np.nonzero(np.abs(np.asarray(g[0])).sum(axis=(1, 2)))[0]
-    if rows.size == 0:
-        return None
-    centre = (rows.min() + rows.max()) / 2
-    return int(stride), centre - k * stride, int(rows.max() - rows.min() + 1)
+    return rf.stride[0], rf.offset[0], rf.size[0]
 
 
 def seamless(net, layer: str) -> FunctionNetwork | None:
-    """A network whose `layer` is the cropped activation of the wrap-padded image (cached per net and layer)."""
-    per = _cache.setdefault(net, {})
-    if layer in per:
-        return per[layer]
+    """A network whose `layer` is the cropped activation of the wrap-padded image (memoised on `net`)."""
+    return net.cache.memo(("dream", "seamless", layer), lambda: _wrapped(net, layer))
+
+
+def _wrapped(net, layer: str) -> FunctionNetwork | None:
     geo = layer_geometry(net, layer)
-    wrapped = None
-    if geo is not None:
-        stride, offset, rf = geo
-        pad = min(MAX_PAD, int(math.ceil(rf / 2)))
+    if geo is None:
+        return None
+    stride, offset, rf = geo
+    pad = min(MAX_PAD, int(math.ceil(rf / 2)))
 
-        def apply(params, x):
-            h, w = x.shape[1:3]
-            hs, ws = (-(-n // stride) * stride for n in (h, w))  # periods that are multiples of the stride
-            if (hs, ws) != (h, w):
-                x = jnp.einsum("yh,bhwc,xw->byxc", jnp.asarray(periodic_resize_matrix(h, hs)), x,
-                               jnp.asarray(periodic_resize_matrix(w, ws)))
-            xp = jnp.pad(x, ((0, 0), (pad, pad), (pad, pad), (0, 0)), mode="wrap")
-            act = net.apply(params, xp, [layer])[layer]
-            i0 = int(math.ceil((pad - offset) / stride))  # the first position whose centre is on the image
-            return {layer: act[:, i0:i0 + hs // stride, i0:i0 + ws // stride]}
+    def apply(params, x):
+        h, w = x.shape[1:3]
+        hs, ws = (-(-n // stride) * stride for n in (h, w))  # periods that are multiples of the stride
+        if (hs, ws) != (h, w):
+            x = jnp.einsum("yh,bhwc,xw->byxc", jnp.asarray(periodic_resize_matrix(h, hs)), x,
+                           jnp.asarray(periodic_resize_matrix(w, ws)))
+        xp = jnp.pad(x, ((0, 0), (pad, pad), (pad, pad), (0, 0)), mode="wrap")
+        act = net.apply(params, xp, [layer])[layer]
+        i0 = int(math.ceil((pad - offset) / stride))  # the first position whose centre is on the image
+        return {layer: act[:, i0:i0 + hs // stride, i0:i0 + ws // stride]}
 
-        wrapped = from_function(apply, net.params, input_size=net.input_size, name=f"{net.name}:{layer} (seamless)")
-        wrapped.require_weights = net.require_weights  # type: ignore[method-assign]  # the seamless view needs the net's weights
-    per[layer] = wrapped
+    wrapped = from_function(apply, net.params, input_size=net.input_size, name=f"{net.name}:{layer} (seamless)")
+    wrapped.require_weights = net.require_weights  # type: ignore[method-assign]  # the seamless view needs the net's weights
     return wrapped
 
 

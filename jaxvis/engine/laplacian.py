@@ -29,6 +29,8 @@ import numpy as np
 import optax
 from jax import lax
 
+from ..errors import VisualizationError
+
 _TAPS = np.array([1.0, 4.0, 6.0, 4.0, 1.0], np.float32) / 16.0
 
 
@@ -148,11 +150,11 @@ def laplacian_normalize(g: jax.Array, levels: int = 4, eps: float = 1e-10, paddi
     if g.ndim == 3:
         return laplacian_normalize(g[None], levels, eps, padding, rel_eps)[0]
     if g.ndim != 4:
-        raise ValueError(f"laplacian_normalize expects N×H×W×C or H×W×C gradients, got shape {g.shape}")
+        raise VisualizationError(f"laplacian_normalize expects N×H×W×C or H×W×C gradients, got shape {g.shape}")
     if levels < 0:
-        raise ValueError(f"levels must be >= 0, got {levels}")
+        raise VisualizationError(f"levels must be >= 0, got {levels}")
     if padding not in ("reflect", "zero", "wrap"):
-        raise ValueError(f"padding must be 'reflect', 'wrap' or 'zero', got {padding!r}")
+        raise VisualizationError(f"padding must be 'reflect', 'wrap' or 'zero', got {padding!r}")
     return _lap_normalize(g, levels, eps, padding, rel_eps)
 
 
@@ -171,7 +173,7 @@ def scale_by_laplacian_norm(levels: int = 4, eps: float = 1e-10, padding: str = 
     to minimise a loss. Cached per arguments, so compiled steps that use it are found again.
     """
     if levels < 0:
-        raise ValueError(f"levels must be >= 0, got {levels}")
+        raise VisualizationError(f"levels must be >= 0, got {levels}")
 
     def init_fn(params):
         del params

@@ -12,6 +12,7 @@ Class objectives name a class by name or index and are resolved against the netw
 
 from __future__ import annotations
 
+import abc
 import dataclasses
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
@@ -27,6 +28,8 @@ import jax.numpy as jnp
 
 from ..errors import VisualizationError
 from ..nets.classes import class_index
+from ..nets.receptive import receptive_field
+from .transforms import gaussian_blur  # one blur for objectives and the cs231n projection
 
 Acts = dict[str, jax.Array]
 INPUT = "input"  # the image being optimised, B×H×W×3 in 0..1 (before transforms)
@@ -40,11 +43,12 @@ def _pytree(data: Sequence[str], meta: Sequence[str]):
     return deco
 
 
-class Objective:
+class Objective(abc.ABC):
     """Base of all objectives: `obj(acts) -> (B,)` values to maximise; compose with + - * and unary -."""
 
+    @abc.abstractmethod
     def __call__(self, acts: Acts) -> jax.Array:
-        raise NotImplementedError
+        """(B,) values to maximise, from `acts` (see the module docstring)."""
 
     @property
     def layers(self) -> tuple[str, ...]:
@@ -288,7 +292,6 @@ class Blur(Objective):
     sigma: Any = 0.5
 
     def __call__(self, acts):
-        from .transforms import gaussian_blur  # one blur for objectives and the cs231n projection
         x = acts[INPUT]
         return 0.5 * jnp.sum((x - jax.lax.stop_gradient(gaussian_blur(x, self.sigma))) ** 2, axis=(1, 2, 3))
 
@@ -449,7 +452,6 @@ def fits_neuron(net, layer: str | int) -> bool:
     has a small receptive field (at most :data:`SMALL_FIELD` of the input side) is visualised by its centre
     neuron. Its channel mean is linear in the pixels, so the mean's optimum is a flat, saturated colour —
     the objective, not the optimiser, would be wrong; one neuron's optimum is the filter's pattern."""
-    from ..nets.receptive import receptive_field
     name = net.layer_name(layer)
     rf = receptive_field(net, name)
     if not rf.spatial or max(rf.size[0] / net.input_size[0], rf.size[1] / net.input_size[1]) > SMALL_FIELD:

@@ -22,17 +22,21 @@ from __future__ import annotations
 import dataclasses
 import functools
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from ..errors import VisualizationError
-from .spectrum import Spectrum
+
+if TYPE_CHECKING:  # annotations only: spectrum.py reads this module's colour basis
+    from .spectrum import Spectrum
 
 # lucid's ImageNet colour correlation square root (columns scaled to unit max norm).
 COLOR_CORRELATION_SVD_SQRT = np.array([[0.26, 0.09, 0.02], [0.27, 0.00, -0.05], [0.27, -0.09, 0.03]], np.float32)
-_COLOR = COLOR_CORRELATION_SVD_SQRT / np.max(np.linalg.norm(COLOR_CORRELATION_SVD_SQRT, axis=0))
+# the colour basis the fft/maco images are recorrelated with (columns scaled to unit max norm)
+COLOR = COLOR_CORRELATION_SVD_SQRT / np.max(np.linalg.norm(COLOR_CORRELATION_SVD_SQRT, axis=0))
 OUTPUTS = ("sigmoid", "clip", "none")
 
 
@@ -127,7 +131,7 @@ class Param:
         else:
             x = params
         if self.decorrelate:
-            x = x @ jnp.asarray(_COLOR.T)
+            x = x @ jnp.asarray(COLOR.T)
         if self.output == "sigmoid":
             return jax.nn.sigmoid(x)
         return x
@@ -150,7 +154,7 @@ class Param:
         if self.output == "sigmoid":
             x = jnp.log(jnp.clip(x, 1e-3, 1 - 1e-3) / (1 - jnp.clip(x, 1e-3, 1 - 1e-3)))
         if self.decorrelate:
-            x = x @ jnp.asarray(np.linalg.inv(_COLOR.T))
+            x = x @ jnp.asarray(np.linalg.inv(COLOR.T))
         if self.kind == "fft":  # the inverse of image(): rfft2 of the decorrelated image, ×4, ÷ the frequency scaling
             h, w = self.size
             spec = jnp.fft.rfft2(jnp.moveaxis(x, -1, 1), norm="ortho") * 4.0 / jnp.asarray(self._fft_scale(), jnp.float32)

@@ -24,7 +24,12 @@ from pathlib import Path
 
 import numpy as np
 
+from PIL import Image
+
 from ..errors import VisualizationError
+from ..imaging.images import read_image
+from ..patches.loader import list_images
+from .param import COLOR
 
 DATA = Path(__file__).resolve().parent.parent / "data"
 SHIPPED = DATA / "natural_spectrum_256.npy"
@@ -134,17 +139,14 @@ def periodic_component(u: np.ndarray) -> np.ndarray:
 def decorrelate(x01: np.ndarray) -> np.ndarray:
     """H×W×3 colours (0..1) → coordinates in lucid's decorrelated colour basis (the inverse of the
     recorrelation `x @ COLOR.T` the fft/maco parameterisations apply)."""
-    from .param import _COLOR
-    return (np.asarray(x01, np.float64) - 0.5) @ np.linalg.inv(_COLOR.T.astype(np.float64))
+    return (np.asarray(x01, np.float64) - 0.5) @ np.linalg.inv(COLOR.T.astype(np.float64))
 
 
 def _images(images) -> list[np.ndarray]:
     """float64 H×W×C images on the 0..1 scale from a folder, paths, an N×H×W×C array or a list of arrays."""
-    from ..imaging.images import read_image
     if isinstance(images, (str, os.PathLike)):
         folder = Path(images)
         if folder.is_dir():
-            from ..patches.loader import list_images
             paths, _ = list_images(folder)
             if not paths:
                 raise VisualizationError(f"no images in {str(folder)!r} to compute a spectrum from")
@@ -173,7 +175,6 @@ def _images(images) -> list[np.ndarray]:
 def _crop(im: np.ndarray, size: tuple[int, ...], rng: np.random.Generator) -> np.ndarray:
     """A random crop of `im` with the aspect of `size`, between `size` and the largest that fits (uniform
     in side), resized to `size` with an antialiasing filter (per channel, so any channel count)."""
-    from PIL import Image
     h, w = im.shape[:2]
     th, tw = size
     most = min(h / th, w / tw)

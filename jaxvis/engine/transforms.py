@@ -9,6 +9,7 @@ so the network sees one size and one compiled function serves every step.
 
 from __future__ import annotations
 
+import abc
 import dataclasses
 import functools
 import math
@@ -22,12 +23,13 @@ from jax.scipy.ndimage import map_coordinates
 from ..errors import VisualizationError
 
 
-class Transform:
+class Transform(abc.ABC):
     # Scheduled transforms are also given the run's progress (0 at the first step, 1 at the last, traced).
     scheduled: ClassVar[bool] = False
 
+    @abc.abstractmethod
     def __call__(self, key: jax.Array, x: jax.Array) -> jax.Array:
-        raise NotImplementedError
+        """`x` (B×H×W×3) transformed by one random draw from `key`."""
 
     def out_size(self, hw: tuple[int, int]) -> tuple[int, int]:
         return hw

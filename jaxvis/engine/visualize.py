@@ -15,11 +15,14 @@ import numpy as np
 import optax
 
 from ..errors import ChannelError, VisualizationError
+from ..imaging.display import imtile, save_png
+from ..imaging.images import to_batch
 from . import objectives as O
 from . import presets as P
 from . import transforms as T
-from .optimize import Plan, RunResult, optimize
+from .optimize import RunResult, StepConfig, optimize
 from .param import Param
+from .spectrum import Spectrum, default_spectrum
 
 
 @dataclasses.dataclass
@@ -45,18 +48,15 @@ class Visualization:
 
     def tile(self, **imtile_kwargs) -> np.ndarray:
         """All images tiled with :func:`jaxvis.imtile` (uint8)."""
-        from ..imaging.display import imtile
         return imtile(self.images, **imtile_kwargs)
 
     def save(self, path: str | os.PathLike, **imtile_kwargs) -> str:
         """Write the tiled images as PNG (atomically); returns the path."""
-        from ..imaging.display import save_png
         save_png(path, self.tile(**imtile_kwargs))
         return str(path)
 
     def save_each(self, folder: str | os.PathLike, prefix: str = "unit") -> list[str]:
         """One PNG per image in `folder` (created); returns the paths."""
-        from ..imaging.display import save_png
         os.makedirs(folder, exist_ok=True)
         b = len(self.images) // max(len(self.labels), 1)
         out = []
@@ -87,7 +87,9 @@ def scale_for_display(raw: np.ndarray, how: str) -> np.ndarray:
     return np.round(y * 255).astype(np.uint8)
 
 
-def _objectives(net, objective, hw) -> list[O.Objective]:
+def objectives_for(net, objective, hw) -> list[O.Objective]:
+    """`objective` as a list of resolved objectives: a layer name or index gives every unit of the layer
+    (:func:`jaxvis.objectives.unit_objectives`), an objective or a list of objectives is resolved against `net`."""
     if isinstance(objective, (str, numbers.Integral)) and not isinstance(objective, bool):
         layer = net.layer_name(objective)
         shape = _layer_shape(net, layer, hw)
@@ -213,7 +215,7 @@ def visualize(net, objective, *, preset: str | P.Preset = "lucid", param: str | 
     """
     pre = P.get(preset)
     hw = _hw(image_size, net)
-    objs = _objectives(net, objective, hw)
+    objs = objectives_for(net, objective, hw)
     pen = pre.penalty(hw)
     if pen is not None:
         objs = [o - pen for o in objs]
@@ -232,7 +234,6 @@ def visualize(net, objective, *, preset: str | P.Preset = "lucid", param: str | 
     opt_hw = (hw[0] + 2 * border, hw[1] + 2 * border)
     spec = None
     if kind == "maco":
-        from .spectrum import Spectrum, default_spectrum
         if spectrum is not None and not isinstance(spectrum, Spectrum):
             raise VisualizationError(f"spectrum must be a Spectrum (jaxvis.natural_spectrum), got {type(spectrum).__name__}")
         spec = default_spectrum(opt_hw) if spectrum is None else spectrum.resized(opt_hw)
@@ -250,19 +251,18 @@ def visualize(net, objective, *, preset: str | P.Preset = "lucid", param: str | 
     sizes = [(int(round(opt_hw[0] * scale ** k)), int(round(opt_hw[1] * scale ** k))) for k in range(n_levels)]
     start = None
     if start_image is not None:
-        from ..imaging.images import to_batch
         b, _ = to_batch(start_image)
         if b.shape[1:3] != hw:
             b = np.asarray(jax.image.resize(jnp.asarray(b), (b.shape[0], *hw, 3), "bilinear"))
         start = np.broadcast_to((b / 255.0)[:, None], (b.shape[0], int(batch), *hw, 3))
-    plan = Plan(prm, tf, opt, layers, pre.projection, transparency=pre.transparency and kind == "maco")
+    config = StepConfig(prm, tf, opt, layers, pre.projection, transparency=pre.transparency and kind == "maco")
     red = pre.redirected_relu_steps if redirected_relu_steps is None else int(redirected_relu_steps)
     labels = [label(o, net) for o in objs]
-    res: RunResult = optimize(net, objs, plan, levels=[(s, n_steps) for s in sizes], learning_rate=lr,
-                              seed=seed, unit_ids=_unit_ids(labels), start=start,
+    res: RunResult = optimize(net, objs, config, levels=[(s, n_steps) for s in sizes], learning_rate=lr,
+                              seed=seed, unit_ids=unit_ids(labels), start=start,
                               redirected_relu_steps=red, batch_size=batch_size, devices=devices,
                               progress=progress, on_level=on_level,
-                              label=f"visualize {getattr(net, 'name', '')} ({len(objs)} units)")
+                              label=f"visualize {net.name} ({len(objs)} units)")
     raw = res.images.reshape(-1, *res.images.shape[2:])
     if border:
         raw = raw[:, border:raw.shape[1] - border, border:raw.shape[2] - border]
@@ -286,7 +286,7 @@ def _kind(o: O.Objective) -> str:
     return type(o).__name__.lower()
 
 
-def _unit_ids(labels: Sequence[str]) -> list[int]:
+def unit_ids(labels: Sequence[str]) -> list[int]:
     """A unit's random stream follows from what it is (its label, and which repeat of it), not where it
     sits in the batch: the same unit alone or in any batch gets the same start and transforms."""
     seen: dict[str, int] = {}

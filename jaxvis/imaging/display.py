@@ -12,13 +12,11 @@ import math
 from typing import Sequence
 
 import numpy as np
+from PIL import Image
 
-from jaxvis.errors import JaxvisError
+from jaxvis.errors import DisplayError  # defined there; still importable from here
+from jaxvis.imaging import images as image_inputs
 from jaxvis.imaging.fileio import atomic_path
-
-
-class DisplayError(JaxvisError, ValueError):
-    """Bad argument to a display helper (also a ValueError: the input is at fault)."""
 
 
 def _out_float(a: np.ndarray) -> type:
@@ -254,10 +252,10 @@ def imtile(images, *, grid_size=None, thumbnail_size=None, border_size=0,
     if min(rows, cols, th, tw) < 1:
         raise DisplayError(f"imtile grid {rows}×{cols} of {th}×{tw} thumbnails holds no pixels")
     # Checked before anything is allocated or resized: a huge --grid/--thumbnail must fail cleanly.
-    from .images import MAX_PIXELS  # read at call time, so a raised limit applies
-    if rows * ch * cols * cw > MAX_PIXELS:
+    limit = image_inputs.MAX_PIXELS  # read at call time, so a raised limit applies
+    if rows * ch * cols * cw > limit:
         raise DisplayError(f"imtile output would be {rows * ch}×{cols * cw} pixels ({rows}×{cols} tiles of {ch}×{cw}), "
-                           f"over the {MAX_PIXELS / 1e6:g}-megapixel limit (jaxvis.imaging.images.MAX_PIXELS); "
+                           f"over the {limit / 1e6:g}-megapixel limit (jaxvis.imaging.images.MAX_PIXELS); "
                            f"use a smaller grid or thumbnail size")
     shape = (rows * ch, cols * cw) + ((3,) if rgb else ())
     out = np.empty(shape, dtype=dtype)
@@ -404,8 +402,6 @@ def save_png(path, array) -> None:
         array: H x W, H x W x 1 or H x W x 3; uint8, or float in [0, 1].  Floats
             outside [0, 1] are clipped (as im2uint8 does), not rejected.
     """
-    from PIL import Image
-
     a = to_uint8(array)
     if a.ndim == 3 and a.shape[-1] == 1:
         a = a[..., 0]

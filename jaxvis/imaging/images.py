@@ -82,7 +82,20 @@ def read_image(path: str | os.PathLike, max_pixels: int | None = None) -> np.nda
         raise ImageError(f"{str(p)!r} is not a readable image (PNG, JPEG, …): {type(e).__name__}: {str(e)[:200]}") from e
 
 
-def _one(x: ImageLike, what: str, max_pixels: int | None = None) -> np.ndarray:
+def to_rgb(x: ImageLike, what: str = "the image", max_pixels: int | None = None) -> np.ndarray:
+    """One image as float32 H×W×3 RGB pixels in 0..255 (gray repeated, alpha dropped), checked.
+
+    Args:
+      x: path, PIL image or array (H×W or H×W×C with C in 1, 3, 4; uint8 or float in 0..255).
+      what: how error messages call it, e.g. "image 3".
+      max_pixels: largest height × width; None means :data:`MAX_PIXELS`.
+
+    Returns:
+      The float32 H×W×3 array.
+
+    Raises:
+      ImageError: unreadable, wrong dtype, rank or channel count, NaN/inf, or over the pixel budget.
+    """
     if isinstance(x, (str, os.PathLike)):
         return read_image(x, max_pixels).astype(np.float32)
     if isinstance(x, Image.Image):
@@ -123,15 +136,15 @@ def to_batch(image: ImageLike, max_pixels: int | None = None) -> tuple[np.ndarra
     if isinstance(image, (list, tuple)):
         if not image:
             raise ImageError("an empty list of images was given")
-        ims = [_one(x, f"image {i}", max_pixels) for i, x in enumerate(image)]
+        ims = [to_rgb(x, f"image {i}", max_pixels) for i, x in enumerate(image)]
         if len({i.shape for i in ims}) > 1:
             raise ImageError(f"images in a batch must share one size; got {sorted({i.shape[:2] for i in ims})}")
         return np.stack(ims), False
     if not isinstance(image, (str, os.PathLike, Image.Image)):
         a = np.asarray(image)
         if a.ndim == 4:
-            return np.stack([_one(x, f"image {i} of the batch", max_pixels) for i, x in enumerate(a)]), False
-    return _one(image, "the image", max_pixels)[None], True
+            return np.stack([to_rgb(x, f"image {i} of the batch", max_pixels) for i, x in enumerate(a)]), False
+    return to_rgb(image, "the image", max_pixels)[None], True
 
 
 def fit_to_size(batch: np.ndarray, size: tuple[int, int], mode: str = "crop") -> np.ndarray:
@@ -151,7 +164,7 @@ def fit_to_size(batch: np.ndarray, size: tuple[int, int], mode: str = "crop") ->
         raise ImageError(f"images are {batch.shape[1]}×{batch.shape[2]} but the network takes {h}×{w}; "
                          "resize them or pass resize='crop' or 'stretch'")
     if mode not in ("crop", "stretch"):
-        raise ValueError(f"resize must be 'crop', 'stretch' or 'none', not {mode!r}")
+        raise ImageError(f"resize must be 'crop', 'stretch' or 'none', not {mode!r}")
     out = []
     for im in batch:
         pil = Image.fromarray(np.clip(im, 0, 255).round().astype(np.uint8))

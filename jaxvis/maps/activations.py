@@ -1,4 +1,4 @@
-"""MATLAB-style entry points on a Network: `activations` and `classify`."""
+"""MATLAB-style entry points on any network: `activations` and `classify`."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ..errors import ImageError, JaxvisError, LayerError
+from ..errors import ArgumentTypeError, ImageError, JaxvisError, LayerError, NetworkError
 from ..imaging.images import ImageLike, fit_to_size, to_batch
 from ..nets.protocol import LayerRef, Net
 from ..nets.receptive import receptive_field
@@ -54,9 +54,9 @@ def activations(net: Net, image: ImageLike, layer: LayerRef | None = None, *,
       numpy H×W×C (N×H×W×C for a batch); with `layers`, a dict name → such array.
     """
     if (layer is None) == (layers is None):
-        raise TypeError("give exactly one of `layer` or `layers=[...]`")
+        raise ArgumentTypeError("give exactly one of `layer` or `layers=[...]`")
     if isinstance(layers, (str, int)):  # a bare name would otherwise be read letter by letter
-        raise TypeError(f"layers= takes a list of layers, e.g. layers=[{layers!r}]; for one layer use layer={layers!r}")
+        raise ArgumentTypeError(f"layers= takes a list of layers, e.g. layers=[{layers!r}]; for one layer use layer={layers!r}")
     if tile is not None and not isinstance(tile, bool) and (not isinstance(tile, (int, np.integer))
                                                             or (tile != 0 and tile < 16)):
         raise ImageError(f"tile must be None (automatic), 0/False (off), True (always) or an integer >= 16 "
@@ -176,9 +176,15 @@ def classify(net: Net, image: ImageLike, top: int = 5, *, resize: str = "crop"):
     batch, single = to_batch(image)
     batch = fit_to_size(batch, net.input_size, resize)
     if net.logits_layer is None or not net.classes:
-        from ..errors import NetworkError
-        raise NetworkError(f"{net.name!r} does not classify: it has no class names or class-score layer "
-                           f"(from_function(..., classes=..., logits=...))")
+        if net.logits_layer is None:
+            last = net.graph().nodes[-1]
+            why = (f"it has no class-score layer (its last layer {last.name!r} is "
+                   f"{'×'.join(map(str, last.shape[1:]))}, not N×K class scores)")
+        else:
+            why = "it has no class names"
+        raise NetworkError(f"{net.name!r} does not classify: {why}; name them where the network is made: "
+                           "from_onnx(..., logits=layer, classes=[...]) or from_function(..., logits=layer, "
+                           "classes=[...])")
     z = np.asarray(net.jitted([net.logits_layer])(net.params, jnp.asarray(batch))[net.logits_layer], np.float64)
     z = z.reshape(len(batch), -1)
     prob = np.exp(z - z.max(axis=1, keepdims=True))

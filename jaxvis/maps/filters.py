@@ -17,8 +17,8 @@ import numpy as np
 from ..imaging.display import apply_colormap
 from ..errors import LayerError
 
-# Kinds a filter can be looked up *through*: asking for 'relu1' means the convolution feeding it.
-_PASS = {"relu", "lrn", "dropout", "bn", "batchnorm"}
+# Graph node kinds a filter can be looked up *through*: asking for 'relu1' means the convolution feeding it.
+_PASS = {"relu", "norm", "dropout"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -48,37 +48,28 @@ def conv_kernel(net, layer) -> tuple[str, np.ndarray]:
     """The HWIO kernel of a convolution layer, as float32 numpy.
 
     Args:
-      net: a :class:`jaxvis.Network` (a conv step, or a layer right after one such as its ReLU) or an
-        imported ONNX network (a Conv node).
-      layer: layer name or index.
+      net: any network of the protocol: the layer is found in ``net.graph()``, its kernel through
+        ``net.layer_params``.
+      layer: a convolution, or a layer right after one such as its ReLU (name or index).
 
     Returns:
       (name of the convolution, kernel kh×kw×cin×cout).
     """
     name = net.layer_name(layer)
-    steps = getattr(net, "steps", None)
-    if steps:
-        by = {s.name: s for s in steps}
-        s = by[name]
-        while s.kind in _PASS and len(s.inputs) == 1:
-            s = by[s.inputs[0]]
-        if s.kind != "conv":
-            convs = [t.name for t in steps if t.kind == "conv"]
-            raise LayerError(f"{name!r} of {net.name!r} is a {s.kind!r} layer, not a convolution; layers with "
-                             f"filters: {', '.join(convs)}")
-        net.require_weights([s.name])
-        from ..nets.steps import param_key
-        return s.name, np.asarray(net.params[param_key(s.name)]["kernel"], np.float32)
-    plan = getattr(net, "plan", None)
-    if plan is not None and plan.layer_ops.get(name) == "Conv":
-        tensor = plan.layers[name]
-        st = next(s for s in plan.steps if tensor in s.outputs)
-        kernels = [n for kind, n in st.inputs if kind == "param" and len(plan.params[n].shape) == 4]
-        if kernels:
-            return name, np.asarray(net.params[kernels[0]], np.float32)
-    raise LayerError(f"no convolution kernel found for {name!r} of {net.name!r}: filter_image reads kernels of "
-                     "jaxvis.Network conv layers and ONNX Conv nodes; for other networks pass the HWIO kernel "
-                     "to jaxvis.maps.filters.filter_tiles")
+    g = net.graph()
+    node = g[name]
+    while node.kind in _PASS and len(node.inputs) == 1:
+        node = g[node.inputs[0]]
+    if node.kind != "conv":
+        convs = [n.name for n in g if n.kind == "conv"]
+        raise LayerError(f"{name!r} of {net.name!r} is a {node.kind!r} layer ({node.type}), not a convolution; "
+                         f"layers with filters: {', '.join(convs) or 'none'}")
+    net.require_weights([node.name])
+    kernel = net.layer_params(node.name).get("kernel")
+    if kernel is None or np.ndim(kernel) != 4:
+        raise LayerError(f"{net.name!r} does not say which parameter is the kernel of {node.name!r}; pass the HWIO "
+                         "kernel to jaxvis.maps.filters.filter_tiles")
+    return node.name, np.asarray(kernel, np.float32)
 
 
 def filter_tiles(kernel, *, upsample: int = 4, gap: int = 1, mode: str = "auto", cmap: str = "gray",
@@ -139,7 +130,7 @@ def filter_image(net, layer="conv1", *, upsample: int = 4, gap: int = 1, mode: s
     """Picture of a convolution layer's filters (CS231n's first-layer weights).
 
     Args:
-      net: a :class:`jaxvis.Network` or ONNX network (see :func:`conv_kernel`).
+      net: any network of the protocol (see :func:`conv_kernel`).
       layer: the convolution (or a ReLU/LRN right after it), name or index.
       upsample: pixels per weight (nearest neighbour).
       gap: white pixels between tiles.

@@ -1,29 +1,24 @@
 """`analyze_network`: MATLAB's analyzeNetwork as a table (text, data rows, HTML page).
 
-Activation sizes come from ``jax.eval_shape`` over the network's pure function with
-abstract weights, so nothing is computed and layers whose weights are not shipped
-(torchvision AlexNet's fc6–fc8) still get sizes and learnable shapes from the
-architecture.
+Every row comes from the network's layer graph (``net.graph(input_size)``): activation sizes
+from an abstract evaluation (nothing is computed, and layers whose weights are not shipped,
+torchvision AlexNet's fc6–fc8, still get sizes and learnable shapes from the architecture),
+parameter counts, multiply-adds and receptive fields from the graph's nodes.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import html
+import math
 import os
 from typing import Any
 
-import jax
-import jax.numpy as jnp
-import numpy as np
-from flax import nnx
-
-from ..errors import ImageError
+from ..errors import MissingWeightsError
 from ..imaging.fileio import atomic_path
-from .steps import LEARNABLE, GraphNet, param_key
-from .network import Network
-from .protocol import Net
-from .receptive import _from_graph
+from .graph import LayerGraph, LayerNode
+from .protocol import Net, check_size
+from .receptive import graph_field
 
 
 @dataclasses.dataclass(frozen=True)
@@ -43,6 +38,7 @@ class LayerInfo:
         the network has no layer graph.
       rf_stride: input pixels between neighbouring output positions (the "jump"); None likewise.
       rf_offset: input position (y, x) of the centre of output (0, 0)'s field; None for global layers.
+      macs: multiply-adds of this layer for one image (convolutions, dense layers); None for others.
     """
 
     index: int
@@ -56,6 +52,7 @@ class LayerInfo:
     rf_size: tuple[int, int] | None = None
     rf_stride: tuple[int, int] | None = None
     rf_offset: tuple[float, float] | None = None
+    macs: int | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -68,9 +65,10 @@ def _dims(shape) -> str:
 def _matlab_learnables(kind: str, o: dict) -> dict[str, tuple[int, ...]]:
     if kind == "conv":
         k, g, cin, cout = o["kernel"], o.get("groups", 1), o["cin"], o["cout"]
+        kh, kw = (k, k) if isinstance(k, int) else k
         if g > 1:  # MATLAB's grouped convolution layer stores one slice per group
-            return {"Weights": (k, k, cin // g, cout // g, g), "Bias": (1, 1, cout // g, g)}
-        return {"Weights": (k, k, cin, cout), "Bias": (1, 1, cout)}
+            return {"Weights": (kh, kw, cin // g, cout // g, g), "Bias": (1, 1, cout // g, g)}
+        return {"Weights": (kh, kw, cin, cout), "Bias": (1, 1, cout)}
     if kind == "fc":
         return {"Weights": (o["cout"], o["cin"]), "Bias": (o["cout"], 1)}
     return {}
@@ -100,9 +98,9 @@ class NetworkAnalysis:
         return [r.name for r in self.rows if r.loaded is False]
 
     def _table(self) -> tuple[list[str], list[list[str]]]:
-        head = ["#", "Name", "Type", "Activations", "Learnables", "Count", "Weights", "RF size", "RF stride",
+        head = ["#", "Name", "Type", "Activations", "Learnables", "Count", "MACs", "Weights", "RF size", "RF stride",
                 "RF offset"]
-        rf_known = any(r.rf_size is not None for r in self.rows)  # no graph (from_function): no RF columns
+        rf_known = any(r.rf_size is not None for r in self.rows)  # no geometry known: no RF columns
         if not rf_known:
             head = head[:-3]
         body = []
@@ -113,7 +111,8 @@ class NetworkAnalysis:
                 _dims(r.rf_size), _dims(r.rf_stride),
                 "global" if r.rf_offset is None else "(" + ", ".join(f"{v:g}" for v in r.rf_offset) + ")"]
             body.append([str(r.index), r.name, r.type, _dims(r.activation_size), learn,
-                         f"{r.learnable_count:,}" if r.learnables else "", state, *(rf if rf_known else [])])
+                         f"{r.learnable_count:,}" if r.learnables else "", "" if r.macs is None else f"{r.macs:,}",
+                         state, *(rf if rf_known else [])])
         return head, body
 
     def _summary(self) -> list[str]:
@@ -127,7 +126,7 @@ class NetworkAnalysis:
     def __str__(self) -> str:
         head, body = self._table()
         w = [max(len(x[i]) for x in [head, *body]) for i in range(len(head))]
-        right = {0, 5}  # numbers line up on the right
+        right = {0, 5, 6}  # numbers line up on the right
         fmt = lambda row: "  ".join(c.rjust(w[i]) if i in right else c.ljust(w[i])  # noqa: E731
                                     for i, c in enumerate(row)).rstrip()
         return "\n".join([*self._summary(), "", fmt(head), fmt(["-" * n for n in w]), *map(fmt, body)])
@@ -149,7 +148,7 @@ class NetworkAnalysis:
             "body{font-family:system-ui,sans-serif;margin:2em;color:#222}"
             "table{border-collapse:collapse;font-size:14px}"
             "th,td{border:1px solid #ccc;padding:3px 8px;text-align:left;white-space:nowrap}"
-            "th{background:#eee;position:sticky;top:0}td:nth-child(1),td:nth-child(6){text-align:right}"
+            "th{background:#eee;position:sticky;top:0}td:nth-child(1),td:nth-child(6),td:nth-child(7){text-align:right}"
             "tr:nth-child(even){background:#fafafa}tr.missing td{color:#a33}small{color:#777}"
             "</style></head><body>"
             f"<h1>{e(self.model)}</h1>{summary}<table><thead><tr>"
@@ -162,8 +161,36 @@ class NetworkAnalysis:
             tmp.write_text(self.to_html(), encoding="utf-8")
 
 
+def _learnables(g: LayerGraph, node: LayerNode) -> dict[str, tuple[int, ...]]:
+    """MATLAB's learnable shapes where the node's parameters are a conv/dense kernel (and bias), else the count."""
+    if not node.params:
+        return {}
+    src = g[node.inputs[0]] if len(node.inputs) == 1 else None
+    if node.kind == "conv" and node.kernel is not None and src is not None:
+        shapes = _matlab_learnables("conv", dict(kernel=node.kernel, groups=node.groups or 1, cin=src.channels,
+                                                 cout=node.channels))
+    elif node.kind == "fc" and src is not None:
+        shapes = _matlab_learnables("fc", dict(cin=math.prod(src.shape[1:]), cout=node.channels))
+    else:
+        shapes = {}
+    sizes = {k: math.prod(v) for k, v in shapes.items()}
+    if shapes and sum(sizes.values()) == node.params:
+        return shapes
+    if shapes and sizes["Weights"] == node.params:  # no bias
+        return {"Weights": shapes["Weights"]}
+    return {"Parameters": (node.params,)}
+
+
+def _loaded(net: Net, name: str) -> bool:
+    try:
+        net.layer_params(name)
+        return True
+    except MissingWeightsError:
+        return False
+
+
 def analyze_network(net: Net, input_size: tuple[int, int] | None = None) -> NetworkAnalysis:
-    """MATLAB's ``analyzeNetwork(net)``: every layer's output size and learnables.
+    """MATLAB's ``analyzeNetwork(net)``: every layer's output size, learnables, MACs and receptive field.
 
     Args:
       net: the network.
@@ -173,64 +200,20 @@ def analyze_network(net: Net, input_size: tuple[int, int] | None = None) -> Netw
       :class:`NetworkAnalysis` — ``.rows`` (list of :class:`LayerInfo`),
       ``.total_learnables`` (parameters of the loaded weights), ``str()`` a text table,
       ``.to_html()`` / ``.save_html(path)`` a self-contained page.
+
+    Raises:
+      ImageError: `input_size` is not two positive integers, or the network cannot take it (too small,
+        or a dense layer fixed to another size).
     """
-    h, w = net.input_size if input_size is None else (int(input_size[0]), int(input_size[1]))
-    if not isinstance(net, Network):  # no layer graph of ours: from_function, ONNX imports
-        return _analyze_protocol(net, h, w)
-    # Abstract parameters of the whole architecture (missing weights included): shapes only.
-    model = nnx.eval_shape(lambda: GraphNet(net.steps, rngs=nnx.Rngs(0)))
-    abstract = nnx.to_pure_dict(nnx.split(model)[1])
-    names = tuple(s.name for s in net.steps)
-    if h < 1 or w < 1:
-        raise ImageError(f"input_size must be two positive integers (H, W), got {input_size!r}")
-    try:
-        shapes = jax.eval_shape(lambda p, x: net.apply(p, x, names), abstract,
-                                jax.ShapeDtypeStruct((1, h, w, 3), jnp.float32))
-    except (TypeError, ValueError) as e:  # e.g. a fully connected layer fixed to the training size
-        raise ImageError(f"{net.name!r} cannot take a {h}×{w} input ({e}); "
-                         f"its input size is {net.input_size[0]}×{net.input_size[1]}") from e
-    empty = [n for n in names if 0 in shapes[n].shape]
-    if empty:
-        raise ImageError(f"a {h}×{w} input is too small for {net.name!r}: {empty[0]!r} would have an empty "
-                         f"{_dims(shapes[empty[0]].shape[1:])} output; its input size is "
-                         f"{net.input_size[0]}×{net.input_size[1]}")
+    hw = check_size(net.input_size if input_size is None else input_size)
+    g = net.graph(hw)
     rows = []
-    for i, s in enumerate(net.steps):
-        layer = net.layers[i]
-        learn = _matlab_learnables(s.kind, s.o) if s.kind in LEARNABLE else {}
-        count = sum(int(np.prod(v.shape)) for v in jax.tree.leaves(abstract.get(param_key(s.name), {})))
-        rf = _from_graph(net, s.name, (h, w))  # from the graph alone: no weights needed
-        rf_cols = (None, None, None) if rf is None else (
-            rf.size, rf.stride, rf.offset if rf.spatial else None)
-        rows.append(LayerInfo(i, s.name, layer.type, layer.description, tuple(shapes[s.name].shape[1:]),
-                              learn, count if learn else 0, (s.name in net.loaded) if learn else None, *rf_cols))
-    return NetworkAnalysis(net.name, (h, w), rows)
-
-
-def _analyze_protocol(net, h: int, w: int) -> NetworkAnalysis:
-    """analyze_network for networks without a layer graph (from_function, imported): sizes from
-    `jax.eval_shape`; the learnables are the parameter pytree, reported once, in total."""
-    if h < 1 or w < 1:
-        raise ImageError(f"input_size must be two positive integers (H, W), got {(h, w)!r}")
-    names = net.layer_names
-    try:
-        shapes = jax.eval_shape(lambda p, x: net.apply(p, x, names), net.params,
-                                jax.ShapeDtypeStruct((1, h, w, 3), jnp.float32))
-    except (TypeError, ValueError) as e:
-        raise ImageError(f"{net.name!r} cannot take a {h}×{w} input ({e}); "
-                         f"its input size is {net.input_size[0]}×{net.input_size[1]}") from e
-    total = sum(int(np.prod(np.shape(a))) for a in jax.tree.leaves(net.params))
-    # Per-layer counts where the network knows which layer uses which weights (ONNX imports); otherwise
-    # the whole parameter pytree, reported once on the first row.
-    per_layer = net.param_counts() if hasattr(net, "param_counts") else {names[0]: total} if total else {}
-    rows = []
-    for i, n in enumerate(names):
-        layer = net.layers[i]
-        rf = _from_graph(net, n, (h, w))  # ONNX imports have a graph; from_function networks do not
-        rf_cols = (None, None, None) if rf is None else (rf.size, rf.stride, rf.offset if rf.spatial else None)
-        count = per_layer.get(n, 0)
-        kind = net.layer_type(n) if hasattr(net, "layer_type") else layer.type  # ONNX: the node's op
-        rows.append(LayerInfo(i, n, kind, layer.description, tuple(shapes[n].shape[1:]),
-                              {"Parameters": (count,)} if count else {}, count,
-                              True if count else None, *rf_cols))
-    return NetworkAnalysis(net.name, (h, w), rows)
+    for i, name in enumerate(g.layers):
+        node = g[name]
+        rf = graph_field(g, name)  # from the graph alone: no weights needed
+        h, w, c = node.shape[1:]
+        rows.append(LayerInfo(i, name, node.type, node.description, (h, w, c), _learnables(g, node), node.params,
+                              _loaded(net, name) if node.params else None,
+                              rf_size=None if rf is None else rf.size, rf_stride=None if rf is None else rf.stride,
+                              rf_offset=rf.offset if rf is not None and rf.spatial else None, macs=node.macs))
+    return NetworkAnalysis(net.name, hw, rows)

@@ -5,7 +5,8 @@ the function is traced to a jaxpr once per input shape and re-evaluated with the
 added where the layer's value is produced (inside nested `jit`s too), so `d/d tap`
 is the gradient with respect to that activation. Guided, deconvnet and redirected
 ReLUs need a hook: if `apply_fn` takes a keyword argument `relu`, jaxvis passes the
-ReLU to use.
+ReLU to use (`net.relu_rules` says which rules a network supports). The layer graph
+(`net.graph()`) is read from the function's jaxpr (:mod:`jaxvis.nets.traced`).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from jax.extend import core as jcore
 
 from ..errors import NetworkError
 from .layers import Table
-from .ops import relu_fn
+from .ops import RELU_MODES, relu_fn
 from .protocol import LayerRef, NetBase
 
 
@@ -105,7 +106,9 @@ def _production_order(jaxpr: jcore.Jaxpr) -> list[tuple[int, ...]]:
 class FunctionNetwork(NetBase):
     """A network defined by a JAX function; satisfies :class:`jaxvis.nets.protocol.Net`.
 
-    Built by :func:`from_function`; see there for the arguments.
+    Built by :func:`from_function`; see there for the arguments. `relu_rules` is every rule when
+    the function takes a `relu` keyword, else only 'standard'; `graph()` and `layer_params()` are
+    read from the function's jaxpr.
     """
 
     def __init__(self, apply_fn: Callable, params: Any, *, input_size: tuple[int, int], layers: Sequence[str],
@@ -117,6 +120,8 @@ class FunctionNetwork(NetBase):
         self.layers = FunctionLayers(layers, shapes)
         self.logits_layer = logits
         self._takes_relu = "relu" in inspect.signature(apply_fn).parameters
+        # Without a `relu` keyword only the function's own ReLU runs.
+        self.relu_rules: frozenset[str] = frozenset(RELU_MODES if self._takes_relu else ("standard",))
 
     def __repr__(self) -> str:
         return f"FunctionNetwork({self.name!r}, input_size={self.input_size}, layers={len(self.layers)})"

@@ -9,16 +9,16 @@ is then read in-process.
 Exit status: 0 parsed to the end, 1 a Python-level error (the in-process read reports it).
 """
 
+import math
+import os
 import sys
+
+import h5py
+import numpy as np
 
 
 def probe(path: str) -> None:
-    import math
-    import os
-
-    import h5py
-    import numpy as np
-
+    """Read every attribute and every in-file dataset of the HDF5 file at `path`."""
     size = os.stat(path).st_size
     with h5py.File(path, "r") as f:
         for key in f.attrs:

@@ -29,7 +29,8 @@ class Layer:
     inputs: tuple[str, ...]
 
 
-def _describe(s: Step, classes: Sequence[str]) -> str:
+def describe(s: Step, classes: Sequence[str] = ()) -> str:
+    """MATLAB's one-line description of a step (the layer table's last column)."""
     o, k = s.o, s.kind
     if k == "input":
         norm = "'zerocenter'" if tuple(o["std"]) == (1.0, 1.0, 1.0) else "'zscore'"
@@ -110,7 +111,7 @@ class LayerTable(Table[Layer]):
     """Ordered layers; ``table["conv1"]`` or ``table[1]``; printing shows MATLAB's listing."""
 
     def __init__(self, steps: Sequence[Step], classes: Sequence[str] = (), input_size=None):
-        rows = tuple(Layer(i, s.name, s.type_name, _describe(s, classes), s.inputs) for i, s in enumerate(steps))
+        rows = tuple(Layer(i, s.name, s.type_name, describe(s, classes), s.inputs) for i, s in enumerate(steps))
         if input_size is not None:  # the input row states the size, as MATLAB's does
             first = rows[0]
             rows = (dataclasses.replace(first, description=f"{input_size[0]}×{input_size[1]}×3 {first.description}"),

@@ -8,6 +8,7 @@ with the weights as arguments (not baked-in constants).
 
 from __future__ import annotations
 
+import difflib
 import os
 from importlib import resources
 from pathlib import Path
@@ -16,12 +17,15 @@ from typing import Sequence
 import jax
 import jax.numpy as jnp
 from flax import nnx
+import numpy as np
 
-from ..errors import LayerError, MissingWeightsError
-from .steps import LEARNABLE, GraphNet, param_key
-from .layers import LayerTable
+from ..errors import LayerError, MissingWeightsError, ModelError, WeightsNotFoundError
+from .steps import LEARNABLE, GraphNet, Step, param_key
+from .graph import LayerGraph, LayerNode, conv_macs, resolve_pads
+from .layers import LayerTable, describe
 from .models.registry import MODELS, build_steps
-from .protocol import LayerRef, NetBase
+from .ops import RELU_MODES
+from .protocol import LayerRef, NetBase, shape_errors
 from .weights import check_arrays, read_weights
 
 
@@ -71,6 +75,7 @@ class Network(NetBase):
         self.classes: list[str] = list(meta["classes"])
         self.input_size: tuple[int, int] = tuple(meta["input_size"])
         self.layers = LayerTable(self.steps, self.classes, self.input_size)
+        self.relu_rules: frozenset[str] = frozenset(RELU_MODES)
         self._by_name = {s.name: s for s in self.steps}
         self._how_to_get = how_to_get
         model = nnx.eval_shape(lambda: GraphNet(self.steps, rngs=nnx.Rngs(0)))
@@ -140,6 +145,24 @@ class Network(NetBase):
               if not any(self._by_name[a].kind in LEARNABLE and a not in self.loaded for a in self.ancestors(s.name))]
         return ok[-1]
 
+    def layer_params(self, layer: LayerRef) -> dict[str, jax.Array]:
+        """The weights of a conv/fc layer ({'kernel': HWIO or in×out, 'bias'}); {} for other layers.
+
+        Raises:
+          MissingWeightsError: the layer has weights but the weight file does not hold them.
+        """
+        name = self.layer_name(layer)
+        if self._by_name[name].kind not in LEARNABLE:
+            return {}
+        if name not in self.loaded:
+            raise MissingWeightsError(f"the weights of {name!r} are not in {str(self.path)!r}. To get them: "
+                                      f"{self._how_to_get or 'convert a full checkpoint'}")
+        return dict(self.params[param_key(name)])
+
+    def _build_graph(self, hw: tuple[int, int]) -> LayerGraph:
+        with shape_errors(self, hw):
+            return step_graph(self.steps, hw, self.classes)
+
     # -- computation ------------------------------------------------------------
     def apply(self, params: dict, images: jax.Array, layers: Sequence[str], *, normalize: bool = True,
               relu: str = "standard", taps: dict[str, jax.Array] | None = None) -> dict[str, jax.Array]:
@@ -164,6 +187,62 @@ class Network(NetBase):
         return model(images, tuple(layers), normalize=normalize, relu=relu, taps=taps)
 
 
+# Step kinds as graph node kinds.
+_KINDS = {"input": "input", "conv": "conv", "relu": "relu", "lrn": "norm", "maxpool": "pool", "gap": "global_pool",
+          "adaptive_avgpool": "global_pool", "dropout": "dropout", "fc": "fc", "concat": "concat",
+          "softmax": "softmax", "output": "output", "flatten": "flatten"}
+
+
+def _pair(v) -> tuple[int, int]:
+    return (int(v), int(v)) if isinstance(v, (int, np.integer)) else (int(v[0]), int(v[1]))
+
+
+def step_graph(steps: Sequence[Step], input_size: tuple[int, int], classes: Sequence[str] = ()) -> LayerGraph:
+    """The :class:`LayerGraph` of a step list for one image of `input_size` (H, W): shapes from an abstract
+    evaluation (no weights needed), geometry from the steps' options.
+
+    Args:
+      steps: the network's steps (e.g. ``build_steps("vgg16", …)``).
+      input_size: (H, W).
+      classes: class names (for the output layer's description).
+
+    Returns:
+      The graph; every step is a node and a layer.
+    """
+    model = nnx.eval_shape(lambda: GraphNet(tuple(steps), rngs=nnx.Rngs(0)))
+    graphdef, abstract = nnx.split(model)
+    pure = nnx.to_pure_dict(abstract)
+    names = tuple(s.name for s in steps)
+
+    def run(p, x):
+        state = jax.tree.map(lambda a: a, abstract)
+        nnx.replace_by_pure_dict(state, p)
+        return nnx.merge(graphdef, state)(x, names)
+
+    shapes = jax.eval_shape(run, pure, jax.ShapeDtypeStruct((1, *input_size, 3), jnp.float32))
+    shape = {n: tuple(int(d) for d in shapes[n].shape) for n in names}
+    nodes = []
+    for s in steps:
+        o, kind = s.o, _KINDS[s.kind]  # GraphNet ran every step above: the kinds are known
+        count = sum(int(np.prod(v.shape)) for v in jax.tree.leaves(pure.get(param_key(s.name), {})))
+        desc = describe(s, classes)
+        if s.kind == "input":
+            desc = f"{input_size[0]}×{input_size[1]}×3 {desc}"
+        geo: dict = {}
+        if s.kind in ("conv", "maxpool"):
+            n_in = shape[s.inputs[0]]
+            k, st, d = _pair(o["kernel"]), _pair(o.get("stride", 1)), _pair(o.get("dilation", 1))
+            pads = tuple(resolve_pads(o.get("pad", 0), n_in[1 + ax], k[ax], st[ax], d[ax], ax) for ax in (0, 1))
+            geo = dict(kernel=k, stride=st, padding=pads, dilation=d, ceil=bool(o.get("ceil", False)))
+            if s.kind == "conv":
+                g = int(o.get("groups", 1))
+                geo.update(groups=g, macs=conv_macs(shape[s.name], k, n_in[3], g))
+        elif s.kind == "fc":
+            geo = dict(macs=int(o["cin"]) * int(o["cout"]))
+        nodes.append(LayerNode(s.name, kind, s.type_name, s.inputs, shape[s.name], count, description=desc, **geo))
+    return LayerGraph(nodes)
+
+
 def load_model(name: str = "squeezenet", weights: str | os.PathLike | None = None) -> Network:
     """Load a pretrained network by registry name, or from a jaxvis weight file.
 
@@ -176,17 +255,21 @@ def load_model(name: str = "squeezenet", weights: str | os.PathLike | None = Non
 
     Returns:
       The :class:`Network`.
+
+    Raises:
+      ModelError: `name` is not a registry model and no `weights` file is given (lists close matches).
+      WeightsNotFoundError: the model's weight file is in none of the searched folders (says how to get it).
     """
     card = MODELS.get(name)
     if weights is None:
         if card is None:
-            import difflib
             close = difflib.get_close_matches(name, list(MODELS), n=3, cutoff=0.4)
-            raise ValueError(f"unknown model {name!r}; known: {', '.join(MODELS)}"
-                             + (f" (did you mean {', '.join(close)}?)" if close else ""))
+            raise ModelError(f"unknown model {name!r}; known: {', '.join(MODELS)}"
+                             + (f" (did you mean {', '.join(close)}?)" if close else "")
+                             + "; or pass weights= a jaxvis .h5 file")
         found = [d / card.weights_file for d in weight_search_path() if (d / card.weights_file).is_file()]
         if not found:
-            raise FileNotFoundError(
+            raise WeightsNotFoundError(
                 f"no weights for {name!r}: looked for {card.weights_file} in "
                 f"{', '.join(str(d) for d in weight_search_path())}. {card.how_to_get}")
         weights = found[0]

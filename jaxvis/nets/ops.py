@@ -32,6 +32,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
+from ..errors import ModelError
+
 RELU_MODES = ("standard", "guided", "deconvnet", "redirected")
 
 
@@ -347,4 +349,4 @@ def relu_fn(mode: str):
         return _guided_relu
     if mode == "deconvnet":
         return _deconv_relu
-    raise ValueError(f"relu mode {mode!r} is not one of {RELU_MODES}")
+    raise ModelError(f"relu mode {mode!r} is not one of {RELU_MODES}")

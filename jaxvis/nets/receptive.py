@@ -1,16 +1,15 @@
 """Receptive fields: which input pixels can change a unit of a layer.
 
 Two methods with one answer. ``"graph"`` composes kernel, stride, padding and dilation along
-the layer graph (``jaxvis.Network`` steps, or an imported ONNX graph's node attributes);
-``"measured"`` reads the gradient support of one central output position of the network's own
-function (any network, ``from_function`` included). Coordinates are input pixels with pixel
-centres at integers, boxes half-open.
+the network's layer graph (``net.graph()``: a port's steps, an ONNX import's node attributes, a
+function's primitives); ``"measured"`` reads the gradient support of one central output position
+of the network's own function (any network; the fallback where the graph's geometry is
+incomplete). Coordinates are input pixels with pixel centres at integers, boxes half-open.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import weakref
 from typing import Any
 
 import jax
@@ -18,8 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ..errors import LayerError
-
-_cache: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+from .graph import LayerGraph
 
 
 @dataclasses.dataclass(frozen=True)
@@ -59,13 +57,14 @@ class ReceptiveField:
 
 
 def receptive_field(net, layer: str | int, *, method: str = "auto") -> ReceptiveField:
-    """The receptive field of `layer` (cached per network and layer).
+    """The receptive field of `layer` (memoised on the network, per layer and method).
 
     Args:
       net: any network of the protocol.
       layer: layer name or index.
-      method: "graph" (needs a layer graph), "measured" (gradient support of one output
-        position; any network) or "auto" (graph where there is one).
+      method: "graph" (composed along ``net.graph()``; LayerError where the geometry of a layer it depends
+        on is unknown), "measured" (gradient support of one output position) or "auto" (graph where its
+        geometry is complete, else measured).
 
     Returns:
       :class:`ReceptiveField` with ``size``, ``stride``, ``offset`` and ``box(y, x, image_size)``.
@@ -73,72 +72,38 @@ def receptive_field(net, layer: str | int, *, method: str = "auto") -> Receptive
     name = net.layer_name(layer)
     if method not in ("auto", "graph", "measured"):
         raise LayerError(f"method must be 'auto', 'graph' or 'measured', got {method!r}")
-    key = (name, method)
-    per = _cache.setdefault(net, {})
-    if key not in per:
-        graph = _from_graph(net, name) if method in ("auto", "graph") else None
-        if graph is None and method == "graph":
-            raise LayerError(f"{net.name!r} has no layer graph to read receptive fields from; use method='measured'")
-        per[key] = graph if graph is not None else _measured(net, name)
-    return per[key]
+
+    def compute() -> ReceptiveField:
+        field = graph_field(net.graph(), name) if method in ("auto", "graph") else None
+        if field is None and method == "graph":
+            raise LayerError(f"the layer graph of {net.name!r} does not give the geometry of every layer "
+                             f"{name!r} depends on; use method='measured'")
+        return field if field is not None else _measured(net, name)
+    return net.cache.memo(("receptive", "field", name, method), compute)
 
 
-# Step kinds by their effect on position: identity (elementwise or across channels only), windowed,
+# Node kinds by their effect on position: identity (elementwise or across channels only), windowed,
 # merging branches, and global (no spatial grid after them: every unit sees the whole image).
-_IDENTITY = {"relu", "lrn", "dropout", "softmax", "output", "bn", "batchnorm", "sigmoid", "tanh", "scale"}
-_WINDOW = {"conv", "maxpool", "avgpool"}
-_MERGE = {"concat", "add", "sum"}
-# adaptive pooling is global here: its bins depend on the input size, so its grid does not move with
-# the image (the measured method sees the same: its output size is the same at any input size).
-_GLOBAL = {"gap", "gmp", "fc", "flatten", "adaptive_avgpool"}
+_IDENTITY = {"relu", "elementwise", "norm", "dropout", "softmax", "output"}
+_WINDOW = {"conv", "pool"}
+_MERGE = {"concat", "add"}
+_GLOBAL = {"global_pool", "fc", "flatten"}
 
 
 @dataclasses.dataclass(frozen=True)
 class _Axis:
-    """One axis of a field while composing: size r, jump j, centre c of output 0, length n of the map."""
+    """One axis of a field while composing: size r, jump j, centre c of output 0."""
 
     r: int
     j: int
     c: float
-    n: int
 
 
-def window_pads(pad, n: int, k: int, s: int, d: int, axis: int) -> tuple[int, int]:
-    """(begin, end) padding of one axis of a window layer.
-
-    Args:
-      pad: an int (all sides), a pair (begin, end) for both axes, MATLAB's [top bottom left right], or
-        'same' (MATLAB/TensorFlow: output ceil(n/s), the odd pixel of padding at the end).
-      n, k, s, d: input length, kernel, stride and dilation along the axis.
-      axis: 0 rows, 1 columns.
-
-    Returns:
-      (begin, end) padding in pixels.
-    """
-    if isinstance(pad, str):
-        if pad.lower() != "same":
-            raise LayerError(f"padding must be an int, (begin, end), (top, bottom, left, right) or 'same', not {pad!r}")
-        total = max((-(-n // s) - 1) * s + (k - 1) * d + 1 - n, 0)
-        return total // 2, total - total // 2
-    if isinstance(pad, (int, np.integer)):
-        return int(pad), int(pad)
-    pad = tuple(int(v) for v in pad)
-    if len(pad) == 2:
-        return pad
-    if len(pad) == 4:
-        return pad[2 * axis], pad[2 * axis + 1]
-    raise LayerError(f"padding must be an int, (begin, end), (top, bottom, left, right) or 'same', not {pad!r}")
-
-
-def _window(a: _Axis, k: int, s: int, d: int, pads: tuple[int, int], ceil: bool) -> _Axis:
+def _window(a: _Axis, k: int, s: int, d: int, pad_begin: int) -> _Axis:
     # Output 0's window covers input positions -p0 … -p0 + (k-1)d of this layer's input, so its
     # centre is (k-1)d/2 - p0 input steps from input 0; one input step is a.j image pixels.
     ek = (k - 1) * d + 1
-    num = a.n + pads[0] + pads[1] - ek
-    out = (-(-num // s) if ceil else num // s) + 1
-    if ceil and (out - 1) * s >= a.n + pads[0]:  # Caffe/PyTorch drop a window starting in the end padding
-        out -= 1
-    return _Axis(a.r + (ek - 1) * a.j, a.j * s, a.c + a.j * ((ek - 1) / 2 - pads[0]), out)
+    return _Axis(a.r + (ek - 1) * a.j, a.j * s, a.c + a.j * ((ek - 1) / 2 - pad_begin))
 
 
 def _merge(name: str, axes: list[_Axis]) -> _Axis:
@@ -148,103 +113,48 @@ def _merge(name: str, axes: list[_Axis]) -> _Axis:
                          "no common receptive-field grid")
     lo = min(a.c - (a.r - 1) / 2 for a in axes)
     hi = max(a.c + (a.r - 1) / 2 for a in axes)
-    return _Axis(int(round(hi - lo)) + 1, axes[0].j, (lo + hi) / 2, axes[0].n)
+    return _Axis(int(round(hi - lo)) + 1, axes[0].j, (lo + hi) / 2)
 
 
-def _from_graph(net, name: str, input_size: tuple[int, int] | None = None) -> ReceptiveField | None:
-    """Receptive field composed along the layer graph for an `input_size` image (default the
-    network's; it matters for 'same' padding and global layers); None where the network has no
-    graph (or a step kind whose geometry this module does not know)."""
-    steps = getattr(net, "steps", None)
-    h0, w0 = net.input_size if input_size is None else input_size
-    if not steps:
-        return _from_onnx_graph(net, name, (h0, w0)) if getattr(net, "onnx_nodes", None) else None
+def graph_field(graph: LayerGraph, name: str) -> ReceptiveField | None:
+    """Receptive field of `name` composed along `graph` (kernel, stride, padding, dilation; merges take the
+    union), for the graph's input size; None where a node it depends on has unknown geometry.
+
+    Args:
+      graph: a network's :class:`~jaxvis.nets.graph.LayerGraph` (``net.graph(input_size)``).
+      name: a node of it.
+
+    Returns:
+      The :class:`ReceptiveField` (method "graph"), or None.
+    """
+    need = graph.ancestors(name)
     state: dict[str, Any] = {}  # None: global (no spatial grid)
-    for s in steps:
-        k, o = s.kind, s.o
-        ins: list[Any] = [state[i] for i in s.inputs]
+    for node in graph:
+        if node.name not in need:
+            continue
+        ins: list[Any] = [state[i] for i in node.inputs]
+        k = node.kind
         if k == "input":
-            state[s.name] = (_Axis(1, 1, 0.0, h0), _Axis(1, 1, 0.0, w0))
-        elif any(i is None for i in ins) or k in _GLOBAL:
-            state[s.name] = None
-        elif k in _IDENTITY:
-            state[s.name] = ins[0]
-        elif k in _WINDOW:
-            kk, st, d = o["kernel"], o.get("stride", 1), o.get("dilation", 1)
-            kk, st, d = ((v, v) if isinstance(v, (int, np.integer)) else tuple(v) for v in (kk, st, d))
-            state[s.name] = tuple(
-                _window(a, kk[ax], st[ax], d[ax], window_pads(o.get("pad", 0), a.n, kk[ax], st[ax], d[ax], ax),
-                        bool(o.get("ceil", False)))
-                for ax, a in enumerate(ins[0]))
-        elif k in _MERGE:
-            state[s.name] = (_merge(s.name, [i[0] for i in ins]), _merge(s.name, [i[1] for i in ins]))
-        else:
+            state[node.name] = (_Axis(1, 1, 0.0), _Axis(1, 1, 0.0))
+        elif not ins or k not in _IDENTITY | _WINDOW | _MERGE | _GLOBAL:
             return None
-        if s.name == name:
-            break
-    return _field(name, state[name], h0, w0)
-
-
-def _field(name: str, ax, h0: int, w0: int) -> ReceptiveField:
+        elif any(i is None for i in ins) or k in _GLOBAL:
+            state[node.name] = None
+        elif k in _WINDOW:
+            kk, st, d, pad = node.kernel, node.stride, node.dilation, node.padding
+            if kk is None or st is None or d is None or pad is None or len(ins) != 1:
+                return None
+            state[node.name] = tuple(_window(a, kk[ax], st[ax], d[ax], pad[ax][0]) for ax, a in enumerate(ins[0]))
+        elif len(ins) == 1:
+            state[node.name] = ins[0]
+        else:
+            state[node.name] = (_merge(node.name, [i[0] for i in ins]), _merge(node.name, [i[1] for i in ins]))
+    h0, w0 = graph.input_size
+    ax = state[name]
     if ax is None:
         return ReceptiveField(name, (h0, w0), (h0, w0), ((h0 - 1) / 2, (w0 - 1) / 2), spatial=False, method="graph")
     return ReceptiveField(name, (ax[0].r, ax[1].r), (ax[0].j, ax[1].j), (float(ax[0].c), float(ax[1].c)),
                           method="graph")
-
-
-_ONNX_IDENTITY = {"Relu", "LeakyRelu", "PRelu", "Elu", "Selu", "Clip", "Sigmoid", "Tanh", "HardSigmoid",
-                  "HardSwish", "BatchNormalization", "LRN", "Dropout", "Identity", "Cast", "Mul", "Div", "Sub",
-                  "Add", "Sum", "Max", "Min"}
-_ONNX_WINDOW = {"Conv", "MaxPool", "AveragePool", "LpPool"}
-_ONNX_GLOBAL = {"GlobalAveragePool", "GlobalMaxPool", "GlobalLpPool", "Flatten", "Gemm", "MatMul", "Reshape"}
-
-
-def _onnx_pads(node, axis: int, n: int, k: int, s: int, d: int) -> tuple[int, int]:
-    auto = node.attrs.get("auto_pad", "NOTSET")
-    auto = auto.decode() if isinstance(auto, bytes) else auto
-    if auto in ("SAME_UPPER", "SAME_LOWER"):
-        b, e = window_pads("same", n, k, s, d, axis)  # the odd pixel at the end
-        return (e, b) if auto == "SAME_LOWER" else (b, e)
-    if auto == "VALID":
-        return 0, 0
-    p = node.attrs.get("pads", [0, 0, 0, 0])
-    return int(p[axis]), int(p[axis + 2])  # ONNX: [y_begin, x_begin, y_end, x_end]
-
-
-def _from_onnx_graph(net, name: str, hw: tuple[int, int]) -> ReceptiveField | None:
-    """The graph method on an imported ONNX graph's nodes (None at an op it does not know)."""
-    plan = net.plan
-    state: dict[str, Any] = {plan.input_name: (_Axis(1, 1, 0.0, hw[0]), _Axis(1, 1, 0.0, hw[1]))}
-    want = plan.layers[name]
-    for node in net.onnx_nodes:
-        if want in state:
-            break
-        ins: list[Any] = [state[t] for t in node.inputs if t in state]
-        if not ins:
-            continue  # constant arithmetic (shape computations): no position
-        op = node.op
-        if any(i is None for i in ins) or op in _ONNX_GLOBAL:
-            out: Any = None
-        elif op == "Concat" and node.attrs.get("axis") in (1, -3) or op in _ONNX_IDENTITY and len(ins) > 1:
-            out = (_merge(node.name, [i[0] for i in ins]), _merge(node.name, [i[1] for i in ins]))
-        elif op in _ONNX_IDENTITY or op == "Softmax" and node.attrs.get("axis", 1) in (1, -3):
-            out = ins[0]
-        elif op in _ONNX_WINDOW:
-            kk = node.attrs.get("kernel_shape")
-            if kk is None:  # Conv may leave it to the weight (jaxvis layout: HWIO)
-                kk = plan.params[node.inputs[1]].shape[:2]
-            st, d = node.attrs.get("strides", [1, 1]), node.attrs.get("dilations", [1, 1])
-            out = tuple(_window(a, int(kk[ax]), int(st[ax]), int(d[ax]),
-                                _onnx_pads(node, ax, a.n, int(kk[ax]), int(st[ax]), int(d[ax])),
-                                bool(node.attrs.get("ceil_mode", 0)))
-                        for ax, a in enumerate(ins[0]))
-        else:
-            return None
-        for t in node.outputs:
-            state[t] = out
-    if want not in state:
-        return None
-    return _field(name, state[want], *hw)
 
 
 def _measured(net, name: str) -> ReceptiveField:

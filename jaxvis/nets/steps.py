@@ -16,6 +16,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from ..errors import ModelError
 from . import ops
 
 LEARNABLE = ("conv", "fc")
@@ -133,4 +134,4 @@ class GraphNet(nnx.Module):
             return jnp.concatenate(xs, axis=-1)
         if k == "softmax":
             return jax.nn.softmax(x, axis=-1)
-        raise ValueError(f"unknown step kind {k!r}")
+        raise ModelError(f"unknown step kind {k!r}; steps.py computes {', '.join(TYPE_NAMES)}")

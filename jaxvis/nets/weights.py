@@ -28,6 +28,7 @@ import numpy as np
 
 from ..errors import OutputError, WeightFileError
 from ..imaging.fileio import atomic_path, regular_file_size
+from .models.registry import ARCHITECTURES
 
 FORMAT = "jaxvis-weights/1"
 JSON_ATTRS = ("preprocessing", "input_size", "classes", "absent_layers")
@@ -69,7 +70,7 @@ def write_weights(path: str | os.PathLike, arrays: Mapping[str, Mapping[str, np.
     meta = {"format": FORMAT, **meta}
     missing = [k for k in REQUIRED_ATTRS if k not in meta]
     if missing:
-        raise ValueError(f"weight metadata lacks {missing}")
+        raise WeightFileError(f"weight metadata lacks {missing}; a jaxvis weight file records {', '.join(REQUIRED_ATTRS)}")
     with atomic_path(path) as tmp, _as_output_error(path):
         # libver 'earliest' and track_times=False keep the bytes a function of the content.
         with h5py.File(tmp, "w", libver=("earliest", "v110"), track_order=False) as f:
@@ -123,7 +124,6 @@ def _check_meta(path: Path, meta: dict[str, Any]) -> None:
     for field, (want, ok) in META_FIELDS.items():
         if field in meta and not ok(meta[field]):
             raise _bad(path, f"metadata field {field!r} is {json.dumps(meta[field])[:80]}; expected {want}")
-    from .models.registry import ARCHITECTURES  # here: the registry's models import nothing of this module
     if meta["architecture"] not in ARCHITECTURES:
         raise _bad(path, f"metadata field 'architecture' is {meta['architecture'][:60]!r}; known: {sorted(ARCHITECTURES)}")
     pre = meta["preprocessing"]
@@ -137,16 +137,42 @@ def _check_meta(path: Path, meta: dict[str, Any]) -> None:
         raise _bad(path, f"metadata field 'preprocessing' has unknown fields {unknown}; known: {list(PREPROCESSING_FIELDS)}")
 
 
-def _member(path: Path, group: h5py.Group, name: str, where: str) -> Any:
-    """`group[name]`, refusing soft and external links (which could read another file)."""
+def hard_member(path: Path, group: h5py.Group, name: str, where: str) -> Any:
+    """`group[name]`, refusing soft and external links (which could read another file).
+
+    Args:
+      path: the file, for messages.
+      group: an open h5py group (or file).
+      name: the member's name in `group`.
+      where: how messages call the member, e.g. ``"conv1/kernel"``.
+
+    Returns:
+      The h5py object (group or dataset).
+
+    Raises:
+      WeightFileError: the member is a soft or external link.
+    """
     link = group.get(name, getlink=True)
     if not isinstance(link, h5py.HardLink):
         raise _bad(path, f"{where} is a {type(link).__name__}; weight files hold only their own data")
     return group[name]
 
 
-def _read_dataset(path: Path, d: Any, where: str, file_size: int) -> np.ndarray:
-    """A float32 copy of dataset `d` after checking it holds plain numbers stored in this file."""
+def read_number_dataset(path: Path, d: Any, where: str, file_size: int) -> np.ndarray:
+    """A float32 copy of dataset `d` after checking it holds plain numbers stored in this file.
+
+    Args:
+      path: the file, for messages.
+      d: what :func:`hard_member` returned.
+      where: how messages call the dataset.
+      file_size: the file's size in bytes; a dataset declaring more is refused before it is read.
+
+    Returns:
+      The data as a float32 numpy array.
+
+    Raises:
+      WeightFileError: not a dataset, stored outside the file, not plain numbers, over 4-D or larger than the file.
+    """
     if not isinstance(d, h5py.Dataset):
         raise _bad(path, f"{where} is a {type(d).__name__}, expected a dataset (array)")
     if d.is_virtual or d.external:
@@ -163,7 +189,7 @@ def _read_dataset(path: Path, d: Any, where: str, file_size: int) -> np.ndarray:
     return np.asarray(d[()], dtype=np.float32)
 
 
-# Parse each weight file in a child process first (see _probe_hdf5). Costs ~0.3 s once per file and
+# Parse each weight file in a child process first (see probe_hdf5). Costs ~0.3 s once per file and
 # process; set False only for files you trust (e.g. ones this process wrote itself).
 ISOLATE_HDF5 = True
 # Seconds libhdf5 may take to parse a weight file in the probe child (AlexNet's 233 MB: < 2 s).
@@ -171,9 +197,16 @@ HDF5_PROBE_TIMEOUT_S = 60.0
 _probed: set[tuple] = set()  # (device, inode, size, mtime) of files parsed to the end in a child
 
 
-def _probe_hdf5(path: Path) -> None:
+def probe_hdf5(path: Path) -> None:
     """Have a child process parse the whole file first (see jaxvis/nets/h5probe.py): a libhdf5 hang or
-    crash on a damaged file becomes a WeightFileError instead of hanging or killing this process."""
+    crash on a damaged file becomes a WeightFileError instead of hanging or killing this process.
+
+    Args:
+      path: the HDF5 file; each file (device, inode, size, mtime) is probed once per process.
+
+    Raises:
+      WeightFileError: libhdf5 did not finish within HDF5_PROBE_TIMEOUT_S or crashed.
+    """
     if not ISOLATE_HDF5:
         return
     st = path.stat()
@@ -210,7 +243,7 @@ def read_weights(path: str | os.PathLike) -> tuple[Arrays, dict[str, Any]]:
     if not path.exists():
         raise WeightFileError(f"weight file {str(path)!r} does not exist")
     file_size = regular_file_size(path, what="weight file")
-    _probe_hdf5(path)
+    probe_hdf5(path)
     try:
         with h5py.File(path, "r") as f:
             meta: dict[str, Any] = {}
@@ -236,10 +269,10 @@ def read_weights(path: str | os.PathLike) -> tuple[Arrays, dict[str, Any]]:
             _check_meta(path, meta)
             arrays: Arrays = {}
             for layer in f:
-                g = _member(path, f, layer, f"top-level {layer!r}")
+                g = hard_member(path, f, layer, f"top-level {layer!r}")
                 if not isinstance(g, h5py.Group):
                     raise _bad(path, f"top-level {layer!r} is not a layer group")
-                arrays[layer] = {p: _read_dataset(path, _member(path, g, p, f"{layer}/{p}"), f"{layer}/{p}", file_size)
+                arrays[layer] = {p: read_number_dataset(path, hard_member(path, g, p, f"{layer}/{p}"), f"{layer}/{p}", file_size)
                                  for p in g}
     except WeightFileError:
         raise

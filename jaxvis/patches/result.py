@@ -8,9 +8,14 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
+from PIL import Image, ImageDraw
 
+from ..datasets import Dataset, Skipped, shown
 from ..errors import ChannelError, LayerError, PatchesError
-from .loader import Skipped, load_one
+from ..imaging.display import imresize, imtile
+from ..nets.receptive import receptive_field
+from .html import write_html
+from .loader import load_one
 from .topk import spatial
 
 RECON_CHUNK = 8  # backward passes per jitted call: bounds memory (SqueezeNet at 227×227: ~0.3 GB)
@@ -116,6 +121,14 @@ class TopPatches:
       settings: what produced the result (net, k, batch size, resize, relu, devices, processes).
       means: per layer (C,) float32: each unit's activation averaged over its positions and over the images
         read (unreadable ones excluded), from the same pass as the hits.
+      classes: class names of a labelled set (an ImageFolder tree, a list file or shards with labels), else None.
+      labels: per image id its class index (-1: none), or None.
+      class_means: per layer classes×C float32: the mean activation over each class's images (NaN for a class
+        with no readable image), or None.
+      class_counts: images used per class, or None.
+      timing: seconds of the pass: ``seconds`` (wall), ``decode_seconds`` (decoding, summed over threads) and
+        ``wait_seconds`` (the network waiting for decoded images: wait / wall is the decode share).
+      dataset: the :class:`~jaxvis.datasets.Dataset` read (None for arrays).
     """
 
     net: Any = dataclasses.field(repr=False)
@@ -129,17 +142,18 @@ class TopPatches:
     skipped: list[Skipped]
     settings: dict
     means: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
+    classes: tuple[str, ...] | None = None
+    labels: np.ndarray | None = dataclasses.field(default=None, repr=False)
+    class_means: dict[str, np.ndarray] | None = dataclasses.field(default=None, repr=False)
+    class_counts: np.ndarray | None = None
+    timing: dict = dataclasses.field(default_factory=dict)
+    dataset: Dataset | None = dataclasses.field(default=None, repr=False)
     _arrays: Any = dataclasses.field(default=None, repr=False)
     _recon: dict = dataclasses.field(default_factory=dict, repr=False)
-    _receptive: dict = dataclasses.field(default_factory=dict, repr=False)
 
     def receptive_field(self, layer):
-        """The :class:`~jaxvis.ReceptiveField` crops of `layer` are taken at (computed on first use)."""
-        from ..nets.receptive import receptive_field
-        layer = self._layer(layer)
-        if layer not in self._receptive:
-            self._receptive[layer] = receptive_field(self.net, layer)
-        return self._receptive[layer]
+        """The :class:`~jaxvis.ReceptiveField` crops of `layer` are taken at (memoised on the network)."""
+        return receptive_field(self.net, self._layer(layer))
 
     # ------------------------------------------------------------------ lookup
     def _layer(self, layer) -> str:
@@ -170,9 +184,39 @@ class TopPatches:
         """Whether images were read and the unit had no nonzero activation on any of them."""
         return self.n_images > len(self.skipped) and not self.hits(layer, unit)
 
+    def hit_classes(self, layer, unit: int) -> dict[str, int]:
+        """How many of the unit's hits come from each class, most first (a labelled set; {} otherwise)."""
+        if self.classes is None or self.labels is None:
+            return {}
+        counts: dict[str, int] = {}
+        for h in self.hits(layer, unit):
+            lab = int(self.labels[h.image])
+            name = self.classes[lab] if lab >= 0 else "(no label)"
+            counts[name] = counts.get(name, 0) + 1
+        return dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
+
+    def top_classes(self, layer, unit: int, n: int = 3) -> list[tuple[str, float]]:
+        """The `n` classes with the highest mean activation of the unit, with that mean (a labelled set; [] otherwise)."""
+        if self.class_means is None or self.classes is None:
+            return []
+        layer = self._layer(layer)
+        m = self.class_means[layer][:, self._unit(layer, unit)]
+        order = [int(i) for i in np.argsort(-np.nan_to_num(m, nan=-np.inf), kind="stable") if np.isfinite(m[i])]
+        return [(self.classes[i], float(m[i])) for i in order[:n]]
+
+    def skipped_report(self, limit: int | None = None) -> str:
+        """The skipped files, one ``name: reason`` per line (names printable whatever their bytes); with
+        `limit`, the first `limit` lines and a count of the rest."""
+        lines = [f"{shown(s.source)}: {s.reason}" for s in self.skipped]
+        if limit is not None and len(lines) > limit:
+            lines = lines[:limit] + [f"… and {len(lines) - limit} more"]
+        return "\n".join(lines)
+
     def load(self, image: int) -> np.ndarray:
         """Image `image` as the network saw it: uint8 H×W×3 at its input size."""
         size, resize = self.settings["input_size"], self.settings["resize"]
+        if self.dataset is not None:
+            return self.dataset.load(image, size, resize)
         if self.sources is not None:
             return load_one(self.sources[image], size, resize)
         if isinstance(self._arrays, dict):
@@ -286,7 +330,6 @@ class TopPatches:
         Returns:
           uint8 RGB image (:func:`jaxvis.imtile` of the cells, white background).
         """
-        from ..imaging.display import imresize, imtile
         layer = self._layer(layer)
         units = [self._unit(layer, u) for u in np.atleast_1d(units).tolist()]
         if not units:
@@ -335,14 +378,12 @@ class TopPatches:
         Returns:
           The paths written, index.html last.
         """
-        from .html import write_html
         return write_html(self, folder, layers=layers, units=units, reconstruction=reconstruction,
                           thumbnail=thumbnail, context=context)
 
 
 def _cell(parts: list[np.ndarray], label: str) -> np.ndarray:
     """Parts side by side over a 12-pixel white strip with `label`."""
-    from PIL import Image, ImageDraw
     row = np.concatenate(parts, axis=1)
     strip = Image.new("RGB", (row.shape[1], 12), (255, 255, 255))
     ImageDraw.Draw(strip).text((1, 0), label, fill=(0, 0, 0))

@@ -23,8 +23,9 @@ from ..engine import optimize as engine
 from ..engine.param import Param
 from ..engine.presets import optimizer
 from ..engine.transforms import get as get_transforms
-from ..engine.visualize import _objectives, _unit_ids, check_units, fit_transforms, label, scale_for_display
+from ..engine.visualize import objectives_for, unit_ids, check_units, fit_transforms, label, scale_for_display
 from ..errors import VisualizationError
+from ..imaging.display import imtile, save_png
 from ..imaging.images import ImageLike, fit_to_size, to_batch
 
 DECAY_POWER = 1.5    # Hamblin et al.'s 1/f^1.5 preconditioning
@@ -58,7 +59,6 @@ class Accentuation:
 
     def tile(self, with_photo: bool = True, **imtile_kwargs) -> np.ndarray:
         """The photo (first, unless `with_photo` is False) and every accentuation, uint8 (:func:`jaxvis.imtile`)."""
-        from ..imaging.display import imtile
         ims = np.concatenate([self.photo[None], self.images]) if with_photo else self.images
         if len(ims) <= 6:
             imtile_kwargs.setdefault("grid_size", (1, len(ims)))  # one row: photo, then its accentuations
@@ -66,7 +66,6 @@ class Accentuation:
 
     def save(self, path: str | os.PathLike, **tile_kwargs) -> str:
         """Write :meth:`tile` as PNG (atomically); returns the path."""
-        from ..imaging.display import save_png
         save_png(path, self.tile(**tile_kwargs))
         return str(path)
 
@@ -112,16 +111,16 @@ def accentuate(net, photo: ImageLike, objective, *, weight: float = WEIGHT, step
     if len(batch) != 1:
         raise VisualizationError(f"accentuate takes one photo, got {len(batch)} (run one call per photo)")
     seed_img = fit_to_size(batch.astype(np.float32), hw)[0]
-    objs = _objectives(net, objective, hw)
+    objs = objectives_for(net, objective, hw)
     layers = tuple(dict.fromkeys(l for o in objs[:1] for l in o.layers))
     net.require_weights(layers)
     check_units(net, objs, hw)
     prm = Param(hw, 1, "fft", True, "sigmoid", 0.01, 0.0, float(decay_power))
     tf = fit_transforms(net, layers, get_transforms(transforms), hw)
-    plan = engine.Plan(prm, tf, optimizer("adam"), layers, anchor=float(weight))
+    config = engine.StepConfig(prm, tf, optimizer("adam"), layers, anchor=float(weight))
     labels = [label(o, net) for o in objs]
-    ids = _unit_ids(labels)  # an objective's random stream follows from what it is: alone = in a batch
-    res = engine.optimize(net, objs, plan, levels=[(hw, int(steps))], learning_rate=float(learning_rate), seed=seed,
+    ids = unit_ids(labels)  # an objective's random stream follows from what it is: alone = in a batch
+    res = engine.optimize(net, objs, config, levels=[(hw, int(steps))], learning_rate=float(learning_rate), seed=seed,
                           unit_ids=ids, start=(seed_img / 255.0)[None, None], batch_size=batch_size, devices=devices,
                           progress=progress, label=f"accentuate {getattr(net, 'name', '')} ({len(objs)} objectives)")
     raw = res.images[:, 0]

@@ -21,6 +21,7 @@ random roll moves the image under the fixed tile grid every step.
 from __future__ import annotations
 
 import dataclasses
+import sys
 import time
 from typing import Any
 
@@ -32,6 +33,7 @@ from PIL import Image
 from ..engine import objectives as O
 from ..engine.visualize import check_units
 from ..errors import ImageError, VisualizationError
+from ..imaging.display import save_png
 from ..imaging.images import ImageLike, to_batch
 from ..nets.receptive import receptive_field
 from ..maps.tiling import field_halo
@@ -145,7 +147,6 @@ class DreamPhotoResult:
 
     def save(self, path) -> str:
         """Write the image as PNG (atomically); returns the path."""
-        from ..imaging.display import save_png
         save_png(path, self.image)
         return str(path)
 
@@ -224,7 +225,6 @@ def dream_photo(net, image: ImageLike, layer_or_objective, *, octaves: int = 4, 
             del g
         detail = img - ob
         if progress:
-            import sys
             print(f"dream_photo: octave {k + 1}/{octaves} {ob.shape[0]}×{ob.shape[1]} "
                   f"({time.perf_counter() - t0:.0f} s)", file=sys.stderr, flush=True)
     settings = dict(layer=layer, objective=repr(obj), octaves=octaves, octave_scale=octave_scale,

@@ -26,6 +26,7 @@ import optax
 from ..engine import objectives as O
 from ..engine.presets import IMAGENET_STD, optimizer
 from ..errors import ImageError, VisualizationError
+from ..imaging.display import save_png
 from ..imaging.images import ImageLike, to_batch
 
 METHODS = ("cs231n", "fgsm", "pgd")
@@ -85,7 +86,6 @@ class FoolResult:
 
     def save(self, path: str | os.PathLike, index: int = 0) -> str:
         """Write original | fooling image | magnified difference of one pair side by side (PNG, atomically)."""
-        from ..imaging.display import save_png
         row = np.concatenate([np.round(np.clip(self.originals[index], 0, 255)).astype(np.uint8),
                               np.round(np.clip(self.images[index], 0, 255)).astype(np.uint8),
                               self.magnified()[index]], axis=1)
@@ -233,6 +233,6 @@ def fool(net, image: ImageLike, target, *, method: str = "cs231n", eps: float | 
     top5 = [[(name(int(i)), float(p[i])) for i in np.argsort(-p)[:5]] for p in prob]
     success = np.argmax(z, axis=1) == targets
     settings = dict(method=method, eps=eps, step_size=float(step), max_steps=steps_max, clip=bool(clip),
-                    network=getattr(net, "name", ""))
+                    network=net.name)
     return FoolResult(np.asarray(x, np.float32), x0.astype(np.float32), targets, success,
                       np.asarray(steps, np.int64), top5, settings)

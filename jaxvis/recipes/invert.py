@@ -31,6 +31,7 @@ from ..engine.param import Param
 from ..engine.presets import optimizer
 from ..engine.transforms import Compose
 from ..errors import VisualizationError
+from ..imaging.display import imtile
 from ..imaging.images import ImageLike, fit_to_size, to_batch
 from .similarity import ssim
 
@@ -66,13 +67,14 @@ class Inversion:
 
     def tile(self, with_original: bool = True, **imtile_kwargs) -> np.ndarray:
         """One row per image (the original first, then one reconstruction per layer), uint8."""
-        from ..imaging.display import imtile
         rows = [np.concatenate([o[None], r]) if with_original else r for o, r in zip(self.original, self.images)]
         ims = np.concatenate(rows)
         return imtile(ims, grid_size=(len(rows), len(ims) // len(rows)), **imtile_kwargs)
 
 
-def _number(v, name: str, *, positive: bool = False) -> float:
+def non_negative_number(v, name: str, *, positive: bool = False) -> float:
+    """`v` as a float after checking it is a finite number >= 0 (> 0 if `positive`); else a VisualizationError
+    naming `name`."""
     if isinstance(v, bool) or not isinstance(v, numbers.Real) or not np.isfinite(float(v)) or v < 0 or (positive and v == 0):
         raise VisualizationError(f"{name} must be a {'positive' if positive else 'non-negative'} finite number, "
                                  f"got {v!r}")
@@ -85,7 +87,7 @@ def per_layer_values(v, n: int, name: str) -> list[float]:
         if isinstance(v, (Sequence, np.ndarray)) and not isinstance(v, str) else None
     if vals is None or len(vals) != n:
         raise VisualizationError(f"{name} must be a number or one number per layer ({n}), got {v!r}")
-    return [_number(x if not isinstance(x, np.generic) else x.item(), name) for x in vals]
+    return [non_negative_number(x if not isinstance(x, np.generic) else x.item(), name) for x in vals]
 
 
 def layer_list(net, layer) -> list[str]:
@@ -188,10 +190,10 @@ def invert(net, image: ImageLike, layer, *, steps: int = 200, tv_weight=0.5, alp
     if isinstance(steps, bool) or not isinstance(steps, numbers.Integral) or steps < 1:
         raise VisualizationError(f"steps must be an integer >= 1, got {steps!r}")
     tvs = per_layer_values(tv_weight, len(layers), "tv_weight")
-    alpha_norm = _number(alpha_norm, "alpha_norm", positive=True)
-    alpha_weight = _number(alpha_weight, "alpha_weight")
-    learning_rate = _number(learning_rate, "learning_rate", positive=True)
-    start_sd = _number(start_sd, "start_sd")
+    alpha_norm = non_negative_number(alpha_norm, "alpha_norm", positive=True)
+    alpha_weight = non_negative_number(alpha_weight, "alpha_weight")
+    learning_rate = non_negative_number(learning_rate, "learning_rate", positive=True)
+    start_sd = non_negative_number(start_sd, "start_sd")
     hw = size_of(net, image_size)
     batch = load_images(image, hw, resize)
     targets = codes(net, batch, layers)
@@ -210,11 +212,11 @@ def invert(net, image: ImageLike, layer, *, steps: int = 200, tv_weight=0.5, alp
                 feat = sum(terms[1:], terms[0])
                 objs.append(-1.0 * feat - _regularisers(hw, alpha_norm, alpha_weight, tvs[j]))
                 ids.append(zlib.crc32(f"{layers[j]}#{i}".encode()))
-        plan = engine.Plan(Param(hw, 1, "pixel", False, "none", start_sd, 0.5), Compose(()), optimizer("adam"),
+        config = engine.StepConfig(Param(hw, 1, "pixel", False, "none", start_sd, 0.5), Compose(()), optimizer("adam"),
                            tuple(gl), engine.Projection((0.0, 1.0)))
-        res = engine.optimize(net, objs, plan, levels=[(hw, int(steps))], learning_rate=learning_rate, seed=seed,
+        res = engine.optimize(net, objs, config, levels=[(hw, int(steps))], learning_rate=learning_rate, seed=seed,
                               unit_ids=ids, batch_size=batch_size, devices=devices, progress=progress,
-                              label=f"invert {getattr(net, 'name', '')} ({len(objs)} units)")
+                              label=f"invert {net.name} ({len(objs)} units)")
         imgs = res.images[:, 0].reshape(n, len(g), *hw, 3)
         tr = np.asarray(res.trace)[0].reshape(steps, n, len(g))
         for k, j in enumerate(g):
@@ -228,5 +230,5 @@ def invert(net, image: ImageLike, layer, *, steps: int = 200, tv_weight=0.5, alp
     settings = dict(steps=int(steps), tv_weight=tvs, alpha_norm=alpha_norm, alpha_weight=alpha_weight,
                     learning_rate=learning_rate, image_size=hw, resize=resize, seed=seed, start_sd=start_sd,
                     per_layer=per_layer, optimizer="adam", alpha_bound=ALPHA_BOUND, tv_v=TV_V,
-                    network=getattr(net, "name", ""))
+                    network=net.name)
     return Inversion(images, raw, original, layers, err, sim, trace, seconds, settings)

@@ -25,6 +25,7 @@ import zlib
 from collections.abc import Sequence
 from typing import Any
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -35,7 +36,7 @@ from ..engine.presets import optimizer
 from ..engine.transforms import Compose
 from ..errors import VisualizationError
 from ..imaging.images import ImageLike
-from .invert import _number, codes, layer_list, load_images, size_of
+from .invert import codes, layer_list, load_images, non_negative_number, size_of
 
 
 @dataclasses.dataclass
@@ -149,9 +150,9 @@ def style_transfer(net, content: ImageLike, style: ImageLike, *, content_layer, 
     w = _weights(weights, len(s_layers))
     if isinstance(steps, bool) or not isinstance(steps, numbers.Integral) or steps < 1:
         raise VisualizationError(f"steps must be an integer >= 1, got {steps!r}")
-    content_weight = _number(content_weight, "content_weight")
-    tv_weight = _number(tv_weight, "tv_weight")
-    learning_rate = _number(learning_rate, "learning_rate", positive=True)
+    content_weight = non_negative_number(content_weight, "content_weight")
+    tv_weight = non_negative_number(tv_weight, "tv_weight")
+    learning_rate = non_negative_number(learning_rate, "learning_rate", positive=True)
     if init not in ("content", "noise"):
         raise VisualizationError(f"init must be 'content' or 'noise', got {init!r}")
     hw = size_of(net, image_size)
@@ -170,15 +171,14 @@ def style_transfer(net, content: ImageLike, style: ImageLike, *, content_layer, 
     if init == "content":
         start = (c_img / 255.0)[None]
     else:
-        import jax
         start = np.asarray(jax.random.uniform(jax.random.PRNGKey(int(seed) % 2 ** 32), (1, 1, *hw, 3)))
-    plan = engine.Plan(Param(hw, 1, "pixel", False, "none", 0.0, 0.5), Compose(()), optimizer("adam"), layers,
+    config = engine.StepConfig(Param(hw, 1, "pixel", False, "none", 0.0, 0.5), Compose(()), optimizer("adam"), layers,
                        engine.Projection((0.0, 1.0)))
     ids = [zlib.crc32(np.asarray(wk, np.float64).tobytes()) for wk in w]
     t0 = time.perf_counter()
-    res = engine.optimize(net, objs, plan, levels=[(hw, int(steps))], learning_rate=learning_rate, seed=seed,
+    res = engine.optimize(net, objs, config, levels=[(hw, int(steps))], learning_rate=learning_rate, seed=seed,
                           unit_ids=ids, start=start, batch_size=batch_size, devices=devices, progress=progress,
-                          label=f"style_transfer {getattr(net, 'name', '')} ({k} weight sets)")
+                          label=f"style_transfer {net.name} ({k} weight sets)")
     seconds = time.perf_counter() - t0
     raw = res.images[:, 0]
     losses = _loss_values(net, raw, terms, layers)
@@ -187,6 +187,6 @@ def style_transfer(net, content: ImageLike, style: ImageLike, *, content_layer, 
     settings = dict(content_layer=c_layer, style_layers=s_layers, content_weight=content_weight,
                     tv_weight=tv_weight, steps=int(steps), learning_rate=learning_rate, image_size=hw,
                     style_size=shw, normalize=normalize, init=init, seed=seed, optimizer="adam",
-                    network=getattr(net, "name", ""))
+                    network=net.name)
     return StyleTransfer(u8(raw * 255.0), raw, u8(c_img[0]), u8(s_img[0]), w, losses, start_losses,
                          np.asarray(res.trace)[0], seconds, settings)

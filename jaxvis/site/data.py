@@ -4,37 +4,34 @@ and for the first convolution the filter itself."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
 
-from ..imaging.display import save_png
+from ..datasets import Dataset, shown
 from ..errors import LayerError, MissingWeightsError
-from ..patches import TopPatches
+from ..imaging.display import save_png
+from ..maps.filters import conv_kernel
+from ..patches import TopPatches, top_patches
 from ..patches.loader import DECODED_MAX
-from .plan import LayerPlan
+from ..patches.result import outline
+from .plan import STATE, LayerPlan
 
 
-def data_pass(net, plans: list[LayerPlan], images, out: Path, *, k: int, devices, progress: bool) -> TopPatches:
+def data_pass(net, plans: list[LayerPlan], images, out: Path, *, k: int, devices, progress: bool,
+              rebuild: bool = False) -> TopPatches:
     """The one pass over the photos for every planned layer: top-`k` hits and means (``.means``).
 
     Called on every process: under ``jax.distributed`` each reads every P-th batch and all get the
-    merged result. A folder's pass is resumable (its cache lives in the gallery's state folder).
+    merged result. A pass over files is resumable (its cache lives in the gallery's state folder).
     """
-    from ..patches import top_patches
-    from .render import STATE
-    cache = out / STATE / "patches.npz" if isinstance(images, (str, os.PathLike)) else None
+    cache = out / STATE / "patches.npz" if isinstance(images, Dataset) else None
     return top_patches(net, images, [lp.name for lp in plans], k=k, cache=cache, devices=devices,
-                       progress=progress)
+                       progress=progress, rebuild=rebuild)
 
 
 def _first_conv(net, plans: list[LayerPlan]) -> tuple[str, np.ndarray] | None:
     """(layer, kernel kh×kw×3×C) of the first planned layer that convolves the image, if any."""
-    try:
-        from ..maps.filters import conv_kernel
-    except ImportError:
-        return None
     for lp in plans[:1]:
         try:
             name, k = conv_kernel(net, lp.name)
@@ -49,7 +46,6 @@ def _first_conv(net, plans: list[LayerPlan]) -> tuple[str, np.ndarray] | None:
 def _with_field(im: np.ndarray, box) -> np.ndarray:
     """A crop with context around its receptive field: upscaled (nearest, to >= 96 px; the page shows 110)
     with the field outlined 1 px thin."""
-    from ..patches.result import outline
     h, w = im.shape[:2]
     f = max(1, -(-96 // max(min(h, w), 1)))
     return outline(np.kron(im, np.ones((f, f, 1), im.dtype)), [int(v) * f for v in box])
@@ -71,8 +67,11 @@ def unit_data(net, plans: list[LayerPlan], tp: TopPatches, out: Path) -> dict:
             for i, (hit, im, box) in enumerate(zip(crops.hits, crops.images, crops.fields)):
                 rel = f"patches/{lp.slug}/{c}_{i}.png"
                 save_png(out / rel, _with_field(im, box) if grown else im)
-                src = Path(hit.source).name if hit.source else f"image {hit.image}"
-                patches.append({"image": rel, "source": src, "value": float(hit.value), "y": hit.y, "x": hit.x})
+                src = shown(Path(hit.source).name) if hit.source else f"image {hit.image}"
+                patch = {"image": rel, "source": src, "value": float(hit.value), "y": hit.y, "x": hit.x}
+                if tp.classes is not None and tp.labels is not None and tp.labels[hit.image] >= 0:
+                    patch["label"] = tp.classes[int(tp.labels[hit.image])]
+                patches.append(patch)
             per[c] = {"patches": patches, "mean": float(tp.means[lp.name][c])}
             if not patches:  # a unit that never fired on the data (its hits were all 0): say so, show none
                 per[c]["never_fired"] = True

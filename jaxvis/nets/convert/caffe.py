@@ -242,7 +242,7 @@ def encode_caffemodel(layers: list[tuple[str, str, list[np.ndarray]]], *, v1: bo
         The serialized model; floats are written packed, as caffe does.
 
     Raises:
-        ValueError: A V1 type string has no enum code, or a V1 blob has > 4 dims.
+        WeightFileError: A V1 type string has no enum code, or a V1 blob has > 4 dims.
     """
     out = bytearray()
     for name, ltype, blobs in layers:
@@ -251,7 +251,7 @@ def encode_caffemodel(layers: list[tuple[str, str, list[np.ndarray]]], *, v1: bo
             arr = np.asarray(blob, dtype="<f4")
             if v1:
                 if arr.ndim > 4:
-                    raise ValueError(f"V1 blobs are at most 4-D, layer {name!r} has {arr.shape}")
+                    raise WeightFileError(f"V1 blobs are at most 4-D, layer {name!r} has {arr.shape}")
                 shape = b"".join(_varint(i << 3 | _VARINT) + _varint(d)
                                  for i, d in enumerate((1,) * (4 - arr.ndim) + arr.shape, 1))
                 payload = shape + _field(5, arr.tobytes())
@@ -260,7 +260,8 @@ def encode_caffemodel(layers: list[tuple[str, str, list[np.ndarray]]], *, v1: bo
             body += _field(6 if v1 else 7, payload)
         if v1:
             if ltype not in _V1_CODES:
-                raise ValueError(f"layer type {ltype!r} has no V1 enum code")
+                raise WeightFileError(f"layer type {ltype!r} has no V1 enum code; V1 codes exist for "
+                                      f"{', '.join(sorted(_V1_CODES))}")
             head = _field(4, name.encode()) + _varint(5 << 3 | _VARINT) + _varint(_V1_CODES[ltype])
         else:
             head = _field(1, name.encode()) + _field(2, ltype.encode())

@@ -34,6 +34,8 @@ import numpy as np
 
 from ...errors import WeightFileError
 from ...imaging.fileio import regular_file_size
+from ..models.registry import TORCHVISION, build_steps
+from ..models.vgg16 import fused_name
 
 __all__ = ["KerasWeights", "expected_keras_layers", "match_keras", "read_keras"]
 
@@ -184,8 +186,6 @@ def expected_keras_layers(arch: str) -> dict[str, list[tuple[int, ...]]]:
 
     A jaxvis step 'block1_conv1:preact' is the Keras layer 'block1_conv1' (see jaxvis.nets.models.vgg16).
     """
-    from ..models.registry import TORCHVISION, build_steps
-    from ..models.vgg16 import fused_name
     out = {}
     for s in build_steps(arch, TORCHVISION):
         o = s.o

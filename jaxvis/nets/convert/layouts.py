@@ -11,6 +11,8 @@ import re
 import numpy as np
 
 from ...errors import WeightFileError
+from ..models.registry import TORCHVISION, build_steps
+from ..models.vgg16 import fused_name
 
 
 def checked(a: object, source: str, where: str, ndims: tuple[int, ...], size: int | None = None) -> np.ndarray:
@@ -90,7 +92,6 @@ _TV_VGG16 = tuple(f"features.{i}" for i in (0, 2, 5, 7, 10, 12, 14, 17, 19, 21, 
 
 def learnable_kinds(arch: str) -> dict[str, str]:
     """The architecture's conv/fc layer names in graph order → 'conv' or 'fc' (from its step graph)."""
-    from ..models.registry import TORCHVISION, build_steps
     return {s.name: s.kind for s in build_steps(arch, TORCHVISION) if s.kind in ("conv", "fc")}
 
 
@@ -223,7 +224,6 @@ KERAS_BGR_INPUT = {"vgg16": "block1_conv1"}
 
 def from_keras(layers: dict[str, list[np.ndarray]], arch: str) -> dict[str, dict[str, np.ndarray]]:
     """Keras layer weights {name: [kernel, bias]} (already matched to `arch`) → jaxvis arrays."""
-    from ..models.vgg16 import fused_name
     by_base = {fused_name(n): n for n in learnable_layers(arch)}  # 'block1_conv1' → 'block1_conv1:preact'
     out = {}
     for name, (kernel, bias) in layers.items():

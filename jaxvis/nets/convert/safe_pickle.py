@@ -199,7 +199,7 @@ class RestrictedUnpickler(pickle._Unpickler):  # the Python unpickler: its opcod
                 raise WeightFileError(f"{source}: a pickle field declares {n} bytes; truncated or corrupt file")
             data = raw_read(n)
             if len(data) < n:
-                raise EOFError("pickle data was truncated")
+                raise WeightFileError(f"{source}: truncated pickle (a field needs {n} bytes, {len(data)} are left)")
             return data
 
         self._file_read = read_exact

@@ -57,10 +57,10 @@ def _describe(pid: Any) -> str:
     return f"a {type(pid).__name__}"
 
 
-def _ints(value: Any, what: str) -> tuple[int, ...]:
+def _ints(value: Any, what: str, source: str) -> tuple[int, ...]:
     if not (isinstance(value, (tuple, list)) and len(value) <= _MAX_DIMS
             and all(isinstance(v, int) and not isinstance(v, bool) for v in value)):
-        raise ValueError(f"tensor {what} must be a tuple of at most {_MAX_DIMS} ints")
+        raise WeightFileError(f"{source}: tensor {what} must be a tuple of at most {_MAX_DIMS} ints")
     return tuple(value)
 
 
@@ -171,12 +171,14 @@ class _Load:
         """Local ``torch._utils._rebuild_tensor``: a contiguous copy of a strided view."""
         # Only a storage this load decoded from a record may back a view.
         if not (isinstance(storage, np.ndarray) and id(storage) in self.storage_ids):
-            raise ValueError(f"tensor storage is a {type(storage).__name__}, not a storage record of this file")
+            raise WeightFileError(f"{self.source}: tensor storage is a {type(storage).__name__}, "
+                                  "not a storage record of this file")
         if not isinstance(offset, int) or isinstance(offset, bool):
-            raise ValueError("tensor offset must be an int")
-        size, stride = _ints(size, "size"), _ints(stride, "stride")
+            raise WeightFileError(f"{self.source}: tensor offset must be an int")
+        size, stride = _ints(size, "size", self.source), _ints(stride, "stride", self.source)
         if len(size) != len(stride) or offset < 0 or min(size + stride, default=0) < 0:
-            raise ValueError(f"invalid tensor geometry offset={offset} size={size} stride={stride}")
+            raise WeightFileError(f"{self.source}: invalid tensor geometry offset={offset} size={size} "
+                                  f"stride={stride}")
         numel = math.prod(size)
         if numel:
             # as_strided does no bounds checking, so prove the furthest element lies
@@ -184,14 +186,15 @@ class _Load:
             # otherwise read arbitrary process memory).
             last = offset + sum((n - 1) * s for n, s in zip(size, stride))
             if last >= storage.size:
-                raise ValueError(
-                    f"tensor (offset={offset}, size={size}, stride={stride}) reaches element "
+                raise WeightFileError(
+                    f"{self.source}: tensor (offset={offset}, size={size}, stride={stride}) reaches element "
                     f"{last} of a storage holding {storage.size}")
             # A view repeating elements (stride 0, overlaps) would turn a few stored
             # numbers into gigabytes: a tensor may not hold more elements than its storage.
             if numel > storage.size:
-                raise ValueError(f"tensor of size {size} (stride {stride}) repeats the {storage.size} "
-                                 f"elements of its storage {numel} times over; refused before allocating")
+                raise WeightFileError(f"{self.source}: tensor of size {size} (stride {stride}) repeats the "
+                                      f"{storage.size} elements of its storage {numel} times over; "
+                                      "refused before allocating")
         if self.room:
             self.room[0](numel * storage.itemsize)
         view = np.lib.stride_tricks.as_strided(
@@ -212,7 +215,7 @@ class _Load:
         """Local ``torch._utils._rebuild_parameter[_with_state]``: a Parameter is its tensor."""
         # Only a tensor rebuilt from this file's storages (never a bare numpy array).
         if not (isinstance(data, np.ndarray) and self.tensors.get(id(data)) is data):
-            raise ValueError(f"a Parameter must wrap a tensor of this file, not a {type(data).__name__}")
+            raise WeightFileError(f"{self.source}: a Parameter must wrap a tensor of this file, not a {type(data).__name__}")
         return data
 
 

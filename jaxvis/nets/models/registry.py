@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Callable
 
+from ...errors import ModelError
 from ..steps import Step
 from .alexnet import bvlc_alexnet_steps, torchvision_alexnet_steps
 from .squeezenet import squeezenet_steps
@@ -35,7 +36,7 @@ ARCHITECTURES: dict[str, Callable[[dict], tuple[Step, ...]]] = {
 def build_steps(architecture: str, preprocessing: dict) -> tuple[Step, ...]:
     """Step graph of `architecture` with its input layer normalising by `preprocessing`."""
     if architecture not in ARCHITECTURES:
-        raise ValueError(f"unknown architecture {architecture!r}; known: {sorted(ARCHITECTURES)}")
+        raise ModelError(f"unknown architecture {architecture!r}; known: {sorted(ARCHITECTURES)}")
     pre = {k: (tuple(v) if isinstance(v, list) else v) for k, v in preprocessing.items()}
     return ARCHITECTURES[architecture](pre)
 

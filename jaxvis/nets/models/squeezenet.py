@@ -7,6 +7,7 @@ preprocessing (see the model cards in :mod:`jaxvis.nets.models.registry`).
 
 from __future__ import annotations
 
+from ...errors import ModelError
 from ..steps import Step, step
 
 # (squeeze, expand1x1, expand3x3) channels of fire2..fire9.
@@ -39,7 +40,7 @@ def squeezenet_steps(version: str, preprocessing: dict, num_classes: int = 1000)
         conv1 = dict(cout=96, kernel=7, stride=2)
         pools = {2: "pool1", 5: "pool4", 9: "pool8"}
     else:
-        raise ValueError(f"SqueezeNet version must be '1.0' or '1.1', got {version!r}")
+        raise ModelError(f"SqueezeNet version must be '1.0' or '1.1', got {version!r}")
     steps = [step("data", "input", **preprocessing),
              step("conv1", "conv", "data", cin=3, **conv1),
              step("relu_conv1", "relu", "conv1")]

@@ -20,6 +20,7 @@ adaptive 7×7 average pool is the identity at 224×224.
 
 from __future__ import annotations
 
+from ...errors import ModelError
 from ..steps import Step, step
 
 PREACT, LOGITS = ":preact", ":logits"
@@ -47,7 +48,7 @@ def vgg16_steps(preprocessing: dict, layout: str = "keras", num_classes: int = 1
       The steps, input first.
     """
     if layout not in ("keras", "torchvision"):
-        raise ValueError(f"VGG16 layout must be 'keras' or 'torchvision', not {layout!r}")
+        raise ModelError(f"VGG16 layout must be 'keras' or 'torchvision', not {layout!r}")
     keras = layout == "keras"
     steps, prev, cin, idx = [step("data", "input", **preprocessing)], "data", 3, 0
 

@@ -1,9 +1,7 @@
-"""The one error type of the ONNX importer."""
+"""The ONNX importer's error type; defined in jaxvis.errors, importable here as before."""
 
 from __future__ import annotations
 
-from ...errors import JaxvisError
+from ...errors import OnnxError
 
-
-class OnnxError(JaxvisError, ValueError):
-    """An ONNX file cannot be imported: unreadable, unsupported, or inconsistent (names the file and node)."""
+__all__ = ["OnnxError"]

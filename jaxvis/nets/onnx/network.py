@@ -14,13 +14,18 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 from ...errors import LayerError
 from ..function import FunctionNetwork
-from ..ops import relu_fn
-from ..protocol import LayerRef
-from .translate import Plan, make_forward
+from ..graph import LayerGraph, nhwc
+from ..ops import RELU_MODES, relu_fn
+from ..protocol import LayerRef, shape_errors
+from .graph import onnx_graph, onnx_layer_params
+from .layout import shown_shape
+from .proto import Node
+from .translate import Program, make_forward
 
 
 class OnnxNetwork(FunctionNetwork):
@@ -37,25 +42,24 @@ class OnnxNetwork(FunctionNetwork):
       forward: the translated function `forward(params, images, *, relu=None, taps=None, layers=None)`
         on preprocessed NHWC images, every activation N×H×W×C (2-D ones N×1×1×C).
       plan: the translation (steps, tensor records, layer table).
+      nodes: the decoded ONNX nodes (op types and attributes: the graph view's geometry).
     """
 
-    def __init__(self, plan: Plan, name: str, classes: Sequence[str] | None,
+    def __init__(self, plan: Program, nodes: Sequence[Node], name: str, classes: Sequence[str] | None,
                  preprocess: Callable[[jax.Array], jax.Array] | None, logits: str | None):
         # device_put, not jnp.asarray: the latter compiles a copy per distinct shape (seconds for big graphs).
         params = {k: jax.device_put(np.ascontiguousarray(v)) for k, v in plan.params.items()}
         # The numpy copies are no longer needed (the network's weights are `params`): keep only shapes.
         plan.params = {k: jax.ShapeDtypeStruct(v.shape, v.dtype)  # type: ignore[misc]  # shapes only from here on
                        for k, v in params.items()}
-        shapes = {}
-        for n, t in plan.layers.items():
-            r = plan.recs[t]
-            shapes[n] = (1, r.shape[2], r.shape[3], r.shape[1]) if r.rank == 4 else (1, *r.shape[1:])
+        shapes = {n: shown_shape(plan.recs[t]) for n, t in plan.layers.items()}
         super().__init__(make_forward(plan, flat_2d=True), params, input_size=plan.input_size,
                          layers=list(plan.layers), shapes=shapes,
                          classes=None if classes is None else [str(c) for c in classes],
                          preprocess=preprocess, name=name, logits=logits)
-        self.plan = plan
-        self.onnx_nodes: tuple = ()  # node attributes (set by from_onnx), for receptive fields along the graph
+        self.plan, self.nodes = plan, tuple(nodes)
+        self.input_channels = int(shapes[plan.input_name][3])  # from the graph's input
+        self.relu_rules: frozenset[str] = frozenset(RELU_MODES)  # `forward` takes the ReLU of every Relu node
         self.forward = make_forward(plan)
         self._names = tuple(plan.layers)
 
@@ -99,13 +103,24 @@ class OnnxNetwork(FunctionNetwork):
         w = min(max(len(n) for n in self._names) + 2, 60)
         tw = max(len(t) for t in self.plan.layer_ops.values())
         for i, n in enumerate(self._names):
-            shape = self.plan.recs[self.plan.layers[n]].shape
-            size = (shape[2], shape[3], shape[1]) if len(shape) == 4 else (1, 1, int(np.prod(shape[1:])))
+            shape = shown_shape(self.plan.recs[self.plan.layers[n]])
+            size = shape[1:] if len(shape) == 4 else (1, 1, int(np.prod(shape[1:])))
             count = per_node.get(n, 0)
             rows.append(f"  {i:4d}   {n!r:<{w}}   {self.plan.layer_ops[n]:<{tw}}   {'×'.join(map(str, size)):>14}"
                         f"   {count:>10,}" if count else
                         f"  {i:4d}   {n!r:<{w}}   {self.plan.layer_ops[n]:<{tw}}   {'×'.join(map(str, size)):>14}")
         return "\n".join(rows)
+
+    def _build_graph(self, hw: tuple[int, int]) -> LayerGraph:
+        spec = jax.ShapeDtypeStruct((1, *hw, self.input_channels), jnp.float32)
+        with shape_errors(self, hw):
+            out = jax.eval_shape(lambda p, x: self.apply(p, x, self._names, normalize=False), self.params, spec)
+        return onnx_graph(self.plan, self.nodes, {n: nhwc(out[n].shape) for n in self._names})
+
+    def layer_params(self, layer: LayerRef) -> dict[str, jax.Array]:
+        """The initializers of a Conv (HWIO kernel, bias), Gemm or MatMul (in×out kernel, bias) layer; {} otherwise."""
+        roles = onnx_layer_params(self.plan, self.nodes, self.layer_name(layer))
+        return {role: self.params[n].T if trans else self.params[n] for role, (n, trans) in roles.items()}
 
     def param_count(self) -> int:
         """Number of parameters (float initializers used as weights)."""

@@ -1,7 +1,7 @@
 """Translation of a decoded ONNX graph into one pure JAX function (done once, at import).
 
 Each node's handler (see :mod:`.ops_nn`, :mod:`.ops_math`, :mod:`.ops_shape`) looks at
-its inputs' :class:`~.layout.Rec` and emits a :class:`Step`: a closure over static
+its inputs' :class:`~.layout.Rec` and emits an :class:`~.registry.Instruction`: a closure over static
 options plus the names of its inputs (run-time tensors, params or literals). Nodes
 whose inputs are all known at import (shape arithmetic: Shape → Gather → Concat →
 Reshape) are evaluated then and become constants. Output shapes come from
@@ -13,48 +13,27 @@ hand-written model costs, and XLA sees the same operations.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
-from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .errors import OnnxError
-from .layout import NCHW_TO_NHWC, Rec, canonical, from_nhwc, onnx_shape, to_nhwc
-from .proto import Graph, Node
-
-Ref = tuple[str, str]  # ("env" | "param" | "lit", name)
-Handler = Callable[["Ctx"], list[Rec]]
-OPS: dict[str, Handler] = {}
-
-
-def op(*names: str):
-    """Register a handler for ONNX op types."""
-    def deco(fn):
-        for n in names:
-            OPS[n] = fn
-        return fn
-    return deco
-
-
-@dataclasses.dataclass(frozen=True)
-class Step:
-    node: str
-    fn: Callable
-    inputs: tuple[Ref, ...]
-    outputs: tuple[str, ...]
-    relu: bool
+from ...errors import OnnxError
+from . import ops_index, ops_math, ops_nn, ops_norm, ops_resize, ops_shape  # noqa: F401  (each registers its handlers)
+from .budget import Budget
+from .layout import NCHW_TO_NHWC, Rec, canonical, from_nhwc, identity, to_nhwc
+from .proto import Graph, Node, SubGraph
+from .registry import OPS, REFUSED, Ctx, Instruction
 
 
 @dataclasses.dataclass
-class Plan:
-    """The translated graph: steps, tensors, params (jaxvis layout) and the layer table."""
+class Program:
+    """The translated graph: its instructions (`steps`), tensors, params (jaxvis layout) and the layer table."""
 
     source: str
     input_name: str
     input_size: tuple[int, int]
-    steps: list[Step]
+    steps: list[Instruction]
     recs: dict[str, Rec]
     params: dict[str, np.ndarray]
     literals: dict[str, np.ndarray]
@@ -64,104 +43,41 @@ class Plan:
     opset: int
 
 
-class Ctx:
-    """What a handler sees of its node: inputs, attributes, and ways to emit steps."""
+MAX_EXTRA_TOKENS = 5  # class, distillation and register tokens ahead of a transformer's patch tokens
 
-    def __init__(self, b: Builder, node: Node, ins: list[Rec | None], fold: bool):
-        self.b, self.node, self.ins, self.fold = b, node, ins, fold
-        self.opset = b.graph.opset
-        self.lits: dict[str, Any] = {}
 
-    def fail(self, msg: str) -> OnnxError:
-        return OnnxError(f"{self.b.graph.source}: node {self.node.name!r} ({self.node.op}, opset {self.opset}): {msg}")
-
-    def attr(self, name: str, default=None):
-        return self.node.attrs.get(name, default)
-
-    def inp(self, i: int) -> Rec | None:
-        return self.ins[i] if i < len(self.ins) else None
-
-    def static(self, i: int, what: str, default=None):
-        """Value of input i, which must be known at import (e.g. a Reshape's shape)."""
-        r = self.inp(i)
-        if r is None:
-            return default
-        if not r.is_const:
-            raise self.fail(f"its {what} (input {i}, {r.name!r}) is computed at run time; jaxvis needs it "
-                            "known at import (a constant, initializer or shape arithmetic on fixed sizes)")
-        return r.const
-
-    def data(self, i: int, convert: Callable[[np.ndarray], np.ndarray] | None = None, tag: str = "") -> Ref:
-        """Reference to input i at run time; constants are converted once (to jaxvis layout) here."""
-        r = self.ins[i]
-        if not r.is_const:
-            return ("env", r.name)
-        v = np.asarray(r.const if convert is None else convert(r.const))
-        if self.fold or v.size <= 1 or v.dtype.kind not in "f":
-            key = f"{r.name}#{tag}#{len(self.lits)}"
-            self.lits[key] = v
-            return ("lit", key)
-        return ("param", self.b.param_key(r.name, tag, v))
-
-    def emit(self, fn: Callable, inputs: list[Ref], layouts: list[tuple], relu: bool = False,
-             like: Ref | None = None) -> list[Rec]:
-        """Add a step; `layouts` gives each output's (perm, feat). Returns the output records.
-
-        `like`: an input whose shape and dtype the (single) output has, which skips the shape trace.
-        """
-        outs = self.node.outputs[:len(layouts)]
-        if self.fold:
-            vals = [self.lits[n] if k == "lit" else self.b.recs[n].const for k, n in inputs]
-            res = fn(*vals, relu=jax.nn.relu) if relu else fn(*vals)
-            res = res if isinstance(res, (tuple, list)) else (res,)
-            recs = []
-            for name, v, (perm, feat) in zip(outs, res, layouts):
-                rec = Rec(name, (), tuple(range(np.ndim(v))) if perm is None else tuple(perm), feat)
-                c = np.asarray(canonical(jnp.asarray(v), dataclasses.replace(rec, shape=(0,) * np.ndim(v))))
-                recs.append(Rec(name, c.shape, tuple(range(c.ndim)), None, c))
-            return recs
-        self.b.literals.update(self.lits)
-        structs = [self.b.struct(k, n) for k, n in inputs]
-        try:
-            traced = (lambda *v: fn(*v, relu=jax.nn.relu)) if relu else fn
-            res = self.b.struct(*like) if like is not None else jax.eval_shape(traced, *structs)
-        except (TypeError, ValueError, IndexError) as e:
-            shapes = ", ".join(f"{r.name!r} {list(r.shape)}" for r in self.ins if r is not None)
-            raise self.fail(f"cannot be applied to its inputs ({shapes}): {e}") from None
-        res = res if isinstance(res, (tuple, list)) else (res,)
-        recs = []
-        for name, s, (perm, feat) in zip(outs, res, layouts):
-            perm = tuple(range(len(s.shape))) if perm is None else perm
-            if len(perm) != len(s.shape):
-                raise self.fail(f"internal layout error: rank {len(s.shape)} output with layout {perm}")
-            recs.append(Rec(name, onnx_shape(s.shape, tuple(perm), feat), tuple(perm), feat))
-            self.b.structs[name] = jax.ShapeDtypeStruct(s.shape, s.dtype)
-        self.b.steps.append(Step(self.node.name, fn, tuple(inputs), tuple(outs), relu))
-        return recs
-
-    def const(self, *values) -> list[Rec]:
-        """Outputs known at import."""
-        return [Rec(n, np.shape(v), tuple(range(np.ndim(v))), None, np.asarray(v))
-                for n, v in zip(self.node.outputs, values)]
+def _read_tensors(nodes) -> set[str]:
+    """Every tensor the nodes read, inside If branches too."""
+    out: set[str] = set()
+    for n in nodes:
+        out.update(n.inputs)
+        for a in n.attrs.values():
+            if isinstance(a, SubGraph):
+                out |= _read_tensors(a.nodes) | set(a.outputs)
+    return out
 
 
 class Builder:
-    """Walks the graph once, folding constants and emitting steps."""
+    """Walks the graph once, folding constants and emitting steps, every size checked against `budget`."""
 
-    def __init__(self, graph: Graph, input_size: tuple[int, int]):
-        self.graph = graph
+    def __init__(self, graph: Graph, input_size: tuple[int, int], budget: Budget):
+        self.graph, self.budget = graph, budget
         self.recs: dict[str, Rec] = {}
         self.structs: dict[str, jax.ShapeDtypeStruct] = {}
         self.params: dict[str, np.ndarray] = {}
         self.literals: dict[str, np.ndarray] = {}
         self._param_ids: dict[tuple[str, str], str] = {}
-        self.steps: list[Step] = []
+        self.steps: list[Instruction] = []
         self.input_size = input_size
+        self.grids: list[tuple[int, int]] = []  # (H, W) of the feature maps so far, for token tensors
+        self.read = _read_tensors(graph.nodes) | set(graph.outputs)  # tensors some node or the graph reads
 
-    def param_key(self, name: str, tag: str, value: np.ndarray) -> str:
+    def param_key(self, name: str, tag: str, value: np.ndarray, fail) -> str:
+        """The parameter holding `value` (constant `name` converted as `tag` says), added once."""
         key = self._param_ids.get((name, tag))
         if key is None:
             key = name if name not in self.params else f"{name}:{tag or len(self._param_ids)}"
+            self.budget.check(f"parameter {key!r}", value.shape, 4, fail, keep=True)
             self._param_ids[(name, tag)] = key
             self.params[key] = value.astype(np.float32) if value.dtype == np.float64 else value
         return key
@@ -172,23 +88,31 @@ class Builder:
         v = self.params[name] if kind == "param" else self.literals[name]
         return jax.ShapeDtypeStruct(v.shape, jax.dtypes.canonicalize_dtype(v.dtype))
 
-    def build(self) -> Plan:
+    def fail(self, what: str):
+        return lambda msg: OnnxError(f"{self.graph.source}: {what}: {msg}")
+
+    def build(self) -> Program:
         g = self.graph
-        c_ = g.input_shape[1]
         h, w = self.input_size
-        rec = Rec(g.input_name, (1, c_, h, w), NCHW_TO_NHWC)
+        if g.input_layout == "NHWC":  # channels last in ONNX too: the run-time array is the ONNX tensor
+            c_ = g.input_shape[3]
+            rec = Rec(g.input_name, (1, h, w, c_), identity(4), cl=True)
+        else:
+            c_ = g.input_shape[1]
+            rec = Rec(g.input_name, (1, c_, h, w), NCHW_TO_NHWC)
+        self.budget.check("the input", (1, h, w, c_), 4, self.fail(f"input {g.input_name!r}"))
         self.recs[rec.name] = rec
         self.structs[rec.name] = jax.ShapeDtypeStruct((1, h, w, c_), jnp.float32)
         for name, a in g.initializers.items():
+            self.budget.check("it", a.shape, a.dtype.itemsize, self.fail(f"initializer {name!r}"), keep=True)
             self.recs[name] = Rec(name, a.shape, tuple(range(a.ndim)), None, a)
         self.layers, self.aliases, self.layer_ops = {g.input_name: g.input_name}, {}, {g.input_name: "Input"}
         layers, aliases, layer_ops = self.layers, self.aliases, self.layer_ops
-        from . import ops_math, ops_nn, ops_shape  # noqa: F401  (register handlers)
         for node in g.nodes:
             self._register(node, self._node(node))
         for name, t in list(layers.items()):
             aliases.setdefault(t, name)
-        return Plan(g.source, g.input_name, (h, w), self.steps, self.recs, self.params, self.literals,
+        return Program(g.source, g.input_name, (h, w), self.steps, self.recs, self.params, self.literals,
                     layers, {a: l for a, l in aliases.items() if a not in layers}, layer_ops, g.opset)
 
     def _register(self, node: Node, outs: list[Rec]) -> None:
@@ -207,6 +131,8 @@ class Builder:
                             "a value computed at run time; jaxvis only inlines Ifs decided at import")
         branch = node.attrs["then_branch" if bool(np.asarray(cond.const).reshape(-1)[0]) else "else_branch"]
         for name, a in branch.initializers.items():
+            self.budget.check("it", a.shape, a.dtype.itemsize, self.fail(f"initializer {name!r} of {node.name!r}"),
+                              keep=True)
             self.recs[name] = Rec(name, a.shape, tuple(range(a.ndim)), None, a)
         for sub in branch.nodes:
             sub = dataclasses.replace(sub, name=f"{node.name}/{sub.name}")
@@ -240,21 +166,37 @@ class Builder:
             where = f" from domain {node.domain!r}" if node.domain else ""
             raise OnnxError(f"{self.graph.source}: node {node.name!r} uses op {node.op!r}{where} (opset "
                             f"{self.graph.opset}), which jaxvis cannot translate. Supported ops: "
-                            f"{', '.join(sorted(OPS))}")
+                            f"{', '.join(sorted(set(OPS) - REFUSED))}")
         fold = all(r is None or r.is_const for r in ins) and node.op not in ("Shape",)
         ctx = Ctx(self, node, ins, fold)
         try:
             outs = handler(ctx)
         except OnnxError:
             raise
-        except (TypeError, ValueError, IndexError, KeyError, ZeroDivisionError) as e:
+        except (TypeError, ValueError, IndexError, KeyError, ZeroDivisionError, OverflowError) as e:
             raise ctx.fail(f"cannot be translated: {type(e).__name__}: {e}") from None
+        outs = [self._as_tokens(r) for r in outs]
         for r in outs:
             self.recs[r.name] = r
+            if not r.is_const and r.rank == 4 and not r.cl and r.shape[2] * r.shape[3] > 1:
+                self.grids.append((r.shape[2], r.shape[3]))
         return outs
 
+    def _as_tokens(self, r: Rec) -> Rec:
+        """A run-time 1×T×C (or 1×C×T, C > 1) tensor whose T is the h·w of the last feature map before it
+        (plus up to MAX_EXTRA_TOKENS leading class/register tokens): a vision transformer's tokens, shown as
+        an h×w map."""
+        if r.is_const or r.rank != 3 or r.shape[0] != 1 or r.feat is not None or not self.grids:
+            return r
+        h, w = self.grids[-1]
+        for axis in (1, 2):
+            extra = r.shape[axis] - h * w
+            if 0 <= extra <= MAX_EXTRA_TOKENS and r.shape[3 - axis] > 1:
+                return dataclasses.replace(r, grid=(axis, extra, h, w))
+        return r
 
-def make_forward(plan: Plan, flat_2d: bool = False):
+
+def make_forward(plan: Program, flat_2d: bool = False):
     """The translated network: `forward(params, images, *, relu=None, taps=None, layers=None)`.
 
     images are N×H×W×C (already preprocessed); returns {layer: N×H×W×C activation} for
