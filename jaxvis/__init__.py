@@ -36,8 +36,9 @@ _WHERE = {
     "jaxvis.attribution": ("Attribution", "AttributionMap", "grad_cam", "occlusion_sensitivity", "saliency"),
     "jaxvis.dream": ("DreamResult", "deep_dream", "deep_dream_image"),
     "jaxvis.engine": ("Visualization", "objectives", "visualize"),
+    "jaxvis.engine.spectrum": ("Spectrum", "natural_spectrum"),
     "jaxvis.recipes": ("DreamPhotoResult", "FoolResult", "class_model", "dream_photo", "fool", "Inversion",
-                       "StyleTransfer", "invert", "ssim", "style_transfer"),
+                       "StyleTransfer", "invert", "ssim", "style_transfer", "Accentuation", "accentuate"),
     "jaxvis.patches": ("TopPatches", "top_patches"),
     "jaxvis.site": ("GalleryResult", "gallery"),
 }
@@ -67,6 +68,7 @@ if TYPE_CHECKING:  # the same names, eagerly, for type checkers and IDEs
     from .datasets import Dataset, image_folder, list_file, open_dataset, shards
     from .dream import DreamResult, deep_dream, deep_dream_image
     from .engine import Visualization, objectives, visualize
+    from .engine.spectrum import Spectrum, natural_spectrum
     from .errors import (ArgumentTypeError, AttributionError, ChannelError, DatasetError, DisplayError, DreamError,
                          EmbeddingError, GalleryError, ImageError, JaxvisError, LayerError, LockedError,
                          MissingWeightsError, ModelError,
@@ -86,6 +88,6 @@ if TYPE_CHECKING:  # the same names, eagerly, for type checkers and IDEs
     from .nets.protocol import Net
     from .nets.receptive import ReceptiveField, receptive_field
     from .patches import TopPatches, top_patches
-    from .recipes import (DreamPhotoResult, FoolResult, Inversion, StyleTransfer, class_model, dream_photo, fool,
-                          invert, ssim, style_transfer)
+    from .recipes import (Accentuation, DreamPhotoResult, FoolResult, Inversion, StyleTransfer, accentuate,
+                          class_model, dream_photo, fool, invert, ssim, style_transfer)
     from .site import GalleryResult, gallery

@@ -146,11 +146,11 @@ def make_case(kind: str, tmp: Path) -> Case:
 
 
 KINDS = ["plain", "nnx", "linen", "gray", "rgba", "bands"]
-PRESETS = ["lucid", "keras_vis", "cs231n", "matlab"]
+PRESETS = ["lucid", "keras_vis", "cs231n", "matlab", "maco"]
 # (kind, engine run) pairs of the default suite; every other pair is slow-only (see the module docstring)
 FAST_ENGINE = {("plain", p) for p in [*PRESETS, "dream", "gallery"]} | {
     ("gray", "lucid"), ("gray", "cs231n"), ("gray", "gallery"),
-    ("bands", "lucid"), ("bands", "matlab"), ("bands", "dream"), ("bands", "gallery")}
+    ("gray", "maco"), ("bands", "lucid"), ("bands", "maco"), ("bands", "matlab"), ("bands", "dream"), ("bands", "gallery")}
 
 
 @pytest.fixture(scope="module")
@@ -280,7 +280,7 @@ def test_visualize_every_preset(cases, kind, preset):
     shown = 1 if case.channels == 1 else 3  # gray for 1 channel, an RGB rendering for 4 and 5
     assert v.images.shape == (4, SIZE, SIZE, shown) and v.images.dtype == np.uint8
     assert v.raw.shape == (4, SIZE, SIZE, case.channels) and np.isfinite(v.trace).all()
-    assert v.settings["decorrelate"] == (preset == "lucid" and case.channels == 3)
+    assert v.settings["decorrelate"] == (preset in ("lucid", "maco") and case.channels == 3)
     if case.channels not in (1, 3):  # the rendering: a linear mix of the raw channels, then the preset's scaling
         mix = channel_colors(case.channels)
         np.testing.assert_array_equal(v.images, scale_for_display(v.raw @ mix, v.settings["output_scaling"]))

@@ -91,6 +91,16 @@ def _border_ratio(im: np.ndarray) -> float:
     return float(ring.mean() / m[10:-10, 10:-10].mean())
 
 
+def band_ratio(im: np.ndarray, b: int = 8) -> float:
+    """Largest over the four sides: mean |colour − centre's mean colour| in the b-px edge band ÷ the same in
+    the centre half (1 = the band looks like the centre)."""
+    h, w = im.shape[:2]
+    c = im[h // 4:3 * h // 4, w // 4:3 * w // 4].reshape(-1, 3)
+    mean = c.mean(0)
+    dev = lambda r: np.abs(r.reshape(-1, 3) - mean).mean()  # noqa: E731
+    return max(dev(s) for s in (im[:b], im[-b:], im[:, :b], im[:, -b:])) / dev(c)
+
+
 def test_seamless_conv1_dreams_have_no_frames(squeezenet):
     """MATLAB's plain objective gives conv1 dreams bright frames (the border's gradient differs and the
     Laplacian normalisation boosts it); the seamless objective (wrap-padded, cropped) has none, and the
@@ -105,6 +115,49 @@ def test_seamless_conv1_dreams_have_no_frames(squeezenet):
     a = jaxvis.deep_dream(squeezenet, "conv1", [0], initial_image=x, **kw3).images[0]
     b = jaxvis.deep_dream(squeezenet, "conv1", [0], initial_image=np.roll(x, 16, axis=0), **kw3).images[0]
     np.testing.assert_allclose(np.roll(a, 16, axis=0), b, atol=1e-2 * np.abs(a - x).max())
+
+
+def _edge_gradient_ratio(run, layer: str, c: int, n: int) -> float:
+    """Mean |∂ channel mean / ∂x| over the 8-px rows at the top and bottom edges ÷ over the middle half."""
+    fn = run.function([layer])
+    x = 127.5 + 10 * jax.random.normal(jax.random.PRNGKey(1), (2, n, n, 3))
+    g = jax.jit(jax.grad(lambda x: fn(run.params, x)[layer][..., c].mean(axis=(1, 2)).sum()))(x)
+    rows = np.abs(np.asarray(g)).mean(axis=(0, 2, 3))
+    return float(np.r_[rows[:8], rows[-8:]].mean() / rows[n // 4:3 * n // 4].mean())
+
+
+def test_seamless_gradient_has_no_edge_band_at_any_size(squeezenet):
+    """fire6-expand3x3 has stride 16; at 113 px (and README command 1's 227/318) the image is no multiple
+    of it, so the layer's grid slipped at the wrap seam and the gradients of neighbouring positions no
+    longer cancelled there: channel 13's edge rows got 3× the interior's gradient (bright bands in the
+    dream). The seamless network now resamples the period to a multiple of the stride."""
+    run = jaxvis.dream.seamless.seamless(squeezenet, "fire6-expand3x3")
+    assert 0.85 < _edge_gradient_ratio(run, "fire6-expand3x3", 13, 113) < 1.15
+
+
+def test_periodic_resize_matrix_is_trigonometric_interpolation():
+    M = jaxvis.dream.seamless.periodic_resize_matrix
+    rng = np.random.default_rng(0)
+    for n, m in ((227, 240), (10, 16), (9, 12)):
+        x = rng.normal(size=n)
+        t = np.arange(m) * n / m
+        k = np.fft.fftfreq(n) * n
+        terms = [np.cos(2 * np.pi * kj * t / n) if abs(kj) == n / 2 else np.exp(2j * np.pi * kj * t / n) for kj in k]
+        want = np.real(sum(X * e for X, e in zip(np.fft.fft(x), terms)) / n)
+        np.testing.assert_allclose(M(n, m) @ x, want, atol=1e-5)
+        np.testing.assert_allclose(M(m, n) @ (M(n, m) @ x), x, atol=1e-5)  # upsampling loses nothing
+    np.testing.assert_allclose(M(64, 64), np.eye(64), atol=1e-6)
+
+
+@pytest.mark.slow
+def test_readme_dream_has_no_edge_bands(squeezenet):
+    """README command 1 (fire6-expand3x3, channels 0:16, 2 levels, 10 iterations): every channel's 8-px edge
+    bands deviate from the image's centre colour about as much as the centre does (before the fix: channel
+    13's top/bottom bands 4.1×, channel 2's left/right 2.8×, channel 11's 2.1×)."""
+    ims = jaxvis.deep_dream_image(squeezenet, "fire6-expand3x3", range(16), pyramid_levels=2, num_iterations=10,
+                                  output_scaling="percentile", verbose=False)
+    worst = max(band_ratio(im) for im in ims)
+    assert worst < 1.6, worst
 
 
 def test_lap_split_merge_is_exact_and_images_are_independent():

@@ -299,3 +299,31 @@ def test_cli_writes_html(folder, tmp_path, capsys):
     written = [line[6:] for line in printed.splitlines() if line.startswith("wrote ")]
     assert len(written) == 5 and all(Path(w).is_file() for w in written) and written[-1].endswith("index.html")
     assert "fire2-concat/unit_0001.png" in (out / "index.html").read_text()
+
+
+def test_a_unit_that_never_fires_has_no_top_patches(folder, tmp_path):
+    """relu1 unit 0 with a bias of −1000 is 0 everywhere: its "top" hits used to be k arbitrary zero-valued
+    patches with reconstructions stretched into a black/white grid; now it has none and says so."""
+    import jax.numpy as jnp
+
+    from jaxvis.patches.result import normalise_signed
+    from tiny_nets import CLASSES, apply, params, preprocess
+    p = params()
+    p["b1"] = p["b1"].at[0].set(-1000.0)
+    dead = jaxvis.from_function(apply, p, input_size=SIZE, classes=CLASSES, preprocess=preprocess, name="tiny-dead")
+    tp = top_patches(dead, folder, ["relu1"], k=K, batch_size=BATCH, progress=False)
+    assert np.all(tp.value["relu1"][0] == 0)  # the scan keeps them; hits() does not show them
+    assert tp.hits("relu1", 0) == [] and tp.never_fired("relu1", 0)
+    assert len(tp.hits("relu1", 1)) == K and not tp.never_fired("relu1", 1)
+    t = tp.tile("relu1", [0, 1], thumbnail=16)
+    cell = t[:16, :32]  # the dead unit's first cell: white (its label below says it never fired)
+    assert cell.min() == 255
+    html = (Path(tp.save_html(tmp_path / "html", units=[0, 1], thumbnail=16)[-1])).read_text()
+    assert "unit 0</b> — never fired" in html and "unit 1</b><br>" in html
+    # an exactly grey reconstruction shrunk for a thumbnail is flat grey, not its rounding noise stretched
+    grey = jaxvis.imresize(np.full((9, 9, 3), 0.5, np.float32), (16, 16)) - 0.5
+    assert np.all(normalise_signed(grey[None], floor=0.5 / 255) == 0.5)
+    assert np.all(normalise_signed(np.full((1, 4, 4, 3), 3e-3)) == 0.5)  # constant: no structure to show
+    signed = normalise_signed(np.array([[[[1e-9]], [[-2e-9]]]]))  # tiny but structured gradients keep their sign
+    assert signed[0, 0, 0, 0] > 0.5 > signed[0, 1, 0, 0]
+    assert jnp.all(jnp.asarray(tp.value["relu1"][1]) > 0)

@@ -15,14 +15,15 @@ def register(sub) -> None:
     what.add_argument("--layer", help="layer whose channels to visualise (with --channels)")
     what.add_argument("--classes", help="comma-separated class names or 0-based indices (pre-softmax scores)")
     p.add_argument("--channels", type=channel_list, default=None, help="0-based channels of --layer (default 0:16)")
-    p.add_argument("--neuron", action="store_true", help="the centre neuron of each channel instead of its mean")
+    p.add_argument("--neuron", action="store_true", help="the centre neuron of each channel (default: what fits the "
+                   "layer: the neuron for a layer linear in the image with a small receptive field, else the mean)")
     p.add_argument("--steps", type=bounded_int(1, 100000, "steps"), default=None, help="steps (default: the preset's)")
     p.add_argument("--image-size", type=bounded_int(16, 2048, "image size"), default=None,
                    help="image side in pixels (default: the network's input)")
     p.add_argument("--batch", type=bounded_int(1, 64, "batch"), default=1, help="images per unit (default 1)")
     p.add_argument("--diversity", type=float, default=0.0,
                    help="weight of lucid's diversity term across each unit's batch (use with --batch > 1)")
-    p.add_argument("--param", choices=("fft", "pixel"), default=None, help="parameterisation (default: preset's)")
+    p.add_argument("--param", choices=("fft", "pixel", "maco"), default=None, help="parameterisation (default: preset's)")
     p.add_argument("--seed", type=seed, default=0, help="seed of starts and transforms (default 0)")
     p.add_argument("--batch-size", type=bounded_int(1, 4096, "batch size"), default=None,
                    help="units per compiled call (default: automatic)")
@@ -42,7 +43,7 @@ def run(args) -> int:
     if args.layer is not None:
         layer = net.layer_name(int(args.layer) if args.layer.isdigit() else args.layer)
         chans = args.channels if args.channels is not None else list(range(16))
-        objs = [(O.neuron if args.neuron else O.channel)(layer, c) for c in chans]
+        objs = [O.neuron(layer, c) for c in chans] if args.neuron else O.unit_objectives(net, layer, chans)
     else:
         names = [c.strip() for c in args.classes.split(",") if c.strip()]
         objs = [O.class_logit(int(c) if c.isdigit() else c) for c in names]

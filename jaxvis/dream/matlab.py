@@ -269,9 +269,10 @@ def deep_dream_image(net, layer: LayerRef, channels, *, pyramid_levels: int = 3,
       jitter: random roll of up to ±`jitter` pixels per step (default 0, as MATLAB).
       lap_levels: Laplacian pyramid splits in the gradient normalisation (4, the tutorial's).
       lap_padding: 'reflect' (default) or 'zero' (the TF tutorial's padding); seamless runs use 'wrap'.
-      seamless: optimise the layer's activation of the image tiled periodically (wrap-padded by half
-        the receptive field, at most 48 pixels; jaxvis.dream.seamless), so the image border gets the
-        same gradient as its interior: no bright frames, and tiles that repeat seamlessly. False is
+      seamless: optimise the layer's activation of the image tiled periodically (resampled to a period
+        that is a multiple of the layer's stride, wrap-padded by half the receptive field, at most 48
+        pixels; jaxvis.dream.seamless), so the image border gets the same gradient as its interior: no
+        bright frames or edge bands, and tiles that repeat seamlessly. False is
         MATLAB's plain objective (then conv1 images get bright frames).
       batch_size: channels per compiled call; None picks it from an estimate of activation memory.
       image_size: start size (int or (H, W)) instead of the network's input size.

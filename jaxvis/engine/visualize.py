@@ -22,6 +22,7 @@ from . import presets as P
 from . import transforms as T
 from .optimize import RunResult, StepConfig, optimize
 from .param import Param
+from .spectrum import Spectrum, default_spectrum
 
 
 @dataclasses.dataclass
@@ -38,6 +39,8 @@ class Visualization:
       trace: float32 levels×steps×units: each unit's objective (mean over its batch) before each step.
       labels: one label per unit.
       settings: everything that produced it (preset, param, transforms, optimizer, steps, seed, …).
+      transparency: float32 N×H×W×3 or None: MACO's transparency map, Σ over the steps of |∂L/∂x| (where,
+        and how much, the image mattered to the objective); `preset="maco"` gives it.
     """
 
     images: np.ndarray
@@ -45,6 +48,7 @@ class Visualization:
     trace: np.ndarray
     labels: list[str]
     settings: dict[str, Any]
+    transparency: np.ndarray | None = None
 
     def tile(self, **imtile_kwargs) -> np.ndarray:
         """All images tiled with :func:`jaxvis.imtile` (uint8)."""
@@ -87,14 +91,16 @@ def scale_for_display(raw: np.ndarray, how: str) -> np.ndarray:
     return np.round(y * 255).astype(np.uint8)
 
 
-def _objectives(net, objective, hw) -> list[O.Objective]:
+def objectives_for(net, objective, hw) -> list[O.Objective]:
+    """`objective` as a list of resolved objectives: a layer name or index gives every unit of the layer
+    (:func:`jaxvis.objectives.unit_objectives`), an objective or a list of objectives is resolved against `net`."""
     if isinstance(objective, (str, numbers.Integral)) and not isinstance(objective, bool):
         layer = net.layer_name(objective)
         shape = _layer_shape(net, layer, hw)
         if shape is None:
             raise VisualizationError(f"layer {layer!r} cannot be computed from a {hw[0]}×{hw[1]} image; "
                                      f"give image_size={tuple(net.input_size)} (the network's input size)")
-        return [O.channel(layer, c) for c in range(shape[-1])]
+        return O.unit_objectives(net, layer, range(shape[-1]))  # centre neurons for linear early layers
     if isinstance(objective, O.Objective):
         return [objective.resolve(net)]
     if isinstance(objective, Sequence) and objective and all(isinstance(o, O.Objective) for o in objective):
@@ -176,17 +182,19 @@ def visualize(net, objective, *, preset: str | P.Preset = "lucid", param: str | 
               image_size: int | tuple[int, int] | None = None, redirected_relu_steps: int | None = None,
               output_scaling: str | None = None, start_image=None, levels: int | None = None,
               level_scale: float | None = None, batch_size: int | None = None, devices=None,
-              progress: bool = True, on_level=None) -> Visualization:
+              progress: bool = True, on_level=None, spectrum=None) -> Visualization:
     """Feature visualization: images that maximise each objective, all optimised in one batch.
 
     Args:
       net: any jaxvis network (`load_model`, `from_function`, `from_onnx`).
       objective: an objective (`jaxvis.objectives.channel("conv5", 3) - 1e-3 * objectives.l1()`),
         a list of objectives of one form (one image set each: every unit in one vmapped,
-        jit-compiled loop), or a layer name (every channel of it).
-      preset: 'lucid' (default), 'matlab', 'keras_vis' or 'cs231n' (see `jaxvis.engine.presets`);
+        jit-compiled loop), or a layer name (every unit of it, with the objective that fits the layer:
+        the centre neuron of a layer linear in the image with a small receptive field, such as conv1,
+        else the channel mean; `jaxvis.objectives.unit_objectives`).
+      preset: 'lucid' (default), 'maco', 'matlab', 'keras_vis' or 'cs231n' (see `jaxvis.engine.presets`);
         the arguments below override it.
-      param: 'fft' or 'pixel'.
+      param: 'fft', 'pixel' or 'maco'.
       decorrelate: colour decorrelation (RGB networks only: for other channel counts the preset's is off, and
         True is an error).
       transforms: 'standard', 'none', 'keras_vis', 'roll16', or transforms from `jaxvis.engine.transforms`.
@@ -205,13 +213,15 @@ def visualize(net, objective, *, preset: str | P.Preset = "lucid", param: str | 
       batch_size: units per compiled call (default from a memory estimate); devices: shard over these.
       progress: progress bar on stderr.
       on_level: `on_level(k, trace steps×units)` after each level.
+      spectrum: param 'maco': the fixed magnitude, a :class:`~jaxvis.engine.spectrum.Spectrum` from
+        :func:`jaxvis.natural_spectrum` (any size: resampled to the image's); default the one jaxvis ships.
 
     Returns:
       :class:`Visualization`.
     """
     pre = P.get(preset)
     hw = _hw(image_size, net)
-    objs = _objectives(net, objective, hw)
+    objs = objectives_for(net, objective, hw)
     pen = pre.penalty(hw)
     if pen is not None:
         objs = [o - pen for o in objs]
@@ -229,8 +239,17 @@ def visualize(net, objective, *, preset: str | P.Preset = "lucid", param: str | 
     # the preset's border replaces its transforms' padding: with other transforms it is not added
     border = pre.border if own and transforms is None else 0
     opt_hw = (hw[0] + 2 * border, hw[1] + 2 * border)
+    spec = None
+    if kind == "maco":
+        if spectrum is not None and not isinstance(spectrum, Spectrum):
+            raise VisualizationError(f"spectrum must be a Spectrum (jaxvis.natural_spectrum), got {type(spectrum).__name__}")
+        spec = default_spectrum(opt_hw).with_channels(c) if spectrum is None else spectrum.resized(opt_hw)
+        if spec.channels != c:
+            raise VisualizationError(f"the spectrum has {spec.channels} channels but {net.name!r} takes {c}: compute "
+                                     f"one from its own images, jaxvis.natural_spectrum(images, size)")
+        sd = pre.sd if pre.param == "maco" else P.MACO_SD
     prm = Param(opt_hw, int(batch), kind, dec, out, sd, (0.0 if out == "sigmoid" else 0.5) if mean is None else mean,
-                margin=margin, channels=c)
+                margin=margin, channels=c, spectrum=spec)
     opt = optimizer if optimizer is not None else P.optimizer(*pre.optimizer)
     lr = learning_rate if learning_rate is not None else (pre.learning_rate if optimizer is None else 1.0)
     n_levels = pre.levels if levels is None else int(levels)
@@ -251,29 +270,39 @@ def visualize(net, objective, *, preset: str | P.Preset = "lucid", param: str | 
         if b.shape[1:3] != hw:
             b = np.asarray(jax.image.resize(jnp.asarray(b), (b.shape[0], *hw, c), "bilinear"))
         start = np.broadcast_to((b / 255.0)[:, None], (b.shape[0], int(batch), *hw, c))
-    config = StepConfig(prm, tf, opt, layers, pre.projection)
+    config = StepConfig(prm, tf, opt, layers, pre.projection, transparency=pre.transparency and kind == "maco")
     red = pre.redirected_relu_steps if redirected_relu_steps is None else int(redirected_relu_steps)
     labels = [label(o, net) for o in objs]
     res: RunResult = optimize(net, objs, config, levels=[(s, n_steps) for s in sizes], learning_rate=lr,
-                              seed=seed, unit_ids=_unit_ids(labels), start=start,
+                              seed=seed, unit_ids=unit_ids(labels), start=start,
                               redirected_relu_steps=red, batch_size=batch_size, devices=devices,
                               progress=progress, on_level=on_level,
                               label=f"visualize {net.name} ({len(objs)} units)")
     raw = res.images.reshape(-1, *res.images.shape[2:])
     if border:
         raw = raw[:, border:raw.shape[1] - border, border:raw.shape[2] - border]
+    alpha = None if res.transparency is None else res.transparency.reshape(raw.shape)
     scaling = output_scaling or pre.output_scaling
-    settings = dict(preset=pre.name, param=kind, decorrelate=dec, output=out, margin=margin, border=border,
-                    transforms=repr(tf),
+    settings = dict(preset=pre.name, objective=_kind(objs[0]), param=kind, decorrelate=dec, output=out, margin=margin,
+                    border=border, transforms=repr(tf),
                     optimizer=repr(pre.optimizer) if optimizer is None else repr(optimizer), learning_rate=lr,
                     steps=n_steps,
                     levels=sizes, seed=seed, batch=batch, redirected_relu_steps=red, output_scaling=scaling,
                     batch_size=res.batch_size)
+    if spec is not None:
+        settings["spectrum"] = repr(spec)
     return Visualization(scale_for_display(raw if c in (1, 3) else render_rgb(raw), scaling), raw,
-                         np.asarray(res.trace), labels, settings)
+                         np.asarray(res.trace), labels, settings, alpha)
 
 
-def _unit_ids(labels: Sequence[str]) -> list[int]:
+def _kind(o: O.Objective) -> str:
+    """What a unit's objective maximises ('channel', 'neuron', 'classscore', …; its first term's kind)."""
+    while isinstance(o, (O.Sum, O.Scale)):
+        o = o.terms[0] if isinstance(o, O.Sum) else o.obj
+    return type(o).__name__.lower()
+
+
+def unit_ids(labels: Sequence[str]) -> list[int]:
     """A unit's random stream follows from what it is (its label, and which repeat of it), not where it
     sits in the batch: the same unit alone or in any batch gets the same start and transforms."""
     seen: dict[str, int] = {}

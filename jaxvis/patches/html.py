@@ -56,7 +56,8 @@ def write_html(result, folder, *, layers=None, units=None, reconstruction: bool 
             title = "; ".join(f"#{h.image} {shown(os.path.basename(h.source)) if h.source else ''} ({h.y},{h.x}) "
                               f"{h.value:.4g}" for h in hits)
             classes = ", ".join(f"{html.escape(c)} {n}" for c, n in result.hit_classes(layer, u).items())
-            body.append(f'<div><b>unit {u}</b>{" (hits: " + classes + ")" if classes else ""}<br>'
+            fired = " — never fired on these images (activation 0 everywhere)" if result.never_fired(layer, u) else ""
+            body.append(f'<div><b>unit {u}</b>{fired}{" (hits: " + classes + ")" if classes else ""}<br>'
                         f'<img src="{html.escape(p.relative_to(folder).as_posix())}" title="{html.escape(title)}"></div>')
     skipped = "".join(f"<li>{html.escape(shown(s.source))}: {html.escape(s.reason)}</li>"
                       for s in result.skipped[:SHOWN_SKIPPED])

@@ -88,17 +88,25 @@ def reconstruct(net, layer: str, images: np.ndarray, ys, xs, cs, relu: str = "gu
     return np.concatenate(out) if out else np.zeros((0, *images.shape[1:]), np.float32)
 
 
-def normalise_signed(r: np.ndarray, percentile: float = 99.5) -> np.ndarray:
+def normalise_signed(r: np.ndarray, percentile: float = 99.5, floor: float = 0.0) -> np.ndarray:
     """Per crop: ``0.5 + r / (2 s)`` clipped to 0..1, s = the `percentile` of ``|r|`` in the crop.
 
     Zero is grey and the scale symmetric, so the sign stays visible (the deconvnet figures); a high
     percentile rather than the maximum, because guided gradients have a few sharp peaks that would
-    leave every other pixel grey.
+    leave every other pixel grey. A crop that holds no structure — constant, or no value above `floor`
+    — is flat grey: stretching it would only show float rounding (a black/white grid around a map
+    that is exactly grey, as the second stretch of a shrunken all-zero reconstruction did).
     """
-    a = np.abs(r).reshape(len(r), -1)
+    flat = r.reshape(len(r), -1)
+    a = np.abs(flat)
     s = np.percentile(a, percentile, axis=1) if a.shape[1] else np.zeros(len(r))
     s = np.where(s > 0, s, np.where(a.max(axis=1, initial=0) > 0, a.max(axis=1, initial=0), 1))
-    return np.clip(0.5 + r / (2 * s.reshape(-1, *([1] * (r.ndim - 1)))), 0, 1).astype(np.float32)
+    peak = a.max(axis=1, initial=0)
+    spread = np.ptp(flat, axis=1) if flat.shape[1] else np.zeros(len(r))
+    empty = (peak <= floor) | (spread <= 1e-6 * peak)
+    out = np.clip(0.5 + r / (2 * s.reshape(-1, *([1] * (r.ndim - 1)))), 0, 1).astype(np.float32)
+    out[empty] = 0.5
+    return out
 
 
 @dataclasses.dataclass
@@ -163,14 +171,20 @@ class TopPatches:
         return int(unit)
 
     def hits(self, layer, unit: int) -> list[Hit]:
-        """The unit's hits, strongest first (fewer than k when fewer images were read)."""
+        """The unit's hits, strongest first: fewer than k when fewer images were read, and none with value 0 (a
+        ReLU that did not fire: every position ties at 0, so such a "top" patch would be arbitrary). A unit
+        without hits after images were read never fired on them (:meth:`never_fired`)."""
         layer = self._layer(layer)
         unit = self._unit(layer, unit)
         out = []
         for v, i, (y, x) in zip(self.value[layer][unit], self.image[layer][unit], self.position[layer][unit]):
-            if i >= 0 and np.isfinite(v):
+            if i >= 0 and np.isfinite(v) and v != 0:
                 out.append(Hit(int(i), self.sources[i] if self.sources else None, int(y), int(x), float(v)))
         return out
+
+    def never_fired(self, layer, unit: int) -> bool:
+        """Whether images were read and the unit had no nonzero activation on any of them."""
+        return self.n_images > len(self.skipped) and not self.hits(layer, unit)
 
     def hit_classes(self, layer, unit: int) -> dict[str, int]:
         """How many of the unit's hits come from each class, most first (a labelled set; {} otherwise)."""
@@ -340,9 +354,12 @@ class TopPatches:
                         parts[0] = outline(parts[0], np.round(c.fields[j] * np.array([thumbnail / ch, thumbnail / cw] * 2)))
                     if c.reconstructions is not None:  # shrinking averages a signed, high-frequency map: stretch it again
                         small = imresize(c.reconstructions[j], (thumbnail, thumbnail)) - 0.5
-                        parts.append(np.round(normalise_signed(small[None])[0] * 255).astype(np.uint8))
+                        parts.append(np.round(normalise_signed(small[None], floor=0.5 / 255)[0] * 255).astype(np.uint8))
                     label = f"{'u%d ' % u if j == 0 else ''}{c.hits[j].value:.3g}"
                     cells.append(_cell(parts, label))
+                elif j == 0 and not c.hits:
+                    cells.append(_cell([np.full((thumbnail, thumbnail, 3), 255, np.uint8)] * (1 + reconstruction),
+                                       f"u{u} never fired" if self.never_fired(layer, u) else f"u{u}: no hits"))
                 else:
                     cells.append(None)
         blank = np.full_like(next(c for c in cells if c is not None) if any(c is not None for c in cells)

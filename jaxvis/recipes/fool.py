@@ -71,12 +71,16 @@ class FoolResult:
         """max |perturbation| per pair (pixel units)."""
         return np.max(np.abs(self.perturbation), axis=(1, 2, 3))
 
-    def magnified(self, factor: float | None = None) -> np.ndarray:
+    def magnified(self, factor: float | None = None, percentile: float = 99.5) -> np.ndarray:
         """The perturbation as a picture: uint8 N×H×W×3, mid-grey = no change, `factor`× amplified
-        (default: each pair's largest change maps to full range, as CS231n's rescaled difference)."""
+        (default: each pair's `percentile` of |change| maps to full range, as CS231n's rescaled difference
+        but robust: with the maximum, the few pixels a normalised step changes most set the scale and
+        leave the rest of the picture flat grey)."""
         d = self.perturbation
         if factor is None:
-            m = np.maximum(np.max(np.abs(d), axis=(1, 2, 3), keepdims=True), 1e-6)
+            a = np.abs(d).reshape(len(d), -1)
+            m = np.percentile(a, percentile, axis=1) if a.shape[1] else np.zeros(len(d))
+            m = np.maximum(np.where(m > 0, m, a.max(axis=1, initial=0)), 1e-6).reshape(-1, 1, 1, 1)
             return np.round(np.clip(127.5 + 127.5 * d / m, 0, 255)).astype(np.uint8)
         return np.round(np.clip(127.5 + float(factor) * d, 0, 255)).astype(np.uint8)
 

@@ -53,7 +53,6 @@ def _with_field(im: np.ndarray, box) -> np.ndarray:
 
 def unit_data(net, plans: list[LayerPlan], tp: TopPatches, out: Path) -> dict:
     """{layer: {unit: {"patches": [...], "mean": float, "filter": path}}} from `tp`, images written under `out`."""
-    conv = _first_conv(net, plans)
     data: dict = {}
     for lp in plans:
         per = data.setdefault(lp.name, {})
@@ -74,10 +73,26 @@ def unit_data(net, plans: list[LayerPlan], tp: TopPatches, out: Path) -> dict:
                     patch["label"] = tp.classes[int(tp.labels[hit.image])]
                 patches.append(patch)
             per[c] = {"patches": patches, "mean": float(tp.means[lp.name][c])}
-            if conv is not None and conv[0] == lp.name:
-                w = conv[1][..., c]
-                img = 0.5 + w / (2 * max(float(np.abs(w).max()), 1e-12))  # CS231n: symmetric around grey
-                rel = f"img/{lp.slug}/{c}_filter.png"
-                save_png(out / rel, np.kron(np.clip(img, 0, 1), np.ones((8, 8, 1))))
-                per[c]["filter"] = rel
+            if not patches:  # a unit that never fired on the data (its hits were all 0): say so, show none
+                per[c]["never_fired"] = True
+    for layer, units in filter_data(net, plans, out).items():
+        for c, rec in units.items():
+            data.setdefault(layer, {}).setdefault(c, {}).update(rec)
     return data
+
+
+def filter_data(net, plans: list[LayerPlan], out: Path) -> dict:
+    """{layer: {unit: {"filter": path}}} for the first planned layer if it convolves the image (images written
+    under `out`); shown beside the unit's visualisation, with or without photos."""
+    conv = _first_conv(net, plans)
+    if conv is None:
+        return {}
+    lp = next(l for l in plans if l.name == conv[0])
+    per: dict = {}
+    for c in lp.units:
+        w = conv[1][..., c]
+        img = 0.5 + w / (2 * max(float(np.abs(w).max()), 1e-12))  # CS231n: symmetric around grey
+        rel = f"img/{lp.slug}/{c}_filter.png"
+        save_png(out / rel, np.kron(np.clip(img, 0, 1), np.ones((8, 8, 1))))
+        per[c] = {"filter": rel}
+    return {lp.name: per}

@@ -32,7 +32,7 @@ from ..errors import GalleryError
 from ..imaging.display import save_png
 from ..imaging.fileio import atomic_path, exclusive
 from ..imaging.progress import Progress
-from .data import data_pass, unit_data
+from .data import data_pass, filter_data, unit_data
 from .pages import write_site
 from .plan import STATE, LayerPlan, plan_layers
 
@@ -83,16 +83,17 @@ def _render_block(net, lp: LayerPlan, block: tuple[int, ...], out: Path, cfg: di
     padded = block + (block[0],) * (cfg["block"] - len(block))
     common = dict(preset=cfg["preset"], steps=cfg["steps"], image_size=cfg["image_size"], seed=cfg["seed"],
                   batch_size=len(padded), devices=devices, progress=False)
-    vis = visualize(net, [O.channel(lp.name, c) for c in padded], **common)
+    objs = O.unit_objectives(net, lp.name, padded)  # the centre neuron of a linear early layer, else the channel
+    kind = "neuron" if isinstance(objs[0], O.Neuron) else "channel"
+    vis = visualize(net, objs, **common)
     div = None
     if cfg["diversity"] > 1:
-        div = visualize(net, [O.channel(lp.name, c) + O.diversity(lp.name, 1e2) for c in padded],
-                        batch=cfg["diversity"], **common)
+        div = visualize(net, [o + O.diversity(lp.name, 1e2) for o in objs], batch=cfg["diversity"], **common)
     records = []
     folder = out / "img" / lp.slug
     for i, c in enumerate(block):
         rec: dict[str, Any] = {"unit": c, "label": _label(net, lp, c), "image": f"img/{lp.slug}/{c}.png",
-               "thumb": f"img/{lp.slug}/{c}_t.png", "objective": float(vis.trace[-1, -1, i])}
+               "thumb": f"img/{lp.slug}/{c}_t.png", "objective": float(vis.trace[-1, -1, i]), "kind": kind}
         save_png(folder / f"{c}.png", vis.images[i])
         save_png(folder / f"{c}_t.png", _thumb(vis.images[i], cfg["thumbnail"]))
         if div is not None:
@@ -278,9 +279,7 @@ def _gallery(net, out: Path, plans: list[LayerPlan], images, cfg: dict, settings
         return GalleryResult(out, None, rendered, skipped, True, time.perf_counter() - t0,
                              [] if tp is None else tp.skipped)
     _wait_for(state, [(lp, b) for lp, b, _ in work], done_file, wait_timeout)
-    extra = {}
-    if tp is not None:
-        extra = unit_data(net, plans, tp, out)
+    extra = unit_data(net, plans, tp, out) if tp is not None else filter_data(net, plans, out)
     manifest = write_site(net, plans, out, settings, {lp.name: _load_units(lp, state) for lp in plans}, extra)
     return GalleryResult(out, manifest, rendered, skipped, True, time.perf_counter() - t0,
                          [] if tp is None else tp.skipped)
