@@ -150,5 +150,8 @@ class OnnxNetwork(FunctionNetwork):
         x = self._preprocess(images) if normalize and self._preprocess is not None else images
         names = [self.layer_name(l) for l in layers]
         tp = {self.layer_name(k): v for k, v in (taps or {}).items()}
-        out = self.forward(params, x, relu=relu_fn(relu), taps=tp, layers=names)
+        # The translation is specialised to its input size: at another size, shapes folded at import (a
+        # Reshape's target, …) may not fit, which is an ImageError naming both sizes.
+        with shape_errors(self, (int(x.shape[1]), int(x.shape[2]))):
+            out = self.forward(params, x, relu=relu_fn(relu), taps=tp, layers=names)
         return {l: out[n] for l, n in zip(layers, names)}

@@ -44,6 +44,7 @@ class Program:
 
 
 MAX_EXTRA_TOKENS = 5  # class, distillation and register tokens ahead of a transformer's patch tokens
+GRID_OPS = {"Conv", "ConvTranspose", "MaxPool", "AveragePool", "Resize", "Upsample"}  # they make feature maps
 
 
 def _read_tensors(nodes) -> set[str]:
@@ -178,7 +179,7 @@ class Builder:
         outs = [self._as_tokens(r) for r in outs]
         for r in outs:
             self.recs[r.name] = r
-            if not r.is_const and r.rank == 4 and not r.cl and r.shape[2] * r.shape[3] > 1:
+            if node.op in GRID_OPS and not r.is_const and r.rank == 4 and not r.cl and r.shape[2] * r.shape[3] > 1:
                 self.grids.append((r.shape[2], r.shape[3]))
         return outs
 
