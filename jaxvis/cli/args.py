@@ -92,3 +92,17 @@ def channel_list(text: str) -> list[int]:
     if not out:
         raise argparse.ArgumentTypeError(f"{text!r} selects no channels")
     return out
+
+
+SHOWN_SKIPPED = 20  # skipped files printed by a command (the rest counted; the full list in the report)
+
+
+def print_skipped(skipped, full_list: str | None) -> None:
+    """Print each skipped input with its reason (the first SHOWN_SKIPPED, then a count), printable whatever
+    the bytes of its name."""
+    from ..datasets import shown
+    for s in skipped[:SHOWN_SKIPPED]:
+        print(f"  skipped {shown(s.source)}: {s.reason}")
+    if len(skipped) > SHOWN_SKIPPED:
+        where = f" (all of them in {full_list})" if full_list else ""
+        print(f"  … and {len(skipped) - SHOWN_SKIPPED} more skipped{where}")

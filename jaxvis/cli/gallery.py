@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .args import add_model_args, bounded_int, load, seed
+from .args import add_model_args, bounded_int, load, print_skipped, seed
 
 
 def register(sub) -> None:
@@ -15,7 +15,9 @@ def register(sub) -> None:
                    help="with --onnx: the input side when the graph does not fix it")
     p.add_argument("--layers", default="all",
                    help="comma-separated layer names, or 'all' (convolutions, concatenations, fully connected)")
-    p.add_argument("--images", default=None, metavar="DIR", help="photo folder for top patches and mean activations")
+    p.add_argument("--images", default=None, metavar="PHOTOS",
+                   help="photos for top patches and mean activations: a folder (class subfolders = labels), a list "
+                        "file (.txt) or tar shards (.tar) (default: none)")
     p.add_argument("--units", type=bounded_int(1, 100000, "units"), default=None,
                    help="at most this many units per layer (default all)")
     p.add_argument("--preset", choices=tuple(PRESETS), default="lucid", help="engine settings (default lucid)")
@@ -28,6 +30,8 @@ def register(sub) -> None:
     p.add_argument("--block", type=bounded_int(1, 4096, "block"), default=32, help="units per engine call (default 32)")
     p.add_argument("--seed", type=seed, default=0, help="seed (default 0)")
     p.add_argument("--out", default="site", help="site folder (default site/)")
+    p.add_argument("--rebuild", action="store_true",
+                   help="replace a site made with other settings or with damaged state (default: refuse it)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
 
@@ -42,8 +46,9 @@ def run(args) -> int:
     layers = "all" if args.layers == "all" else [s.strip() for s in args.layers.split(",") if s.strip()]
     r = gallery(net, args.out, layers=layers, images=args.images, units=args.units, preset=args.preset,
                 steps=args.steps, image_size=args.image_size, diversity=args.diversity, k=args.k, block=args.block,
-                seed=args.seed, progress=not args.quiet)
+                seed=args.seed, progress=not args.quiet, rebuild=args.rebuild)
     print(f"{r.rendered} units rendered, {r.skipped} already done, in {r.seconds:.0f} s")
+    print_skipped(r.skipped_files, None)
     if r.manifest is not None:
         print(f"wrote {r.out / 'index.html'}")
         print(f"wrote {r.out / 'index.json'}")

@@ -10,11 +10,12 @@ import jax.numpy as jnp
 import numpy as np
 from PIL import Image, ImageDraw
 
+from ..datasets import Dataset, Skipped, shown
 from ..errors import ChannelError, LayerError, PatchesError
 from ..imaging.display import imresize, imtile
 from ..nets.receptive import receptive_field
 from .html import write_html
-from .loader import Skipped, load_one
+from .loader import load_one
 from .topk import spatial
 
 RECON_CHUNK = 8  # backward passes per jitted call: bounds memory (SqueezeNet at 227×227: ~0.3 GB)
@@ -112,6 +113,14 @@ class TopPatches:
       settings: what produced the result (net, k, batch size, resize, relu, devices, processes).
       means: per layer (C,) float32: each unit's activation averaged over its positions and over the images
         read (unreadable ones excluded), from the same pass as the hits.
+      classes: class names of a labelled set (an ImageFolder tree, a list file or shards with labels), else None.
+      labels: per image id its class index (-1: none), or None.
+      class_means: per layer classes×C float32: the mean activation over each class's images (NaN for a class
+        with no readable image), or None.
+      class_counts: images used per class, or None.
+      timing: seconds of the pass: ``seconds`` (wall), ``decode_seconds`` (decoding, summed over threads) and
+        ``wait_seconds`` (the network waiting for decoded images: wait / wall is the decode share).
+      dataset: the :class:`~jaxvis.datasets.Dataset` read (None for arrays).
     """
 
     net: Any = dataclasses.field(repr=False)
@@ -125,6 +134,12 @@ class TopPatches:
     skipped: list[Skipped]
     settings: dict
     means: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
+    classes: tuple[str, ...] | None = None
+    labels: np.ndarray | None = dataclasses.field(default=None, repr=False)
+    class_means: dict[str, np.ndarray] | None = dataclasses.field(default=None, repr=False)
+    class_counts: np.ndarray | None = None
+    timing: dict = dataclasses.field(default_factory=dict)
+    dataset: Dataset | None = dataclasses.field(default=None, repr=False)
     _arrays: Any = dataclasses.field(default=None, repr=False)
     _recon: dict = dataclasses.field(default_factory=dict, repr=False)
 
@@ -155,9 +170,39 @@ class TopPatches:
                 out.append(Hit(int(i), self.sources[i] if self.sources else None, int(y), int(x), float(v)))
         return out
 
+    def hit_classes(self, layer, unit: int) -> dict[str, int]:
+        """How many of the unit's hits come from each class, most first (a labelled set; {} otherwise)."""
+        if self.classes is None or self.labels is None:
+            return {}
+        counts: dict[str, int] = {}
+        for h in self.hits(layer, unit):
+            lab = int(self.labels[h.image])
+            name = self.classes[lab] if lab >= 0 else "(no label)"
+            counts[name] = counts.get(name, 0) + 1
+        return dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
+
+    def top_classes(self, layer, unit: int, n: int = 3) -> list[tuple[str, float]]:
+        """The `n` classes with the highest mean activation of the unit, with that mean (a labelled set; [] otherwise)."""
+        if self.class_means is None or self.classes is None:
+            return []
+        layer = self._layer(layer)
+        m = self.class_means[layer][:, self._unit(layer, unit)]
+        order = [int(i) for i in np.argsort(-np.nan_to_num(m, nan=-np.inf), kind="stable") if np.isfinite(m[i])]
+        return [(self.classes[i], float(m[i])) for i in order[:n]]
+
+    def skipped_report(self, limit: int | None = None) -> str:
+        """The skipped files, one ``name: reason`` per line (names printable whatever their bytes); with
+        `limit`, the first `limit` lines and a count of the rest."""
+        lines = [f"{shown(s.source)}: {s.reason}" for s in self.skipped]
+        if limit is not None and len(lines) > limit:
+            lines = lines[:limit] + [f"… and {len(lines) - limit} more"]
+        return "\n".join(lines)
+
     def load(self, image: int) -> np.ndarray:
         """Image `image` as the network saw it: uint8 H×W×3 at its input size."""
         size, resize = self.settings["input_size"], self.settings["resize"]
+        if self.dataset is not None:
+            return self.dataset.load(image, size, resize)
         if self.sources is not None:
             return load_one(self.sources[image], size, resize)
         if isinstance(self._arrays, dict):

@@ -1,4 +1,4 @@
-"""`jaxvis.site`: render every unit of a network into a static site, as one resumable job.
+"""`jaxvis.gallery`: render every unit of a network into a static site, as one resumable job.
 
 Work is split into fixed blocks of units per layer (plan.py). Each block is one call of the
 engine (all its units in one vmapped, jit-compiled loop, sharded over the local devices); its
@@ -7,7 +7,7 @@ killed job restarted with the same command renders only the missing blocks. With
 :func:`jaxvis.top_patches` pass (data.py) comes first and gives both the top patches and the
 mean activations. With ``jax.distributed`` every process reads its share of the photos in that
 pass and takes every P-th block; process 0 waits for all blocks' state files and writes the site
-(site.py) from them.
+(pages.py) from them.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import shutil
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -26,9 +27,10 @@ from PIL import Image
 
 from ..engine import objectives as O
 from ..engine.visualize import visualize
+from ..datasets import Dataset, is_dataset_like, open_dataset
 from ..errors import GalleryError
 from ..imaging.display import save_png
-from ..imaging.fileio import atomic_path
+from ..imaging.fileio import atomic_path, exclusive
 from ..imaging.progress import Progress
 from .data import data_pass, unit_data
 from .pages import write_site
@@ -45,6 +47,7 @@ class GalleryResult:
       rendered: units rendered by this call; skipped: units found already done.
       complete: whether every block is done (False after ``stop_after_blocks``).
       seconds: wall time of this call.
+      skipped_files: the photos that were not used, with the reason (:class:`~jaxvis.datasets.Skipped`).
     """
 
     out: Path
@@ -53,6 +56,7 @@ class GalleryResult:
     skipped: int
     complete: bool
     seconds: float
+    skipped_files: list = dataclasses.field(default_factory=list)
 
 
 def _write_json(path: Path, obj) -> None:
@@ -103,22 +107,65 @@ def _settings(net, layers: list[LayerPlan], **kw) -> dict:
             "layers": [{"name": l.name, "units": len(l.units)} for l in layers], **kw}
 
 
+# What a gallery writes into its folder besides STATE: removed by rebuild=True, nothing else is touched.
+OUTPUTS = ("img", "patches", "layers", "units", "index.html", "index.json", "style.css")
+
+
+def _read_json(path: Path, what: str) -> dict:
+    """A state file of the gallery, or a GalleryError naming it (damaged: not written by a finished write)."""
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+        why = "" if isinstance(doc, dict) else "not a JSON object"
+    except (OSError, ValueError) as e:
+        doc, why = None, f"{type(e).__name__}: {str(e)[:120]}"
+    if why:
+        raise GalleryError(f"{what} {str(path)!r} is damaged ({why}); rerun with rebuild=True (--rebuild) to render "
+                           "the site again, or use another --out folder")
+    return doc
+
+
 def _check_settings(state: Path, settings: dict) -> None:
     f = state / "settings.json"
     if f.exists():
-        old = json.loads(f.read_text(encoding="utf-8"))
+        old = _read_json(f, "the gallery's settings file")
         diff = sorted(k for k in set(old) | set(settings) if old.get(k) != settings.get(k))
         if diff:
             raise GalleryError(
                 f"{state.parent} holds a gallery made with other settings ({', '.join(diff)} differ: "
                 + "; ".join(f"{k}: {old.get(k)!r} there, {settings.get(k)!r} now" for k in diff[:3])
-                + "); use another --out folder or delete it to start again")
+                + "); rerun with rebuild=True (--rebuild) to replace it, or use another --out folder")
+
+
+def _clear(out: Path) -> None:
+    """Remove what a gallery wrote into `out` (its state and outputs), nothing else; the lock files stay (held)."""
+    state = out / STATE
+    held = [p for p in state.iterdir() if p.name.startswith("lock.")] if state.is_dir() else []
+    for p in state.iterdir() if state.is_dir() else ():
+        if p not in held:
+            shutil.rmtree(p) if p.is_dir() and not p.is_symlink() else p.unlink()
+    for name in OUTPUTS:
+        p = out / name
+        if p.is_dir() and not p.is_symlink():
+            shutil.rmtree(p)
+        elif p.exists() or p.is_symlink():
+            p.unlink()
+
+
+def _images_setting(images) -> str | None:
+    """How the photos enter the settings a resumed job is checked against."""
+    if images is None:
+        return None
+    if isinstance(images, Dataset):
+        return f"{images.kind} {images.spec} ({len(images)} images, {images.fingerprint()})"
+    if isinstance(images, (str, os.PathLike)):
+        return str(images)
+    return f"{len(images)} images"
 
 
 def gallery(net, out: str | os.PathLike, *, layers: str | Sequence[str] = "all", images=None,
             units: int | None = None, preset: str = "lucid", steps: int | None = None,
             image_size: int | None = None, diversity: int = 0, k: int = 9, block: int = 32,
-            thumbnail: int = 96, seed: int = 0, devices=None, progress: bool = True,
+            thumbnail: int = 96, seed: int = 0, devices=None, progress: bool = True, rebuild: bool = False,
             stop_after_blocks: int | None = None, wait_timeout: float = 3600.0) -> GalleryResult:
     """Render a browsable per-unit atlas of `net` into the folder `out` (OpenAI Microscope for your network).
 
@@ -130,8 +177,13 @@ def gallery(net, out: str | os.PathLike, *, layers: str | Sequence[str] = "all",
     Args:
       net: any jaxvis network.
       out: site folder (created). Rerunning with the same settings resumes: only missing blocks render.
+        While a job runs, ``out/.jaxvis-gallery/lock…`` holds its pid: a second job on the same folder is
+        refused (:class:`~jaxvis.errors.LockedError`); the lock of a killed job is taken over.
       layers: "all" (layers with units of their own) or layer names.
-      images: optional folder / list of photos for the top patches and mean activations.
+      images: optional photos for the top patches and mean activations: a folder, an ImageFolder tree
+        (the patches then show each hit's class), a list file, tar shards, a list of paths or a
+        :class:`~jaxvis.datasets.Dataset` (see :func:`jaxvis.top_patches`; skipped files are listed in
+        ``GalleryResult.skipped_files``), or a list of arrays.
       units: at most this many units per layer (the first ones); default all.
       preset, steps, image_size, seed: feature-visualization settings (:func:`jaxvis.visualize`).
       diversity: also render a diversity set of this many images per unit (0: none).
@@ -140,11 +192,19 @@ def gallery(net, out: str | os.PathLike, *, layers: str | Sequence[str] = "all",
       thumbnail: thumbnail size in pixels.
       devices: local devices to shard each block over (default all local devices).
       progress: a progress bar with units/s and ETA.
+      rebuild: when `out` holds a gallery of other settings or damaged state, remove what a gallery wrote
+        there and render anew (default: refuse, naming what differs or the damaged file).
       stop_after_blocks: stop after rendering this many blocks (a test hook simulating a kill).
       wait_timeout: seconds process 0 waits for other processes' blocks.
 
     Returns:
       :class:`GalleryResult`.
+
+    Raises:
+      GalleryError: bad options, or (without `rebuild`) a folder of another gallery or with damaged state.
+      LockedError: another job is writing the same folder.
+      OutputError: a file cannot be written (e.g. the disk is full): blocks written so far stay done, and
+        the same command resumes once there is space.
     """
     t0 = time.perf_counter()
     out = Path(out)
@@ -154,26 +214,49 @@ def gallery(net, out: str | os.PathLike, *, layers: str | Sequence[str] = "all",
         raise GalleryError(f"block >= 1, thumbnail >= 8, diversity >= 0 and k >= 1 are needed; got block={block}, "
                            f"thumbnail={thumbnail}, diversity={diversity}, k={k}")
     plans = plan_layers(net, layers, units)
-    if images is not None and not isinstance(images, (str, os.PathLike)):
-        images = list(images)  # its length is part of the settings a resumed job is checked against
+    if images is not None:  # listed once: its fingerprint is part of the settings a resumed job is checked against
+        images = open_dataset(images) if is_dataset_like(images) else list(images)
     cfg = {"preset": preset, "steps": steps, "image_size": image_size, "seed": int(seed),
            "diversity": int(diversity), "thumbnail": int(thumbnail), "block": int(block), "k": int(k),
-           "images": None if images is None else (str(images) if isinstance(images, (str, os.PathLike))
-                                                  else f"{len(images)} images")}
+           "images": _images_setting(images)}
     settings = _settings(net, plans, **cfg)
     state = out / STATE
     pid, nproc = jax.process_index(), jax.process_count()
-    _check_settings(state, settings)  # on every process: all stop before the data pass's collectives
+    with exclusive(state / f"lock.process{pid}of{nproc}", f"gallery site {str(out)!r}"):
+        return _gallery(net, out, plans, images, cfg, settings, devices, progress, rebuild, stop_after_blocks,
+                        wait_timeout, t0)
+
+
+def _gallery(net, out: Path, plans: list[LayerPlan], images, cfg: dict, settings: dict, devices, progress: bool,
+             rebuild: bool, stop_after_blocks: int | None, wait_timeout: float, t0: float) -> GalleryResult:
+    state = out / STATE
+    pid, nproc = jax.process_index(), jax.process_count()
+    try:
+        _check_settings(state, settings)  # on every process: all stop before the data pass's collectives
+    except GalleryError:
+        if not rebuild or nproc > 1:
+            raise
+        _clear(out)
     if pid == 0:
         _write_json(state / "settings.json", settings)
     devices = list(jax.local_devices() if devices is None else devices)
+    k, block = cfg["k"], cfg["block"]
     tp = None
     if images is not None:  # first, while every process is here: the pass merges all processes' shares
-        tp = data_pass(net, plans, images, out, k=int(k), devices=devices, progress=progress)
+        tp = data_pass(net, plans, images, out, k=int(k), devices=devices, progress=progress, rebuild=rebuild)
 
     work = [(lp, b, blk) for lp in plans for b, blk in enumerate(lp.blocks(int(block)))]
     mine = [w for i, w in enumerate(work) if i % nproc == pid]
     done_file = lambda lp, b: state / lp.slug / f"block_{b:05d}.json"  # noqa: E731
+    for lp, b, _ in mine:  # a damaged state file is refused by name before any work (or redone with rebuild)
+        f = done_file(lp, b)
+        if f.exists():
+            try:
+                _read_json(f, "the gallery's block state file")
+            except GalleryError:
+                if not rebuild:
+                    raise
+                f.unlink()
     todo = [w for w in mine if not done_file(w[0], w[1]).exists()]
     skipped = sum(len(blk) for lp, b, blk in mine if (lp, b, blk) not in todo)
     bar = Progress(sum(len(blk) for _, _, blk in todo), f"gallery {net.name}", "units", enabled=progress)
@@ -181,7 +264,8 @@ def gallery(net, out: str | os.PathLike, *, layers: str | Sequence[str] = "all",
     try:
         for n, (lp, b, blk) in enumerate(todo):
             if stop_after_blocks is not None and n >= stop_after_blocks:
-                return GalleryResult(out, None, rendered, skipped, False, time.perf_counter() - t0)
+                return GalleryResult(out, None, rendered, skipped, False, time.perf_counter() - t0,
+                                     [] if tp is None else tp.skipped)
             records = _render_block(net, lp, blk, out, cfg, devices)
             _write_json(done_file(lp, b), {"layer": lp.name, "block": b, "units": records})
             rendered += len(blk)
@@ -189,13 +273,15 @@ def gallery(net, out: str | os.PathLike, *, layers: str | Sequence[str] = "all",
     finally:
         bar.close()
     if pid != 0:
-        return GalleryResult(out, None, rendered, skipped, True, time.perf_counter() - t0)
+        return GalleryResult(out, None, rendered, skipped, True, time.perf_counter() - t0,
+                             [] if tp is None else tp.skipped)
     _wait_for(state, [(lp, b) for lp, b, _ in work], done_file, wait_timeout)
     extra = {}
     if tp is not None:
         extra = unit_data(net, plans, tp, out)
     manifest = write_site(net, plans, out, settings, {lp.name: _load_units(lp, state) for lp in plans}, extra)
-    return GalleryResult(out, manifest, rendered, skipped, True, time.perf_counter() - t0)
+    return GalleryResult(out, manifest, rendered, skipped, True, time.perf_counter() - t0,
+                         [] if tp is None else tp.skipped)
 
 
 def _wait_for(state: Path, blocks, done_file, timeout: float) -> None:
@@ -213,7 +299,7 @@ def _wait_for(state: Path, blocks, done_file, timeout: float) -> None:
 def _load_units(lp: LayerPlan, state: Path) -> list[dict]:
     recs = []
     for f in sorted((state / lp.slug).glob("block_*.json")):
-        recs.extend(json.loads(f.read_text(encoding="utf-8"))["units"])
+        recs.extend(_read_json(f, "the gallery's block state file")["units"])
     recs.sort(key=lambda r: r["unit"])
     return recs
 
