@@ -77,6 +77,12 @@ def conv(c: Ctx):
     if x.shape[1] != cg * g:
         raise c.fail(f"weights {list(w.shape)} with group {g} expect {cg * g} input channels, "
                      f"input {x.name!r} has {x.shape[1]}")
+    p = _auto_pads(auto, pads, x.shape[2:], (kh, kw), s, d)
+    out = [(n + lo + hi - (k - 1) * dd - 1) // ss + 1 for n, (lo, hi), k, dd, ss in zip(x.shape[2:], p, (kh, kw), d, s)]
+    if min(out) < 1:
+        raise c.fail(f"a {kh}×{kw} kernel (dilations {list(d)}, pads {[list(q) for q in p]}) does not fit its "
+                     f"{list(x.shape[2:])} input")
+    c.check("its output", (x.shape[0], _m, *out))
     kernel = c.data(1, lambda a: a.transpose(2, 3, 1, 0), "hwio")
     refs = [c.data(0), kernel] + ([c.data(2)] if c.inp(2) is not None else [])
 
