@@ -8,6 +8,7 @@ import numpy as np
 
 from ..errors import AttributionError
 from ..imaging.display import apply_colormap, mat2gray, overlay, save_png
+from ..imaging.images import render_rgb
 from .targets import Target
 
 
@@ -53,7 +54,8 @@ class AttributionMap:
 
     def overlay(self, alpha: float = 0.5, cmap: str = "jet") -> np.ndarray:
         """:meth:`display_map` blended over the image: H×W×3 float in [0, 1]."""
-        return overlay(self.image.astype(np.uint8), self.display_map(), alpha=alpha, cmap=cmap, normalize=False)
+        photo = np.clip(render_rgb(self.image), 0, 255).astype(np.uint8)  # gray / C-channel inputs rendered as RGB
+        return overlay(photo, self.display_map(), alpha=alpha, cmap=cmap, normalize=False)
 
     def save(self, path, *, style: str = "overlay", alpha: float = 0.5, cmap: str = "jet") -> None:
         """Write a PNG atomically.
@@ -71,9 +73,10 @@ class AttributionMap:
         elif style == "map":
             save_png(path, apply_colormap(self.display_map(), cmap))
         elif style == "rgb":
-            if self.raw is None or self.raw.ndim != 3 or self.raw.shape[-1] != 3:
+            if self.raw is None or self.raw.ndim != 3 or self.raw.shape[:2] != self.image.shape[:2]:
                 raise AttributionError(f"style='rgb' needs per-colour attributions; {self.method} has none")
-            save_png(path, np.clip(self.raw / (2 * _p99(self.raw)) + 0.5, 0.0, 1.0))
+            raw = render_rgb(self.raw)  # per input channel, rendered as RGB (linear: the sign is kept)
+            save_png(path, np.clip(raw / (2 * _p99(raw)) + 0.5, 0.0, 1.0))
         else:
             raise AttributionError(f"style must be 'overlay', 'map' or 'rgb', not {style!r}")
 

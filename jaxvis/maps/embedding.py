@@ -115,7 +115,8 @@ def dataset_codes(net, ds: Dataset, layer, *, batch_size: int = 16, resize: str 
     name = net.layer_name(layer)
     fn = net.jitted([name])
     out, ids, skipped = [], [], list(ds.skipped)
-    for b in BatchLoader(ds, net.input_size, int(batch_size), resize=resize, workers=workers):
+    for b in BatchLoader(ds, net.input_size, int(batch_size), resize=resize, workers=workers,
+                         channels=net.input_channels):
         skipped += b.skipped
         if not b.valid.any():
             continue
@@ -149,7 +150,8 @@ def codes(net, images, layer, *, batch_size: int = 16, resize: str = "crop") -> 
     fn = net.jitted([name])
     out = []
     for i in range(0, len(ims), batch_size):
-        chunk = [fit_to_size(to_batch(x)[0], net.input_size, resize)[0] for x in ims[i:i + batch_size]]
+        chunk = [fit_to_size(to_batch(x, channels=net.input_channels)[0], net.input_size, resize)[0]
+                 for x in ims[i:i + batch_size]]
         batch = np.stack(chunk).astype(np.float32)
         n = len(batch)
         if n < batch_size and i > 0:  # pad the last chunk: one compiled shape for every batch

@@ -165,11 +165,13 @@ def _measured(net, name: str) -> ReceptiveField:
     h0, w0 = net.input_size
     n = 2 * max(h0, w0)
 
+    c = net.input_channels
+
     def out_hw(m):
-        return tuple(jax.eval_shape(fn, net.params, jax.ShapeDtypeStruct((1, m, m, 3), jnp.float32))[name].shape[1:3])
+        return tuple(jax.eval_shape(fn, net.params, jax.ShapeDtypeStruct((1, m, m, c), jnp.float32))[name].shape[1:3])
 
     try:
-        shape_a = jax.eval_shape(fn, net.params, jax.ShapeDtypeStruct((1, n, n, 3), jnp.float32))[name].shape
+        shape_a = jax.eval_shape(fn, net.params, jax.ShapeDtypeStruct((1, n, n, c), jnp.float32))[name].shape
     except (TypeError, ValueError):  # a network that takes only its own size (an ONNX export's fixed reshapes)
         return _measured_at_own_size(net, fn, name)
     try:
@@ -182,7 +184,7 @@ def _measured(net, name: str) -> ReceptiveField:
     stride = tuple(64 // (bb - aa) for aa, bb in zip(a, b))
     ky, kx = a[0] // 2, a[1] // 2
     # numpy's generator and one jitted gradient: eager JAX would compile every op (and the RNG) on its own
-    x = np.random.default_rng(0).uniform(0.0, 255.0, (8, n, n, 3)).astype(np.float32)
+    x = np.random.default_rng(0).uniform(0.0, 255.0, (8, n, n, net.input_channels)).astype(np.float32)
     g = jax.jit(jax.grad(lambda p, x: fn(p, x)[name][:, ky, kx, :].sum(), argnums=1))(net.params, x)
     support = np.asarray(jnp.abs(g).sum(axis=(0, 3))) > 0
     rows, cols = np.nonzero(support.any(axis=1))[0], np.nonzero(support.any(axis=0))[0]
@@ -195,11 +197,12 @@ def _measured_at_own_size(net, fn, name: str) -> ReceptiveField:
     """Size and offset from the gradient support of one output position, stride from that of its diagonal
     neighbour, at the network's own input size; a field covering the whole image for both is global."""
     h0, w0 = net.input_size
-    shape = jax.eval_shape(fn, net.params, jax.ShapeDtypeStruct((1, h0, w0, 3), jnp.float32))[name].shape
+    c = net.input_channels
+    shape = jax.eval_shape(fn, net.params, jax.ShapeDtypeStruct((1, h0, w0, c), jnp.float32))[name].shape
     if len(shape) != 4 or shape[1] * shape[2] == 1:
         return ReceptiveField(name, (h0, w0), (h0, w0), ((h0 - 1) / 2, (w0 - 1) / 2), spatial=False)
     ky, kx = (shape[1] - 1) // 2, (shape[2] - 1) // 2
-    x = np.random.default_rng(0).uniform(0.0, 255.0, (8, h0, w0, 3)).astype(np.float32)
+    x = np.random.default_rng(0).uniform(0.0, 255.0, (8, h0, w0, c)).astype(np.float32)
     grad = jax.jit(jax.grad(lambda p, x, i, j: fn(p, x)[name][:, i, j, :].sum(), argnums=1))
     boxes = []
     for i, j in ((ky, kx), (min(ky + 1, shape[1] - 1), min(kx + 1, shape[2] - 1))):

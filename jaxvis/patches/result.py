@@ -13,6 +13,7 @@ from PIL import Image, ImageDraw
 from ..datasets import Dataset, Skipped, shown
 from ..errors import ChannelError, LayerError, PatchesError
 from ..imaging.display import imresize, imtile
+from ..imaging.images import render_rgb
 from ..nets.receptive import receptive_field
 from .html import write_html
 from .loader import load_one
@@ -36,8 +37,9 @@ class Hit(NamedTuple):
 
 
 class Crops(NamedTuple):
-    """A unit's hits with their crops (n×h×w×3 uint8), reconstructions (n×h×w×3 float in 0..1, grey = 0)
-    and where in each crop the receptive field lies (n×4 int: y0, x0, y1, x1, half-open, crop pixels)."""
+    """A unit's hits with their crops (n×h×w×3 uint8 RGB for display: a gray or C-channel network's input is
+    rendered by :func:`jaxvis.imaging.images.render_rgb`), reconstructions (n×h×w×3 float in 0..1, grey = 0,
+    rendered alike) and where in each crop the receptive field lies (n×4 int: y0, x0, y1, x1, half-open)."""
 
     hits: list[Hit]
     images: np.ndarray
@@ -74,7 +76,7 @@ def reconstruct(net, layer: str, images: np.ndarray, ys, xs, cs, relu: str = "gu
     """Input gradients of unit ``cs[i]`` at ``(ys[i], xs[i])`` of image i through `relu` backward rules.
 
     One jitted function per (layer, relu), called on chunks of :data:`RECON_CHUNK` (padded), so
-    any number of hits compiles once. Returns n×H×W×3 float32.
+    any number of hits compiles once. Returns n×H×W×C float32 (C: the network's input channels).
     """
     n = len(images)
     fn = net.cache.jit(("top_patches", "recon", layer, relu), lambda: _recon_step(net, layer, relu))
@@ -199,17 +201,18 @@ class TopPatches:
         return "\n".join(lines)
 
     def load(self, image: int) -> np.ndarray:
-        """Image `image` as the network saw it: uint8 H×W×3 at its input size."""
-        size, resize = self.settings["input_size"], self.settings["resize"]
+        """Image `image` as the network saw it at its input size: uint8 H×W×3 RGB (float32 H×W×C for other channel
+        counts)."""
+        size, resize, c = self.settings["input_size"], self.settings["resize"], self.net.input_channels
         if self.dataset is not None:
-            return self.dataset.load(image, size, resize)
+            return self.dataset.load(image, size, resize, c)
         if self.sources is not None:
-            return load_one(self.sources[image], size, resize)
+            return load_one(self.sources[image], size, resize, c)
         if isinstance(self._arrays, dict):
             if image not in self._arrays:
                 raise PatchesError(f"image {image} is no unit's hit here, so it was not kept")
             return self._arrays[image]
-        return load_one(self._arrays[image], size, resize)
+        return load_one(self._arrays[image], size, resize, c)
 
     def _decoded(self, image: int, decoded: dict[int, np.ndarray] | None) -> np.ndarray:
         """:meth:`load`, through `decoded` (image id → image) when given: callers share it to decode each photo once."""
@@ -256,7 +259,8 @@ class TopPatches:
             cache = {} if decoded is None else decoded  # without a shared one: each image once per part
             g = reconstruct(self.net, layer, np.stack([self._decoded(h.image, cache) for _, h in part]), [h.y for _, h in part],
                             [h.x for _, h in part], [u for u, _ in part], self.settings["relu"])
-            parts.append(normalise_signed(np.stack([self._crop(layer, gi, h, context) for gi, (_, h) in zip(g, part)])))
+            parts.append(normalise_signed(np.stack([self._crop(layer, gi, h, context)
+                                                    for gi, (_, h) in zip(render_rgb(g), part)])))
         crops = np.concatenate(parts)
         for u in dict.fromkeys(u for u, _ in todo):
             self._recon[(layer, u, context)] = crops[[j for j, (uu, _) in enumerate(todo) if uu == u]]
@@ -291,8 +295,8 @@ class TopPatches:
         rf = self.receptive_field(layer)
         h, w = self.settings["input_size"]
         shape = (0, min(max(rf.size[0], context), h), min(max(rf.size[1], context), w), 3)
-        ims = (np.stack([self._crop(layer, self._decoded(x.image, decoded), x, context) for x in hits]) if hits
-               else np.zeros(shape, np.uint8))
+        ims = (np.stack([_display(self._crop(layer, self._decoded(x.image, decoded), x, context)) for x in hits])
+               if hits else np.zeros(shape, np.uint8))
         fields = np.array([self.field_in_crop(layer, x.y, x.x, context) for x in hits], np.int64).reshape(-1, 4)
         rec = None
         if reconstruction:
@@ -363,6 +367,12 @@ class TopPatches:
         """
         return write_html(self, folder, layers=layers, units=units, reconstruction=reconstruction,
                           thumbnail=thumbnail, context=context)
+
+
+def _display(crop: np.ndarray) -> np.ndarray:
+    """A crop of the network's input as uint8 RGB (gray replicated, other channel counts rendered)."""
+    return crop if crop.shape[-1] == 3 and crop.dtype == np.uint8 else \
+        np.clip(render_rgb(crop), 0, 255).round().astype(np.uint8)
 
 
 def _cell(parts: list[np.ndarray], label: str) -> np.ndarray:

@@ -65,7 +65,9 @@ def _write_json(path: Path, obj) -> None:
 
 
 def _thumb(img: np.ndarray, size: int) -> np.ndarray:
-    return np.asarray(Image.fromarray(img).resize((size, size), Image.Resampling.LANCZOS))
+    gray = img.ndim == 3 and img.shape[-1] == 1  # a grayscale network's images: N×H×W×1
+    small = np.asarray(Image.fromarray(img[..., 0] if gray else img).resize((size, size), Image.Resampling.LANCZOS))
+    return small[..., None] if gray else small
 
 
 def _label(net, lp: LayerPlan, c: int) -> str:
