@@ -242,3 +242,11 @@ def data_dependent(c: Ctx):
     raise c.fail("its output's size depends on the data (or on a loop run at run time); jaxvis translates graphs "
                  "whose shapes are fixed at import. For a detector, export it without its post-processing "
                  "(box decoding and NMS) and import the heads")
+
+
+@op("QuantizeLinear", "QLinearConv", "QLinearMatMul", "ConvInteger", "MatMulInteger", "DynamicQuantizeLinear",
+    refused=True)
+def quantized(c: Ctx):
+    raise c.fail("it computes in integers (a quantized graph); jaxvis differentiates through the network, which "
+                 "rounding to integers stops: import the float model (DequantizeLinear of quantized weights alone "
+                 "is translated)")
