@@ -103,6 +103,22 @@ def test_windows_and_kernels_that_cannot_fit():
     zero = graph([h.make_node("AveragePool", ["x"], ["y"], name="pool", kernel_shape=[2, 2], strides=[0, 0])])
     with pytest.raises(OnnxError, match=r"'pool'.*must be positive"):
         from_onnx(zero)
+    # Found by the fuzzer: a 2³¹-tap average window that fits thanks to 2³¹ pixels of padding. Its divisor is
+    # counted per output position, not as an outputs × taps table (16 GiB).
+    wide = graph([h.make_node("AveragePool", ["x"], ["y"], name="pool", kernel_shape=[2**31, 1], ceil_mode=1,
+                              pads=[2**31, 0, 7, 0], strides=[2**31, 2**63 - 1])])
+    net = from_onnx(wide, memory_budget=64 << 20)
+    assert net.graph()["pool"].shape == (1, 2, 1, 3)
+    # Found by the fuzzer: wrap and reflect pads beyond the axis (jnp.pad would loop over copies of it).
+    wrap = graph([h.make_node("Pad", ["x", "p"], ["y"], name="pad", mode="wrap")],
+                 [("p", np.array([0, 0, 10**6, 0, 0, 0, 10**6, 0], I64))], opset=18)
+    with pytest.raises(OnnxError, match=r"'pad'.*wrap pads 1000000, 1000000 exceed axis 2's size 8"):
+        from_onnx(wrap)
+    # Found by the fuzzer: a Tile to 2³¹·…·0 elements: empty, but its other dimensions would reach XLA (which
+    # aborted allocating for them); an empty dimension counts as one.
+    tile = graph([h.make_node("Tile", ["x", "r"], ["y"], name="tile")], [("r", np.array([2**31 - 1, 7, 2**62, 0], I64))])
+    with pytest.raises(OnnxError, match=r"'tile'.*2147483647×21×36893488147419103232×0 would take"):
+        from_onnx(tile)
 
 
 def test_tensors_whose_dims_disagree_with_their_data():

@@ -203,6 +203,9 @@ def squeeze(c: Ctx):
 def unsqueeze(c: Ctx):
     x = c.inp(0)
     axes = c.attr("axes") if c.opset < 13 else c.static(1, "axes")
+    if axes is None:
+        raise c.fail("needs its axes")
+    axes = [int(a) for a in np.asarray(axes).reshape(-1)]
     r = x.rank + len(axes)
     new = sorted(int(a) % r for a in axes)
     old_to_new = [a for a in range(r) if a not in new]  # ONNX input axis i → output axis old_to_new[i]
@@ -236,6 +239,12 @@ def pad(c: Ctx):
     out = list(x.shape)
     for i, a in enumerate(axes):
         out[a] += pads[i] + pads[i + n]
+        # Reflection mirrors within the axis, wrapping repeats it once: bigger pads are not ONNX (and would
+        # make jnp.pad loop over copies of the axis).
+        limit = {"reflect": x.shape[a] - 1, "wrap": x.shape[a]}.get(mode)
+        if limit is not None and max(pads[i], pads[i + n]) > limit:
+            raise c.fail(f"{mode} pads {pads[i]}, {pads[i + n]} exceed axis {a}'s size {x.shape[a]} "
+                         f"(at most {limit} for {mode})")
     if min(out, default=0) < 0:
         raise c.fail(f"pads {pads} would crop {list(x.shape)} below nothing")
     c.check("its output", out, c.dtype(0))  # pads of 10⁹ pixels end here, before XLA sees the shape
