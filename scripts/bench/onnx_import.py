@@ -1,7 +1,7 @@
 """Imported ONNX graphs against onnxruntime (forward) and against jaxvis's hand port (forward and forward+backward).
 
-  python scripts/bench/onnx_import.py [--graphs squeezenet,resnet50] [--batch 4] [--size 224] [--repeats 3]
-                                      [--iters 5] [--profile]
+  python scripts/bench/onnx_import.py [--graphs squeezenet,resnet50] [--xla eigen,ynn] [--batch 4] [--size 224]
+                                      [--repeats 3] [--iters 5] [--profile]
 
 Graphs: the ONNX-zoo SqueezeNet 1.1 rebuilt from ../shared/testdata/squeezenet1_1_onnxzoo (or --zoo DIR;
 scripts/data/onnx_zoo.py), whose hand port loads the same arrays through `jaxvis convert npy-folder`; and a
@@ -9,10 +9,12 @@ ResNet-50 (torchvision's architecture, seeded random weights; tests/test_onnx_ar
 torch.onnx.export at opset 17. Forward (logits) and forward+backward (gradient of the summed logits with
 respect to the images, what saliency and the dream compute), all in one process, interleaved, best of
 `--repeats` rounds of `--iters` calls each; onnxruntime (CPU, its default threads and graph optimisations)
-has no backward. Every jaxvis program is compiled with the XLA:CPU option jaxvis uses
-(`xla_cpu_experimental_ynn_fusion_type=""`, per compilation, as `Net.cache.jit` passes it) and
-`configure_cpu()`'s flags. Achieved GFLOP/s (2 × the graph view's MACs per image) are printed against the
-2-vCPU AMD EPYC's 156.5 GFLOP/s fp32 peak (tests/peak_flops.py). `--profile` adds onnxruntime's per-op time
+has no backward. Every jaxvis program is compiled once per `--xla` setting of XLA:CPU's convolution library,
+passed per compilation (as `Net.cache.jit` passes jaxvis's options): `eigen` is jaxvis's choice
+(`xla_cpu_experimental_ynn_fusion_type=""`: Eigen's convolutions, faster for forward + backward), `ynn` is
+XLA's default (YNNPACK convolutions); `configure_cpu()`'s flags are set as in every jaxvis script.
+Achieved GFLOP/s (2 × the graph view's MACs per image) are printed against the 2-vCPU AMD EPYC's
+156.5 GFLOP/s fp32 peak (tests/peak_flops.py). `--profile` adds onnxruntime's per-op time
 and XLA's for each convolution shape on its own.
 Needs onnx, onnxruntime and (for ResNet-50) torch: the test extra.
 """
@@ -36,7 +38,8 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 from onnx_zoo import ZOO, zoo_squeezenet  # noqa: E402
 
-OPTIONS = {"xla_cpu_experimental_ynn_fusion_type": ""}
+XLA = {"eigen": {"xla_cpu_experimental_ynn_fusion_type": ""},
+       "ynn": {"xla_cpu_experimental_ynn_fusion_type": "LIBRARY_FUSION_TYPE_INDIVIDUAL_CONVOLUTION"}}
 PEAK_GFLOPS = 156.5
 
 
@@ -59,11 +62,11 @@ def per_call(fn, iters: int) -> float:
     return (time.perf_counter() - t) / iters
 
 
-def programs(net, layer, x):
-    """(forward, forward+backward) callables of `net` to `layer` on `x`, compiled with OPTIONS; their HLO."""
+def programs(net, layer, x, options):
+    """(forward, forward+backward) callables of `net` to `layer` on `x`, compiled with `options`; their HLO."""
     f = net.function([layer], normalize=False)
-    fwd = jax.jit(lambda p, v: f(p, v)[layer], compiler_options=OPTIONS)
-    grad = jax.jit(jax.grad(lambda v, p: f(p, v)[layer].sum()), compiler_options=OPTIONS)
+    fwd = jax.jit(lambda p, v: f(p, v)[layer], compiler_options=options)
+    grad = jax.jit(jax.grad(lambda v, p: f(p, v)[layer].sum()), compiler_options=options)
     hlo = [hlo_instructions(fwd.lower(net.params, x).compile().as_text()),
            hlo_instructions(grad.lower(x, net.params).compile().as_text())]
     return (lambda: fwd(net.params, x).block_until_ready(), lambda: grad(x, net.params).block_until_ready()), hlo
@@ -122,7 +125,7 @@ def profile(net, sess_model, x, a) -> None:
         w = jnp.zeros((*k, hwc[-1] // groups, cout), jnp.float32)
         f = jax.jit(lambda v, w, s=s, p=p, groups=groups: jax.lax.conv_general_dilated(
             v, w, s, p, dimension_numbers=("NHWC", "HWIO", "NHWC"), feature_group_count=groups),
-            compiler_options=OPTIONS)
+            compiler_options=XLA["eigen"])
         f(xin, w).block_until_ready()
         t = min(per_call(lambda: f(xin, w).block_until_ready(), a.iters) for _ in range(a.repeats))  # noqa: B023
         out = f(xin, w).shape
@@ -142,6 +145,7 @@ def main(argv=None) -> int:
     p.add_argument("--size", type=int, default=224)
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--iters", type=int, default=5)
+    p.add_argument("--xla", default="eigen,ynn", help="convolution libraries to compile with: eigen, ynn")
     p.add_argument("--profile", action="store_true")
     a = p.parse_args(argv)
     import onnxruntime as ort
@@ -158,11 +162,12 @@ def main(argv=None) -> int:
         t_import = time.perf_counter() - t
         sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
         feed = {sess.get_inputs()[0].name: x_nchw}
-        (cases[f"{name} imported forward"], cases[f"{name} imported fwd+bwd"]), hlo[name, "onnx"] = programs(
-            net, net.logits_layer, xj)
-        if hand is not None:
-            (cases[f"{name} hand forward"], cases[f"{name} hand fwd+bwd"]), hlo[name, "hand"] = programs(
-                hand, hand_layer, xj)
+        for lib in a.xla.split(","):
+            (cases[f"{name} imported forward {lib}"], cases[f"{name} imported fwd+bwd {lib}"]), \
+                hlo[name, "onnx", lib] = programs(net, net.logits_layer, xj, XLA[lib])
+            if hand is not None:
+                (cases[f"{name} hand forward {lib}"], cases[f"{name} hand fwd+bwd {lib}"]), \
+                    hlo[name, "hand", lib] = programs(hand, hand_layer, xj, XLA[lib])
         cases[f"{name} onnxruntime forward"] = lambda s=sess, f=feed: s.run(None, f)
         ref = sess.run(None, feed)[0]
         got = np.asarray(net.jitted([net.logits_layer], normalize=False)(net.params, xj)[net.logits_layer])
@@ -188,16 +193,17 @@ def main(argv=None) -> int:
             if k.startswith(name):
                 gf = 2 * macs * a.batch / v / 1e9 if "forward" in k else None
                 extra = f"   {gf:6.1f} GFLOP/s ({100 * gf / PEAK_GFLOPS:.0f} % of peak)" if gf else ""
-                print(f"  {k[len(name) + 1:]:<20} {1e3 * v:8.1f} ms   {a.batch / v:8.1f} images/s{extra}")
-        print(f"  imported/onnxruntime speed ratio, forward: "
-              f"{times[f'{name} onnxruntime forward'] / times[f'{name} imported forward']:.3f}")
-        if (name, "hand") in hlo:
-            for what in ("forward", "fwd+bwd"):
-                print(f"  imported/hand-port speed ratio, {what}: "
-                      f"{times[f'{name} hand {what}'] / times[f'{name} imported {what}']:.3f}")
-            same = [u == v for u, v in zip(hlo[name, "hand"], hlo[name, "onnx"])]
-            print(f"  optimized XLA identical to the hand port's (instruction multisets): forward {same[0]}, "
-                  f"fwd+bwd {same[1]}")
+                print(f"  {k[len(name) + 1:]:<26} {1e3 * v:8.1f} ms   {a.batch / v:8.1f} images/s{extra}")
+        for lib in a.xla.split(","):
+            print(f"  [{lib}] imported/onnxruntime speed ratio, forward: "
+                  f"{times[f'{name} onnxruntime forward'] / times[f'{name} imported forward {lib}']:.3f}")
+            if (name, "hand", lib) in hlo:
+                for what in ("forward", "fwd+bwd"):
+                    print(f"  [{lib}] imported/hand-port speed ratio, {what}: "
+                          f"{times[f'{name} hand {what} {lib}'] / times[f'{name} imported {what} {lib}']:.3f}")
+                same = [u == v for u, v in zip(hlo[name, "hand", lib], hlo[name, "onnx", lib])]
+                print(f"  [{lib}] optimized XLA identical to the hand port's (instruction multisets): "
+                      f"forward {same[0]}, fwd+bwd {same[1]}")
         if a.profile:
             profile(net, model, x, a)
     return 0
