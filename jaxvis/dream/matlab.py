@@ -176,7 +176,7 @@ def deep_dream(net, layer: LayerRef, channels, *, pyramid_levels: int = 3, pyram
                seed: int = 0, step_size: float = STEP_SIZE, jitter: int = JITTER, lap_levels: int = LAP_LEVELS,
                lap_padding: str = "reflect", seamless: bool = True, batch_size: int | None = None,
                image_size: int | tuple[int, int] | None = None, pixel_range: tuple[float, float] | None = None,
-               devices=None, progress: bool = False) -> DreamResult:
+               devices=None, progress: bool | None = None) -> DreamResult:
     """:func:`deep_dream_image` returning raw pixels and the activation strengths (a :class:`DreamResult`).
 
     Arguments as :func:`deep_dream_image`.
@@ -219,7 +219,8 @@ def deep_dream(net, layer: LayerRef, channels, *, pyramid_levels: int = 3, pyram
         res = engine.optimize(run, objs, config, levels=[(hw_, num_iterations) for hw_ in sizes],
                               learning_rate=float(step_size) / 255.0, seed=seed, unit_ids=chans,
                               start=(start / 255.0)[:, None], batch_size=batch_size, devices=devices,
-                              progress=progress, label=f"deepDreamImage {name}", on_level=table)
+                              progress=(False if verbose and progress is None else progress),
+                              label=f"deepDreamImage {name}", on_level=table)
     finally:
         if table is not None:
             table.close()
@@ -233,7 +234,7 @@ def deep_dream_image(net, layer: LayerRef, channels, *, pyramid_levels: int = 3,
                      step_size: float = STEP_SIZE, jitter: int = JITTER, lap_levels: int = LAP_LEVELS,
                      lap_padding: str = "reflect", seamless: bool = True, batch_size: int | None = None,
                      image_size: int | tuple[int, int] | None = None,
-                     pixel_range: tuple[float, float] | None = None, devices=None, progress: bool = False):
+                     pixel_range: tuple[float, float] | None = None, devices=None, progress: bool | None = None):
     """Images that strongly activate channels of a layer (MATLAB's `deepDreamImage`).
 
     The `matlab` preset of :func:`jaxvis.visualize`: each channel gets its own image, found by
@@ -277,7 +278,8 @@ def deep_dream_image(net, layer: LayerRef, channels, *, pyramid_levels: int = 3,
       pixel_range: (lo, hi) on the 0..255 scale to clip the image to after every step; None (default)
         leaves the ascent unclipped.
       devices: devices to shard channels over (default `jax.devices()`).
-      progress: a progress bar on stderr.
+      progress: a progress bar on stderr: None (default) where stderr is a terminal or a notebook and
+        `verbose` is off (the table already reports each level), True always, False never.
 
     Returns:
       numpy float32 C×H×W×3 with H, W = start size × pyramid_scale**(pyramid_levels-1) rounded.

@@ -16,6 +16,7 @@ import optax
 
 from ..errors import ChannelError, VisualizationError
 from ..imaging.display import imtile, save_png
+from ..imaging.fileio import make_folder
 from ..imaging.images import to_batch
 from . import objectives as O
 from . import presets as P
@@ -52,8 +53,8 @@ class Visualization:
         return str(path)
 
     def save_each(self, folder: str | os.PathLike, prefix: str = "unit") -> list[str]:
-        """One PNG per image in `folder` (created); returns the paths."""
-        os.makedirs(folder, exist_ok=True)
+        """One PNG per image in `folder` (created if missing; its parent must exist); returns the paths."""
+        make_folder(folder)
         b = len(self.images) // max(len(self.labels), 1)
         out = []
         for i, im in enumerate(self.images):
@@ -171,7 +172,7 @@ def visualize(net, objective, *, preset: str | P.Preset = "lucid", param: str | 
               image_size: int | tuple[int, int] | None = None, redirected_relu_steps: int | None = None,
               output_scaling: str | None = None, start_image=None, levels: int | None = None,
               level_scale: float | None = None, batch_size: int | None = None, devices=None,
-              progress: bool = True, on_level=None) -> Visualization:
+              progress: bool | None = None, on_level=None) -> Visualization:
     """Feature visualization: images that maximise each objective, all optimised in one batch.
 
     Args:
@@ -197,7 +198,7 @@ def visualize(net, objective, *, preset: str | P.Preset = "lucid", param: str | 
       start_image: start from this photo (pixel param; any image jaxvis reads, 0..255 RGB).
       levels, level_scale: pyramid levels (pixel param), each `level_scale`× larger.
       batch_size: units per compiled call (default from a memory estimate); devices: shard over these.
-      progress: progress bar on stderr.
+      progress: a progress bar on stderr: None (default) where stderr is a terminal or a notebook, True always, False never.
       on_level: `on_level(k, trace steps×units)` after each level.
 
     Returns:

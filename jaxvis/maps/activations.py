@@ -176,8 +176,8 @@ def classify(net: Net, image: ImageLike, top: int = 5, *, resize: str = "crop"):
     batch, single = to_batch(image)
     batch = fit_to_size(batch, net.input_size, resize)
     if net.logits_layer is None or not net.classes:
-        raise NetworkError(f"{net.name!r} does not classify: it has no class names or class-score layer "
-                           f"(from_function(..., classes=..., logits=...))")
+        what = "class names" if net.logits_layer is not None else "class-score layer"
+        raise NetworkError(f"{net.name!r} does not classify: it has no {what}; give them with {net.classes_hint}")
     z = np.asarray(net.jitted([net.logits_layer])(net.params, jnp.asarray(batch))[net.logits_layer], np.float64)
     z = z.reshape(len(batch), -1)
     prob = np.exp(z - z.max(axis=1, keepdims=True))

@@ -37,6 +37,7 @@ class Net(Protocol):
       relu_rules: the ReLU backward rules `apply(..., relu=)` supports: 'standard' always, and any of
         'guided', 'deconvnet', 'redirected'.
       cache: the network's :class:`Cache` (compiled functions and memoised facts).
+      classes_hint: how to give this kind of network its class names (the constructor call), for messages.
     """
 
     name: str
@@ -45,6 +46,7 @@ class Net(Protocol):
     params: Any
     logits_layer: str | None
     relu_rules: frozenset[str]
+    classes_hint: str
 
     @property
     def cache(self) -> Cache: ...
@@ -128,6 +130,7 @@ class NetBase:
     params: Any
     input_size: tuple[int, int]
     relu_rules: frozenset[str] = frozenset(RELU_MODES)
+    classes_hint: str = "jaxvis.from_function(apply_fn, params, ..., classes=[...], logits=LAYER)"
 
     if TYPE_CHECKING:  # provided by each network class (declared here for the type checker only)
         @property

@@ -104,7 +104,7 @@ def _load_cache(path: Path, meta: dict):
 
 
 def top_patches(net, images, layers, *, k: int = 9, batch_size: int | None = None, cache=None,
-                progress: bool = True, resize: str = "crop", relu: str = "guided", workers: int | None = None,
+                progress: bool | None = None, resize: str = "crop", relu: str = "guided", workers: int | None = None,
                 devices: Sequence | None = None, _stop_after: int | None = None) -> TopPatches:
     """The k images (and positions) that excite each unit of `layers` most, streamed over `images`.
 
@@ -128,7 +128,7 @@ def top_patches(net, images, layers, *, k: int = 9, batch_size: int | None = Non
       cache: an .npz path: the running state is written there (atomically, every few seconds and on
         interrupt); a rerun with the same settings continues after the last batch written and gives the
         result of an uninterrupted run. Needs image files (a folder or paths).
-      progress: show a progress bar.
+      progress: a progress bar on stderr: None (default) where stderr is a terminal or a notebook, True always, False never.
       resize: "crop" (scale the short side, centre-crop) or "stretch" to the network's input size.
       relu: backward rule of the reconstructions: "guided" (guided backprop) or "deconvnet".
       workers: decoding threads (default: CPU count, at most 8).

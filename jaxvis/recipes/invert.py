@@ -156,7 +156,7 @@ def _regularisers(hw, alpha_norm: float, alpha_weight: float, tv_weight: float) 
 def invert(net, image: ImageLike, layer, *, steps: int = 200, tv_weight=0.5, alpha_norm: float = 6.0,
            alpha_weight: float = 1e-3, learning_rate: float = 0.02, image_size: int | tuple[int, int] | None = None,
            resize: str = "crop", seed: int = 0, start_sd: float = 0.1, per_layer: bool = False,
-           batch_size: int | None = None, devices=None, progress: bool = False) -> Inversion:
+           batch_size: int | None = None, devices=None, progress: bool | None = None) -> Inversion:
     """Reconstruct images from their codes at one or more layers (Mahendran & Vedaldi; see the module docstring).
 
     All (image, layer) pairs are optimised together: one vmapped, jit-compiled engine run
@@ -177,7 +177,7 @@ def invert(net, image: ImageLike, layer, *, steps: int = 200, tv_weight=0.5, alp
       start_sd: standard deviation of the start noise.
       per_layer: one vmapped call per layer instead of one for all (see the module docstring).
       batch_size: units per compiled call (default from a memory estimate); devices: shard over these.
-      progress: progress bar on stderr.
+      progress: a progress bar on stderr: None (default) where stderr is a terminal or a notebook, True always, False never.
 
     Returns:
       :class:`Inversion` (reconstructions, feature errors and SSIM per image and layer, settings).

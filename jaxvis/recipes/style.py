@@ -112,7 +112,7 @@ def style_transfer(net, content: ImageLike, style: ImageLike, *, content_layer, 
                    learning_rate: float = 0.02, image_size: int | tuple[int, int] | None = None,
                    style_size: int | tuple[int, int] | None = None, normalize: bool = True, init: str = "content",
                    seed: int = 0, batch_size: int | None = None, devices=None,
-                   progress: bool = False) -> StyleTransfer:
+                   progress: bool | None = None) -> StyleTransfer:
     """Paint `content` in the style of `style` (Gatys et al.; CS231n), one result per set of style weights.
 
     Args:
@@ -134,7 +134,7 @@ def style_transfer(net, content: ImageLike, style: ImageLike, *, content_layer, 
       init: 'content' (start from the content image, CS231n's default) or 'noise' (uniform 0..1 noise from `seed`).
       seed: randomness of the noise start; the same seed gives the same bytes.
       batch_size: units per compiled call (default from a memory estimate); devices: shard over these.
-      progress: progress bar on stderr.
+      progress: a progress bar on stderr: None (default) where stderr is a terminal or a notebook, True always, False never.
 
     Returns:
       :class:`StyleTransfer` (images, losses before and after, settings).

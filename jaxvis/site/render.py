@@ -28,7 +28,7 @@ from ..engine import objectives as O
 from ..engine.visualize import visualize
 from ..errors import GalleryError
 from ..imaging.display import save_png
-from ..imaging.fileio import atomic_path
+from ..imaging.fileio import atomic_path, check_folder, make_folder
 from ..imaging.progress import Progress
 from .data import data_pass, unit_data
 from .pages import write_site
@@ -56,7 +56,7 @@ class GalleryResult:
 
 
 def _write_json(path: Path, obj) -> None:
-    with atomic_path(path) as tmp:
+    with atomic_path(path, parents=True) as tmp:  # inside the site folder gallery() made
         tmp.write_text(json.dumps(obj, indent=1, sort_keys=True), encoding="utf-8")
 
 
@@ -87,12 +87,12 @@ def _render_block(net, lp: LayerPlan, block: tuple[int, ...], out: Path, cfg: di
     for i, c in enumerate(block):
         rec: dict[str, Any] = {"unit": c, "label": _label(net, lp, c), "image": f"img/{lp.slug}/{c}.png",
                "thumb": f"img/{lp.slug}/{c}_t.png", "objective": float(vis.trace[-1, -1, i])}
-        save_png(folder / f"{c}.png", vis.images[i])
-        save_png(folder / f"{c}_t.png", _thumb(vis.images[i], cfg["thumbnail"]))
+        save_png(folder / f"{c}.png", vis.images[i], parents=True)
+        save_png(folder / f"{c}_t.png", _thumb(vis.images[i], cfg["thumbnail"]), parents=True)
         if div is not None:
             b = cfg["diversity"]
             for j in range(b):
-                save_png(folder / f"{c}_d{j}.png", div.images[i * b + j])
+                save_png(folder / f"{c}_d{j}.png", div.images[i * b + j], parents=True)
             rec["diversity"] = [f"img/{lp.slug}/{c}_d{j}.png" for j in range(b)]
         records.append(rec)
     return records
@@ -100,7 +100,9 @@ def _render_block(net, lp: LayerPlan, block: tuple[int, ...], out: Path, cfg: di
 
 def _settings(net, layers: list[LayerPlan], **kw) -> dict:
     return {"model": net.name, "input_size": list(net.input_size),
-            "layers": [{"name": l.name, "units": len(l.units)} for l in layers], **kw}
+            # a count for the first n units (the format of earlier sites), the indices for any other selection
+            "layers": [{"name": l.name, "units": len(l.units) if l.units == tuple(range(len(l.units))) else list(l.units)}
+                       for l in layers], **kw}
 
 
 def _check_settings(state: Path, settings: dict) -> None:
@@ -116,9 +118,9 @@ def _check_settings(state: Path, settings: dict) -> None:
 
 
 def gallery(net, out: str | os.PathLike, *, layers: str | Sequence[str] = "all", images=None,
-            units: int | None = None, preset: str = "lucid", steps: int | None = None,
+            units: int | Sequence[int] | None = None, preset: str = "lucid", steps: int | None = None,
             image_size: int | None = None, diversity: int = 0, k: int = 9, block: int = 32,
-            thumbnail: int = 96, seed: int = 0, devices=None, progress: bool = True,
+            thumbnail: int = 96, seed: int = 0, devices=None, progress: bool | None = None,
             stop_after_blocks: int | None = None, wait_timeout: float = 3600.0) -> GalleryResult:
     """Render a browsable per-unit atlas of `net` into the folder `out` (OpenAI Microscope for your network).
 
@@ -132,14 +134,16 @@ def gallery(net, out: str | os.PathLike, *, layers: str | Sequence[str] = "all",
       out: site folder (created). Rerunning with the same settings resumes: only missing blocks render.
       layers: "all" (layers with units of their own) or layer names.
       images: optional folder / list of photos for the top patches and mean activations.
-      units: at most this many units per layer (the first ones); default all.
+      units: the units of each layer: indices (e.g. ``range(8)``, ``[1, 4, 9]``; those past a layer's width are
+        left out for it), a count (the first ones) or None (all).
       preset, steps, image_size, seed: feature-visualization settings (:func:`jaxvis.visualize`).
       diversity: also render a diversity set of this many images per unit (0: none).
       k: top patches per unit.
       block: units per engine call (fixed, so resumed jobs give identical bytes).
       thumbnail: thumbnail size in pixels.
       devices: local devices to shard each block over (default all local devices).
-      progress: a progress bar with units/s and ETA.
+      progress: a progress bar with units/s and ETA: None (default) where stderr is a terminal or a
+        notebook, True always, False never.
       stop_after_blocks: stop after rendering this many blocks (a test hook simulating a kill).
       wait_timeout: seconds process 0 waits for other processes' blocks.
 
@@ -147,9 +151,7 @@ def gallery(net, out: str | os.PathLike, *, layers: str | Sequence[str] = "all",
       :class:`GalleryResult`.
     """
     t0 = time.perf_counter()
-    out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise GalleryError(f"--out {str(out)!r} is a file; the gallery needs a folder")
+    out = check_folder(out)  # before any work: a file, a missing parent, a folder nothing can be written in
     if int(block) < 1 or int(thumbnail) < 8 or int(diversity) < 0 or int(k) < 1:
         raise GalleryError(f"block >= 1, thumbnail >= 8, diversity >= 0 and k >= 1 are needed; got block={block}, "
                            f"thumbnail={thumbnail}, diversity={diversity}, k={k}")
@@ -165,6 +167,7 @@ def gallery(net, out: str | os.PathLike, *, layers: str | Sequence[str] = "all",
     pid, nproc = jax.process_index(), jax.process_count()
     _check_settings(state, settings)  # on every process: all stop before the data pass's collectives
     if pid == 0:
+        make_folder(out)  # only the folder named: never the folders above it
         _write_json(state / "settings.json", settings)
     devices = list(jax.local_devices() if devices is None else devices)
     tp = None
