@@ -16,7 +16,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ..imaging.display import mat2gray
+from ..imaging.display import imtile, mat2gray
 from ..engine import objectives as O
 from ..engine import optimize as engine  # the module (the package exports no `optimize`)
 from ..engine.param import Param
@@ -25,6 +25,7 @@ from ..engine.transforms import Compose, Roll
 from ..engine.visualize import check_units, fit_transforms, scale_for_display
 from ..errors import ArgumentTypeError, DreamError, ImageError
 from ..imaging.images import ImageLike, to_batch
+from ..imaging.notebook import Picture
 from ..nets.protocol import LayerRef
 from . import seamless as toroidal
 
@@ -36,7 +37,7 @@ START_MEAN, START_STD = 127.5, 10.0  # random start: mid-gray plus Gaussian nois
 
 
 @dataclasses.dataclass
-class DreamResult:
+class DreamResult(Picture):
     """Output of :func:`deep_dream`.
 
     Attributes:
@@ -53,6 +54,11 @@ class DreamResult:
     channel_strengths: np.ndarray
     sizes: list[tuple[int, int]]
     batch_size: int
+
+    def picture(self, **imtile_kwargs) -> np.ndarray:
+        """Every channel's image min–max scaled (MATLAB's 'linear' OutputScaling), tiled with :func:`jaxvis.imtile`:
+        what ``.save(path, ...)`` writes and a notebook shows."""
+        return imtile(np.stack([mat2gray(im) for im in self.images]), **imtile_kwargs)
 
 
 def pyramid_sizes(hw, levels: int, scale: float) -> list[tuple[int, int]]:

@@ -17,6 +17,7 @@ import optax
 from ..errors import ChannelError, VisualizationError
 from ..imaging.display import imtile, save_png
 from ..imaging.fileio import make_folder
+from ..imaging.notebook import Picture
 from ..imaging.images import to_batch
 from . import objectives as O
 from . import presets as P
@@ -26,7 +27,7 @@ from .param import Param
 
 
 @dataclasses.dataclass
-class Visualization:
+class Visualization(Picture):
     """Result of :func:`visualize`.
 
     Attributes:
@@ -35,6 +36,8 @@ class Visualization:
       trace: float32 levels×steps×units: each unit's objective (mean over its batch) before each step.
       labels: one label per unit.
       settings: everything that produced it (preset, param, transforms, optimizer, steps, seed, …).
+
+    ``.save(path, **imtile_kwargs)`` writes :meth:`picture` as PNG; a notebook shows it inline.
     """
 
     images: np.ndarray
@@ -47,10 +50,9 @@ class Visualization:
         """All images tiled with :func:`jaxvis.imtile` (uint8)."""
         return imtile(self.images, **imtile_kwargs)
 
-    def save(self, path: str | os.PathLike, **imtile_kwargs) -> str:
-        """Write the tiled images as PNG (atomically); returns the path."""
-        save_png(path, self.tile(**imtile_kwargs))
-        return str(path)
+    def picture(self, **imtile_kwargs) -> np.ndarray:
+        """:meth:`tile`: what `.save` writes and a notebook shows."""
+        return self.tile(**imtile_kwargs)
 
     def save_each(self, folder: str | os.PathLike, prefix: str = "unit") -> list[str]:
         """One PNG per image in `folder` (created if missing; its parent must exist); returns the paths."""

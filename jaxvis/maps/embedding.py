@@ -15,18 +15,22 @@ import dataclasses
 from collections.abc import Sequence
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageDraw
 
 from ..errors import EmbeddingError, LayerError, MissingWeightsError
 from ..imaging.images import ImageLike, fit_to_size, to_batch
+from ..imaging.notebook import Picture
 from ..nets.receptive import graph_field
 
 METHODS = ("pca", "tsne", "umap")
 
 
 @dataclasses.dataclass(frozen=True)
-class Embedding:
+class Embedding(Picture):
     """2-D layout of images by their codes.
+
+    ``.atlas(images)`` is CS231n's grid of the images (:func:`atlas_image`); ``.save(path)`` writes the
+    layout as a scatter plot (:meth:`picture`), which a notebook shows inline.
 
     Attributes:
       coords: N×2 float64 positions (PCA: scores on the first two components).
@@ -43,6 +47,26 @@ class Embedding:
     method: str
     seed: int
     explained: tuple[float, float] | None = None
+
+    def atlas(self, images: Sequence[ImageLike] | np.ndarray, grid: tuple[int, int] = (20, 20), **options) -> np.ndarray:
+        """:func:`atlas_image` of `images` (the embedded ones, in the same order) at these coordinates."""
+        return atlas_image(self, images, grid, **options)
+
+    def picture(self, size: int = 360, dot: int = 3) -> np.ndarray:
+        """The coordinates as a scatter plot, `size` pixels square, one dark dot per image (uint8)."""
+        if not 32 <= int(size) <= 4096:
+            raise EmbeddingError(f"size must be in 32..4096 pixels, got {size}")
+        im = Image.new("RGB", (size, size), (255, 255, 255))
+        draw = ImageDraw.Draw(im)
+        pad = 4 * dot
+        xy = np.asarray(self.coords, np.float64)
+        lo, span = xy.min(axis=0), np.ptp(xy, axis=0)
+        u = (xy - lo) / np.where(span > 0, span, 1.0)
+        for x, y in u:  # y up, as a plot
+            cx, cy = pad + x * (size - 2 * pad), size - pad - y * (size - 2 * pad)
+            draw.ellipse([cx - dot, cy - dot, cx + dot, cy + dot], fill=(31, 78, 140))
+        draw.text((4, 2), f"{self.method} of {self.layer} ({len(xy)} images)", fill=(90, 90, 90))
+        return np.asarray(im)
 
 
 def default_layer(net) -> str:
@@ -266,7 +290,7 @@ def atlas_image(coords, images: Sequence[ImageLike] | np.ndarray, grid: tuple[in
     """CS231n's embedding grid: each cell shows the image whose 2-D position is closest (no repeats).
 
     Args:
-      coords: N×2 positions (e.g. ``embedding(...).coords``).
+      coords: an :class:`Embedding` (what :func:`embedding` returns) or N×2 positions.
       images: the N images (list or N×H×W×3 array), in the same order.
       grid: (rows, cols).
       cell: thumbnail side in pixels (1..512; images are centre-cropped square).
@@ -277,7 +301,13 @@ def atlas_image(coords, images: Sequence[ImageLike] | np.ndarray, grid: tuple[in
       (rows·cell)×(cols·cell)×3 uint8.
     """
     ims = _images(images)
-    xy = np.asarray(coords)
+    try:
+        xy = coords.coords if isinstance(coords, Embedding) else np.asarray(coords, dtype=np.float64)
+    except (TypeError, ValueError):
+        xy = np.zeros(())
+    if xy.ndim != 2 or xy.shape[1:] != (2,):
+        raise EmbeddingError(f"coords must be an Embedding (jaxvis.embedding's result) or N×2 positions, "
+                             f"got {type(coords).__name__} of shape {np.shape(xy)}")
     if len(ims) != len(xy):
         raise EmbeddingError(f"{len(ims)} images but {len(xy)} coordinates: they must pair up")
     if not 1 <= int(cell) <= 512:

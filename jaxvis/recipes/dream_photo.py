@@ -31,8 +31,8 @@ from PIL import Image
 from ..engine import objectives as O
 from ..engine.visualize import check_units
 from ..errors import ImageError, VisualizationError
-from ..imaging.display import save_png
 from ..imaging.images import ImageLike, to_batch
+from ..imaging.notebook import Picture
 from ..imaging.progress import Progress
 from ..nets.receptive import receptive_field
 from ..maps.tiling import field_halo
@@ -137,17 +137,17 @@ def objective_gradient(net, image: np.ndarray, objective: O.Objective, *, tile: 
 
 
 @dataclasses.dataclass
-class DreamPhotoResult:
-    """Output of :func:`dream_photo`: `image` uint8 H×W×3 (the input's size), `raw` float32 pixels, `settings`."""
+class DreamPhotoResult(Picture):
+    """Output of :func:`dream_photo`: `image` uint8 H×W×3 (the input's size), `raw` float32 pixels, `settings`.
+    ``.save(path)`` writes the image as PNG; a notebook shows it."""
 
     image: np.ndarray
     raw: np.ndarray
     settings: dict[str, Any]
 
-    def save(self, path) -> str:
-        """Write the image as PNG (atomically); returns the path."""
-        save_png(path, self.image)
-        return str(path)
+    def picture(self) -> np.ndarray:
+        """The dreamed photo (uint8)."""
+        return self.image
 
 
 def _resize(x: np.ndarray, hw: tuple[int, int]) -> np.ndarray:

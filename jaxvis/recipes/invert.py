@@ -33,6 +33,7 @@ from ..engine.transforms import Compose
 from ..errors import VisualizationError
 from ..imaging.display import imtile
 from ..imaging.images import ImageLike, fit_to_size, to_batch
+from ..imaging.notebook import Picture
 from .similarity import ssim
 
 ALPHA_BOUND = 0.5            # B: half the 0..1 range (pixels are centred on ½)
@@ -40,7 +41,7 @@ TV_V = ALPHA_BOUND / 6.5     # V = B / 6.5 (Mahendran & Vedaldi)
 
 
 @dataclasses.dataclass
-class Inversion:
+class Inversion(Picture):
     """Result of :func:`invert`.
 
     Attributes:
@@ -70,6 +71,10 @@ class Inversion:
         rows = [np.concatenate([o[None], r]) if with_original else r for o, r in zip(self.original, self.images)]
         ims = np.concatenate(rows)
         return imtile(ims, grid_size=(len(rows), len(ims) // len(rows)), **imtile_kwargs)
+
+    def picture(self, with_original: bool = True, **imtile_kwargs) -> np.ndarray:
+        """:meth:`tile`: what ``.save(path, ...)`` writes and a notebook shows."""
+        return self.tile(with_original, **imtile_kwargs)
 
 
 def non_negative_number(v, name: str, *, positive: bool = False) -> float:

@@ -28,6 +28,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
+from PIL import Image
 
 from ..engine import objectives as O
 from ..engine import optimize as engine
@@ -35,12 +36,14 @@ from ..engine.param import Param
 from ..engine.presets import optimizer
 from ..engine.transforms import Compose
 from ..errors import VisualizationError
+from ..imaging.display import imtile
 from ..imaging.images import ImageLike
+from ..imaging.notebook import Picture
 from .invert import codes, layer_list, load_images, non_negative_number, size_of
 
 
 @dataclasses.dataclass
-class StyleTransfer:
+class StyleTransfer(Picture):
     """Result of :func:`style_transfer`.
 
     Attributes:
@@ -66,6 +69,14 @@ class StyleTransfer:
     trace: np.ndarray
     seconds: float
     settings: dict[str, Any]
+
+    def picture(self, with_inputs: bool = True, **imtile_kwargs) -> np.ndarray:
+        """One row: the content and style images (`with_inputs`), then each result; uint8. What
+        ``.save(path, ...)`` writes and a notebook shows."""
+        h, w = self.images.shape[1:3]
+        ims = ([self.content, np.asarray(Image.fromarray(self.style).resize((w, h), Image.Resampling.LANCZOS))]
+               if with_inputs else []) + list(self.images)
+        return imtile(ims, grid_size=(1, len(ims)), **imtile_kwargs)
 
 
 def _weights(weights, n_layers: int) -> np.ndarray:

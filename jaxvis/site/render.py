@@ -13,6 +13,7 @@ pass and takes every P-th block; process 0 waits for all blocks' state files and
 from __future__ import annotations
 
 import dataclasses
+import html
 import json
 import os
 import time
@@ -27,8 +28,9 @@ from PIL import Image
 from ..engine import objectives as O
 from ..engine.visualize import visualize
 from ..errors import GalleryError
-from ..imaging.display import save_png
+from ..imaging.display import imtile, save_png
 from ..imaging.fileio import atomic_path, check_folder, make_folder
+from ..imaging.notebook import Picture, img_tag
 from ..imaging.progress import Progress
 from .data import data_pass, unit_data
 from .pages import write_site
@@ -36,8 +38,8 @@ from .plan import STATE, LayerPlan, plan_layers
 
 
 @dataclasses.dataclass
-class GalleryResult:
-    """What :func:`gallery` did.
+class GalleryResult(Picture):
+    """What :func:`gallery` did; a notebook shows the layers' first thumbnails and a link to the site.
 
     Attributes:
       out: the site folder (``index.html``, ``index.json``).
@@ -53,6 +55,29 @@ class GalleryResult:
     skipped: int
     complete: bool
     seconds: float
+
+    def picture(self, per_layer: int = 8) -> np.ndarray:
+        """A contact sheet: one row per layer, its first `per_layer` units' thumbnails (uint8); what
+        ``.save(path)`` writes. Needs the finished site (``manifest``)."""
+        if self.manifest is None:
+            raise GalleryError(f"the gallery in {self.out} is not finished (or belongs to another process): no "
+                               "pictures to show yet; rerun gallery() to complete it")
+        rows = [[np.asarray(Image.open(self.out / r["thumb"]).convert("RGB")) for r in L["units"][:per_layer]]
+                for L in self.manifest["layers"]]
+        blank = np.full_like(next(t for row in rows for t in row), 255)
+        cells = [row[i] if i < len(row) else blank for row in rows for i in range(per_layer)]
+        return imtile(cells, grid_size=(len(rows), per_layer), border_size=2, background_color=(255, 255, 255))
+
+    def _repr_html_(self) -> str:
+        e = html.escape
+        index = (self.out / "index.html").resolve()
+        head = (f"<p>gallery <a href=\"{e(index.as_uri())}\">{e(str(self.out))}/index.html</a>: "
+                f"{self.rendered} units rendered, {self.skipped} already done, {self.seconds:.0f} s"
+                f"{'' if self.complete else ' (stopped early)'}</p>")
+        if self.manifest is None:
+            return head
+        names = ", ".join(L["name"] for L in self.manifest["layers"])
+        return head + f"<p>rows: {e(names)}</p>" + img_tag(self.picture(), "first units of each layer")
 
 
 def _write_json(path: Path, obj) -> None:
