@@ -249,7 +249,7 @@ def visualize(net, objective, *, preset: str | P.Preset = "lucid", param: str | 
                               seed=seed, unit_ids=_unit_ids(labels), start=start,
                               redirected_relu_steps=red, batch_size=batch_size, devices=devices,
                               progress=progress, on_level=on_level,
-                              label=f"visualize {net.name} ({len(objs)} units)")
+                              label=f"visualize {net.name} ({len(objs)} unit{'' if len(objs) == 1 else 's'})")
     raw = res.images.reshape(-1, *res.images.shape[2:])
     if border:
         raw = raw[:, border:raw.shape[1] - border, border:raw.shape[2] - border]

@@ -221,7 +221,7 @@ def invert(net, image: ImageLike, layer, *, steps: int = 200, tv_weight=0.5, alp
                            tuple(gl), engine.Projection((0.0, 1.0)))
         res = engine.optimize(net, objs, config, levels=[(hw, int(steps))], learning_rate=learning_rate, seed=seed,
                               unit_ids=ids, batch_size=batch_size, devices=devices, progress=progress,
-                              label=f"invert {net.name} ({len(objs)} units)")
+                              label=f"invert {net.name} ({len(objs)} unit{'' if len(objs) == 1 else 's'})")
         imgs = res.images[:, 0].reshape(n, len(g), *hw, 3)
         tr = np.asarray(res.trace)[0].reshape(steps, n, len(g))
         for k, j in enumerate(g):
