@@ -27,7 +27,7 @@ from ..errors import ArgumentTypeError, DreamError, ImageError
 from ..imaging.images import ImageLike, to_batch
 from ..imaging.notebook import Picture
 from ..nets.protocol import LayerRef
-from . import seamless as toroidal
+from .seamless import seamless as seamless_view
 
 # Defaults (see docs/dream.md for how they were chosen).
 STEP_SIZE = 3.0       # pixels (0..255 scale) per step times the Laplacian-normalised gradient
@@ -211,8 +211,8 @@ def deep_dream(net, layer: LayerRef, channels, *, pyramid_levels: int = 3, pyram
                          f"images ({what}); {_size_needed(net, name)}")
     objs = [O.channel(name, c) for c in chans]
     check_units(net, objs, sizes[0])
-    # Seamless: the objective of the image tiling the plane, so no border, no bright frame (toroidal.py).
-    run = (toroidal.seamless(net, name) if seamless else None) or net
+    # Seamless: the objective of the image tiling the plane, so no border, no bright frame (seamless.py).
+    run = (seamless_view(net, name) if seamless else None) or net
     tf = Compose((Roll(jitter),)) if jitter else Compose(())
     # Fixed-size layers (BVLC AlexNet's fc6 flattens 6×6×256): larger levels are resized to the input size.
     tf = fit_transforms(run, [name], tf, sizes[-1])

@@ -1,4 +1,4 @@
-"""MATLAB-style entry points on a Network: `activations` and `classify`."""
+"""MATLAB-style entry points on any network: `activations` and `classify`."""
 
 from __future__ import annotations
 

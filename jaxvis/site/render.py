@@ -1,4 +1,4 @@
-"""`jaxvis.site`: render every unit of a network into a static site, as one resumable job.
+"""`jaxvis.gallery`: render every unit of a network into a static site, as one resumable job.
 
 Work is split into fixed blocks of units per layer (plan.py). Each block is one call of the
 engine (all its units in one vmapped, jit-compiled loop, sharded over the local devices); its
@@ -7,7 +7,7 @@ killed job restarted with the same command renders only the missing blocks. With
 :func:`jaxvis.top_patches` pass (data.py) comes first and gives both the top patches and the
 mean activations. With ``jax.distributed`` every process reads its share of the photos in that
 pass and takes every P-th block; process 0 waits for all blocks' state files and writes the site
-(site.py) from them.
+(pages.py) from them.
 """
 
 from __future__ import annotations
