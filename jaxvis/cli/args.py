@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import sys
 
 
 class HelpFormatter(argparse.HelpFormatter):
@@ -149,7 +148,3 @@ def plural(n: int, word: str) -> str:
 def hw(shape) -> str:
     """Sizes are printed one way everywhere: H×W."""
     return f"{int(shape[0])}×{int(shape[1])}"
-
-
-def stderr_note(text: str) -> None:
-    print(text, file=sys.stderr)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .args import add_model_args, bounded_int, check_outputs, load
+from .args import add_model_args, bounded_int, check_outputs, load, plural
 
 
 def register(sub) -> None:
@@ -38,5 +38,5 @@ def run(args) -> int:
     save_png(args.out, f.image)
     kh, kw, cin, cout = f.kernel_shape
     what = "RGB, 0.5 + w/(2·max|w|)" if f.mode == "rgb" else "L2 norm over input channels / max norm"
-    print(f"{f.layer}: {cout} filters {kh}×{kw}×{cin} ({what}; scale {f.scale:.4g}) → {args.out}")
+    print(f"{f.layer}: {plural(cout, 'filter')} {kh}×{kw}×{cin} ({what}; scale {f.scale:.4g}) → {args.out}")
     return 0

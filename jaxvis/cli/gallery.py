@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from .args import SELECTION_FORMS, add_model_args, add_progress_args, bounded_int, check_outputs, load, seed, selection
+from .args import (SELECTION_FORMS, add_model_args, add_progress_args, bounded_int, check_outputs, load, plural, seed,
+                   selection)
 
 
 def register(sub) -> None:
@@ -47,7 +48,7 @@ def run(args) -> int:
     r = gallery(net, args.out, layers=layers, images=args.images, units=args.units, preset=args.preset,
                 steps=args.steps, image_size=args.image_size, diversity=args.diversity, k=args.k, block=args.block,
                 seed=args.seed, progress=args.progress)
-    print(f"{r.rendered} units rendered, {r.skipped} already done, in {r.seconds:.0f} s")
+    print(f"{plural(r.rendered, 'unit')} rendered, {r.skipped} already done, in {r.seconds:.0f} s")
     if r.manifest is not None:
         print(f"wrote {r.out / 'index.html'}")
         print(f"wrote {r.out / 'index.json'}")

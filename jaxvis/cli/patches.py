@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from .args import (SELECTION_FORMS, add_model_args, add_progress_args, bounded_int, check_outputs, load, selection,
-                   thumbnail)
+from .args import (SELECTION_FORMS, add_model_args, add_progress_args, bounded_int, check_outputs, load, plural,
+                   selection, thumbnail)
 
 
 def register(sub) -> None:
@@ -41,8 +41,8 @@ def run(args) -> int:
     layers = "all" if args.layers.strip() == "all" else [l.strip() for l in args.layers.split(",") if l.strip()]
     r = top_patches(net, args.images, layers, k=args.k, batch_size=args.batch_size, cache=args.cache,
                     progress=args.progress, resize=args.resize, relu=args.relu)
-    print(f"{r.n_images} images, {len(r.skipped)} skipped; top-{r.k} of {sum(v.shape[0] for v in r.value.values())} "
-          f"units in {', '.join(r.layers)}")
+    print(f"{plural(r.n_images, 'image')}, {len(r.skipped)} skipped; top-{r.k} of "
+          f"{plural(sum(v.shape[0] for v in r.value.values()), 'unit')} in {', '.join(r.layers)}")
     for s in r.skipped:
         print(f"  skipped {s.source}: {s.reason}")
     written = r.save_html(args.out, units=args.units, reconstruction=not args.no_reconstruction,
