@@ -14,7 +14,7 @@ from PIL import Image
 
 import jaxvis
 from jaxvis.imaging.display import imtile, mat2gray, to_uint8
-from jaxvis.imaging.notebook import DISPLAY_MAX, Picture, png_bytes
+from jaxvis.imaging.notebook import DISPLAY_MAX, Picture, grid_for, png_bytes
 from jaxvis.imaging.progress import Progress, interactive, wanted
 
 sys.path.insert(0, os.path.dirname(__file__))
@@ -69,8 +69,8 @@ def _u8(a):
 
 def test_picture_results_save_what_they_show(tiny, tmp_path):
     v = jaxvis.visualize(tiny, "conv1", steps=2, image_size=32, progress=False)
-    _check(v, tmp_path, imtile(v.images))
-    _check(v, tmp_path, imtile(v.images, grid_size=(2, 4)), grid_size=(2, 4))
+    _check(v, tmp_path, imtile(v.images, grid_size=(2, 4)))  # 8 channels: a grid without empty cells
+    _check(v, tmp_path, imtile(v.images, grid_size=(4, 2)), grid_size=(4, 2))
 
     photo = np.random.default_rng(0).integers(0, 256, (32, 32, 3)).astype(np.uint8)
     m = jaxvis.saliency(tiny, photo, "bee")
@@ -84,7 +84,7 @@ def test_picture_results_save_what_they_show(tiny, tmp_path):
     _check(d, tmp_path, d.image)
 
     r = jaxvis.deep_dream(tiny, "conv1", [0, 1], pyramid_levels=1, num_iterations=1, verbose=False)
-    _check(r, tmp_path, imtile(np.stack([mat2gray(im) for im in r.images])))
+    _check(r, tmp_path, imtile(np.stack([mat2gray(im) for im in r.images]), grid_size=(1, 2)))
 
 
 def test_fool_result_rows(tiny, tmp_path):
@@ -149,6 +149,12 @@ def test_table_results(tiny, squeezenet, tmp_path):
     assert "index.html" in html and "conv1, logits" in html and "<img" in html
     g.save(tmp_path / "g.png")
     np.testing.assert_array_equal(_png(tmp_path / "g.png"), g.picture())
+
+
+def test_grids_without_empty_cells():
+    assert [grid_for(n) for n in (1, 2, 8, 12, 16, 30, 192)] == [(1, 1), (1, 2), (2, 4), (3, 4), (4, 4), (5, 6),
+                                                                  (12, 16)]
+    assert grid_for(7) is None and grid_for(10) == (2, 5) and grid_for(11) is None  # 1×11 is too wide
 
 
 def test_png_bytes_shrinks_large_pictures_for_display():

@@ -25,7 +25,7 @@ from ..engine.transforms import Compose, Roll
 from ..engine.visualize import check_units, fit_transforms, scale_for_display
 from ..errors import ArgumentTypeError, DreamError, ImageError
 from ..imaging.images import ImageLike, to_batch
-from ..imaging.notebook import Picture
+from ..imaging.notebook import Picture, grid_for
 from ..nets.protocol import LayerRef
 from .seamless import seamless as seamless_view
 
@@ -58,6 +58,7 @@ class DreamResult(Picture):
     def picture(self, **imtile_kwargs) -> np.ndarray:
         """Every channel's image min–max scaled (MATLAB's 'linear' OutputScaling), tiled with :func:`jaxvis.imtile`:
         what ``.save(path, ...)`` writes and a notebook shows."""
+        imtile_kwargs.setdefault("grid_size", grid_for(len(self.images)))
         return imtile(np.stack([mat2gray(im) for im in self.images]), **imtile_kwargs)
 
 

@@ -17,7 +17,7 @@ import optax
 from ..errors import ChannelError, VisualizationError
 from ..imaging.display import imtile, save_png
 from ..imaging.fileio import make_folder
-from ..imaging.notebook import Picture
+from ..imaging.notebook import Picture, grid_for
 from ..imaging.images import to_batch
 from . import objectives as O
 from . import presets as P
@@ -51,7 +51,9 @@ class Visualization(Picture):
         return imtile(self.images, **imtile_kwargs)
 
     def picture(self, **imtile_kwargs) -> np.ndarray:
-        """:meth:`tile`: what `.save` writes and a notebook shows."""
+        """:meth:`tile` (by default on a grid without empty cells where one exists, e.g. 8 images 2×4):
+        what `.save` writes and a notebook shows."""
+        imtile_kwargs.setdefault("grid_size", grid_for(len(self.images)))
         return self.tile(**imtile_kwargs)
 
     def save_each(self, folder: str | os.PathLike, prefix: str = "unit") -> list[str]:

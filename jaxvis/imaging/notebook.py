@@ -24,6 +24,15 @@ from .display import save_png, to_uint8
 DISPLAY_MAX = 1024
 
 
+def grid_for(n: int, max_ratio: float = 4.0) -> tuple[int, int] | None:
+    """(rows, cols) with rows·cols == n, closest to square and at most `max_ratio` wide (8 → 2×4, 30 → 5×6),
+    so a tiled result has no empty cells; None where no such grid exists (then imtile's default)."""
+    for rows in range(int(np.sqrt(n)), 0, -1):
+        if n % rows == 0:
+            return (rows, n // rows) if n // rows <= max_ratio * rows else None
+    return None
+
+
 def png_bytes(array, max_side: int | None = DISPLAY_MAX) -> bytes:
     """PNG bytes of an H×W(×3) uint8 or [0, 1] float picture, shrunk to `max_side` pixels (None: as is)."""
     a = to_uint8(np.asarray(array))
@@ -64,5 +73,5 @@ class Picture(abc.ABC):
         """What the notebook shows: :meth:`picture` with its defaults (a subclass may pick cheaper options)."""
         return self.picture()
 
-    def _repr_png_(self) -> bytes:
+    def _repr_png_(self) -> bytes | None:
         return png_bytes(self._display_picture())

@@ -317,6 +317,9 @@ class TopPatches(Picture):
     def _display_picture(self) -> np.ndarray:
         return self.picture(reconstruction=False)
 
+    def _repr_png_(self) -> bytes | None:
+        return None  # the HTML view holds the pictures: a notebook would store them twice
+
     def _repr_html_(self) -> str:
         parts = [f"<p><b>Top-{self.k} patches</b> of {html.escape(str(self.settings.get('net', '')))} over "
                  f"{self.n_images} images ({len(self.skipped)} skipped)</p>"]

@@ -68,6 +68,9 @@ class GalleryResult(Picture):
         cells = [row[i] if i < len(row) else blank for row in rows for i in range(per_layer)]
         return imtile(cells, grid_size=(len(rows), per_layer), border_size=2, background_color=(255, 255, 255))
 
+    def _repr_png_(self) -> bytes | None:
+        return None  # the HTML view holds the picture: a notebook would store it twice
+
     def _repr_html_(self) -> str:
         e = html.escape
         index = (self.out / "index.html").resolve()
