@@ -151,6 +151,14 @@ def test_table_results(tiny, squeezenet, tmp_path):
     np.testing.assert_array_equal(_png(tmp_path / "g.png"), g.picture())
 
 
+def test_text_view_is_one_short_line(tiny):
+    v = jaxvis.visualize(tiny, "conv1", steps=1, image_size=32, progress=False)
+    from IPython.lib.pretty import pretty
+    text = pretty(v)
+    assert text.startswith("Visualization(images=8×32×32×3 uint8, raw=8×32×32×3 float32") and "\n" not in text
+    assert len(text) < 600 and "[[" not in text  # no array printed
+
+
 def test_grids_without_empty_cells():
     assert [grid_for(n) for n in (1, 2, 8, 12, 16, 30, 192)] == [(1, 1), (1, 2), (2, 4), (3, 4), (4, 4), (5, 6),
                                                                   (12, 16)]

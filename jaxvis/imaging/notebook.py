@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import abc
 import base64
+import dataclasses
 import html
 import io
 import os
@@ -60,6 +61,12 @@ class Picture(abc.ABC):
     at most :data:`DISPLAY_MAX` pixels a side.
     """
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        # IPython takes a class's own __repr__ (which @dataclass writes) before a base's _repr_pretty_: put
+        # the one-line text view in each result class itself.
+        cls._repr_pretty_ = Picture._repr_pretty_  # type: ignore[method-assign]
+
     @abc.abstractmethod
     def picture(self) -> np.ndarray:
         """The result as one picture: uint8 H×W×3 (or floats in [0, 1]). Subclasses add keyword options."""
@@ -75,3 +82,23 @@ class Picture(abc.ABC):
 
     def _repr_png_(self) -> bytes | None:
         return png_bytes(self._display_picture())
+
+    def _repr_pretty_(self, p, cycle: bool) -> None:
+        """IPython's text view: one line (arrays by shape), not the pixels of every array."""
+        p.text(summary(self))
+
+
+def summary(obj) -> str:
+    """`Name(field=value, …)` with arrays shown by shape and dtype and long values cut: a readable one-liner."""
+    parts = []
+    for f in dataclasses.fields(obj) if dataclasses.is_dataclass(obj) else ():
+        if not f.repr:
+            continue
+        v = getattr(obj, f.name)
+        if isinstance(v, np.ndarray) or type(v).__module__.startswith("jax"):
+            text = f"{'×'.join(map(str, np.shape(v)))} {getattr(v, 'dtype', '')}".strip()
+        else:
+            text = repr(v)
+            text = text if len(text) <= 60 else text[:57] + "…"
+        parts.append(f"{f.name}={text}")
+    return f"{type(obj).__name__}({', '.join(parts)})"

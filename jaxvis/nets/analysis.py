@@ -147,6 +147,9 @@ class NetworkAnalysis:
                  + "\n".join(trs) + "\n</tbody></table>")
         return summary, table
 
+    def _repr_pretty_(self, p, cycle: bool) -> None:
+        p.text("\n".join(self._summary()) + "\n(print() it for the table)")
+
     def _repr_html_(self) -> str:
         """The notebook's view: the summary and the table (no page styles, which would leak into the notebook)."""
         summary, table = self._rows_html()
