@@ -18,7 +18,7 @@ What is checked, for every page:
 Small sizes: a documented call first binds to the real signature with the documented arguments, then
 the arguments in ``SMALL`` (steps, iterations, octaves, image sizes, samples) are lowered before the call;
 command lines get the options in ``SMALL_CLI`` appended (argparse keeps the last). Documented user files
-(``photos/``, the photo names in ``USER_FILES``) are small stand-ins made from examples/images. Everything
+(``photos/``, ``train/``, the photo names in ``USER_FILES``) are small stand-ins made from examples/images. Everything
 else is exactly what the page says. The blocks that optimise images are marked slow (``-m slow``).
 """
 
@@ -50,7 +50,7 @@ from jaxvis.cli import build_parser, main
 
 REPO = Path(__file__).resolve().parent.parent
 PAGES = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
-NOT_RUN = re.compile(r"<!--\s*not run:\s*(.*?)\s*-->", re.S)
+NOT_RUN = re.compile(r"(?<!`)<!--\s*not run:\s*(.*?)\s*-->", re.S)  # not one quoted in `code`
 
 # Arguments lowered for the test run (by the defining function's module.qualname): only sizes and step counts.
 SMALL = {
@@ -80,7 +80,7 @@ SLOW_TOOLS = ("visualize", "deep_dream_image", "class_model", "fool", "invert", 
               "top_patches", "gallery", "save_html")
 SLOW_COMMANDS = ("visualize", "dream", "dream-photo", "gallery", "patches")
 SETUP = (re.compile(r"^python3? -m venv\b"), re.compile(r"^(\.|source) \S*activate$"), re.compile(r"^pip install\b"),
-         re.compile(r"^python -m pytest\b"))
+         re.compile(r"^python -m pytest\b"), re.compile(r"^(sudo )?apt(-get)? install\b"))
 
 
 # ------------------------------------------------------------------ reading the pages
@@ -214,9 +214,11 @@ def _check_calls(tree: ast.AST, aliases: dict[str, str], where: str) -> list[str
             sig = inspect.signature(obj)
         except (TypeError, ValueError):
             continue
-        # `...` / `…` among the arguments reads "and the rest": the shown ones must fit, none may be missing
-        rest = [a for a in node.args if isinstance(a, ast.Constant) and a.value is Ellipsis]
-        bind = sig.bind_partial if rest else sig.bind
+        # `...` / `…` among the arguments reads "and the rest" (`f(cache=...)`: that keyword, among others): the
+        # arguments shown must fit; missing ones are not an error then
+        dots = lambda a: isinstance(a, ast.Constant) and a.value is Ellipsis  # noqa: E731
+        rest = [a for a in node.args if dots(a)]
+        bind = sig.bind_partial if rest or any(dots(k.value) for k in node.keywords) else sig.bind
         try:
             bind(*[None] * (len(node.args) - len(rest)), **{k.arg: None for k in node.keywords})
         except TypeError as e:
@@ -325,7 +327,8 @@ def test_a_renamed_argument_fails_the_static_check():
 @pytest.fixture(scope="module")
 def workspace(tmp_path_factory) -> Path:
     """A scratch folder laid out as the docs assume: `examples/` (the repo's), `photos/` (12 small photos
-    cut from examples/images) and the user photos of USER_FILES (small stand-ins)."""
+    cut from examples/images), `train/` (the same photos as an ImageFolder tree of three classes) and the user
+    photos of USER_FILES (small stand-ins)."""
     ws = tmp_path_factory.mktemp("docs")
     (ws / "examples").symlink_to(REPO / "examples")
     (ws / "photos").mkdir()
@@ -340,6 +343,9 @@ def workspace(tmp_path_factory) -> Path:
         (crop.transpose(Image.Transpose.FLIP_LEFT_RIGHT) if i % 2 else crop).save(ws / "photos" / f"p{i:02d}.jpg")
     for name, src in USER_FILES.items():
         Image.open(REPO / "examples" / "images" / src).convert("RGB").save(ws / name)
+    for i, p in enumerate(sorted((ws / "photos").iterdir())):  # `train/`: an ImageFolder tree (class subfolders)
+        (ws / "train" / ("cats", "cups", "people")[i % 3]).mkdir(parents=True, exist_ok=True)
+        (ws / "train" / ("cats", "cups", "people")[i % 3] / p.name).symlink_to(p)
     return ws
 
 

@@ -8,6 +8,7 @@ import numpy as np
 
 from ..errors import AttributionError
 from ..imaging.display import apply_colormap, mat2gray, overlay
+from ..imaging.images import render_rgb
 from ..imaging.notebook import Picture
 from .targets import Target
 
@@ -54,7 +55,8 @@ class AttributionMap(Picture):
 
     def overlay(self, alpha: float = 0.5, cmap: str = "jet") -> np.ndarray:
         """:meth:`display_map` blended over the image: H×W×3 float in [0, 1]."""
-        return overlay(self.image.astype(np.uint8), self.display_map(), alpha=alpha, cmap=cmap, normalize=False)
+        photo = np.clip(render_rgb(self.image), 0, 255).astype(np.uint8)  # gray / C-channel inputs rendered as RGB
+        return overlay(photo, self.display_map(), alpha=alpha, cmap=cmap, normalize=False)
 
     def picture(self, *, style: str = "overlay", alpha: float = 0.5, cmap: str = "jet") -> np.ndarray:
         """The map as a picture: what ``.save(path, style=, alpha=, cmap=)`` writes and a notebook shows.
@@ -74,9 +76,10 @@ class AttributionMap(Picture):
         if style == "map":
             return apply_colormap(self.display_map(), cmap)
         if style == "rgb":
-            if self.raw is None or self.raw.ndim != 3 or self.raw.shape[-1] != 3:
+            if self.raw is None or self.raw.ndim != 3 or self.raw.shape[:2] != self.image.shape[:2]:
                 raise AttributionError(f"style='rgb' needs per-colour attributions; {self.method} has none")
-            return np.clip(self.raw / (2 * _p99(self.raw)) + 0.5, 0.0, 1.0)
+            raw = render_rgb(self.raw)  # per input channel, rendered as RGB (linear: the sign is kept)
+            return np.clip(raw / (2 * _p99(raw)) + 0.5, 0.0, 1.0)
         raise AttributionError(f"style must be 'overlay', 'map' or 'rgb', not {style!r}")
 
 

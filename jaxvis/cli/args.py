@@ -148,3 +148,17 @@ def plural(n: int, word: str) -> str:
 def hw(shape) -> str:
     """Sizes are printed one way everywhere: H×W."""
     return f"{int(shape[0])}×{int(shape[1])}"
+
+
+SHOWN_SKIPPED = 20  # skipped files printed by a command (the rest counted; the full list in the report)
+
+
+def print_skipped(skipped, full_list: str | None) -> None:
+    """Print each skipped input with its reason (the first SHOWN_SKIPPED, then a count), printable whatever
+    the bytes of its name."""
+    from ..datasets import shown
+    for s in skipped[:SHOWN_SKIPPED]:
+        print(f"  skipped {shown(s.source)}: {s.reason}")
+    if len(skipped) > SHOWN_SKIPPED:
+        where = f" (all of them in {full_list})" if full_list else ""
+        print(f"  … and {len(skipped) - SHOWN_SKIPPED} more skipped{where}")

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from .args import (SELECTION_FORMS, add_model_args, add_progress_args, bounded_int, check_outputs, load, plural, seed,
-                   selection)
+from .args import (SELECTION_FORMS, add_model_args, add_progress_args, bounded_int, check_outputs, load, plural,
+                   print_skipped, seed, selection)
 
 
 def register(sub) -> None:
@@ -17,8 +17,9 @@ def register(sub) -> None:
     p.add_argument("--layers", default="all",
                    help="comma-separated layer names, or 'all': the layers with units of their own (convolutions, "
                         "concatenations, additions, fully connected; not inputs, ReLUs, pools); default all")
-    p.add_argument("--images", default=None, metavar="DIR",
-                   help="photo folder for top patches and mean activations (default: none, feature images only)")
+    p.add_argument("--images", default=None, metavar="PHOTOS",
+                   help="photos for top patches and mean activations: a folder (class subfolders = labels), a list "
+                        "file (.txt) or tar shards (.tar) (default: none, feature images only)")
     p.add_argument("--units", type=selection, default=None,
                    help=f"units of each layer: {SELECTION_FORMS} (default all; indices past a layer's width are "
                         "left out for that layer)")
@@ -32,6 +33,8 @@ def register(sub) -> None:
     p.add_argument("--block", type=bounded_int(1, 4096, "block"), default=32, help="units per engine call (default 32)")
     p.add_argument("--seed", type=seed, default=0, help="seed (default 0)")
     p.add_argument("--out", default="site", help="site folder, created (its parent must exist); default site/")
+    p.add_argument("--rebuild", action="store_true",
+                   help="replace a site made with other settings or with damaged state (default: refuse it)")
     add_progress_args(p)
     p.set_defaults(func=run)
 
@@ -47,8 +50,9 @@ def run(args) -> int:
     layers = "all" if args.layers.strip() == "all" else [s.strip() for s in args.layers.split(",") if s.strip()]
     r = gallery(net, args.out, layers=layers, images=args.images, units=args.units, preset=args.preset,
                 steps=args.steps, image_size=args.image_size, diversity=args.diversity, k=args.k, block=args.block,
-                seed=args.seed, progress=args.progress)
+                seed=args.seed, progress=args.progress, rebuild=args.rebuild)
     print(f"{plural(r.rendered, 'unit')} rendered, {r.skipped} already done, in {r.seconds:.0f} s")
+    print_skipped(r.skipped_files, None)
     if r.manifest is not None:
         print(f"wrote {r.out / 'index.html'}")
         print(f"wrote {r.out / 'index.json'}")

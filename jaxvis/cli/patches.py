@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from .args import (SELECTION_FORMS, add_model_args, add_progress_args, bounded_int, check_outputs, load, plural,
-                   selection, thumbnail)
+                   print_skipped, selection, thumbnail)
 
 
 def register(sub) -> None:
@@ -11,7 +11,9 @@ def register(sub) -> None:
                        "(crops beside their guided-backprop reconstructions), as HTML")
     add_model_args(p)
     p.add_argument("--layers", required=True, help="comma-separated layer names, or 'all'")
-    p.add_argument("--images", required=True, help="folder of photos (searched recursively; .jpg .jpeg .png .webp)")
+    p.add_argument("--images", required=True,
+                   help="photos: a folder (searched recursively; .jpg .jpeg .png .webp; class subfolders = labels), "
+                        "a list file (.txt: 'path [label]' per line) or tar shards ('shards-{000..009}.tar')")
     p.add_argument("--k", type=bounded_int(1, 1000, "k"), default=9, help="hits per unit (1..1000, default 9)")
     p.add_argument("--units", type=selection, default=None,
                    help=f"units to write per layer: {SELECTION_FORMS} (default all; each hit costs one backward pass)")
@@ -24,6 +26,8 @@ def register(sub) -> None:
                    help="fit photos to the input: centre crop (default) or stretch")
     p.add_argument("--cache", default=None, metavar="FILE.npz",
                    help="resumable state: rerun the same command after an interrupt to continue (default: none)")
+    p.add_argument("--rebuild", action="store_true",
+                   help="recompute a --cache written for other settings or damaged (default: refuse it)")
     p.add_argument("--context", type=bounded_int(0, 4096, "context"), default=32,
                    help="smallest crop side in input pixels (0..4096, default 32): smaller receptive fields are "
                         "shown with the photo around them, outlined in red; 0 crops fields exactly")
@@ -40,11 +44,12 @@ def run(args) -> int:
     net = load(args)
     layers = "all" if args.layers.strip() == "all" else [l.strip() for l in args.layers.split(",") if l.strip()]
     r = top_patches(net, args.images, layers, k=args.k, batch_size=args.batch_size, cache=args.cache,
-                    progress=args.progress, resize=args.resize, relu=args.relu)
+                    rebuild=args.rebuild, progress=args.progress, resize=args.resize, relu=args.relu)
     print(f"{plural(r.n_images, 'image')}, {len(r.skipped)} skipped; top-{r.k} of "
           f"{plural(sum(v.shape[0] for v in r.value.values()), 'unit')} in {', '.join(r.layers)}")
-    for s in r.skipped:
-        print(f"  skipped {s.source}: {s.reason}")
+    if r.classes:
+        print(f"{len(r.classes)} classes: {', '.join(r.classes[:10])}{' …' if len(r.classes) > 10 else ''}")
+    print_skipped(r.skipped, f"{args.out}/skipped.txt")
     written = r.save_html(args.out, units=args.units, reconstruction=not args.no_reconstruction,
                           thumbnail=args.thumbnail, context=args.context)
     for w in written:

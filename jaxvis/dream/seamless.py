@@ -55,6 +55,7 @@ def _wrapped(net, layer: str) -> FunctionNetwork | None:
         nx = int(math.ceil((pad + w - offset) / stride)) - i0
         return {layer: act[:, i0:i0 + ny, i0:i0 + nx]}
 
-    wrapped = from_function(apply, net.params, input_size=net.input_size, name=f"{net.name}:{layer} (seamless)")
+    wrapped = from_function(apply, net.params, input_size=net.input_size, name=f"{net.name}:{layer} (seamless)",
+                            input_channels=net.input_channels)
     wrapped.require_weights = net.require_weights  # type: ignore[method-assign]  # the seamless view needs the net's weights
     return wrapped

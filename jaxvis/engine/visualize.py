@@ -17,8 +17,8 @@ import optax
 from ..errors import ChannelError, VisualizationError
 from ..imaging.display import imtile, save_png
 from ..imaging.fileio import make_folder
+from ..imaging.images import render_rgb, to_batch
 from ..imaging.notebook import Picture, grid_for
-from ..imaging.images import to_batch
 from . import objectives as O
 from . import presets as P
 from . import transforms as T
@@ -31,8 +31,12 @@ class Visualization(Picture):
     """Result of :func:`visualize`.
 
     Attributes:
-      images: uint8 N×H×W×3 for display (N = units × batch, unit-major), scaled by `output_scaling`.
-      raw: float32 N×H×W×3 images on the 0..1 scale before display scaling (×255 = network pixels).
+      images: uint8 for display (N = units × batch, unit-major), scaled by `output_scaling`: N×H×W×3 RGB for a
+        3-channel network, N×H×W×1 grayscale for a 1-channel one, and for any other channel count an RGB
+        rendering of the C channels (:func:`jaxvis.imaging.images.render_rgb`: channel i coloured by hue i/C,
+        equal channels gray).
+      raw: float32 N×H×W×C images (C = the network's input channels) on the 0..1 scale before display
+        scaling (×255 = network pixels).
       trace: float32 levels×steps×units: each unit's objective (mean over its batch) before each step.
       labels: one label per unit.
       settings: everything that produced it (preset, param, transforms, optimizer, steps, seed, …).
@@ -107,7 +111,8 @@ def _objectives(net, objective, hw) -> list[O.Objective]:
 def _layer_shape(net, layer: str, hw) -> tuple[int, ...] | None:
     fn = net.function([layer])
     try:
-        return tuple(jax.eval_shape(fn, net.params, jax.ShapeDtypeStruct((1, *hw, 3), jnp.float32))[layer].shape)
+        spec = jax.ShapeDtypeStruct((1, *hw, net.input_channels), jnp.float32)
+        return tuple(jax.eval_shape(fn, net.params, spec)[layer].shape)
     except (TypeError, ValueError):  # a fixed-size flatten meets another size
         return None
 
@@ -187,7 +192,8 @@ def visualize(net, objective, *, preset: str | P.Preset = "lucid", param: str | 
       preset: 'lucid' (default), 'matlab', 'keras_vis' or 'cs231n' (see `jaxvis.engine.presets`);
         the arguments below override it.
       param: 'fft' or 'pixel'.
-      decorrelate: colour decorrelation.
+      decorrelate: colour decorrelation (RGB networks only: for other channel counts the preset's is off, and
+        True is an error).
       transforms: 'standard', 'none', 'keras_vis', 'roll16', or transforms from `jaxvis.engine.transforms`.
       steps: optimisation steps (per pyramid level).
       optimizer: an optax GradientTransformation minimising −objective (reuse one object to reuse
@@ -199,7 +205,7 @@ def visualize(net, objective, *, preset: str | P.Preset = "lucid", param: str | 
       image_size: H×W (or int); default the network's input size.
       redirected_relu_steps: first steps run with RedirectedReLU (dead units move).
       output_scaling: 'clip', 'linear', 'percentile' or 'none' (see :func:`scale_for_display`).
-      start_image: start from this photo (pixel param; any image jaxvis reads, 0..255 RGB).
+      start_image: start from this photo (pixel param; any image jaxvis reads for this network, 0..255).
       levels, level_scale: pyramid levels (pixel param), each `level_scale`× larger.
       batch_size: units per compiled call (default from a memory estimate); devices: shard over these.
       progress: a progress bar on stderr: None (default) where stderr is a terminal or a notebook, True always, False never.
@@ -218,7 +224,8 @@ def visualize(net, objective, *, preset: str | P.Preset = "lucid", param: str | 
     net.require_weights(layers)
     check_units(net, objs, hw)
     kind = param or pre.param
-    dec = pre.decorrelate if decorrelate is None else bool(decorrelate)
+    c = int(net.input_channels)
+    dec = (pre.decorrelate and c == 3) if decorrelate is None else bool(decorrelate)
     out = pre.output if kind == pre.param else "sigmoid"
     mean = pre.mean if kind == pre.param else None
     sd = pre.sd if kind == pre.param else 0.01
@@ -228,8 +235,7 @@ def visualize(net, objective, *, preset: str | P.Preset = "lucid", param: str | 
     border = pre.border if own and transforms is None else 0
     opt_hw = (hw[0] + 2 * border, hw[1] + 2 * border)
     prm = Param(opt_hw, int(batch), kind, dec, out, sd, (0.0 if out == "sigmoid" else 0.5) if mean is None else mean,
-                margin=margin)
-    tf = fit_transforms(net, layers, T.get(pre.transforms if transforms is None else transforms), opt_hw)
+                margin=margin, channels=c)
     opt = optimizer if optimizer is not None else P.optimizer(*pre.optimizer)
     lr = learning_rate if learning_rate is not None else (pre.learning_rate if optimizer is None else 1.0)
     n_levels = pre.levels if levels is None else int(levels)
@@ -238,12 +244,18 @@ def visualize(net, objective, *, preset: str | P.Preset = "lucid", param: str | 
     if n_steps < 1 or n_levels < 1:
         raise VisualizationError(f"steps and levels must be >= 1, got steps={n_steps}, levels={n_levels}")
     sizes = [(int(round(opt_hw[0] * scale ** k)), int(round(opt_hw[1] * scale ** k))) for k in range(n_levels)]
+    base = T.get(pre.transforms if transforms is None else transforms)
+    tf = base  # resized to the input size if the layers cannot take some pyramid level (a fixed-size flatten)
+    for s in dict.fromkeys(sizes):
+        tf = fit_transforms(net, layers, base, s)
+        if tf is not base:
+            break
     start = None
     if start_image is not None:
-        b, _ = to_batch(start_image)
+        b, _ = to_batch(start_image, channels=c)
         if b.shape[1:3] != hw:
-            b = np.asarray(jax.image.resize(jnp.asarray(b), (b.shape[0], *hw, 3), "bilinear"))
-        start = np.broadcast_to((b / 255.0)[:, None], (b.shape[0], int(batch), *hw, 3))
+            b = np.asarray(jax.image.resize(jnp.asarray(b), (b.shape[0], *hw, c), "bilinear"))
+        start = np.broadcast_to((b / 255.0)[:, None], (b.shape[0], int(batch), *hw, c))
     config = StepConfig(prm, tf, opt, layers, pre.projection)
     red = pre.redirected_relu_steps if redirected_relu_steps is None else int(redirected_relu_steps)
     labels = [label(o, net) for o in objs]
@@ -262,7 +274,8 @@ def visualize(net, objective, *, preset: str | P.Preset = "lucid", param: str | 
                     steps=n_steps,
                     levels=sizes, seed=seed, batch=batch, redirected_relu_steps=red, output_scaling=scaling,
                     batch_size=res.batch_size)
-    return Visualization(scale_for_display(raw, scaling), raw, np.asarray(res.trace), labels, settings)
+    return Visualization(scale_for_display(raw if c in (1, 3) else render_rgb(raw), scaling), raw,
+                         np.asarray(res.trace), labels, settings)
 
 
 def _unit_ids(labels: Sequence[str]) -> list[int]:

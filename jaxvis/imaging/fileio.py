@@ -7,6 +7,9 @@ mounts and ``/proc``); :func:`make_folder` creates only the folder a user named,
 the folders above it; :func:`atomic_path` makes each file appear whole or not at all.
 All raise :class:`~jaxvis.errors.OutputError` naming the path.
 
+Concurrency: :func:`exclusive` holds a lock file (with the holder's pid) for a long job's output, so
+a second process pointed at the same site or cache is refused by name instead of interleaving writes.
+
 Inputs: :func:`regular_file_size` and :func:`read_regular_file` refuse what is
 not a regular file (``/dev/zero``, FIFOs, folders) and files over a size limit,
 so no reader can be made to read forever or allocate without bound.
@@ -16,16 +19,20 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import fcntl
+import json
 import os
+import socket
 import stat
 import tempfile
+import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
-from ..errors import JaxvisError, OutputError, WeightFileError
+from ..errors import JaxvisError, LockedError, OutputError, WeightFileError
 
-__all__ = ["MAX_INPUT_BYTES", "atomic_path", "check_folder", "check_writable", "make_folder", "read_regular_file",
-           "regular_file_size"]
+__all__ = ["MAX_INPUT_BYTES", "atomic_path", "check_folder", "check_writable", "exclusive", "make_folder",
+           "read_regular_file", "regular_file_size"]
 
 # Largest input file any reader loads into memory (weight files, pickles, caffemodels):
 # VGG-16's caffemodel, the largest classic CNN, is 0.55 GB.
@@ -248,3 +255,62 @@ def read_regular_file(path: str | os.PathLike, *, what: str = "weight file",
             return fh.read(size)  # bounded: a file growing under us is not read without end
     except OSError as e:
         raise error(f"{os.fspath(path)}: cannot read {what} ({_why(e)})") from e
+
+
+def _holder(path: Path) -> str:
+    """Who holds a lock file, in words (from the JSON the holder wrote into it)."""
+    try:
+        doc = json.loads(path.read_bytes()[:4096].decode("utf-8"))
+        return (f"process {int(doc['pid'])} on {doc.get('host', '?')}, started "
+                f"{time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(float(doc.get('started', 0))))}")
+    except (OSError, ValueError, KeyError, TypeError):
+        return "another process (its pid is not written yet)"
+
+
+@contextlib.contextmanager
+def exclusive(path: str | os.PathLike, what: str) -> Iterator[Path]:
+    """Hold the lock file `path` for the duration of a job that writes `what`.
+
+    The lock is an ``flock`` on the file, which records the holder's pid, host and start time: a second
+    process is refused at once with those in the message, while the lock of a process that died (even
+    by SIGKILL) is released by the kernel, so a stale lock file is simply taken over. The file is
+    removed on release.
+
+    Raises:
+      LockedError: another live process holds the lock (message: its pid and what to do).
+      OutputError: the lock file cannot be created.
+    """
+    path = Path(path)
+    while True:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o666)
+        except OSError as e:
+            raise OutputError(f"cannot create the lock file {str(path)!r}: {_why(e)}") from e
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as e:
+            os.close(fd)
+            if e.errno not in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
+                raise OutputError(f"cannot lock {str(path)!r}: {_why(e)}") from e
+            raise LockedError(f"{what} is in use by {_holder(path)} (lock file {str(path)!r}); wait for it to "
+                              "finish, or stop it: one process at a time may write there") from None
+        try:  # the holder before us may have removed the file between our open and our lock: lock the new one
+            same = os.fstat(fd).st_ino == os.stat(path).st_ino
+        except FileNotFoundError:
+            same = False
+        if same:
+            break
+        os.close(fd)
+    try:
+        doc = json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "started": time.time()}).encode()
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, doc, 0)
+    except OSError:
+        pass  # a full disk: the lock holds without the note; a refused process then says "pid not written yet"
+    try:
+        yield path
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
+        os.close(fd)

@@ -165,10 +165,12 @@ def _measured(net, name: str) -> ReceptiveField:
     h0, w0 = net.input_size
     n = 2 * max(h0, w0)
 
-    def out_hw(m):
-        return tuple(jax.eval_shape(fn, net.params, jax.ShapeDtypeStruct((1, m, m, 3), jnp.float32))[name].shape[1:3])
+    c = net.input_channels
 
-    shape_a = jax.eval_shape(fn, net.params, jax.ShapeDtypeStruct((1, n, n, 3), jnp.float32))[name].shape
+    def out_hw(m):
+        return tuple(jax.eval_shape(fn, net.params, jax.ShapeDtypeStruct((1, m, m, c), jnp.float32))[name].shape[1:3])
+
+    shape_a = jax.eval_shape(fn, net.params, jax.ShapeDtypeStruct((1, n, n, c), jnp.float32))[name].shape
     try:
         b = out_hw(n + 64)
     except (TypeError, ValueError):  # fixed-size layers (fully connected) accept only one size
@@ -179,7 +181,7 @@ def _measured(net, name: str) -> ReceptiveField:
     stride = tuple(64 // (bb - aa) for aa, bb in zip(a, b))
     ky, kx = a[0] // 2, a[1] // 2
     # numpy's generator and one jitted gradient: eager JAX would compile every op (and the RNG) on its own
-    x = np.random.default_rng(0).uniform(0.0, 255.0, (8, n, n, 3)).astype(np.float32)
+    x = np.random.default_rng(0).uniform(0.0, 255.0, (8, n, n, net.input_channels)).astype(np.float32)
     g = jax.jit(jax.grad(lambda p, x: fn(p, x)[name][:, ky, kx, :].sum(), argnums=1))(net.params, x)
     support = np.asarray(jnp.abs(g).sum(axis=(0, 3))) > 0
     rows, cols = np.nonzero(support.any(axis=1))[0], np.nonzero(support.any(axis=0))[0]

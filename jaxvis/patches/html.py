@@ -5,9 +5,12 @@ from __future__ import annotations
 import html
 import os
 
+from ..datasets import shown
 from ..imaging.display import save_png
 from ..imaging.fileio import atomic_path, make_folder
 from .loader import DECODED_MAX
+
+SHOWN_SKIPPED = 1000  # skipped files listed on the page (all of them are in skipped.txt)
 
 
 def _safe(name: str) -> str:
@@ -39,11 +42,20 @@ def write_html(result, folder, *, layers=None, units=None, reconstruction: bool 
                                     decoded=decoded), parents=True)
             written.append(p)
             hits = result.hits(layer, u)
-            title = "; ".join(f"#{h.image} {os.path.basename(h.source) if h.source else ''} ({h.y},{h.x}) {h.value:.4g}"
-                              for h in hits)
-            body.append(f'<div><b>unit {u}</b><br><img src="{html.escape(p.relative_to(folder).as_posix())}" '
-                        f'title="{html.escape(title)}"></div>')
-    skipped = "".join(f"<li>{html.escape(s.source)}: {html.escape(s.reason)}</li>" for s in result.skipped)
+            title = "; ".join(f"#{h.image} {shown(os.path.basename(h.source)) if h.source else ''} ({h.y},{h.x}) "
+                              f"{h.value:.4g}" for h in hits)
+            classes = ", ".join(f"{html.escape(c)} {n}" for c, n in result.hit_classes(layer, u).items())
+            body.append(f'<div><b>unit {u}</b>{" (hits: " + classes + ")" if classes else ""}<br>'
+                        f'<img src="{html.escape(p.relative_to(folder).as_posix())}" title="{html.escape(title)}"></div>')
+    skipped = "".join(f"<li>{html.escape(shown(s.source))}: {html.escape(s.reason)}</li>"
+                      for s in result.skipped[:SHOWN_SKIPPED])
+    if result.skipped:  # every skipped file, one per line: a folder of 100,000 junk files stays out of the page
+        listing = folder / "skipped.txt"
+        with atomic_path(listing) as tmp:
+            tmp.write_text(result.skipped_report() + "\n", encoding="utf-8")
+        written.append(listing)
+        if len(result.skipped) > SHOWN_SKIPPED:
+            skipped += f"<li>… and {len(result.skipped) - SHOWN_SKIPPED} more: all in skipped.txt</li>"
     s = result.settings
     doc = (f"<!doctype html><html><head><meta charset='utf-8'><title>top-{result.k} patches: {html.escape(s['net'])}"
            f"</title></head><body><h1>Top-{result.k} dataset patches of {html.escape(s['net'])}</h1>"

@@ -4,11 +4,11 @@ and for the first convolution the filter itself."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
 
+from ..datasets import Dataset, shown
 from ..errors import LayerError, MissingWeightsError
 from ..imaging.display import save_png
 from ..maps.filters import conv_kernel
@@ -18,15 +18,16 @@ from ..patches.result import outline
 from .plan import STATE, LayerPlan
 
 
-def data_pass(net, plans: list[LayerPlan], images, out: Path, *, k: int, devices, progress: bool | None) -> TopPatches:
+def data_pass(net, plans: list[LayerPlan], images, out: Path, *, k: int, devices, progress: bool | None,
+              rebuild: bool = False) -> TopPatches:
     """The one pass over the photos for every planned layer: top-`k` hits and means (``.means``).
 
     Called on every process: under ``jax.distributed`` each reads every P-th batch and all get the
-    merged result. A folder's pass is resumable (its cache lives in the gallery's state folder).
+    merged result. A pass over files is resumable (its cache lives in the gallery's state folder).
     """
-    cache = out / STATE / "patches.npz" if isinstance(images, (str, os.PathLike)) else None
+    cache = out / STATE / "patches.npz" if isinstance(images, Dataset) else None
     return top_patches(net, images, [lp.name for lp in plans], k=k, cache=cache, devices=devices,
-                       progress=progress)
+                       progress=progress, rebuild=rebuild)
 
 
 def _first_conv(net, plans: list[LayerPlan]) -> tuple[str, np.ndarray] | None:
@@ -67,8 +68,11 @@ def unit_data(net, plans: list[LayerPlan], tp: TopPatches, out: Path) -> dict:
             for i, (hit, im, box) in enumerate(zip(crops.hits, crops.images, crops.fields)):
                 rel = f"patches/{lp.slug}/{c}_{i}.png"
                 save_png(out / rel, _with_field(im, box) if grown else im, parents=True)
-                src = Path(hit.source).name if hit.source else f"image {hit.image}"
-                patches.append({"image": rel, "source": src, "value": float(hit.value), "y": hit.y, "x": hit.x})
+                src = shown(Path(hit.source).name) if hit.source else f"image {hit.image}"
+                patch = {"image": rel, "source": src, "value": float(hit.value), "y": hit.y, "x": hit.x}
+                if tp.classes is not None and tp.labels is not None and tp.labels[hit.image] >= 0:
+                    patch["label"] = tp.classes[int(tp.labels[hit.image])]
+                patches.append(patch)
             per[c] = {"patches": patches, "mean": float(tp.means[lp.name][c])}
             if conv is not None and conv[0] == lp.name:
                 w = conv[1][..., c]

@@ -126,6 +126,7 @@ def _unit_page(net, L: dict, r: dict, prev: dict | None, nxt: dict | None) -> st
         parts.append("<h2>Top dataset patches</h2><div class=row>")
         for p in r["patches"]:
             parts.append(f"<figure><img src=\"{up}{e(p['image'])}\" width=110 alt=\"patch\">"
-                         f"<figcaption>{p['value']:.3g}<br><small>{e(p['source'])}</small></figcaption></figure>")
+                         f"<figcaption>{p['value']:.3g}<br><small>{e(p['source'])}"
+                         f"{'<br>' + e(p['label']) if 'label' in p else ''}</small></figcaption></figure>")
         parts.append("</div>")
     return _page(f"{net.name} {L['name']} {r['unit']}", "".join(parts), 2)

@@ -23,6 +23,7 @@ from ..graph import LayerGraph, nhwc
 from ..ops import RELU_MODES, relu_fn
 from ..protocol import LayerRef, shape_errors
 from .graph import onnx_graph, onnx_layer_params
+from .layout import shown_shape
 from .proto import Node
 from .translate import Program, make_forward
 
@@ -44,7 +45,7 @@ class OnnxNetwork(FunctionNetwork):
       nodes: the decoded ONNX nodes (op types and attributes: the graph view's geometry).
     """
 
-    classes_hint = "jaxvis.from_onnx(path, classes=[...])"
+    classes_hint = "jaxvis.from_onnx(path, logits=LAYER, classes=[...])"
 
     def __init__(self, plan: Program, nodes: Sequence[Node], name: str, classes: Sequence[str] | None,
                  preprocess: Callable[[jax.Array], jax.Array] | None, logits: str | None):
@@ -53,15 +54,13 @@ class OnnxNetwork(FunctionNetwork):
         # The numpy copies are no longer needed (the network's weights are `params`): keep only shapes.
         plan.params = {k: jax.ShapeDtypeStruct(v.shape, v.dtype)  # type: ignore[misc]  # shapes only from here on
                        for k, v in params.items()}
-        shapes = {}
-        for n, t in plan.layers.items():
-            r = plan.recs[t]
-            shapes[n] = (1, r.shape[2], r.shape[3], r.shape[1]) if r.rank == 4 else (1, *r.shape[1:])
+        shapes = {n: shown_shape(plan.recs[t]) for n, t in plan.layers.items()}
         super().__init__(make_forward(plan, flat_2d=True), params, input_size=plan.input_size,
                          layers=list(plan.layers), shapes=shapes,
                          classes=None if classes is None else [str(c) for c in classes],
                          preprocess=preprocess, name=name, logits=logits)
         self.plan, self.nodes = plan, tuple(nodes)
+        self.input_channels = int(shapes[plan.input_name][3])  # from the graph's input
         self.relu_rules: frozenset[str] = frozenset(RELU_MODES)  # `forward` takes the ReLU of every Relu node
         self.forward = make_forward(plan)
         self._names = tuple(plan.layers)
@@ -106,8 +105,8 @@ class OnnxNetwork(FunctionNetwork):
         w = min(max(len(n) for n in self._names) + 2, 60)
         tw = max(len(t) for t in self.plan.layer_ops.values())
         for i, n in enumerate(self._names):
-            shape = self.plan.recs[self.plan.layers[n]].shape
-            size = (shape[2], shape[3], shape[1]) if len(shape) == 4 else (1, 1, int(np.prod(shape[1:])))
+            shape = shown_shape(self.plan.recs[self.plan.layers[n]])
+            size = shape[1:] if len(shape) == 4 else (1, 1, int(np.prod(shape[1:])))
             count = per_node.get(n, 0)
             rows.append(f"  {i:4d}   {n!r:<{w}}   {self.plan.layer_ops[n]:<{tw}}   {'×'.join(map(str, size)):>14}"
                         f"   {count:>10,}" if count else
@@ -115,7 +114,7 @@ class OnnxNetwork(FunctionNetwork):
         return "\n".join(rows)
 
     def _build_graph(self, hw: tuple[int, int]) -> LayerGraph:
-        spec = jax.ShapeDtypeStruct((1, *hw, self.plan.recs[self.plan.input_name].shape[1]), jnp.float32)
+        spec = jax.ShapeDtypeStruct((1, *hw, self.input_channels), jnp.float32)
         with shape_errors(self, hw):
             out = jax.eval_shape(lambda p, x: self.apply(p, x, self._names, normalize=False), self.params, spec)
         return onnx_graph(self.plan, self.nodes, {n: nhwc(out[n].shape) for n in self._names})
