@@ -202,6 +202,6 @@ def test_progress_default_follows_the_stream():
 def test_long_tools_default_to_progress_none():
     """None = a bar in terminals and notebooks, silence in logs: the same default for every long tool."""
     tools = [jaxvis.visualize, jaxvis.class_model, jaxvis.invert, jaxvis.style_transfer, jaxvis.dream_photo,
-             jaxvis.deep_dream_image, jaxvis.deep_dream, jaxvis.top_patches, jaxvis.gallery]
+             jaxvis.deep_dream_image, jaxvis.deep_dream, jaxvis.top_patches, jaxvis.gallery, jaxvis.embedding]
     for tool in tools:
         assert inspect.signature(tool).parameters["progress"].default is None, tool.__name__
