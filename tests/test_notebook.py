@@ -157,6 +157,8 @@ def test_text_view_is_one_short_line(tiny):
     text = pretty(v)
     assert text.startswith("Visualization(images=8×32×32×3 uint8, raw=8×32×32×3 float32") and "\n" not in text
     assert len(text) < 600 and "[[" not in text  # no array printed
+    m = jaxvis.grad_cam(tiny, np.zeros((32, 32, 3), np.uint8), "bee")
+    assert "target=Target(layer='logits'" in pretty(m)  # a jaxvis object is shown by its repr, not as an array
 
 
 def test_grids_without_empty_cells():

@@ -95,7 +95,7 @@ def summary(obj) -> str:
         if not f.repr:
             continue
         v = getattr(obj, f.name)
-        if isinstance(v, np.ndarray) or type(v).__module__.startswith("jax"):
+        if isinstance(v, np.ndarray) or type(v).__module__.split(".")[0] in ("jax", "jaxlib"):  # a jax.Array
             text = f"{'×'.join(map(str, np.shape(v)))} {getattr(v, 'dtype', '')}".strip()
         else:
             text = repr(v)
