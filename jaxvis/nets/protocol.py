@@ -134,7 +134,7 @@ class NetBase:
     input_size: tuple[int, int]
     input_channels: int = 3
     relu_rules: frozenset[str] = frozenset(RELU_MODES)
-    classes_hint: str = "jaxvis.from_function(apply_fn, params, ..., logits=LAYER, classes=[...])"
+    classes_hint: str = "jaxvis.from_function(..., logits=layer, classes=[...])"
 
     if TYPE_CHECKING:  # provided by each network class (declared here for the type checker only)
         @property
