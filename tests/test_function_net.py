@@ -411,3 +411,60 @@ def test_linen_modules_as_they_are():
         jaxvis.from_flax(res, input_size=16)
     with pytest.raises(NetworkError, match="Flax NNX module, a Linen module"):
         jaxvis.from_flax(lambda p, x: x, input_size=16)
+
+
+def test_input_channels_from_the_function():
+    """`input_channels` is read from the function (3 if it takes 3, else the first count it takes) or given."""
+    def f(c):
+        w = jnp.ones((3, 3, c, 2))
+        return lambda p, x: {"conv": jax.lax.conv_general_dilated(x, w, (1, 1), "SAME",
+                                                                  dimension_numbers=("NHWC", "HWIO", "NHWC"))}
+    for c in (1, 3, 4, 5, 13):
+        assert jaxvis.from_function(f(c), None, input_size=8).input_channels == c
+    agnostic = jaxvis.from_function(lambda p, x: {"mean": x.mean(-1, keepdims=True)}, None, input_size=8)
+    assert agnostic.input_channels == 3
+    assert jaxvis.from_function(lambda p, x: {"mean": x.mean(-1, keepdims=True)}, None, input_size=8,
+                                input_channels=6).input_channels == 6
+    with pytest.raises(NetworkError, match="fails on a 1×8×8×3.*every channel count from 1 to 32.*input_channels="):
+        jaxvis.from_function(f(40), None, input_size=8)
+    with pytest.raises(NetworkError, match="fails on a 1×8×8×2 "):
+        jaxvis.from_function(f(3), None, input_size=8, input_channels=2)
+    with pytest.raises(NetworkError, match="input_channels must be a positive int"):
+        jaxvis.from_function(f(3), None, input_size=8, input_channels=0)
+
+
+def test_sown_values_are_layers():
+    """What a module `sow`s (NNX `nnx.Intermediate`, Linen 'intermediates') is a layer too, equal to the value sown."""
+    import warnings
+
+    import flax.linen as nn
+    from flax import nnx
+
+    class N(nnx.Module):
+        def __init__(self):
+            self.conv = nnx.Conv(3, 2, (3, 3), rngs=nnx.Rngs(0))
+
+        def __call__(self, x):
+            y = self.conv(x)
+            self.sow(nnx.Intermediate, "doubled", 2 * y)
+            return y.mean(axis=(1, 2))
+
+    class L(nn.Module):
+        @nn.compact
+        def __call__(self, x):
+            y = nn.Conv(2, (3, 3))(x)
+            self.sow("intermediates", "doubled", 2 * y)
+            return y.mean(axis=(1, 2))
+
+    x = FLAX_IMAGE * 255
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # NNX: sow outside nnx.capture
+        a = jaxvis.from_flax(N(), input_size=16)
+        assert a.layer_names == ("conv", "doubled", "output")
+        acts = jaxvis.activations(a, x, layers=["conv", "doubled"])
+    np.testing.assert_allclose(acts["doubled"], 2 * acts["conv"], rtol=1e-6)
+    v = L().init(jax.random.PRNGKey(0), jnp.zeros((1, 16, 16, 3)))
+    b = jaxvis.from_flax(L(), v, input_size=16)
+    assert b.layer_names == ("Conv_0", "doubled", "output")
+    acts = jaxvis.activations(b, x, layers=["Conv_0", "doubled"])
+    np.testing.assert_allclose(acts["doubled"], 2 * acts["Conv_0"], rtol=1e-6)

@@ -4,12 +4,13 @@
 `(apply_fn, params)` pair :func:`jaxvis.from_function` takes, `apply_fn(params, images) -> {layer: activation}`:
 
 * Linen: ``module.apply(variables, x, capture_intermediates=True)`` records the output of every
-  submodule's ``__call__``; layer names are the scope paths joined by '/' (``Block_0/Conv_1``).
+  submodule's ``__call__``; layer names are the scope paths joined by '/' (``Block_0/Conv_1``). Values
+  the module ``sow``s into 'intermediates' are layers too (``Block_0/features``).
 * NNX: the module is split once (`params` is its ``nnx.State``); each call merges a fresh copy, puts
   it in eval mode (BatchNorm's running statistics, Dropout off) and records the output of every
   submodule's ``__call__`` by giving the copy's submodules a recording subclass of their own class
   (the user's module and classes are untouched); names are attribute paths joined by '.'
-  (``layer1.0.conv1``).
+  (``layer1.0.conv1``). Values the module ``sow``s as ``nnx.Intermediate`` are layers too (``layer1.0.feat``).
 
 The whole module's output is the layer 'output' (if the module returns a dict of arrays, its entries
 are layers under their own keys). A submodule called several times gives 'name', 'name#2', ….
@@ -109,6 +110,8 @@ def _linen_calls(tree, path: tuple) -> Iterator[tuple[tuple, tuple]]:
         if k == "__call__":
             if path:  # the root's own output is `result`
                 yield path, tuple(v)
+        elif isinstance(v, tuple):  # sown by the module
+            yield (*path, str(k)), v
         elif isinstance(v, dict) or hasattr(v, "items"):
             yield from _linen_calls(v, (*path, str(k)))
 
@@ -125,6 +128,10 @@ def _nnx_apply(graphdef, kwargs: dict) -> Callable:
         out: dict = {}
         for name, v in calls:
             _add(out, name, v, x.shape[0])
+        for path, var in nnx.to_flat_state(nnx.state(model, nnx.Intermediate)):  # sown by the module
+            value = var.get_value()
+            for v in value if isinstance(value, tuple) else (value,):
+                _add(out, ".".join(map(str, path)), v, x.shape[0])
         _root(out, result, x.shape[0])
         return out
     return apply_fn

@@ -103,8 +103,8 @@ class JaxprProgram:
         env.update(zip(jaxpr.invars, self.invars))
         self.outs = self._inline(jaxpr, env, scope)
         self._recognise()
-        self.relus = sum(1 for op in self.ops if op.relu is not None) + sum(
-            p.relus for op in self.ops if op.subs for ps in op.subs.values() for p in (ps if isinstance(ps, tuple) else (ps,)))
+        bodies = [p for op in self.ops if op.subs for ps in op.subs.values() for p in (ps if isinstance(ps, tuple) else (ps,))]
+        self.relus = sum(1 for op in self.ops if op.relu is not None) + sum(p.relus for p in bodies)
 
     # -- flattening ------------------------------------------------------------------------------
     def _new(self, v) -> int:
@@ -120,8 +120,7 @@ class JaxprProgram:
             ins = [read(v) for v in eqn.invars]
             name = eqn.primitive.name
             subs = [j for value in eqn.params.values() for j in _jaxprs(value)]
-            if name in _CALLS and len(subs) == 1 and len(subs[0].invars if isinstance(subs[0], jcore.Jaxpr)
-                                                         else subs[0].jaxpr.invars) == len(ins):
+            if name in _CALLS and len(subs) == 1 and len(_closed(subs[0])[0].invars) == len(ins):
                 inner, consts = _closed(subs[0])
                 inner_env = dict(zip(inner.invars, ins))
                 for cv, c in zip(inner.constvars, consts):
