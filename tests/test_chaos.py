@@ -59,6 +59,7 @@ HELPER = textwrap.dedent("""
         if cfg["what"] == "gallery":
             gallery(net, out, images=cfg["photos"], **cfg["kw"])
         else:
+            os.makedirs(out, exist_ok=True)  # the cache's folder: jaxvis creates none above an output
             r = top_patches(net, cfg["photos"], cache=os.path.join(out, "cache.npz"), **cfg["kw"])
             os.makedirs(os.path.join(out, "result"), exist_ok=True)
             for l in r.layers:

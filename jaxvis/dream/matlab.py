@@ -16,7 +16,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ..imaging.display import mat2gray
+from ..imaging.display import imtile, mat2gray
 from ..engine import objectives as O
 from ..engine import optimize as engine  # the module (the package exports no `optimize`)
 from ..engine.param import Param
@@ -25,6 +25,7 @@ from ..engine.transforms import Compose, Roll
 from ..engine.visualize import check_units, fit_transforms, scale_for_display
 from ..errors import ArgumentTypeError, DreamError, ImageError
 from ..imaging.images import ImageLike, to_batch
+from ..imaging.notebook import Picture, grid_for
 from ..nets.protocol import LayerRef
 from .seamless import seamless as seamless_view
 
@@ -36,7 +37,7 @@ START_MEAN, START_STD = 127.5, 10.0  # random start: mid-gray plus Gaussian nois
 
 
 @dataclasses.dataclass
-class DreamResult:
+class DreamResult(Picture):
     """Output of :func:`deep_dream`.
 
     Attributes:
@@ -54,6 +55,12 @@ class DreamResult:
     channel_strengths: np.ndarray
     sizes: list[tuple[int, int]]
     batch_size: int
+
+    def picture(self, **imtile_kwargs) -> np.ndarray:
+        """Every channel's image min–max scaled (MATLAB's 'linear' OutputScaling), tiled with :func:`jaxvis.imtile`:
+        what ``.save(path, ...)`` writes and a notebook shows."""
+        imtile_kwargs.setdefault("grid_size", grid_for(len(self.images)))
+        return imtile(np.stack([mat2gray(im) for im in self.images]), **imtile_kwargs)
 
 
 def pyramid_sizes(hw, levels: int, scale: float) -> list[tuple[int, int]]:
@@ -177,7 +184,7 @@ def deep_dream(net, layer: LayerRef, channels, *, pyramid_levels: int = 3, pyram
                seed: int = 0, step_size: float = STEP_SIZE, jitter: int = JITTER, lap_levels: int = LAP_LEVELS,
                lap_padding: str = "reflect", seamless: bool = True, batch_size: int | None = None,
                image_size: int | tuple[int, int] | None = None, pixel_range: tuple[float, float] | None = None,
-               devices=None, progress: bool = False) -> DreamResult:
+               devices=None, progress: bool | None = None) -> DreamResult:
     """:func:`deep_dream_image` returning raw pixels and the activation strengths (a :class:`DreamResult`).
 
     Arguments as :func:`deep_dream_image`.
@@ -220,7 +227,8 @@ def deep_dream(net, layer: LayerRef, channels, *, pyramid_levels: int = 3, pyram
         res = engine.optimize(run, objs, config, levels=[(hw_, num_iterations) for hw_ in sizes],
                               learning_rate=float(step_size) / 255.0, seed=seed, unit_ids=chans,
                               start=(start / 255.0)[:, None], batch_size=batch_size, devices=devices,
-                              progress=progress, label=f"deepDreamImage {name}", on_level=table)
+                              progress=(False if verbose and progress is None else progress),
+                              label=f"deepDreamImage {name}", on_level=table)
     finally:
         if table is not None:
             table.close()
@@ -234,7 +242,7 @@ def deep_dream_image(net, layer: LayerRef, channels, *, pyramid_levels: int = 3,
                      step_size: float = STEP_SIZE, jitter: int = JITTER, lap_levels: int = LAP_LEVELS,
                      lap_padding: str = "reflect", seamless: bool = True, batch_size: int | None = None,
                      image_size: int | tuple[int, int] | None = None,
-                     pixel_range: tuple[float, float] | None = None, devices=None, progress: bool = False):
+                     pixel_range: tuple[float, float] | None = None, devices=None, progress: bool | None = None):
     """Images that strongly activate channels of a layer (MATLAB's `deepDreamImage`).
 
     The `matlab` preset of :func:`jaxvis.visualize`: each channel gets its own image, found by
@@ -279,7 +287,8 @@ def deep_dream_image(net, layer: LayerRef, channels, *, pyramid_levels: int = 3,
       pixel_range: (lo, hi) on the 0..255 scale to clip the image to after every step; None (default)
         leaves the ascent unclipped.
       devices: devices to shard channels over (default `jax.devices()`).
-      progress: a progress bar on stderr.
+      progress: a progress bar on stderr: None (default) where stderr is a terminal or a notebook and
+        `verbose` is off (the table already reports each level), True always, False never.
 
     Returns:
       numpy float32 C×H×W×c (c: the network's input channels, 3 for RGB, 1 for gray) with H, W = start

@@ -16,7 +16,9 @@ import optax
 
 from ..errors import ChannelError, VisualizationError
 from ..imaging.display import imtile, save_png
+from ..imaging.fileio import make_folder
 from ..imaging.images import render_rgb, to_batch
+from ..imaging.notebook import Picture, grid_for
 from . import objectives as O
 from . import presets as P
 from . import transforms as T
@@ -26,7 +28,7 @@ from .spectrum import Spectrum, default_spectrum
 
 
 @dataclasses.dataclass
-class Visualization:
+class Visualization(Picture):
     """Result of :func:`visualize`.
 
     Attributes:
@@ -41,6 +43,8 @@ class Visualization:
       settings: everything that produced it (preset, param, transforms, optimizer, steps, seed, …).
       transparency: float32 N×H×W×3 or None: MACO's transparency map, Σ over the steps of |∂L/∂x| (where,
         and how much, the image mattered to the objective); `preset="maco"` gives it.
+
+    ``.save(path, **imtile_kwargs)`` writes :meth:`picture` as PNG; a notebook shows it inline.
     """
 
     images: np.ndarray
@@ -54,14 +58,15 @@ class Visualization:
         """All images tiled with :func:`jaxvis.imtile` (uint8)."""
         return imtile(self.images, **imtile_kwargs)
 
-    def save(self, path: str | os.PathLike, **imtile_kwargs) -> str:
-        """Write the tiled images as PNG (atomically); returns the path."""
-        save_png(path, self.tile(**imtile_kwargs))
-        return str(path)
+    def picture(self, **imtile_kwargs) -> np.ndarray:
+        """:meth:`tile` (by default on a grid without empty cells where one exists, e.g. 8 images 2×4):
+        what `.save` writes and a notebook shows."""
+        imtile_kwargs.setdefault("grid_size", grid_for(len(self.images)))
+        return self.tile(**imtile_kwargs)
 
     def save_each(self, folder: str | os.PathLike, prefix: str = "unit") -> list[str]:
-        """One PNG per image in `folder` (created); returns the paths."""
-        os.makedirs(folder, exist_ok=True)
+        """One PNG per image in `folder` (created if missing; its parent must exist); returns the paths."""
+        make_folder(folder)
         b = len(self.images) // max(len(self.labels), 1)
         out = []
         for i, im in enumerate(self.images):
@@ -182,7 +187,7 @@ def visualize(net, objective, *, preset: str | P.Preset = "lucid", param: str | 
               image_size: int | tuple[int, int] | None = None, redirected_relu_steps: int | None = None,
               output_scaling: str | None = None, start_image=None, levels: int | None = None,
               level_scale: float | None = None, batch_size: int | None = None, devices=None,
-              progress: bool = True, on_level=None, spectrum=None) -> Visualization:
+              progress: bool | None = None, on_level=None, spectrum=None) -> Visualization:
     """Feature visualization: images that maximise each objective, all optimised in one batch.
 
     Args:
@@ -211,7 +216,7 @@ def visualize(net, objective, *, preset: str | P.Preset = "lucid", param: str | 
       start_image: start from this photo (pixel param; any image jaxvis reads for this network, 0..255).
       levels, level_scale: pyramid levels (pixel param), each `level_scale`× larger.
       batch_size: units per compiled call (default from a memory estimate); devices: shard over these.
-      progress: progress bar on stderr.
+      progress: a progress bar on stderr: None (default) where stderr is a terminal or a notebook, True always, False never.
       on_level: `on_level(k, trace steps×units)` after each level.
       spectrum: param 'maco': the fixed magnitude, a :class:`~jaxvis.engine.spectrum.Spectrum` from
         :func:`jaxvis.natural_spectrum` (any size: resampled to the image's); default the one jaxvis ships.
@@ -277,7 +282,7 @@ def visualize(net, objective, *, preset: str | P.Preset = "lucid", param: str | 
                               seed=seed, unit_ids=unit_ids(labels), start=start,
                               redirected_relu_steps=red, batch_size=batch_size, devices=devices,
                               progress=progress, on_level=on_level,
-                              label=f"visualize {net.name} ({len(objs)} units)")
+                              label=f"visualize {net.name} ({len(objs)} unit{'' if len(objs) == 1 else 's'})")
     raw = res.images.reshape(-1, *res.images.shape[2:])
     if border:
         raw = raw[:, border:raw.shape[1] - border, border:raw.shape[2] - border]

@@ -182,8 +182,7 @@ def classify(net: Net, image: ImageLike, top: int = 5, *, resize: str = "crop"):
         else:
             why = "it has no class names"
         raise NetworkError(f"{net.name!r} does not classify: {why}; name them where the network is made: "
-                           "from_onnx(..., logits=layer, classes=[...]) or from_function(..., logits=layer, "
-                           "classes=[...])")
+                           f"{net.classes_hint}")
     batch, single = to_batch(image, channels=net.input_channels)
     batch = fit_to_size(batch, net.input_size, resize)
     z = np.asarray(net.jitted([net.logits_layer])(net.params, jnp.asarray(batch))[net.logits_layer], np.float64)

@@ -38,6 +38,7 @@ class Net(Protocol):
       relu_rules: the ReLU backward rules `apply(..., relu=)` supports: 'standard' always, and any of
         'guided', 'deconvnet', 'redirected'.
       cache: the network's :class:`Cache` (compiled functions and memoised facts).
+      classes_hint: how to give this kind of network its class names (the constructor call), for messages.
     """
 
     name: str
@@ -47,6 +48,7 @@ class Net(Protocol):
     params: Any
     logits_layer: str | None
     relu_rules: frozenset[str]
+    classes_hint: str
 
     @property
     def cache(self) -> Cache: ...
@@ -132,6 +134,7 @@ class NetBase:
     input_size: tuple[int, int]
     input_channels: int = 3
     relu_rules: frozenset[str] = frozenset(RELU_MODES)
+    classes_hint: str = "jaxvis.from_function(..., logits=layer, classes=[...])"
 
     if TYPE_CHECKING:  # provided by each network class (declared here for the type checker only)
         @property

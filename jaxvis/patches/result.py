@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import html
 from typing import Any, NamedTuple
 
 import jax
@@ -14,6 +15,7 @@ from ..datasets import Dataset, Skipped, shown
 from ..errors import ChannelError, LayerError, PatchesError
 from ..imaging.display import imresize, imtile
 from ..imaging.images import render_rgb
+from ..imaging.notebook import Picture, img_tag
 from ..nets.receptive import receptive_field
 from .html import write_html
 from .loader import load_one
@@ -110,7 +112,7 @@ def normalise_signed(r: np.ndarray, percentile: float = 99.5, floor: float = 0.0
 
 
 @dataclasses.dataclass
-class TopPatches:
+class TopPatches(Picture):
     """Top-k dataset patches per unit of some layers (see :func:`jaxvis.top_patches`).
 
     Attributes:
@@ -131,6 +133,9 @@ class TopPatches:
       timing: seconds of the pass: ``seconds`` (wall), ``decode_seconds`` (decoding, summed over threads) and
         ``wait_seconds`` (the network waiting for decoded images: wait / wall is the decode share).
       dataset: the :class:`~jaxvis.datasets.Dataset` read (None for arrays).
+
+    ``.save(path, layer=, units=)`` writes :meth:`picture` as PNG, ``.save_html(folder)`` a page per layer; a
+    notebook shows each layer's first units (crops only: displaying costs no backward pass).
     """
 
     net: Any = dataclasses.field(repr=False)
@@ -366,6 +371,29 @@ class TopPatches:
                              else _cell([np.zeros((thumbnail, thumbnail, 3), np.uint8)] * (1 + reconstruction), ""), 255)
         cells = [blank if c is None else c for c in cells]
         return imtile(cells, grid_size=(len(units), self.k), border_size=2, background_color=(255, 255, 255))
+
+    def picture(self, layer=None, units=None, *, reconstruction: bool = True, thumbnail: int = 64,
+                context: int = CONTEXT) -> np.ndarray:
+        """:meth:`tile` of `layer` (default the first) and `units` (default its first 8): what ``.save(path, ...)``
+        writes. uint8."""
+        layer = self._layer(self.layers[0] if layer is None else layer)
+        units = range(min(8, self.value[layer].shape[0])) if units is None else units
+        return self.tile(layer, units, reconstruction=reconstruction, thumbnail=thumbnail, context=context)
+
+    def _display_picture(self) -> np.ndarray:
+        return self.picture(reconstruction=False)
+
+    def _repr_png_(self) -> bytes | None:
+        return None  # the HTML view holds the pictures: a notebook would store them twice
+
+    def _repr_html_(self) -> str:
+        parts = [f"<p><b>Top-{self.k} patches</b> of {html.escape(str(self.settings.get('net', '')))} over "
+                 f"{self.n_images} images ({len(self.skipped)} skipped)</p>"]
+        for layer in self.layers:
+            n = self.value[layer].shape[0]
+            parts.append(f"<p>{html.escape(layer)}: units 0..{min(8, n) - 1} of {n}</p>"
+                         + img_tag(self.picture(layer, reconstruction=False), f"top patches of {layer}"))
+        return "".join(parts)
 
     def save_html(self, folder, *, layers=None, units=None, reconstruction: bool = True,
                   thumbnail: int = 64, context: int = CONTEXT) -> list:

@@ -127,7 +127,7 @@ def _load_cache(path: Path, meta: dict):
 
 
 def top_patches(net, images, layers, *, k: int = 9, batch_size: int | None = None, cache=None,
-                rebuild: bool = False, progress: bool = True, resize: str = "crop", relu: str = "guided",
+                rebuild: bool = False, progress: bool | None = None, resize: str = "crop", relu: str = "guided",
                 workers: int | None = None, devices: Sequence | None = None,
                 _stop_after: int | None = None) -> TopPatches:
     """The k images (and positions) that excite each unit of `layers` most, streamed over `images`.
@@ -160,7 +160,7 @@ def top_patches(net, images, layers, *, k: int = 9, batch_size: int | None = Non
         its pid: a second run on the same cache is refused (:class:`~jaxvis.errors.LockedError`).
       rebuild: recompute from the start when the cache was written for other settings or is damaged
         (default: such a cache is refused, by name).
-      progress: show a progress bar.
+      progress: a progress bar on stderr: None (default) where stderr is a terminal or a notebook, True always, False never.
       resize: "crop" (scale the short side, centre-crop) or "stretch" to the network's input size.
       relu: backward rule of the reconstructions: "guided" (guided backprop) or "deconvnet".
       workers: decoding threads (default: CPU count, at most 8).
@@ -209,7 +209,7 @@ def top_patches(net, images, layers, *, k: int = 9, batch_size: int | None = Non
                 _stop_after)
 
 
-def _run(net, items, ds: Dataset | None, names, k, batch_size, path: Path | None, rebuild: bool, progress: bool,
+def _run(net, items, ds: Dataset | None, names, k, batch_size, path: Path | None, rebuild: bool, progress: bool | None,
          resize: str, relu: str, workers, devices, _stop_after) -> TopPatches:
     t_start = time.perf_counter()
     sources = None if ds is None else ds.sources

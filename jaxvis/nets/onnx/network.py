@@ -47,6 +47,8 @@ class OnnxNetwork(FunctionNetwork):
       nodes: the decoded ONNX nodes (op types and attributes: the graph view's geometry).
     """
 
+    classes_hint = "jaxvis.from_onnx(..., logits=layer, classes=[...])"
+
     def __init__(self, plan: Program, nodes: Sequence[Node], name: str, classes: Sequence[str] | None,
                  preprocess: Callable[[jax.Array], jax.Array] | None, logits: str | None):
         # device_put, not jnp.asarray: the latter compiles a copy per distinct shape (seconds for big graphs).
