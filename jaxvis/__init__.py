@@ -16,11 +16,13 @@ _WHERE = {
     "jaxvis.errors": ("JaxvisError", "LayerError", "ImageError", "MissingWeightsError", "WeightFileError",
                       "NetworkError", "VisualizationError", "TargetError", "AttributionError", "ChannelError",
                       "PatchesError", "EmbeddingError", "GalleryError", "OutputError", "OnnxError", "DisplayError",
-                      "DreamError", "ModelError", "WeightsNotFoundError", "ArgumentTypeError", "UsageError"),
+                      "DreamError", "ModelError", "WeightsNotFoundError", "ArgumentTypeError", "UsageError",
+                      "DatasetError", "LockedError"),
+    "jaxvis.datasets": ("Dataset", "open_dataset", "image_folder", "list_file", "shards"),
     "jaxvis.nets.network": ("Network", "load_model"),
     "jaxvis.nets.models": ("MODELS",),
     "jaxvis.nets.protocol": ("Net",),
-    "jaxvis.nets.function": ("FunctionNetwork", "from_function"),
+    "jaxvis.nets.function": ("FunctionNetwork", "from_flax", "from_function"),
     "jaxvis.nets.onnx": ("from_onnx",),
     "jaxvis.nets.receptive": ("ReceptiveField", "receptive_field"),
     "jaxvis.nets.analysis": ("analyze_network",),
@@ -34,13 +36,14 @@ _WHERE = {
     "jaxvis.attribution": ("Attribution", "AttributionMap", "grad_cam", "occlusion_sensitivity", "saliency"),
     "jaxvis.dream": ("DreamResult", "deep_dream", "deep_dream_image"),
     "jaxvis.engine": ("Visualization", "objectives", "visualize"),
+    "jaxvis.engine.spectrum": ("Spectrum", "natural_spectrum"),
     "jaxvis.recipes": ("DreamPhotoResult", "FoolResult", "class_model", "dream_photo", "fool", "Inversion",
-                       "StyleTransfer", "invert", "ssim", "style_transfer"),
+                       "StyleTransfer", "invert", "ssim", "style_transfer", "Accentuation", "accentuate"),
     "jaxvis.patches": ("TopPatches", "top_patches"),
     "jaxvis.site": ("GalleryResult", "gallery"),
 }
 _MODULE_OF = {name: mod for mod, names in _WHERE.items() for name in names}
-_SUBPACKAGES = ("attribution", "cli", "dream", "engine", "imaging", "maps", "nets", "patches", "recipes", "site",
+_SUBPACKAGES = ("attribution", "cli", "datasets", "dream", "engine", "imaging", "maps", "nets", "patches", "recipes", "site",
                 "errors")
 
 __all__ = sorted(_MODULE_OF)
@@ -62,10 +65,13 @@ def __dir__() -> list[str]:
 
 if TYPE_CHECKING:  # the same names, eagerly, for type checkers and IDEs
     from .attribution import Attribution, AttributionMap, grad_cam, occlusion_sensitivity, saliency
+    from .datasets import Dataset, image_folder, list_file, open_dataset, shards
     from .dream import DreamResult, deep_dream, deep_dream_image
     from .engine import Visualization, objectives, visualize
-    from .errors import (ArgumentTypeError, AttributionError, ChannelError, DisplayError, DreamError, EmbeddingError,
-                         GalleryError, ImageError, JaxvisError, LayerError, MissingWeightsError, ModelError,
+    from .engine.spectrum import Spectrum, natural_spectrum
+    from .errors import (ArgumentTypeError, AttributionError, ChannelError, DatasetError, DisplayError, DreamError,
+                         EmbeddingError, GalleryError, ImageError, JaxvisError, LayerError, LockedError,
+                         MissingWeightsError, ModelError,
                          NetworkError, OnnxError, OutputError, PatchesError, TargetError, UsageError,
                          VisualizationError, WeightFileError, WeightsNotFoundError)
     from .imaging.display import imresize, imtile, mat2gray
@@ -75,13 +81,13 @@ if TYPE_CHECKING:  # the same names, eagerly, for type checkers and IDEs
     from .maps.filters import FilterImage, filter_image
     from .nets.analysis import analyze_network
     from .nets.cpu import configure_cpu
-    from .nets.function import FunctionNetwork, from_function
+    from .nets.function import FunctionNetwork, from_flax, from_function
     from .nets.models import MODELS
     from .nets.network import Network, load_model
     from .nets.onnx import from_onnx
     from .nets.protocol import Net
     from .nets.receptive import ReceptiveField, receptive_field
     from .patches import TopPatches, top_patches
-    from .recipes import (DreamPhotoResult, FoolResult, Inversion, StyleTransfer, class_model, dream_photo, fool,
-                          invert, ssim, style_transfer)
+    from .recipes import (Accentuation, DreamPhotoResult, FoolResult, Inversion, StyleTransfer, accentuate,
+                          class_model, dream_photo, fool, invert, ssim, style_transfer)
     from .site import GalleryResult, gallery

@@ -102,6 +102,18 @@ class PatchesError(JaxvisError, ValueError):
     """A bad option to top-k dataset patches (k < 1, no images, a cache written for other settings)."""
 
 
+class DatasetError(JaxvisError, ValueError):
+    """A set of photos cannot be opened: not a folder, list file or tar shard, nothing readable in it, or a bad
+    layout option (the message names the path and what would be accepted)."""
+
+
+class LockedError(JaxvisError, OSError):
+    """Another process holds the lock of a gallery site or top-patches cache (the message names its pid).
+
+    Also an :class:`OSError`: the file is in use. A lock whose process has died is taken over silently.
+    """
+
+
 class EmbeddingError(JaxvisError, ValueError):
     """A bad option to the embedding atlas, or its optional extra (``jaxvis[atlas]``) is not installed."""
 

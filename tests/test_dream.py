@@ -92,6 +92,16 @@ def _border_ratio(im: np.ndarray) -> float:
     return float(ring.mean() / m[10:-10, 10:-10].mean())
 
 
+def band_ratio(im: np.ndarray, b: int = 8) -> float:
+    """Largest over the four sides: mean |colour − centre's mean colour| in the b-px edge band ÷ the same in
+    the centre half (1 = the band looks like the centre)."""
+    h, w = im.shape[:2]
+    c = im[h // 4:3 * h // 4, w // 4:3 * w // 4].reshape(-1, 3)
+    mean = c.mean(0)
+    dev = lambda r: np.abs(r.reshape(-1, 3) - mean).mean()  # noqa: E731
+    return max(dev(s) for s in (im[:b], im[-b:], im[:, :b], im[:, -b:])) / dev(c)
+
+
 def test_seamless_conv1_dreams_have_no_frames(squeezenet):
     """MATLAB's plain objective gives conv1 dreams bright frames (the border's gradient differs and the
     Laplacian normalisation boosts it); both seamless methods have none: 'pad' (wrap-padded, cropped: the
@@ -184,16 +194,6 @@ def test_periodic_resize_matrix_is_trigonometric_interpolation():
         np.testing.assert_allclose(M(n, m) @ x, want, atol=1e-5)
         np.testing.assert_allclose(M(m, n) @ (M(n, m) @ x), x, atol=1e-5)  # upsampling loses nothing
     np.testing.assert_allclose(M(64, 64), np.eye(64), atol=1e-6)
-
-
-def band_ratio(im: np.ndarray, b: int = 8) -> float:
-    """Largest over the four sides: mean |colour − centre's mean colour| in the b-px edge band ÷ the same in
-    the centre half (1 = the band looks like the centre)."""
-    h, w = im.shape[:2]
-    c = im[h // 4:3 * h // 4, w // 4:3 * w // 4].reshape(-1, 3)
-    mean = c.mean(0)
-    dev = lambda r: np.abs(r.reshape(-1, 3) - mean).mean()  # noqa: E731
-    return max(dev(s) for s in (im[:b], im[-b:], im[:, :b], im[:, -b:])) / dev(c)
 
 
 @pytest.mark.slow
@@ -310,12 +310,15 @@ def test_chunks_equal_one_batch(squeezenet, fire2_64):
 
 
 def test_automatic_chunks_under_a_small_budget(squeezenet, fire2_64, monkeypatch):
-    # what deep_dream optimises: at 32 px fire2-expand3x3 takes seamless 'shift' (no margin: 32 px leave none)
-    assert jaxvis.dream.seamless.choose(squeezenet, "fire2-expand3x3", (32, 32)) == "shift"
-    shift = jaxvis.engine.transforms.Compose((jaxvis.dream.seamless.WrapShift(),))
+    # what deep_dream optimises: at 32 px fire2-expand3x3 takes seamless 'shift' with its 1-px wrap margin
+    S = jaxvis.dream.seamless
+    assert S.choose(squeezenet, "fire2-expand3x3", (32, 32)) == "shift"
+    stride, _, rf = S.layer_geometry(squeezenet, "fire2-expand3x3")
+    run = S.seamless(squeezenet, "fire2-expand3x3", S.shift_margin((32, 32), rf))
+    shift = jaxvis.engine.transforms.Compose((S.WrapShift(stride),))
     config = core.StepConfig(jaxvis.engine.param.pixel(32), shift, jaxvis.engine.presets.optimizer("sgd"),
                              ("fire2-expand3x3",))
-    per = core.bytes_per_unit(squeezenet, config, O.channel("fire2-expand3x3", 0))
+    per = core.bytes_per_unit(run, config, O.channel("fire2-expand3x3", 0))
     act = 32 * 32 * 4 * (64 + 16 + 64)  # at least the layer's own activations
     assert per > act
     monkeypatch.setattr(core, "CPU_BUDGET_BYTES", 16 * per)  # room for 16 images → 4 chunks of 16
@@ -335,7 +338,9 @@ def test_vmapped_batch_equals_one_at_a_time(squeezenet, fire2_64):
 
 
 def test_compiled_once_and_reused(squeezenet, fire2_64):
-    counts = squeezenet.trace_counts  # the network optimised (the default seamless run shifts its input)
+    S = jaxvis.dream.seamless  # the network optimised: the default 'shift' run's wrap-margin view (memoised)
+    counts = S.seamless(squeezenet, "fire2-expand3x3",
+                        S.shift_margin((32, 32), S.layer_geometry(squeezenet, "fire2-expand3x3")[2])).trace_counts
     before = sum(counts.values())
     assert before >= 1
     a = jaxvis.deep_dream(squeezenet, "fire2-expand3x3", range(63, -1, -1), batch_size=64, **FAST)

@@ -48,8 +48,10 @@ def test_fft_parameterisation_matches_numpy_and_decorrelation_round_trips():
     pix = P.pixel(6, batch=2, decorrelate=True, output="sigmoid")
     img = np.random.default_rng(1).uniform(0.1, 0.9, (2, 6, 6, 3)).astype(np.float32)
     np.testing.assert_allclose(np.asarray(pix.image(pix.from_image(img))), img, atol=1e-4)
+    f6 = P.fft(6, batch=2, decay_power=1.5)  # a photo's own spectrum as the start (feature accentuation)
+    np.testing.assert_allclose(np.asarray(f6.image(f6.from_image(img))), img, atol=1e-4)
     with pytest.raises(VisualizationError, match="pixel"):
-        P.fft(8).from_image(img)
+        P.fft(6, margin=4).from_image(img)
 
 
 def test_transform_gradients_match_finite_differences():
@@ -169,3 +171,18 @@ def test_cli_visualize(tmp_path, capsys):
     assert f"wrote {out}" in capsys.readouterr().out
     assert main(["visualize", "--classes", "espresso,hen", "--steps", "1", "--image-size", "32", "--quiet",
                  "--out", str(tmp_path)]) == 2  # a folder is no output file: nothing runs
+
+
+def test_linear_first_layer_is_visualised_by_its_centre_neuron(squeezenet):
+    """SqueezeNet conv1 is linear in the image (3-px field): its channel mean is linear in the pixels, so the
+    mean's optimum is one flat saturated colour (the blobs and washed-out squares the gallery showed first).
+    `visualize(net, "conv1")` now optimises each channel's centre neuron: a pattern in the middle, grey around
+    it; deeper, nonlinear layers keep the channel mean."""
+    v = jaxvis.visualize(squeezenet, "conv1", steps=32, image_size=64, progress=False)
+    assert v.settings["objective"] == "neuron" and v.labels[:2] == ["conv1:0", "conv1:1"] and len(v.labels) == 64
+    dev = np.abs(v.raw - 0.5)
+    border = np.concatenate([dev[:, :8].reshape(64, -1), dev[:, -8:].reshape(64, -1)], 1).mean(1)
+    centre = dev[:, 24:40, 24:40].reshape(64, -1).mean(1)
+    assert np.all(centre > border) and centre.mean() > 3 * border.mean()
+    assert O.fits_neuron(squeezenet, "conv1") and not O.fits_neuron(squeezenet, "relu_conv1")
+    assert not O.fits_neuron(squeezenet, "fire2-expand3x3")

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 import jaxvis
-from jaxvis.errors import GalleryError
+from jaxvis.errors import GalleryError, OutputError
 from jaxvis.site import gallery
 
 sys.path.insert(0, os.path.dirname(__file__))
@@ -57,11 +57,17 @@ def test_site_manifest_pages_and_images(site, tiny):
             for key in ("image", "thumb", "page"):
                 assert (out / u[key]).is_file(), u[key]
             assert len(u["diversity"]) == 2
-    # the unit image is what jaxvis.visualize makes for that unit alone (same settings, same bytes)
+    # the unit image is what jaxvis.visualize makes for that unit alone (same settings, same bytes); conv1 is linear
+    # in the image with a 3-px field, so its objective is the centre neuron (its channel mean peaks at a flat colour)
     from PIL import Image
     import numpy as np
-    v = jaxvis.visualize(tiny, jaxvis.objectives.units("conv1", [0, 1]), steps=4, image_size=32, progress=False)
+    assert [u["kind"] for u in conv1["units"]] == ["neuron"] * 3 and logits[0]["kind"] == "channel"
+    v = jaxvis.visualize(tiny, jaxvis.objectives.unit_objectives(tiny, "conv1", [0, 1]), steps=4, image_size=32,
+                         progress=False)
+    assert v.labels == ["conv1:0", "conv1:1"] and isinstance(
+        jaxvis.objectives.unit_objectives(tiny, "conv1", [0])[0], jaxvis.objectives.Neuron)
     assert np.array_equal(np.asarray(Image.open(out / "img/conv1/1.png")), v.images[1])
+    assert "centre neuron" in (out / conv1["units"][0]["page"]).read_text()
 
 
 def test_resume_after_a_kill_is_byte_identical(tiny, tmp_path, site):
@@ -82,7 +88,7 @@ def test_bad_requests(tiny, tmp_path, site):
         gallery(tiny, full, diversity=2, **{**KW, "steps": 5})
     f = tmp_path / "file"
     f.write_text("x")
-    with pytest.raises(GalleryError, match="is a file"):
+    with pytest.raises(OutputError, match="is a file"):
         gallery(tiny, f, **KW)
     with pytest.raises(jaxvis.LayerError, match="conv1"):
         gallery(tiny, tmp_path / "x", **{**KW, "layers": ["conv_1"]})
@@ -153,8 +159,8 @@ def test_site_in_a_real_browser(site):
         imgs = b.images()
         assert len(imgs) == 3 and all(done and w == 96 for _, done, w in imgs), imgs
         b.open(b.href(".grid a"))
-        imgs = b.images()
-        assert len(imgs) == 3 and all(done and w == 32 for _, done, w in imgs), imgs
+        imgs = b.images()  # the visualisation, two diversity images, the 3×3 filter (8 px per weight)
+        assert [w for _, done, w in imgs if done] == [32, 32, 32, 24], imgs
         assert b.eval("document.querySelector('nav a').getAttribute('href')") == "../../index.html"
         assert b.errors == []
         b.open((out / "missing.html").as_uri())  # the check can fail: a broken link is reported
@@ -199,3 +205,15 @@ def test_data_columns_top_patches_and_means_against_numpy(tiny, tmp_path):
         np.testing.assert_allclose([p["value"] for p in u["patches"]], best[order, c], rtol=1e-5, atol=1e-6)
         np.testing.assert_allclose(u["mean"], a[..., c].mean(), rtol=1e-5, atol=1e-6)
         assert all((out / p["image"]).is_file() for p in u["patches"])
+
+
+def test_first_layer_shows_its_neuron_beside_the_filter(squeezenet, tmp_path):
+    """SqueezeNet conv1 (linear in the image, 3-px field): the centre neuron is visualised and its filter is
+    shown beside it, also without photos."""
+    r = gallery(squeezenet, tmp_path, layers=["conv1"], units=2, block=2, steps=2, image_size=48, progress=False)
+    units = r.manifest["layers"][0]["units"]
+    assert [u["kind"] for u in units] == ["neuron", "neuron"]
+    for u in units:
+        assert (tmp_path / u["filter"]).is_file()
+        page = (tmp_path / u["page"]).read_text()
+        assert page.index("centre neuron") < page.index(u["filter"].split("/")[-1])  # the filter right after it

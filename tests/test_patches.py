@@ -13,7 +13,7 @@ import pytest
 from PIL import Image
 
 import jaxvis
-from jaxvis.errors import LayerError, PatchesError
+from jaxvis.errors import DatasetError, LayerError, PatchesError
 from jaxvis.patches import top_patches
 from jaxvis.patches.result import outline, reconstruct
 from tiny_nets import SIZE, pure_net
@@ -44,8 +44,8 @@ def write_folder(root: Path, n: int = N, seed: int = 0) -> list[Path]:
 def brute_force(net, root: Path, layers, k):
     """Every image decoded with PIL, all activations in memory, per unit argsort by (-max, image id); and per
     unit the mean activation (float64) over positions and readable images."""
-    files = sorted((p for p in root.rglob("*") if p.suffix in (".png", ".webp", ".jpg")),
-                   key=lambda p: p.relative_to(root).as_posix())
+    files = sorted((p for p in root.rglob("*") if p.suffix in (".png", ".webp", ".jpg") and p.stat().st_size),
+                   key=lambda p: p.relative_to(root).as_posix())  # empty files are skipped when the folder is listed
     ids, ims = [], []
     for i, p in enumerate(files):
         try:
@@ -98,8 +98,8 @@ def run(tiny, folder):
 
 def test_matches_brute_force(tiny, run, ref):
     ref, means, n_files, n_bad = ref
-    assert run.n_images == n_files == N + 2
-    assert len(run.skipped) == n_bad + 1 == 3  # broken PNG, empty JPEG (unreadable) + notes.txt (not an image)
+    assert run.n_images == n_files == N + 1
+    assert len(run.skipped) == n_bad + 2 == 3  # broken PNG (unreadable), empty JPEG + notes.txt (listing)
     assert {Path(s.source).name for s in run.skipped} == {"notes.txt", "im10_broken.png", "zz_empty.jpg"}
     for l in LAYERS:
         v, ids, pos, hw = ref[l]
@@ -181,12 +181,12 @@ def test_resume_after_interrupt(tiny, folder, run, ref, tmp_path):
         top_patches(tiny, folder, LAYERS, k=2, batch_size=BATCH, progress=False, cache=cache)
     # a cache of the format before the means (no "format" field, no sums) is refused, naming the format
     with np.load(cache) as z:
-        arrays = {n: z[n] for n in z.files if not n.endswith("/mean_sum")}
+        arrays = {n: z[n] for n in z.files if not n.endswith("/mean_sum") and n != "__used__"}
     meta = json.loads(bytes(arrays.pop("__meta__")).decode())
-    del meta["format"], meta["images_used"]
+    del meta["format"]
     old = tmp_path / "old.npz"
     np.savez(old, __meta__=np.frombuffer(json.dumps(meta).encode(), np.uint8), **arrays)
-    with pytest.raises(PatchesError, match="format 1 .*older jaxvis.*reads format 2"):
+    with pytest.raises(PatchesError, match="format 1 .*older jaxvis.*reads format 3.*rebuild=True"):
         top_patches(tiny, folder, LAYERS, k=K, batch_size=BATCH, progress=False, cache=old)
 
 
@@ -207,11 +207,11 @@ def test_bad_inputs(tiny, folder, tmp_path):
     with pytest.raises(PatchesError, match="k must be"):
         top_patches(tiny, folder, "conv2", k=0, progress=False)
     (tmp_path / "empty").mkdir()
-    with pytest.raises(PatchesError, match="holds no image files"):
+    with pytest.raises(DatasetError, match="holds no image files"):
         top_patches(tiny, tmp_path / "empty", "conv2", progress=False)
-    with pytest.raises(PatchesError, match="is not a folder"):
+    with pytest.raises(DatasetError, match="is not a folder"):
         top_patches(tiny, tmp_path / "missing", "conv2", progress=False)
-    with pytest.raises(PatchesError, match="empty list"):
+    with pytest.raises(DatasetError, match="empty list"):
         top_patches(tiny, [], "conv2", progress=False)
     bad = tmp_path / "bad"
     bad.mkdir()
@@ -299,3 +299,31 @@ def test_cli_writes_html(folder, tmp_path, capsys):
     written = [line[6:] for line in printed.splitlines() if line.startswith("wrote ")]
     assert len(written) == 5 and all(Path(w).is_file() for w in written) and written[-1].endswith("index.html")
     assert "fire2-concat/unit_0001.png" in (out / "index.html").read_text()
+
+
+def test_a_unit_that_never_fires_has_no_top_patches(folder, tmp_path):
+    """relu1 unit 0 with a bias of −1000 is 0 everywhere: its "top" hits used to be k arbitrary zero-valued
+    patches with reconstructions stretched into a black/white grid; now it has none and says so."""
+    import jax.numpy as jnp
+
+    from jaxvis.patches.result import normalise_signed
+    from tiny_nets import CLASSES, apply, params, preprocess
+    p = params()
+    p["b1"] = p["b1"].at[0].set(-1000.0)
+    dead = jaxvis.from_function(apply, p, input_size=SIZE, classes=CLASSES, preprocess=preprocess, name="tiny-dead")
+    tp = top_patches(dead, folder, ["relu1"], k=K, batch_size=BATCH, progress=False)
+    assert np.all(tp.value["relu1"][0] == 0)  # the scan keeps them; hits() does not show them
+    assert tp.hits("relu1", 0) == [] and tp.never_fired("relu1", 0)
+    assert len(tp.hits("relu1", 1)) == K and not tp.never_fired("relu1", 1)
+    t = tp.tile("relu1", [0, 1], thumbnail=16)
+    cell = t[:16, :32]  # the dead unit's first cell: white (its label below says it never fired)
+    assert cell.min() == 255
+    html = (Path(tp.save_html(tmp_path / "html", units=[0, 1], thumbnail=16)[-1])).read_text()
+    assert "unit 0</b> — never fired" in html and "unit 1</b><br>" in html
+    # an exactly grey reconstruction shrunk for a thumbnail is flat grey, not its rounding noise stretched
+    grey = jaxvis.imresize(np.full((9, 9, 3), 0.5, np.float32), (16, 16)) - 0.5
+    assert np.all(normalise_signed(grey[None], floor=0.5 / 255) == 0.5)
+    assert np.all(normalise_signed(np.full((1, 4, 4, 3), 3e-3)) == 0.5)  # constant: no structure to show
+    signed = normalise_signed(np.array([[[[1e-9]], [[-2e-9]]]]))  # tiny but structured gradients keep their sign
+    assert signed[0, 0, 0, 0] > 0.5 > signed[0, 1, 0, 0]
+    assert jnp.all(jnp.asarray(tp.value["relu1"][1]) > 0)

@@ -226,3 +226,19 @@ def test_cli_dream_photo_writes_the_photo_size(tmp_path):
     assert main(["dream-photo", "--layer", "fire3-concat", "--image", str(src), "--octaves", "2", "--steps", "2",
                  "--out", str(out), "--quiet"]) == 0
     assert Image.open(out).size == (70, 90)
+
+
+def test_magnified_difference_is_scaled_robustly():
+    """A few outlier pixels must not set the scale of the magnified difference (the cs231n fooling figure was
+    nearly flat grey): the 99.5th percentile of |change| maps to full range."""
+    from jaxvis.recipes.fool import FoolResult
+    rng = np.random.default_rng(0)
+    d = rng.normal(0, 1.0, (1, 40, 40, 3)).astype(np.float32)
+    d[0, :2, :2] = 200.0  # 12 of 4800 values: 0.25 %
+    orig = np.full_like(d, 128.0)
+    r = FoolResult(orig + d, orig, np.array([0]), np.array([True]), np.array([1]), [[]], {})
+    m = r.magnified()[0].astype(float) - 127.5
+    s = np.percentile(np.abs(d), 99.5)
+    np.testing.assert_allclose(m[2:, 2:], np.clip(127.5 * d[0, 2:, 2:] / s, -127.5, 127.5), atol=0.51)
+    assert np.abs(m[2:, 2:]).mean() > 30  # the bulk is visible (with the maximum as scale: ≈ 0.5 grey levels)
+    assert np.all(r.magnified(factor=2.0)[0, 2:, 2:].astype(float) == np.round(np.clip(127.5 + 2 * d[0, 2:, 2:], 0, 255)))

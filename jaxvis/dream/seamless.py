@@ -153,7 +153,8 @@ def _wrapped(net, layer: str, margin: int | None) -> FunctionNetwork | None:
         ny, nx = (int(math.ceil((pad + n - offset) / stride)) - i0 for n in (hs, ws))
         return {layer: act[:, i0:i0 + ny, i0:i0 + nx]}
 
-    wrapped = from_function(apply, net.params, input_size=net.input_size, name=f"{net.name}:{layer} (seamless)")
+    wrapped = from_function(apply, net.params, input_size=net.input_size, name=f"{net.name}:{layer} (seamless)",
+                            input_channels=net.input_channels)
     wrapped.require_weights = net.require_weights  # type: ignore[method-assign]  # the seamless view needs the net's weights
     return wrapped
 

@@ -28,6 +28,7 @@ import jax.numpy as jnp
 
 from ..errors import VisualizationError
 from ..nets.classes import class_index
+from ..nets.receptive import receptive_field
 from .transforms import gaussian_blur  # one blur for objectives and the cs231n projection
 
 Acts = dict[str, jax.Array]
@@ -424,6 +425,46 @@ def style_distance(layer: str | int, target_gram, *, normalize: bool = False, we
 def units(layer: str | int, cs: Sequence[int]) -> list[Objective]:
     """One `channel(layer, c)` per c: the usual batch (every unit of a layer in one call)."""
     return [channel(layer, c) for c in cs]
+
+
+# A layer's receptive field is "small" up to this share of the network's input side.
+SMALL_FIELD = 0.25
+
+
+def linear_in_image(net, layer: str | int) -> bool:
+    """Whether `layer`'s activations are affine in the image: for random images x1, x2 and a random step d,
+    f(x1 + d) − f(x1) = f(x2 + d) − f(x2) (to float rounding). A ReLU, pooling or normalisation on the way
+    breaks it; a convolution straight on the image (SqueezeNet and AlexNet `conv1`) keeps it. Memoised."""
+    name = net.layer_name(layer)
+
+    def compute() -> bool:
+        h, w = net.input_size
+        x1, x2, d = (127.5 + 60.0 * jax.random.normal(k, (1, h, w, 3)) for k in jax.random.split(jax.random.PRNGKey(0), 3))
+        a = net.function([name])(net.params, jnp.concatenate([x1, x1 + d, x2, x2 + d]))[name]
+        lhs, rhs = a[1] - a[0], a[3] - a[2]
+        return bool(jnp.max(jnp.abs(lhs - rhs)) <= 1e-4 * jnp.maximum(jnp.max(jnp.abs(a)), 1e-12))
+
+    return net.cache.memo(("objectives", "linear_in_image", name), compute)
+
+
+def fits_neuron(net, layer: str | int) -> bool:
+    """The rule for a layer's default objective (docs/visualize.md): a layer that is linear in the image and
+    has a small receptive field (at most :data:`SMALL_FIELD` of the input side) is visualised by its centre
+    neuron. Its channel mean is linear in the pixels, so the mean's optimum is a flat, saturated colour —
+    the objective, not the optimiser, would be wrong; one neuron's optimum is the filter's pattern."""
+    name = net.layer_name(layer)
+    rf = receptive_field(net, name)
+    if not rf.spatial or max(rf.size[0] / net.input_size[0], rf.size[1] / net.input_size[1]) > SMALL_FIELD:
+        return False
+    return linear_in_image(net, name)
+
+
+def unit_objectives(net, layer: str | int, cs: Sequence[int]) -> list[Objective]:
+    """The objective that fits each unit c of `layer`: `neuron(layer, c)` where :func:`fits_neuron`,
+    else `channel(layer, c)`. What `visualize(net, layer)` and the gallery use."""
+    name = net.layer_name(layer)
+    make = neuron if fits_neuron(net, name) else channel
+    return [make(name, c) for c in cs]
 
 
 def stack(objectives: Sequence[Objective]) -> Objective:

@@ -4,8 +4,12 @@ For U units (objectives of one form, stacked), each with `batch` images:
 
 * params U×… (from `Param.init` of each unit's key), optimizer state U×… (`vmap(opt.init)`);
 * one step = `vmap` over units of value_and_grad of
-  `−Σ objective(net(255 · transform(key, image_fn(params))) ∪ {"input": image})`,
-  an optax update, and an optional projection (clip, periodic blur);
+  `−Σ objective(net(255 · transform(key, image_fn(params))) ∪ {"input": image})`
+  (+ `anchor`·‖latent − start's latent‖², the image before its output function: feature accentuation's pull
+  towards the photo, in the parameters' space), an optax update, and an optional projection (clip, periodic
+  blur); transforms that make several views of an image (MACO's crops) have each view scored and the image's
+  value is their mean;
+* with `transparency`, Σ over steps of |∂loss/∂image| per image (MACO's transparency map);
 * steps run in `lax.scan` segments inside one jit (cached in the network's
   :class:`~jaxvis.nets.protocol.Cache`), the first `redirected_relu_steps` with RedirectedReLU;
 * units are chunked to a memory budget and each chunk is sharded over the devices' unit axis;
@@ -69,6 +73,8 @@ class StepConfig:
       optimizer: the optax optimizer.
       layers: the network layers the objectives read.
       projection: what happens to pixel parameters after each update.
+      anchor: weight of ‖latent image − the start's latent image‖² in the loss (`Param.anchor_weights`).
+      transparency: accumulate Σ |∂loss/∂image| over the steps (MACO's transparency map).
     """
 
     param: Param
@@ -76,42 +82,69 @@ class StepConfig:
     optimizer: optax.GradientTransformation
     layers: tuple[str, ...]
     projection: Projection = Projection()
+    anchor: float = 0.0
+    transparency: bool = False
 
 
-def _loss(net, config: StepConfig, relu: str):
+def _image_loss(net, config: StepConfig, relu: str):
+    """`(net_params, image, obj, key, progress) -> (−Σ objective, mean objective)` of one unit's images."""
     fn = net.function(config.layers, relu=relu) if config.layers else None
+    copies = config.transforms.copies
 
-    def loss(net_params, p, obj: Objective, key):
-        img = config.param.image(p)
-        acts = dict(fn(net_params, 255.0 * config.transforms(key, img))) if fn is not None else {}
-        acts[INPUT] = img
+    def loss(net_params, img, obj: Objective, key, progress):
+        views = config.transforms(key, img, progress)
+        acts = dict(fn(net_params, 255.0 * views)) if fn is not None else {}
+        acts[INPUT] = jnp.repeat(img, copies, axis=0) if copies > 1 else img  # one row per view
         v = obj(acts)
+        if copies > 1:
+            v = v.reshape(-1, copies).mean(axis=1)
         return -jnp.sum(v), jnp.mean(v)
 
     return loss
 
 
-def _segment(net, config: StepConfig, relu: str, n_steps: int, obj_def):
-    """The cached jitted `(net_params, p, state, obj, unit_keys, step0, lr) -> (p, state, values n_steps×U)`.
+def _loss(net, config: StepConfig, relu: str):
+    """`(net_params, p, obj, key, progress, p0) -> ((loss, mean objective), (∂loss/∂p, ∂loss/∂image))`."""
+    image_loss = _image_loss(net, config, relu)
 
-    `lr` multiplies the optimizer's updates and is traced: other step sizes reuse the compiled code.
+    def loss(net_params, p, obj: Objective, key, progress, p0):
+        img, pull = jax.vjp(config.param.image, p)
+        (l, v), g_img = jax.value_and_grad(image_loss, argnums=1, has_aux=True)(net_params, img, obj, key, progress)
+        (g,) = pull(g_img)
+        if config.anchor:
+            d = p - p0
+            wd = jnp.asarray(config.param.anchor_weights(), jnp.float32) * d
+            l, g = l + config.anchor * jnp.sum(d * wd), g + 2.0 * config.anchor * wd
+        return (l, v), (g, g_img)
+
+    return loss
+
+
+def _segment(net, config: StepConfig, relu: str, n_steps: int, obj_def):
+    """The cached jitted `(net_params, p, state, acc, obj, unit_keys, step0, lr, total, p0) -> (p, state, acc,
+    values n_steps×U)`; `acc` is the transparency sum (a placeholder without `config.transparency`).
+
+    `lr` multiplies the optimizer's updates and is traced: other step sizes reuse the compiled code;
+    `total` (the run's step count, traced) gives scheduled transforms their progress.
     """
     def make():
-        vg = jax.vmap(jax.value_and_grad(_loss(net, config, relu), argnums=1, has_aux=True),
-                      in_axes=(None, 0, 0, 0))
+        vg = jax.vmap(_loss(net, config, relu), in_axes=(None, 0, 0, 0, None, 0))
         update = jax.vmap(config.optimizer.update)
 
-        def run(net_params, p, state, obj, unit_keys, step0, lr):
+        def run(net_params, p, state, acc, obj, unit_keys, step0, lr, total, p0):
             def body(carry, i):
-                p, s = carry
+                p, s, acc = carry
                 keys = jax.vmap(jax.random.fold_in, in_axes=(0, None))(unit_keys, step0 + i)
-                (_, v), g = vg(net_params, p, obj, keys)
+                progress = (step0 + i) / jnp.maximum(total - 1.0, 1.0)
+                (_, v), (g, g_img) = vg(net_params, p, obj, keys, progress, p0)
                 upd, s = update(g, s, p)
                 p = config.projection(optax.apply_updates(p, jax.tree.map(lambda u: lr * u, upd)), step0 + i)
-                return (p, s), v
+                if config.transparency:
+                    acc = acc + jnp.abs(g_img)
+                return (p, s, acc), v
 
-            (p, state), vs = lax.scan(body, (p, state), jnp.arange(n_steps))
-            return p, state, vs
+            (p, state, acc), vs = lax.scan(body, (p, state, acc), jnp.arange(n_steps))
+            return p, state, acc, vs
 
         return run
 
@@ -152,8 +185,7 @@ def bytes_per_unit(net, config: StepConfig, obj1: Objective) -> int:
     """Upper estimate of one unit's memory in a step: every intermediate of value_and_grad (traced only)."""
     loss = _loss(net, config, "standard")
     p = jax.eval_shape(config.param.init, jax.random.PRNGKey(0))
-    jaxpr = jax.make_jaxpr(jax.value_and_grad(loss, argnums=1, has_aux=True))(
-        net.params, p, obj1, jax.random.PRNGKey(0))
+    jaxpr = jax.make_jaxpr(loss)(net.params, p, obj1, jax.random.PRNGKey(0), 0.0, p)
     return max(_jaxpr_bytes(jaxpr.jaxpr), 1)
 
 
@@ -188,18 +220,20 @@ def _hw(hw) -> tuple[int, int]:
 
 @dataclasses.dataclass
 class RunResult:
-    """Raw output of :func:`optimize`: images U×B×H×W×3 (0..1 scale), trace levels×steps×U."""
+    """Raw output of :func:`optimize`: images U×B×H×W×3 (0..1 scale), trace levels×steps×U, and with
+    `config.transparency` the summed |∂loss/∂image| U×B×H×W×3 (of the last level)."""
 
     images: np.ndarray
     trace: np.ndarray | list[np.ndarray]  # a list when the levels have different step counts
     sizes: list[tuple[int, int]]
     batch_size: int
+    transparency: np.ndarray | None = None
 
 
 def optimize(net, objectives: Sequence[Objective], config: StepConfig, *, levels: Sequence[tuple[tuple[int, int], int]],
              learning_rate: float = 1.0, seed: int = 0, unit_ids: Sequence[int] | None = None,
              start: np.ndarray | None = None, redirected_relu_steps: int = 0,
-             batch_size: int | None = None, devices: Sequence | None = None, progress: bool = True,
+             batch_size: int | None = None, devices: Sequence | None = None, progress: bool | None = None,
              label: str = "visualize",
              on_level: Callable[[int, np.ndarray], None] | None = None) -> RunResult:
     """Optimise one image set per objective (see the module docstring).
@@ -220,7 +254,8 @@ def optimize(net, objectives: Sequence[Objective], config: StepConfig, *, levels
         network whose function takes no `relu` keyword.
       batch_size: units per compiled call (None: from the memory estimate); rounded to the device count.
       devices: devices the unit axis is sharded over (default all).
-      progress: show a progress bar over all levels and chunks.
+      progress: a progress bar over all levels and chunks: None (default) where stderr is a terminal or a
+        notebook, True always, False never.
       on_level: `on_level(k, trace steps×U)` after each level (MATLAB's verbose table).
     """
     u = len(objectives)
@@ -256,6 +291,10 @@ def optimize(net, objectives: Sequence[Objective], config: StepConfig, *, levels
         params = jnp.broadcast_to(start_p, (u, *start_p.shape[1:]))
     else:
         params = jax.vmap(config.param.init)(init_keys)
+    if config.anchor and len(levels) > 1:
+        raise VisualizationError("an anchor to the start (feature accentuation) needs a single level")
+    params0 = params
+    total_steps = float(sum(s for _, s in levels))
 
     n_chunks = math.ceil(u / batch_size)
     total = sum(s for _, s in levels) * u * config.param.batch
@@ -268,7 +307,7 @@ def optimize(net, objectives: Sequence[Objective], config: StepConfig, *, levels
                 params = jax.image.resize(params, (*params.shape[:-3], *hw, params.shape[-1]), "bilinear")
             segs = _segments(steps, redirect if k == 0 else 0)
             level_trace = np.empty((steps, u), np.float32)
-            new_params = []
+            new_params, new_acc = [], []
             for ci in range(n_chunks):
                 lo, hi = ci * batch_size, min(u, (ci + 1) * batch_size)
                 idx = np.r_[lo:hi, np.full(batch_size - (hi - lo), lo)]  # pad with copies of the first unit
@@ -279,15 +318,19 @@ def optimize(net, objectives: Sequence[Objective], config: StepConfig, *, levels
                 state = net.cache.jit(("visualize", "init", level_config.optimizer, tuple(d.id for d in devices)),
                                       lambda: jax.vmap(level_config.optimizer.init),
                                       out_shardings=shard)(p)
+                p0 = put(params0) if config.anchor else p
+                acc = jax.device_put(np.zeros((len(idx), *level_config.param.shape) if config.transparency
+                                              else (len(idx), 1), np.float32), shard)
                 done = 0
                 for n, relu in segs:
                     fn = _segment(net, level_config, relu, n, obj_def)
-                    p, state, vs = fn(net_params, p, state, obj, keys, jnp.int32(step0 + done),
-                                      jnp.float32(learning_rate))
+                    p, state, acc, vs = fn(net_params, p, state, acc, obj, keys, jnp.int32(step0 + done),
+                                           jnp.float32(learning_rate), jnp.float32(total_steps), p0)
                     level_trace[done:done + n, lo:hi] = _to_host(vs)[:, : hi - lo]
                     done += n
                     bar.update(n * (hi - lo) * config.param.batch)
                 new_params.append(_to_host(p)[: hi - lo])
+                new_acc.append(_to_host(acc)[: hi - lo])
             params = np.concatenate(new_params)  # type: ignore[assignment]  # host copy between levels; jnp ops accept it
             step0 += steps
             traces.append(level_trace)
@@ -297,4 +340,5 @@ def optimize(net, objectives: Sequence[Objective], config: StepConfig, *, levels
         bar.close()
     final = dataclasses.replace(config.param, size=_hw(levels[-1][0]))
     images = np.asarray(net.cache.jit(("visualize", "image", final), lambda: jax.vmap(final.image))(jnp.asarray(params)))
-    return RunResult(images, np.stack(traces) if len({s for _, s in levels}) == 1 else traces, sizes, batch_size)
+    return RunResult(images, np.stack(traces) if len({s for _, s in levels}) == 1 else traces, sizes, batch_size,
+                     np.concatenate(new_acc) if config.transparency else None)

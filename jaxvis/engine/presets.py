@@ -19,6 +19,11 @@ sees 255×; pixel-unit numbers below are converted):
   normalised N(0, 1), L2 penalty λ 1e-3 (in normalised units), roll jitter 16, Gaussian
   blur σ 0.5 every 10 steps, clipping to the valid range, normalised step `lr·g/‖g‖`
   with lr 25 (normalised units), 100 steps.
+- `maco` (Fel et al. 2023, MAgnitude Constrained Optimization): the Fourier magnitude fixed to a
+  natural-image spectrum (`jaxvis.natural_spectrum`; default the one jaxvis ships), only the phase
+  optimised, decorrelated colours, sigmoid; per step 6 random crops (from the whole image shrinking
+  to half of it over the run, centres near the middle) with noise 0.05; Nadam lr 1.0; 256 steps; the
+  transparency map Σ |∂L/∂x| over the steps on the result.
 """
 
 from __future__ import annotations
@@ -36,6 +41,7 @@ from .laplacian import scale_by_laplacian_norm
 from .optimize import Projection
 
 IMAGENET_MEAN, IMAGENET_STD = 0.449, 0.226  # grey-level mean/std of ImageNet's normalisation (0..1)
+MACO_SD = 1.0  # std of MACO's image in the decorrelated basis, before the sigmoid (Xplique's standardisation)
 
 
 def scale_by_l2_norm(eps: float = 1e-12) -> optax.GradientTransformation:
@@ -53,11 +59,13 @@ def optimizer(name: str, *args) -> optax.GradientTransformation:
     """Cached optax optimizers with learning rate 1 (the engine multiplies by a traced learning rate),
     so repeated calls and other step sizes reuse compiled steps.
 
-    'adam', 'rmsprop' (decay), 'sgd', 'laplacian' (levels, padding: Laplacian-normalised ascent),
+    'adam', 'nadam', 'rmsprop' (decay), 'sgd', 'laplacian' (levels, padding: Laplacian-normalised ascent),
     'normalized' (g/‖g‖ steps). Learning rates are on the 0..1 image scale.
     """
     if name == "adam":
         return optax.adam(1.0)
+    if name == "nadam":
+        return optax.nadam(1.0)
     if name == "rmsprop":
         return optax.rmsprop(1.0, decay=args[0], eps=1e-7)
     if name == "sgd":
@@ -67,7 +75,7 @@ def optimizer(name: str, *args) -> optax.GradientTransformation:
         return optax.chain(scale_by_laplacian_norm(levels, padding=padding), optax.scale(-1.0))
     if name == "normalized":
         return optax.chain(scale_by_l2_norm(), optax.scale(-1.0))
-    raise VisualizationError(f"unknown optimizer {name!r}; known: adam, rmsprop, sgd, laplacian, normalized "
+    raise VisualizationError(f"unknown optimizer {name!r}; known: adam, nadam, rmsprop, sgd, laplacian, normalized "
                              f"(or pass an optax GradientTransformation)")
 
 
@@ -94,6 +102,7 @@ class Preset:
     output_scaling: str = "clip"
     # (kind, weight): image regularisers subtracted from the objective, weights per pixel where noted.
     regularizers: tuple[tuple[str, float], ...] = ()
+    transparency: bool = False  # accumulate MACO's transparency map Σ |∂L/∂x|
 
     def penalty(self, hw: tuple[int, int]) -> obj.Objective | None:
         """The preset's regularisers as one objective for images of size hw (None if none)."""
@@ -125,6 +134,8 @@ PRESETS = {
                      learning_rate=25 * IMAGENET_STD,
                      steps=100, redirected_relu_steps=0, projection=Projection((0.0, 1.0), 10, 0.5),
                      output_scaling="clip", regularizers=(("l2_normalized", 1e-3),)),
+    "maco": Preset("maco", param="maco", sd=MACO_SD, transforms="maco", optimizer=("nadam",), learning_rate=1.0,
+                   steps=256, redirected_relu_steps=0, transparency=True),
 }
 
 

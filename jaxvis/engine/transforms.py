@@ -14,6 +14,7 @@ import dataclasses
 import functools
 import math
 from collections.abc import Sequence
+from typing import ClassVar
 
 import jax
 import jax.numpy as jnp
@@ -23,6 +24,9 @@ from ..errors import VisualizationError
 
 
 class Transform(abc.ABC):
+    # Scheduled transforms are also given the run's progress (0 at the first step, 1 at the last, traced).
+    scheduled: ClassVar[bool] = False
+
     @abc.abstractmethod
     def __call__(self, key: jax.Array, x: jax.Array) -> jax.Array:
         """`x` (B×H×W×3) transformed by one random draw from `key`."""
@@ -135,6 +139,50 @@ class RandomAffine(Transform):
 
 
 @dataclasses.dataclass(frozen=True)
+class RandomCrops(Transform):
+    """`n` random crops of every image, resized (bilinear) to `out` (default the image's size), plus
+    Gaussian noise: MACO's per-step views (Fel et al. 2023). Images out: B·n, image-major.
+
+    A crop's side is the fraction f of the image's (both axes: the crop keeps the aspect), f drawn from
+    N(mean, box_sd²) clipped to [0.05, 1], the mean moving linearly from `box[0]` at the first step to
+    `box[1]` at the last (the engine passes the progress); its centre from N(½, centre_sd²) per axis,
+    clipped so the crop lies inside the image. `noise` is the noise's std on the 0..1 scale.
+    """
+
+    n: int = 6
+    box: tuple[float, float] = (1.0, 0.5)
+    box_sd: float = 0.05
+    centre_sd: float = 0.15
+    noise: float = 0.05
+    out: tuple[int, int] | None = None
+    scheduled: ClassVar[bool] = True
+
+    def __call__(self, key, x, progress=0.0):
+        b, h, w, c = x.shape
+        oh, ow = self.out_size((h, w))
+        kf, kc, kn = jax.random.split(key, 3)
+        mean = self.box[0] + (self.box[1] - self.box[0]) * jnp.clip(progress, 0.0, 1.0)
+        f = jnp.clip(mean + self.box_sd * jax.random.normal(kf, (b, self.n)), 0.05, 1.0)
+        ctr = jnp.clip(0.5 + self.centre_sd * jax.random.normal(kc, (b, self.n, 2)), f[..., None] / 2,
+                       1 - f[..., None] / 2)
+        iy = (jnp.arange(oh, dtype=jnp.float32) + 0.5) / oh - 0.5  # output pixel centres, −½…½ of the crop
+        ix = (jnp.arange(ow, dtype=jnp.float32) + 0.5) / ow - 0.5
+
+        def one(img, fk, ck):  # img H×W×C → C×oh×ow
+            sy = (ck[0] + fk * iy) * h - 0.5
+            sx = (ck[1] + fk * ix) * w - 0.5
+            yy, xx = jnp.meshgrid(sy, sx, indexing="ij")
+            return jax.vmap(lambda ch: map_coordinates(ch, [yy, xx], order=1, mode="nearest"))(jnp.moveaxis(img, -1, 0))
+
+        crops = jax.vmap(lambda img, fb, cb: jax.vmap(lambda fk, ck: one(img, fk, ck))(fb, cb))(x, f, ctr)
+        crops = jnp.moveaxis(crops, 2, -1).reshape(b * self.n, oh, ow, c)
+        return crops + self.noise * jax.random.normal(kn, crops.shape, crops.dtype)
+
+    def out_size(self, hw):
+        return tuple(self.out) if self.out is not None else hw
+
+
+@dataclasses.dataclass(frozen=True)
 class Resize(Transform):
     """Bilinear resize to a fixed size (for networks that only take their input size)."""
 
@@ -153,10 +201,16 @@ class Compose(Transform):
 
     transforms: tuple[Transform, ...] = ()
 
-    def __call__(self, key, x):
+    def __call__(self, key, x, progress=0.0):
         for i, t in enumerate(self.transforms):
-            x = t(jax.random.fold_in(key, i), x)
+            k = jax.random.fold_in(key, i)
+            x = t(k, x, progress) if t.scheduled else t(k, x)
         return x
+
+    @property
+    def copies(self) -> int:
+        """Images out per image in (random crops make several)."""
+        return math.prod(t.n for t in self.transforms if isinstance(t, RandomCrops))
 
     def out_size(self, hw):
         for t in self.transforms:
@@ -198,13 +252,16 @@ STANDARD = Compose((pad(12), jitter(8), RandomAffine(tuple(1 + (i - 5) / 50.0 fo
 # The same without the grey pad: for an image optimised 12 px larger on every side, which the network sees in
 # the pad's place and the result does not show (the `lucid` preset's `border`; docs/quality.md).
 STANDARD_UNPADDED = Compose(STANDARD.transforms[1:])
-NAMED = {"standard": STANDARD, "standard_unpadded": STANDARD_UNPADDED, "none": Compose(()),
+# MACO's views: 6 crops per step (horama's count; Xplique takes 32) from the whole image shrinking to half of
+# it, noise 0.05 (docs/visualize.md).
+MACO = Compose((RandomCrops(),))
+NAMED = {"standard": STANDARD, "standard_unpadded": STANDARD_UNPADDED, "maco": MACO, "none": Compose(()),
          "keras_vis": Compose((jitter(4), random_rotate([-1.0, 1.0]))),
          "roll16": Compose((roll(16),))}
 
 
 def get(transforms) -> Compose:
-    """A :class:`Compose` from a name ('standard', 'standard_unpadded', 'none', 'keras_vis', 'roll16'), a
+    """A :class:`Compose` from a name ('standard', 'standard_unpadded', 'maco', 'none', 'keras_vis', 'roll16'), a
     transform or a list."""
     if transforms is None:
         return NAMED["none"]

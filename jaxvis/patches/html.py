@@ -4,31 +4,23 @@ from __future__ import annotations
 
 import html
 import os
-from pathlib import Path
 
-from ..errors import OutputError
+from ..datasets import shown
 from ..imaging.display import save_png
-from ..imaging.fileio import atomic_path, check_writable
+from ..imaging.fileio import atomic_path, make_folder
 from .loader import DECODED_MAX
+
+SHOWN_SKIPPED = 1000  # skipped files listed on the page (all of them are in skipped.txt)
 
 
 def _safe(name: str) -> str:
     return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
 
 
-def check_folder(folder) -> Path:
-    """Raise OutputError unless `folder` can be an output folder (checked before any work)."""
-    folder = Path(folder)
-    if folder.exists() and not folder.is_dir():
-        raise OutputError(f"output folder {str(folder)!r} is a file; give a folder")
-    check_writable([folder / "index.html"])
-    return folder
-
-
 def write_html(result, folder, *, layers=None, units=None, reconstruction: bool = True, thumbnail: int = 64,
                context: int = 32) -> list:
     """Write ``folder/<layer>/unit_NNNN.png`` for each unit and ``folder/index.html``; return the paths."""
-    folder = check_folder(folder)
+    folder = make_folder(folder)  # only the folder named; its parent must exist
     layers = result.layers if layers is None else [result._layer(l) for l in layers]
     written, body = [], []
     for layer in layers:
@@ -47,14 +39,24 @@ def write_html(result, folder, *, layers=None, units=None, reconstruction: bool 
                 decoded.clear()
             p = folder / _safe(layer) / f"unit_{u:04d}.png"
             save_png(p, result.tile(layer, [u], reconstruction=reconstruction, thumbnail=thumbnail, context=context,
-                                    decoded=decoded))
+                                    decoded=decoded), parents=True)
             written.append(p)
             hits = result.hits(layer, u)
-            title = "; ".join(f"#{h.image} {os.path.basename(h.source) if h.source else ''} ({h.y},{h.x}) {h.value:.4g}"
-                              for h in hits)
-            body.append(f'<div><b>unit {u}</b><br><img src="{html.escape(p.relative_to(folder).as_posix())}" '
-                        f'title="{html.escape(title)}"></div>')
-    skipped = "".join(f"<li>{html.escape(s.source)}: {html.escape(s.reason)}</li>" for s in result.skipped)
+            title = "; ".join(f"#{h.image} {shown(os.path.basename(h.source)) if h.source else ''} ({h.y},{h.x}) "
+                              f"{h.value:.4g}" for h in hits)
+            classes = ", ".join(f"{html.escape(c)} {n}" for c, n in result.hit_classes(layer, u).items())
+            fired = " — never fired on these images (activation 0 everywhere)" if result.never_fired(layer, u) else ""
+            body.append(f'<div><b>unit {u}</b>{fired}{" (hits: " + classes + ")" if classes else ""}<br>'
+                        f'<img src="{html.escape(p.relative_to(folder).as_posix())}" title="{html.escape(title)}"></div>')
+    skipped = "".join(f"<li>{html.escape(shown(s.source))}: {html.escape(s.reason)}</li>"
+                      for s in result.skipped[:SHOWN_SKIPPED])
+    if result.skipped:  # every skipped file, one per line: a folder of 100,000 junk files stays out of the page
+        listing = folder / "skipped.txt"
+        with atomic_path(listing) as tmp:
+            tmp.write_text(result.skipped_report() + "\n", encoding="utf-8")
+        written.append(listing)
+        if len(result.skipped) > SHOWN_SKIPPED:
+            skipped += f"<li>… and {len(result.skipped) - SHOWN_SKIPPED} more: all in skipped.txt</li>"
     s = result.settings
     doc = (f"<!doctype html><html><head><meta charset='utf-8'><title>top-{result.k} patches: {html.escape(s['net'])}"
            f"</title></head><body><h1>Top-{result.k} dataset patches of {html.escape(s['net'])}</h1>"

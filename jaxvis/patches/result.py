@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import html
 from typing import Any, NamedTuple
 
 import jax
@@ -10,11 +11,14 @@ import jax.numpy as jnp
 import numpy as np
 from PIL import Image, ImageDraw
 
+from ..datasets import Dataset, Skipped, shown
 from ..errors import ChannelError, LayerError, PatchesError
 from ..imaging.display import imresize, imtile
+from ..imaging.images import render_rgb
+from ..imaging.notebook import Picture, img_tag
 from ..nets.receptive import receptive_field
 from .html import write_html
-from .loader import Skipped, load_one
+from .loader import load_one
 from .topk import spatial
 
 RECON_CHUNK = 8  # backward passes per jitted call: bounds memory (SqueezeNet at 227×227: ~0.3 GB)
@@ -35,8 +39,9 @@ class Hit(NamedTuple):
 
 
 class Crops(NamedTuple):
-    """A unit's hits with their crops (n×h×w×3 uint8), reconstructions (n×h×w×3 float in 0..1, grey = 0)
-    and where in each crop the receptive field lies (n×4 int: y0, x0, y1, x1, half-open, crop pixels)."""
+    """A unit's hits with their crops (n×h×w×3 uint8 RGB for display: a gray or C-channel network's input is
+    rendered by :func:`jaxvis.imaging.images.render_rgb`), reconstructions (n×h×w×3 float in 0..1, grey = 0,
+    rendered alike) and where in each crop the receptive field lies (n×4 int: y0, x0, y1, x1, half-open)."""
 
     hits: list[Hit]
     images: np.ndarray
@@ -73,7 +78,7 @@ def reconstruct(net, layer: str, images: np.ndarray, ys, xs, cs, relu: str = "gu
     """Input gradients of unit ``cs[i]`` at ``(ys[i], xs[i])`` of image i through `relu` backward rules.
 
     One jitted function per (layer, relu), called on chunks of :data:`RECON_CHUNK` (padded), so
-    any number of hits compiles once. Returns n×H×W×3 float32.
+    any number of hits compiles once. Returns n×H×W×C float32 (C: the network's input channels).
     """
     n = len(images)
     fn = net.cache.jit(("top_patches", "recon", layer, relu), lambda: _recon_step(net, layer, relu))
@@ -85,21 +90,29 @@ def reconstruct(net, layer: str, images: np.ndarray, ys, xs, cs, relu: str = "gu
     return np.concatenate(out) if out else np.zeros((0, *images.shape[1:]), np.float32)
 
 
-def normalise_signed(r: np.ndarray, percentile: float = 99.5) -> np.ndarray:
+def normalise_signed(r: np.ndarray, percentile: float = 99.5, floor: float = 0.0) -> np.ndarray:
     """Per crop: ``0.5 + r / (2 s)`` clipped to 0..1, s = the `percentile` of ``|r|`` in the crop.
 
     Zero is grey and the scale symmetric, so the sign stays visible (the deconvnet figures); a high
     percentile rather than the maximum, because guided gradients have a few sharp peaks that would
-    leave every other pixel grey.
+    leave every other pixel grey. A crop that holds no structure — constant, or no value above `floor`
+    — is flat grey: stretching it would only show float rounding (a black/white grid around a map
+    that is exactly grey, as the second stretch of a shrunken all-zero reconstruction did).
     """
-    a = np.abs(r).reshape(len(r), -1)
+    flat = r.reshape(len(r), -1)
+    a = np.abs(flat)
     s = np.percentile(a, percentile, axis=1) if a.shape[1] else np.zeros(len(r))
     s = np.where(s > 0, s, np.where(a.max(axis=1, initial=0) > 0, a.max(axis=1, initial=0), 1))
-    return np.clip(0.5 + r / (2 * s.reshape(-1, *([1] * (r.ndim - 1)))), 0, 1).astype(np.float32)
+    peak = a.max(axis=1, initial=0)
+    spread = np.ptp(flat, axis=1) if flat.shape[1] else np.zeros(len(r))
+    empty = (peak <= floor) | (spread <= 1e-6 * peak)
+    out = np.clip(0.5 + r / (2 * s.reshape(-1, *([1] * (r.ndim - 1)))), 0, 1).astype(np.float32)
+    out[empty] = 0.5
+    return out
 
 
 @dataclasses.dataclass
-class TopPatches:
+class TopPatches(Picture):
     """Top-k dataset patches per unit of some layers (see :func:`jaxvis.top_patches`).
 
     Attributes:
@@ -112,6 +125,17 @@ class TopPatches:
       settings: what produced the result (net, k, batch size, resize, relu, devices, processes).
       means: per layer (C,) float32: each unit's activation averaged over its positions and over the images
         read (unreadable ones excluded), from the same pass as the hits.
+      classes: class names of a labelled set (an ImageFolder tree, a list file or shards with labels), else None.
+      labels: per image id its class index (-1: none), or None.
+      class_means: per layer classes×C float32: the mean activation over each class's images (NaN for a class
+        with no readable image), or None.
+      class_counts: images used per class, or None.
+      timing: seconds of the pass: ``seconds`` (wall), ``decode_seconds`` (decoding, summed over threads) and
+        ``wait_seconds`` (the network waiting for decoded images: wait / wall is the decode share).
+      dataset: the :class:`~jaxvis.datasets.Dataset` read (None for arrays).
+
+    ``.save(path, layer=, units=)`` writes :meth:`picture` as PNG, ``.save_html(folder)`` a page per layer; a
+    notebook shows each layer's first units (crops only: displaying costs no backward pass).
     """
 
     net: Any = dataclasses.field(repr=False)
@@ -125,6 +149,12 @@ class TopPatches:
     skipped: list[Skipped]
     settings: dict
     means: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
+    classes: tuple[str, ...] | None = None
+    labels: np.ndarray | None = dataclasses.field(default=None, repr=False)
+    class_means: dict[str, np.ndarray] | None = dataclasses.field(default=None, repr=False)
+    class_counts: np.ndarray | None = None
+    timing: dict = dataclasses.field(default_factory=dict)
+    dataset: Dataset | None = dataclasses.field(default=None, repr=False)
     _arrays: Any = dataclasses.field(default=None, repr=False)
     _recon: dict = dataclasses.field(default_factory=dict, repr=False)
 
@@ -146,25 +176,62 @@ class TopPatches:
         return int(unit)
 
     def hits(self, layer, unit: int) -> list[Hit]:
-        """The unit's hits, strongest first (fewer than k when fewer images were read)."""
+        """The unit's hits, strongest first: fewer than k when fewer images were read, and none with value 0 (a
+        ReLU that did not fire: every position ties at 0, so such a "top" patch would be arbitrary). A unit
+        without hits after images were read never fired on them (:meth:`never_fired`)."""
         layer = self._layer(layer)
         unit = self._unit(layer, unit)
         out = []
         for v, i, (y, x) in zip(self.value[layer][unit], self.image[layer][unit], self.position[layer][unit]):
-            if i >= 0 and np.isfinite(v):
+            if i >= 0 and np.isfinite(v) and v != 0:
                 out.append(Hit(int(i), self.sources[i] if self.sources else None, int(y), int(x), float(v)))
         return out
 
+    def never_fired(self, layer, unit: int) -> bool:
+        """Whether images were read and the unit had no nonzero activation on any of them."""
+        return self.n_images > len(self.skipped) and not self.hits(layer, unit)
+
+    def hit_classes(self, layer, unit: int) -> dict[str, int]:
+        """How many of the unit's hits come from each class, most first (a labelled set; {} otherwise)."""
+        if self.classes is None or self.labels is None:
+            return {}
+        counts: dict[str, int] = {}
+        for h in self.hits(layer, unit):
+            lab = int(self.labels[h.image])
+            name = self.classes[lab] if lab >= 0 else "(no label)"
+            counts[name] = counts.get(name, 0) + 1
+        return dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
+
+    def top_classes(self, layer, unit: int, n: int = 3) -> list[tuple[str, float]]:
+        """The `n` classes with the highest mean activation of the unit, with that mean (a labelled set; [] otherwise)."""
+        if self.class_means is None or self.classes is None:
+            return []
+        layer = self._layer(layer)
+        m = self.class_means[layer][:, self._unit(layer, unit)]
+        order = [int(i) for i in np.argsort(-np.nan_to_num(m, nan=-np.inf), kind="stable") if np.isfinite(m[i])]
+        return [(self.classes[i], float(m[i])) for i in order[:n]]
+
+    def skipped_report(self, limit: int | None = None) -> str:
+        """The skipped files, one ``name: reason`` per line (names printable whatever their bytes); with
+        `limit`, the first `limit` lines and a count of the rest."""
+        lines = [f"{shown(s.source)}: {s.reason}" for s in self.skipped]
+        if limit is not None and len(lines) > limit:
+            lines = lines[:limit] + [f"… and {len(lines) - limit} more"]
+        return "\n".join(lines)
+
     def load(self, image: int) -> np.ndarray:
-        """Image `image` as the network saw it: uint8 H×W×3 at its input size."""
-        size, resize = self.settings["input_size"], self.settings["resize"]
+        """Image `image` as the network saw it at its input size: uint8 H×W×3 RGB (float32 H×W×C for other channel
+        counts)."""
+        size, resize, c = self.settings["input_size"], self.settings["resize"], self.net.input_channels
+        if self.dataset is not None:
+            return self.dataset.load(image, size, resize, c)
         if self.sources is not None:
-            return load_one(self.sources[image], size, resize)
+            return load_one(self.sources[image], size, resize, c)
         if isinstance(self._arrays, dict):
             if image not in self._arrays:
                 raise PatchesError(f"image {image} is no unit's hit here, so it was not kept")
             return self._arrays[image]
-        return load_one(self._arrays[image], size, resize)
+        return load_one(self._arrays[image], size, resize, c)
 
     def _decoded(self, image: int, decoded: dict[int, np.ndarray] | None) -> np.ndarray:
         """:meth:`load`, through `decoded` (image id → image) when given: callers share it to decode each photo once."""
@@ -211,7 +278,8 @@ class TopPatches:
             cache = {} if decoded is None else decoded  # without a shared one: each image once per part
             g = reconstruct(self.net, layer, np.stack([self._decoded(h.image, cache) for _, h in part]), [h.y for _, h in part],
                             [h.x for _, h in part], [u for u, _ in part], self.settings["relu"])
-            parts.append(normalise_signed(np.stack([self._crop(layer, gi, h, context) for gi, (_, h) in zip(g, part)])))
+            parts.append(normalise_signed(np.stack([self._crop(layer, gi, h, context)
+                                                    for gi, (_, h) in zip(render_rgb(g), part)])))
         crops = np.concatenate(parts)
         for u in dict.fromkeys(u for u, _ in todo):
             self._recon[(layer, u, context)] = crops[[j for j, (uu, _) in enumerate(todo) if uu == u]]
@@ -246,8 +314,8 @@ class TopPatches:
         rf = self.receptive_field(layer)
         h, w = self.settings["input_size"]
         shape = (0, min(max(rf.size[0], context), h), min(max(rf.size[1], context), w), 3)
-        ims = (np.stack([self._crop(layer, self._decoded(x.image, decoded), x, context) for x in hits]) if hits
-               else np.zeros(shape, np.uint8))
+        ims = (np.stack([_display(self._crop(layer, self._decoded(x.image, decoded), x, context)) for x in hits])
+               if hits else np.zeros(shape, np.uint8))
         fields = np.array([self.field_in_crop(layer, x.y, x.x, context) for x in hits], np.int64).reshape(-1, 4)
         rec = None
         if reconstruction:
@@ -291,15 +359,41 @@ class TopPatches:
                         parts[0] = outline(parts[0], np.round(c.fields[j] * np.array([thumbnail / ch, thumbnail / cw] * 2)))
                     if c.reconstructions is not None:  # shrinking averages a signed, high-frequency map: stretch it again
                         small = imresize(c.reconstructions[j], (thumbnail, thumbnail)) - 0.5
-                        parts.append(np.round(normalise_signed(small[None])[0] * 255).astype(np.uint8))
+                        parts.append(np.round(normalise_signed(small[None], floor=0.5 / 255)[0] * 255).astype(np.uint8))
                     label = f"{'u%d ' % u if j == 0 else ''}{c.hits[j].value:.3g}"
                     cells.append(_cell(parts, label))
+                elif j == 0 and not c.hits:
+                    cells.append(_cell([np.full((thumbnail, thumbnail, 3), 255, np.uint8)] * (1 + reconstruction),
+                                       f"u{u} never fired" if self.never_fired(layer, u) else f"u{u}: no hits"))
                 else:
                     cells.append(None)
         blank = np.full_like(next(c for c in cells if c is not None) if any(c is not None for c in cells)
                              else _cell([np.zeros((thumbnail, thumbnail, 3), np.uint8)] * (1 + reconstruction), ""), 255)
         cells = [blank if c is None else c for c in cells]
         return imtile(cells, grid_size=(len(units), self.k), border_size=2, background_color=(255, 255, 255))
+
+    def picture(self, layer=None, units=None, *, reconstruction: bool = True, thumbnail: int = 64,
+                context: int = CONTEXT) -> np.ndarray:
+        """:meth:`tile` of `layer` (default the first) and `units` (default its first 8): what ``.save(path, ...)``
+        writes. uint8."""
+        layer = self._layer(self.layers[0] if layer is None else layer)
+        units = range(min(8, self.value[layer].shape[0])) if units is None else units
+        return self.tile(layer, units, reconstruction=reconstruction, thumbnail=thumbnail, context=context)
+
+    def _display_picture(self) -> np.ndarray:
+        return self.picture(reconstruction=False)
+
+    def _repr_png_(self) -> bytes | None:
+        return None  # the HTML view holds the pictures: a notebook would store them twice
+
+    def _repr_html_(self) -> str:
+        parts = [f"<p><b>Top-{self.k} patches</b> of {html.escape(str(self.settings.get('net', '')))} over "
+                 f"{self.n_images} images ({len(self.skipped)} skipped)</p>"]
+        for layer in self.layers:
+            n = self.value[layer].shape[0]
+            parts.append(f"<p>{html.escape(layer)}: units 0..{min(8, n) - 1} of {n}</p>"
+                         + img_tag(self.picture(layer, reconstruction=False), f"top patches of {layer}"))
+        return "".join(parts)
 
     def save_html(self, folder, *, layers=None, units=None, reconstruction: bool = True,
                   thumbnail: int = 64, context: int = CONTEXT) -> list:
@@ -318,6 +412,12 @@ class TopPatches:
         """
         return write_html(self, folder, layers=layers, units=units, reconstruction=reconstruction,
                           thumbnail=thumbnail, context=context)
+
+
+def _display(crop: np.ndarray) -> np.ndarray:
+    """A crop of the network's input as uint8 RGB (gray replicated, other channel counts rendered)."""
+    return crop if crop.shape[-1] == 3 and crop.dtype == np.uint8 else \
+        np.clip(render_rgb(crop), 0, 255).round().astype(np.uint8)
 
 
 def _cell(parts: list[np.ndarray], label: str) -> np.ndarray:

@@ -54,25 +54,26 @@ def batch_maxima(a: jax.Array, valid: jax.Array) -> tuple[jax.Array, jax.Array]:
     return m.T, flat.argmax(axis=1).astype(jnp.int32).T
 
 
-def batch_mean_sums(a: jax.Array, valid: jax.Array) -> jax.Array:
-    """Per unit: the sum over valid images of the image's activation averaged over positions (C,)."""
+def batch_mean_sums(a: jax.Array, groups: jax.Array) -> jax.Array:
+    """Per group and unit: the sum over the group's images of the image's activation averaged over positions
+    (G×C). `groups` is N×G, one-hot rows (a row of zeros: a masked image); one group: all valid images."""
     a = spatial(a)
     means = a.reshape(a.shape[0], -1, a.shape[-1]).astype(jnp.float32).mean(axis=1)  # N×C
-    return jnp.einsum("n,nc->c", valid.astype(jnp.float32), means)
+    return jnp.einsum("ng,nc->gc", groups.astype(jnp.float32), means)
 
 
 def make_step(net, layers: tuple[str, ...], k: int):
-    """`step(params, state, images_u8, index, valid) -> (state, sums)`: one forward pass for all layers;
-    ``sums[layer]`` is the batch's :func:`batch_mean_sums`."""
+    """`step(params, state, images_u8, index, valid, groups) -> (state, sums)`: one forward pass for all
+    layers; ``sums[layer]`` is the batch's :func:`batch_mean_sums` per group (class) of `groups` (N×G)."""
     fn = net.function(layers)
 
-    def step(params, state, images, index, valid):
+    def step(params, state, images, index, valid, groups):
         acts = fn(params, images.astype(jnp.float32))
         out, sums = {}, {}
         for l in layers:
             m, pos = batch_maxima(acts[l], valid)
             out[l] = merge(state[l], m, index[None, :], pos, k)
-            sums[l] = batch_mean_sums(acts[l], valid)
+            sums[l] = batch_mean_sums(acts[l], groups)
         return out, sums
     return step
 

@@ -1,4 +1,6 @@
-"""CS231n's image toolbox on the engine: one module per recipe."""
+"""CS231n's image toolbox and feature accentuation on the engine: one module per recipe."""
+
+from .accentuate import Accentuation, accentuate  # noqa: F401
 
 from .class_model import class_model  # noqa: F401
 from .fool import FoolResult, fool  # noqa: F401

@@ -1,4 +1,5 @@
-"""A browsable per-unit atlas of a whole network (jaxvis.site): render.py the job, site.py the pages."""
+"""The gallery (`jaxvis.gallery`): a browsable per-unit atlas of a whole network as a static site — plan.py what
+is rendered, render.py the resumable job, data.py the dataset columns, pages.py the HTML."""
 
 from .render import GalleryResult, gallery
 

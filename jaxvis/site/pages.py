@@ -33,7 +33,7 @@ def _page(title: str, body: str, depth: int) -> str:
 
 
 def _write(path: Path, text: str) -> None:
-    with atomic_path(path) as tmp:
+    with atomic_path(path, parents=True) as tmp:  # inside the site folder gallery() made
         tmp.write_text(text, encoding="utf-8")
 
 
@@ -101,6 +101,15 @@ def _layer_page(net, L: dict) -> str:
     return _page(f"{net.name} {L['name']}", body, 1)
 
 
+def _caption(r: dict) -> str:
+    """The visualisation's caption: which objective (the centre neuron for a layer linear in the image with a
+    small receptive field: its channel mean would be a flat colour) and its final value."""
+    if r.get("kind") == "neuron":
+        return (f"feature visualisation of the centre neuron (objective {r['objective']:.3g}; this layer is linear "
+                "in the image, so its channel mean would peak at a flat colour)")
+    return f"feature visualisation (objective {r['objective']:.3g})"
+
+
 def _unit_page(net, L: dict, r: dict, prev: dict | None, nxt: dict | None) -> str:
     e = html.escape
     up = "../../"
@@ -112,7 +121,7 @@ def _unit_page(net, L: dict, r: dict, prev: dict | None, nxt: dict | None) -> st
         nav.append(f" · <a href=\"{up}{e(nxt['page'])}\">{nxt['unit']} →</a>")
     parts = [f"<nav>{''.join(nav)}</nav><h1>{e(r['label'])}</h1>",
              f"<div class=\"row big\"><figure><img src=\"{up}{e(r['image'])}\" alt=\"feature visualisation\">"
-             f"<figcaption>feature visualisation (objective {r['objective']:.3g})</figcaption></figure>"]
+             f"<figcaption>{_caption(r)}</figcaption></figure>"]
     for j, d in enumerate(r.get("diversity", [])):
         parts.append(f"<figure><img src=\"{up}{e(d)}\" width=160 height=160 alt=\"diversity {j}\">"
                      f"<figcaption>diversity {j}</figcaption></figure>")
@@ -122,10 +131,14 @@ def _unit_page(net, L: dict, r: dict, prev: dict | None, nxt: dict | None) -> st
     parts.append("</div>")
     if "mean" in r:
         parts.append(f"<p>Mean activation over the data: {r['mean']:.4g}</p>")
+    if r.get("never_fired"):
+        parts.append("<p><b>This unit never fired on the data</b>: its activation was 0 at every position of every "
+                     "photo, so it has no top patches.</p>")
     if r.get("patches"):
         parts.append("<h2>Top dataset patches</h2><div class=row>")
         for p in r["patches"]:
             parts.append(f"<figure><img src=\"{up}{e(p['image'])}\" width=110 alt=\"patch\">"
-                         f"<figcaption>{p['value']:.3g}<br><small>{e(p['source'])}</small></figcaption></figure>")
+                         f"<figcaption>{p['value']:.3g}<br><small>{e(p['source'])}"
+                         f"{'<br>' + e(p['label']) if 'label' in p else ''}</small></figcaption></figure>")
         parts.append("</div>")
     return _page(f"{net.name} {L['name']} {r['unit']}", "".join(parts), 2)

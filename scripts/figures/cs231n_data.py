@@ -7,22 +7,26 @@ Writes into --out (default docs/cs231n/):
   atlas_pca.png            photos laid out by PCA of their SqueezeNet fire9-concat codes, snapped to a grid
   atlas_tsne.png           the same by t-SNE (only with openTSNE installed: pip install 'jaxvis[atlas]')
 
-and prints, for each layout, how often an image's nearest neighbour in 2-D is a crop of the same photo
-(the photo set is mostly crops of a few photos, so a good layout groups them).
+and prints, for each layout, how often an image's nearest neighbour in 2-D shares its label: its class
+for an ImageFolder tree (each cell then framed in its class's colour, with a legend), else the photo
+it was cropped from.
 
-    python scripts/data/collect_photos.py --out photos --augment 200
+    python scripts/data/collect_photos.py --out /tmp/tux500 --tuxpaint     # the committed atlases: 502 photos
+    python scripts/figures/cs231n_data.py --photos /tmp/tux500 --grid 20
+    python scripts/data/collect_photos.py --out photos --augment 200       # without the Debian package
     python scripts/figures/cs231n_data.py --photos photos
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import re
 import sys
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageDraw
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # run from a source checkout
 
@@ -69,28 +73,42 @@ def main(argv=None) -> int:
     save_small(out / "squeezenet_fire2_norms.png",
                jaxvis.filter_image(sq, "fire2-expand3x3", upsample=10, gap=2, cmap="gray").image)
 
-    files = sorted(f for f in Path(args.photos).iterdir() if f.suffix.lower() in (".png", ".jpg", ".jpeg"))
-    if len(files) < 3:
-        sys.exit(f"{args.photos} holds {len(files)} photos; run scripts/data/collect_photos.py first")
-    photos = [np.asarray(Image.open(f).convert("RGB")) for f in files]
-    labels = [source_of(f.name) for f in files]
-    print(f"{len(files)} photos from {len(set(labels))} originals")
+    ds = jaxvis.open_dataset(args.photos)
+    if len(ds) < 3:
+        sys.exit(f"{args.photos} holds {len(ds)} photos; run scripts/data/collect_photos.py first")
+    tuxpaint = "tuxpaint" in ((Path(args.photos) / "SOURCES.md").read_text(encoding="utf-8")
+                              if (Path(args.photos) / "SOURCES.md").is_file() else "")
     methods = ["pca"]
     try:
         import openTSNE  # noqa: F401
         methods.append("tsne")
     except ImportError:
         print("openTSNE not installed: no t-SNE atlas (pip install 'jaxvis[atlas]')")
-    base = embedding(sq, photos, method="pca", batch_size=16)  # codes once; each layout reuses them
+    base = embedding(sq, ds, method="pca", batch_size=16)  # codes once (decoded in a thread pool); layouts reuse them
+    if base.labels is not None and base.classes is not None:
+        labels = [base.classes[i] for i in base.labels]
+    else:
+        labels = [source_of(Path(ds.sources[i]).name) for i in base.ids]
+    print(f"{len(base.coords)} photos ({len(base.skipped)} skipped), {len(set(labels))} "
+          f"{'classes' if base.classes else 'originals'}")
     for m in methods:
         xy, explained = layout(base.codes, m)
-        e = jaxvis.Embedding(xy, base.codes, base.layer, m, 0, explained)
-        img = jaxvis.atlas_image(e.coords, photos, (args.grid, args.grid), cell=args.cell)
+        e = dataclasses.replace(base, coords=xy, method=m, explained=explained)
+        img = jaxvis.atlas_image(e, grid=(args.grid, args.grid), cell=args.cell)
+        if tuxpaint:
+            img = _caption(img, "Photos: Debian tuxpaint-stamps-default (GPL-2) on scikit-image textures; "
+                                "frame colour = stamp category")
         save_small(out / f"atlas_{m}.png", img)
         extra = f", explained variance {e.explained[0]:.2f} + {e.explained[1]:.2f}" if e.explained else ""
-        print(f"  {m}: layer {e.layer} ({e.codes.shape[1]}-d codes), nearest 2-D neighbour from the same photo "
+        print(f"  {m}: layer {e.layer} ({e.codes.shape[1]}-d codes), nearest 2-D neighbour with the same label "
               f"{same_source_nn(e.coords, labels):.2f} (chance {_chance(labels):.2f}){extra}")
     return 0
+
+
+def _caption(image: np.ndarray, text: str) -> np.ndarray:
+    strip = Image.new("RGB", (image.shape[1], 14), (255, 255, 255))
+    ImageDraw.Draw(strip).text((3, 1), text, fill=(60, 60, 60))
+    return np.concatenate([image, np.asarray(strip)], axis=0)
 
 
 def _chance(labels: list[str]) -> float:

@@ -34,7 +34,7 @@ def convert_onnx(src: str | os.PathLike, out: str | os.PathLike, *, input_size=N
       The sha256 of the written file.
     """
     onnx = require_onnx()
-    proto, source, _ = load_model_proto(src)
+    proto, source, _, _ = load_model_proto(src)
     try:
         net = from_onnx(proto, input_size=input_size, preprocess=preprocess, classes=classes,
                         name=Path(source).stem if Path(source).is_file() else None)

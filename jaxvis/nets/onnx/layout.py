@@ -8,6 +8,11 @@ ONNX axis ``perm[j]`` (so images and feature maps, NCHW in ONNX, run with perm
 flattened from an NHWC map keeps its features in (H, W, C) order (``feat`` = the
 ONNX (C, H, W)); the Gemm/MatMul that consumes it permutes its weight rows once
 at import, so the ONNX flatten order never costs a transpose at run time.
+
+How a tensor is *shown* to jaxvis's tools (N×H×W×C) is a separate matter: a 4-D tensor is
+NCHW in ONNX unless its record says channels last (``cl``: a tf2onnx/Keras NHWC input and
+what is computed from it before its Transpose to NCHW), and a 3-D token tensor of a vision
+transformer (``grid``) is shown as its h×w patch tokens (class tokens aside).
 """
 
 from __future__ import annotations
@@ -30,6 +35,8 @@ class Rec:
       perm: run-time axis j holds ONNX axis perm[j].
       feat: for 2-D [N, C·H·W] held in NHWC flatten order, the ONNX (C, H, W); else None.
       const: the value when known at import (folded), in ONNX layout; None for run-time tensors.
+      cl: a 4-D tensor whose ONNX axes are N, H, W, C (channels last), shown as it is.
+      grid: a 3-D token tensor shown as a map: (token axis, leading tokens skipped, h, w).
     """
 
     name: str
@@ -37,6 +44,8 @@ class Rec:
     perm: tuple[int, ...]
     feat: tuple[int, int, int] | None = None
     const: np.ndarray | None = None
+    cl: bool = False
+    grid: tuple[int, int, int, int] | None = None
 
     @property
     def rank(self) -> int:
@@ -91,18 +100,44 @@ def canonical(x, rec: Rec):
     return to_layout(x, rec, identity(rec.rank))
 
 
-def to_nhwc(x, rec: Rec):
-    """An activation as jaxvis returns it: 4-D as N×H×W×C, others as N×1×1×(features in ONNX order)."""
+def shown_perm(rec: Rec) -> tuple[int, ...]:
+    """ONNX axes of a 4-D tensor in the N×H×W×C order it is shown in."""
+    return identity(4) if rec.cl else NCHW_TO_NHWC
+
+
+def shown_shape(rec: Rec) -> tuple[int, ...]:
+    """The shape (batch 1) a tensor is shown in: N×H×W×C for maps and token grids, N×C·… for the rest."""
     if rec.rank == 4:
-        return to_layout(x, rec, NCHW_TO_NHWC)
+        return tuple(rec.shape[a] for a in shown_perm(rec))
+    if rec.grid is not None:
+        axis, _, h, w = rec.grid
+        return (rec.shape[0], h, w, rec.shape[3 - axis])
+    return (rec.shape[0] if rec.rank else 1, *rec.shape[1:])
+
+
+def to_nhwc(x, rec: Rec):
+    """An activation as jaxvis returns it: 4-D as N×H×W×C, token grids as N×h×w×C, others as
+    N×1×1×(features in ONNX order)."""
+    if rec.rank == 4:
+        return to_layout(x, rec, shown_perm(rec))
     x = canonical(x, rec)
+    if rec.grid is not None:
+        axis, skip, h, w = rec.grid
+        x = x if axis == 1 else jnp.swapaxes(x, 1, 2)
+        return x[:, skip:skip + h * w].reshape(x.shape[0], h, w, x.shape[2])
     return x.reshape(x.shape[0], 1, 1, -1) if x.ndim else x.reshape(1, 1, 1, 1)
 
 
 def from_nhwc(t, rec: Rec):
     """A tap given like :func:`to_nhwc`'s output, in `rec`'s run-time layout."""
     if rec.rank == 4:
-        return relayout(t, NCHW_TO_NHWC, rec.perm)
+        return relayout(t, shown_perm(rec), rec.perm)
+    if rec.grid is not None:  # the h×w tokens; the skipped (class) tokens get no tap
+        axis, skip, h, w = rec.grid
+        n, c = t.shape[0], t.shape[3]
+        tokens = t.reshape(n, h * w, c)
+        full = jnp.pad(tokens, ((0, 0), (skip, rec.shape[axis] - skip - h * w), (0, 0)))
+        return relayout(full if axis == 1 else jnp.swapaxes(full, 1, 2), identity(3), rec.perm)
     if rec.feat is not None:
         return t.reshape(t.shape[0], -1)[:, feat_order(rec.feat)]
     n = t.shape[0]

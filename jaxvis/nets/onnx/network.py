@@ -23,6 +23,7 @@ from ..graph import LayerGraph, nhwc
 from ..ops import RELU_MODES, relu_fn
 from ..protocol import LayerRef, shape_errors
 from .graph import onnx_graph, onnx_layer_params
+from .layout import shown_shape
 from .proto import Node
 from .translate import Program, make_forward
 
@@ -34,15 +35,19 @@ class OnnxNetwork(FunctionNetwork):
     Attributes:
       name: the file's stem (or the graph's name).
       input_size: (H, W) the graph was translated for.
+      input_channels: channels of the graph's input (N×H×W×C images or arrays).
       classes: class names or None.
       params: {initializer name: array in jaxvis layout (HWIO kernels, …)}.
       layer_names: input and node outputs in graph order.
-      logits_layer: the last node before a final Softmax (or the output node), or None.
+      logits_layer: the N×K class scores (the output, or the input of a final Softmax, or `logits=`), or None
+        for outputs that are not class scores.
       forward: the translated function `forward(params, images, *, relu=None, taps=None, layers=None)`
-        on preprocessed NHWC images, every activation N×H×W×C (2-D ones N×1×1×C).
+        on preprocessed NHWC images, every activation N×H×W×C (token grids N×h×w×C, others N×1×1×C).
       plan: the translation (steps, tensor records, layer table).
       nodes: the decoded ONNX nodes (op types and attributes: the graph view's geometry).
     """
+
+    classes_hint = "jaxvis.from_onnx(..., logits=layer, classes=[...])"
 
     def __init__(self, plan: Program, nodes: Sequence[Node], name: str, classes: Sequence[str] | None,
                  preprocess: Callable[[jax.Array], jax.Array] | None, logits: str | None):
@@ -51,15 +56,13 @@ class OnnxNetwork(FunctionNetwork):
         # The numpy copies are no longer needed (the network's weights are `params`): keep only shapes.
         plan.params = {k: jax.ShapeDtypeStruct(v.shape, v.dtype)  # type: ignore[misc]  # shapes only from here on
                        for k, v in params.items()}
-        shapes = {}
-        for n, t in plan.layers.items():
-            r = plan.recs[t]
-            shapes[n] = (1, r.shape[2], r.shape[3], r.shape[1]) if r.rank == 4 else (1, *r.shape[1:])
+        shapes = {n: shown_shape(plan.recs[t]) for n, t in plan.layers.items()}
         super().__init__(make_forward(plan, flat_2d=True), params, input_size=plan.input_size,
                          layers=list(plan.layers), shapes=shapes,
                          classes=None if classes is None else [str(c) for c in classes],
                          preprocess=preprocess, name=name, logits=logits)
         self.plan, self.nodes = plan, tuple(nodes)
+        self.input_channels = int(shapes[plan.input_name][3])  # from the graph's input
         self.relu_rules: frozenset[str] = frozenset(RELU_MODES)  # `forward` takes the ReLU of every Relu node
         self.forward = make_forward(plan)
         self._names = tuple(plan.layers)
@@ -104,8 +107,8 @@ class OnnxNetwork(FunctionNetwork):
         w = min(max(len(n) for n in self._names) + 2, 60)
         tw = max(len(t) for t in self.plan.layer_ops.values())
         for i, n in enumerate(self._names):
-            shape = self.plan.recs[self.plan.layers[n]].shape
-            size = (shape[2], shape[3], shape[1]) if len(shape) == 4 else (1, 1, int(np.prod(shape[1:])))
+            shape = shown_shape(self.plan.recs[self.plan.layers[n]])
+            size = shape[1:] if len(shape) == 4 else (1, 1, int(np.prod(shape[1:])))
             count = per_node.get(n, 0)
             rows.append(f"  {i:4d}   {n!r:<{w}}   {self.plan.layer_ops[n]:<{tw}}   {'×'.join(map(str, size)):>14}"
                         f"   {count:>10,}" if count else
@@ -113,7 +116,7 @@ class OnnxNetwork(FunctionNetwork):
         return "\n".join(rows)
 
     def _build_graph(self, hw: tuple[int, int]) -> LayerGraph:
-        spec = jax.ShapeDtypeStruct((1, *hw, self.plan.recs[self.plan.input_name].shape[1]), jnp.float32)
+        spec = jax.ShapeDtypeStruct((1, *hw, self.input_channels), jnp.float32)
         with shape_errors(self, hw):
             out = jax.eval_shape(lambda p, x: self.apply(p, x, self._names, normalize=False), self.params, spec)
         return onnx_graph(self.plan, self.nodes, {n: nhwc(out[n].shape) for n in self._names})
@@ -151,5 +154,8 @@ class OnnxNetwork(FunctionNetwork):
         x = self._preprocess(images) if normalize and self._preprocess is not None else images
         names = [self.layer_name(l) for l in layers]
         tp = {self.layer_name(k): v for k, v in (taps or {}).items()}
-        out = self.forward(params, x, relu=relu_fn(relu), taps=tp, layers=names)
+        # The translation is specialised to its input size: at another size, shapes folded at import (a
+        # Reshape's target, …) may not fit, which is an ImageError naming both sizes.
+        with shape_errors(self, (int(x.shape[1]), int(x.shape[2]))):
+            out = self.forward(params, x, relu=relu_fn(relu), taps=tp, layers=names)
         return {l: out[n] for l, n in zip(layers, names)}

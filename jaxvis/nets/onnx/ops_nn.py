@@ -1,4 +1,4 @@
-"""Handlers for the layers with weights or windows: Conv, ConvTranspose, Gemm, MatMul, pools, BN, LRN.
+"""Handlers for the layers with weights or windows: Conv, ConvTranspose, Gemm, MatMul, Einsum, pools.
 
 Feature maps run NHWC; kernels are converted to HWIO once at import. Convolutions
 and max pools with square windows and symmetric padding use :mod:`jaxvis.nets.ops`
@@ -13,19 +13,32 @@ import numpy as np
 from jax import lax
 
 from .. import ops
-from .layout import NCHW_TO_NHWC, feat_order, identity, to_layout
+from .layout import NCHW_TO_NHWC, canonical, identity, to_layout
 from .registry import Ctx, op
 
 _DN = ("NHWC", "HWIO", "NHWC")
 
 
+# Windows up to this size use the hand-written models' formulations (jaxvis.nets.ops), whose fast CPU
+# gradients loop over the window's offsets at trace time; bigger windows go to XLA's own ops.
+HAND_WINDOW = 16
+
+
 def _window(c: Ctx, k: tuple[int, ...]):
     """(strides, dilations, pads [(begin, end)] per spatial axis, auto_pad) of a Conv/pool node."""
     n = len(k)
-    strides = tuple(c.attr("strides", [1] * n))
-    dil = tuple(c.attr("dilations", [1] * n))
-    p = c.attr("pads", [0] * 2 * n)
-    return strides, dil, [(p[i], p[i + n]) for i in range(n)], c.attr("auto_pad", "NOTSET")
+    strides = tuple(int(v) for v in c.attr("strides", [1] * n))
+    dil = tuple(int(v) for v in c.attr("dilations", [1] * n))
+    p = [int(v) for v in c.attr("pads", [0] * 2 * n)]
+    auto = c.attr("auto_pad", "NOTSET")
+    if len(strides) != n or len(dil) != n or len(p) != 2 * n:
+        raise c.fail(f"strides {list(strides)}, dilations {list(dil)} and pads {p} do not fit a {n}-D window")
+    if min(k) < 1 or min(strides) < 1 or min(dil) < 1 or min(p, default=0) < 0:
+        raise c.fail(f"window {list(k)}, strides {list(strides)} and dilations {list(dil)} must be positive, "
+                     f"pads {p} non-negative")
+    if auto not in ("NOTSET", "", "VALID", "SAME_UPPER", "SAME_LOWER"):
+        raise c.fail(f"auto_pad {auto!r} is not NOTSET, VALID, SAME_UPPER or SAME_LOWER")
+    return strides, dil, [(p[i], p[i + n]) for i in range(n)], auto
 
 
 def _auto_pads(auto: str, pads, sizes, k, s, d):
@@ -56,9 +69,20 @@ def conv(c: Ctx):
     _m, cg, kh, kw = w.shape
     g = int(c.attr("group", 1))
     s, d, pads, auto = _window(c, (kh, kw))
+    declared = c.attr("kernel_shape")
+    if declared is not None and tuple(int(v) for v in declared) != (kh, kw):
+        raise c.fail(f"kernel_shape {list(declared)} disagrees with its weights {list(w.shape)}")
+    if g < 1 or _m % g:
+        raise c.fail(f"group {g} does not divide its {_m} output channels")
     if x.shape[1] != cg * g:
         raise c.fail(f"weights {list(w.shape)} with group {g} expect {cg * g} input channels, "
                      f"input {x.name!r} has {x.shape[1]}")
+    p = _auto_pads(auto, pads, x.shape[2:], (kh, kw), s, d)
+    out = [(n + lo + hi - (k - 1) * dd - 1) // ss + 1 for n, (lo, hi), k, dd, ss in zip(x.shape[2:], p, (kh, kw), d, s)]
+    if min(out) < 1:
+        raise c.fail(f"a {kh}×{kw} kernel (dilations {list(d)}, pads {[list(q) for q in p]}) does not fit its "
+                     f"{list(x.shape[2:])} input")
+    c.check("its output", (x.shape[0], _m, *out))
     kernel = c.data(1, lambda a: a.transpose(2, 3, 1, 0), "hwio")
     refs = [c.data(0), kernel] + ([c.data(2)] if c.inp(2) is not None else [])
 
@@ -66,7 +90,8 @@ def conv(c: Ctx):
         xv = to_layout(xv, x, NCHW_TO_NHWC)
         p = _auto_pads(auto, pads, xv.shape[1:3], (kh, kw), s, d)
         flat = {v for pr in p for v in pr}
-        if kh == kw and s[0] == s[1] and len(flat) == 1 and d == (1, 1) and (g == 1 or g <= 4 < cg):
+        if (kh == kw <= HAND_WINDOW and s[0] == s[1] and len(flat) == 1 and d == (1, 1)
+                and (g == 1 or g <= 4 < cg)):
             y = ops.conv2d(xv, k, None, s[0], p[0][0], g)  # the hand-ported models' formulation
         else:
             y = lax.conv_general_dilated(xv, k, s, p, rhs_dilation=d, dimension_numbers=_DN,
@@ -85,8 +110,14 @@ def conv_transpose(c: Ctx):
     cin, mg, kh, kw = w.shape
     g = int(c.attr("group", 1))
     s, d, pads, auto = _window(c, (kh, kw))
-    opad = tuple(c.attr("output_padding", [0, 0]))
+    opad = tuple(int(v) for v in c.attr("output_padding", [0, 0]))
     oshape = c.attr("output_shape")
+    if g < 1 or cin % g or x.shape[1] != cin:
+        raise c.fail(f"weights {list(w.shape)} with group {g} do not fit input {x.name!r} of shape {list(x.shape)}")
+    if len(opad) != 2 or min(opad) < 0 or any(o >= max(ss, dd) for o, ss, dd in zip(opad, s, d)):
+        raise c.fail(f"output_padding {list(opad)} must be two non-negative ints below the stride or dilation")
+    if oshape is not None and (len(oshape) < 2 or min(int(v) for v in oshape[-2:]) < 1):
+        raise c.fail(f"output_shape {list(oshape)} must end in two positive sizes")
 
     def hwio(a):  # (Cin, M/g, kh, kw) → flipped (kh, kw, Cin/g, M) for a forward convolution
         a = a.reshape(g, cin // g, mg, kh, kw).transpose(3, 4, 1, 0, 2).reshape(kh, kw, cin // g, g * mg)
@@ -126,12 +157,23 @@ def _pool_geometry(n, k, s, d, pb, pe, ceil):
 
 def _pool_setup(c: Ctx):
     x = c.inp(0)
-    if x.rank < 3:
+    if x.rank < 3 or x.feat is not None:
         raise c.fail(f"pooling needs an N×C×spatial input, got shape {list(x.shape)}")
-    k = tuple(c.attr("kernel_shape"))
+    k = tuple(int(v) for v in c.attr("kernel_shape"))
+    if len(k) != x.rank - 2:
+        raise c.fail(f"kernel_shape {list(k)} does not fit the {x.rank - 2} spatial axes of {list(x.shape)}")
     s, d, pads, auto = _window(c, k)
+    ceil = bool(c.attr("ceil_mode", 0))
+    # The output's size, checked before anything is traced (the average pool's divisor table has it).
+    sizes = x.shape[2:]
+    p = _auto_pads(auto, pads, sizes, k, s, d)
+    out = [_pool_geometry(n, kk, ss, dd, *pp, ceil)[0] for n, kk, ss, dd, pp in zip(sizes, k, s, d, p)]
+    if min(out) < 1:
+        raise c.fail(f"a {list(k)} window (dilations {list(d)}, pads {[list(q) for q in p]}) does not fit its "
+                     f"{list(sizes)} input")
+    c.check("its output", (*x.shape[:2], *out))
     cl = (0, *range(2, x.rank), 1)  # channels last: NHWC for 2-D maps (1-D and 3-D pools alike)
-    return x, k, s, d, pads, auto, bool(c.attr("ceil_mode", 0)), cl
+    return x, k, s, d, pads, auto, ceil, cl
 
 
 def _padding(xv, k, s, d, pads, auto, ceil):
@@ -150,7 +192,8 @@ def max_pool(c: Ctx):
         xv = to_layout(xv, x, cl)
         p, _, window_pads = _padding(xv, k, s, d, pads, auto, ceil)
         flat = {v for pr in p for v in pr}
-        if len(k) == 2 and k[0] == k[1] and s[0] == s[1] and len(flat) == 1 and d == (1, 1) and k[0] >= s[0]:
+        if (len(k) == 2 and k[0] == k[1] <= HAND_WINDOW and s[0] == s[1] and len(flat) == 1 and d == (1, 1)
+                and k[0] >= s[0]):
             return ops.max_pool(xv, k[0], s[0], p[0][0], ceil)  # the hand-ported models' formulation
         return lax.reduce_window(xv, -jnp.inf, lax.max, (1, *k, 1), (1, *s, 1), window_pads,
                                  window_dilation=(1, *d, 1))
@@ -168,58 +211,47 @@ def avg_pool(c: Ctx):
         p, geo, window_pads = _padding(xv, k, s, d, pads, auto, ceil)
         y = lax.reduce_window(xv, 0.0, lax.add, (1, *k, 1), (1, *s, 1), window_pads, window_dilation=(1, *d, 1))
         # Divisor per output position (PyTorch's rule): the window clipped to the padded input
-        # (count_include_pad) or to the input itself; ceil mode's extra padding never counts.
+        # (count_include_pad) or to the input itself; ceil mode's extra padding never counts. Counted in
+        # closed form per position (taps start + j·d, j < k, inside [lo, hi)): memory O(outputs), not O(k).
         div = np.ones((), np.float32)
         for n, kk, ss, dd, pp, (o, _) in zip(xv.shape[1:-1], k, s, d, p, geo):
             lo, hi = (-pp[0], n + pp[1]) if include else (0, n)
-            taps_ = (np.arange(o) * ss - pp[0])[:, None] + np.arange(kk)[None] * dd
-            div = np.multiply.outer(div, ((taps_ >= lo) & (taps_ < hi)).sum(1).astype(np.float32))
+            start = np.arange(o, dtype=np.int64) * ss - pp[0]
+            first = np.maximum(-((start - lo) // dd), 0)  # ceil((lo - start) / d), at least 0
+            last = np.minimum((hi - 1 - start) // dd, kk - 1)
+            div = np.multiply.outer(div, np.maximum(last - first + 1, 0).astype(np.float32))
         return y / jnp.asarray(div[None, ..., None])
 
     return c.emit(fn, [c.data(0)], [(cl, None)])
 
 
-@op("GlobalAveragePool", "GlobalMaxPool")
+@op("LpPool")
+def lp_pool(c: Ctx):
+    x, k, s, d, pads, auto, ceil, cl = _pool_setup(c)
+    p = float(c.attr("p", 2))
+
+    def fn(xv):
+        xv = to_layout(xv, x, cl)
+        _, _, window_pads = _padding(xv, k, s, d, pads, auto, ceil)
+        y = lax.reduce_window(jnp.abs(xv) ** p, 0.0, lax.add, (1, *k, 1), (1, *s, 1), window_pads,
+                              window_dilation=(1, *d, 1))
+        return y ** (1 / p)
+
+    return c.emit(fn, [c.data(0)], [(cl, None)])
+
+
+@op("GlobalAveragePool", "GlobalMaxPool", "GlobalLpPool")
 def global_pool(c: Ctx):
     x = c.inp(0)
+    if x.rank < 3 or x.feat is not None:
+        raise c.fail(f"pooling needs an N×C×spatial input, got shape {list(x.shape)}")
     axes = tuple(x.axis(a) for a in range(2, x.rank))
+    if c.node.op == "GlobalLpPool":
+        p = float(c.attr("p", 2))
+        return c.emit(lambda v: jnp.sum(jnp.abs(v) ** p, axis=axes, keepdims=True) ** (1 / p), [c.data(0)],
+                      [(x.perm, None)])
     red = jnp.mean if c.node.op == "GlobalAveragePool" else jnp.max
     return c.emit(lambda v: red(v, axis=axes, keepdims=True), [c.data(0)], [(x.perm, None)])
-
-
-@op("BatchNormalization")
-def batch_norm(c: Ctx):
-    x = c.inp(0)
-    if c.attr("training_mode", 0):
-        raise c.fail("training_mode=1 is not supported (inference only)")
-    if any(o for o in c.node.outputs[1:]):
-        raise c.fail("running-statistics outputs (training) are not supported")
-    for i in range(1, 5):
-        if not c.inp(i).is_const:
-            raise c.fail(f"input {i} ({c.inp(i).name!r}) must be an initializer")
-    eps = float(c.attr("epsilon", 1e-5))
-    shape = [1] * x.rank
-    shape[x.axis(1)] = x.shape[1]
-    x_perm, x_feat = x.perm, x.feat
-    # BatchNorm1d after a flatten: per-feature statistics follow the features' NHWC order.
-    conv = (lambda a: a[feat_order(x_feat)]) if x_feat is not None else None
-
-    def fn(v, scale, bias, mean, var):
-        inv = scale * lax.rsqrt(var + eps)
-        return v * inv.reshape(shape) + (bias - mean * inv).reshape(shape)
-
-    refs = [c.data(0)] + [c.data(i, conv, f"bn{x_feat}" if conv else "") for i in range(1, 5)]
-    return c.emit(fn, refs, [(x_perm, x_feat)], like=refs[0])
-
-
-@op("LRN")
-def lrn(c: Ctx):
-    x = c.inp(0)
-    _spatial(c, x)
-    size, alpha = int(c.attr("size")), float(c.attr("alpha", 1e-4))
-    beta, bias = float(c.attr("beta", 0.75)), float(c.attr("bias", 1.0))
-    return c.emit(lambda v: ops.lrn(to_layout(v, x, NCHW_TO_NHWC), size, alpha, beta, bias),
-                  [c.data(0)], [(NCHW_TO_NHWC, None)])
 
 
 def _rows_for(a, w: np.ndarray) -> np.ndarray:
@@ -284,3 +316,13 @@ def matmul(c: Ctx):
 
     rank = max(a.rank, b.rank)
     return c.emit(fn, refs, [(identity(rank), None)])
+
+
+@op("Einsum")
+def einsum(c: Ctx):
+    eq = str(c.attr("equation", "")).replace(" ", "")
+    recs = list(c.ins)
+    if not eq or not recs or any(r is None for r in recs):
+        raise c.fail("needs an equation and its operands")
+    return c.emit(lambda *vs: jnp.einsum(eq, *[canonical(v, r) for v, r in zip(vs, recs)]),
+                  [c.data(i) for i in range(len(recs))], [(None, None)])

@@ -13,16 +13,18 @@ hand-written model costs, and XLA sees the same operations.
 from __future__ import annotations
 
 import dataclasses
+import functools
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from ...errors import OnnxError
-from . import ops_math, ops_nn, ops_shape  # noqa: F401  (each registers its handlers in OPS when imported)
-from .layout import NCHW_TO_NHWC, Rec, canonical, from_nhwc, to_nhwc
-from .proto import Graph, Node
-from .registry import OPS, Ctx, Instruction
+from . import ops_index, ops_math, ops_nn, ops_norm, ops_resize, ops_shape  # noqa: F401  (each registers its handlers)
+from .budget import Budget
+from .layout import NCHW_TO_NHWC, Rec, canonical, from_nhwc, identity, to_nhwc
+from .proto import Graph, Node, SubGraph, require_onnx
+from .registry import OPS, REFUSED, Ctx, Instruction
 
 
 @dataclasses.dataclass
@@ -42,11 +44,36 @@ class Program:
     opset: int
 
 
-class Builder:
-    """Walks the graph once, folding constants and emitting steps."""
+@functools.lru_cache(maxsize=None)
+def required_inputs(op: str, opset: int) -> int:
+    """How many leading inputs the ONNX schema of `op` at `opset` requires (0 if the schema is unknown)."""
+    onnx = require_onnx()
+    try:
+        return int(onnx.defs.get_schema(op, opset, "").min_input)
+    except onnx.defs.SchemaError:
+        return 0
 
-    def __init__(self, graph: Graph, input_size: tuple[int, int]):
-        self.graph = graph
+
+MAX_EXTRA_TOKENS = 5  # class, distillation and register tokens ahead of a transformer's patch tokens
+GRID_OPS = {"Conv", "ConvTranspose", "MaxPool", "AveragePool", "Resize", "Upsample"}  # they make feature maps
+
+
+def _read_tensors(nodes) -> set[str]:
+    """Every tensor the nodes read, inside If branches too."""
+    out: set[str] = set()
+    for n in nodes:
+        out.update(n.inputs)
+        for a in n.attrs.values():
+            if isinstance(a, SubGraph):
+                out |= _read_tensors(a.nodes) | set(a.outputs)
+    return out
+
+
+class Builder:
+    """Walks the graph once, folding constants and emitting steps, every size checked against `budget`."""
+
+    def __init__(self, graph: Graph, input_size: tuple[int, int], budget: Budget):
+        self.graph, self.budget = graph, budget
         self.recs: dict[str, Rec] = {}
         self.structs: dict[str, jax.ShapeDtypeStruct] = {}
         self.params: dict[str, np.ndarray] = {}
@@ -54,11 +81,15 @@ class Builder:
         self._param_ids: dict[tuple[str, str], str] = {}
         self.steps: list[Instruction] = []
         self.input_size = input_size
+        self.grids: list[tuple[int, int]] = []  # (H, W) of the feature maps so far, for token tensors
+        self.read = _read_tensors(graph.nodes) | set(graph.outputs)  # tensors some node or the graph reads
 
-    def param_key(self, name: str, tag: str, value: np.ndarray) -> str:
+    def param_key(self, name: str, tag: str, value: np.ndarray, fail) -> str:
+        """The parameter holding `value` (constant `name` converted as `tag` says), added once."""
         key = self._param_ids.get((name, tag))
         if key is None:
             key = name if name not in self.params else f"{name}:{tag or len(self._param_ids)}"
+            self.budget.check(f"parameter {key!r}", value.shape, 4, fail, keep=True)
             self._param_ids[(name, tag)] = key
             self.params[key] = value.astype(np.float32) if value.dtype == np.float64 else value
         return key
@@ -69,14 +100,23 @@ class Builder:
         v = self.params[name] if kind == "param" else self.literals[name]
         return jax.ShapeDtypeStruct(v.shape, jax.dtypes.canonicalize_dtype(v.dtype))
 
+    def fail(self, what: str):
+        return lambda msg: OnnxError(f"{self.graph.source}: {what}: {msg}")
+
     def build(self) -> Program:
         g = self.graph
-        c_ = g.input_shape[1]
         h, w = self.input_size
-        rec = Rec(g.input_name, (1, c_, h, w), NCHW_TO_NHWC)
+        if g.input_layout == "NHWC":  # channels last in ONNX too: the run-time array is the ONNX tensor
+            c_ = g.input_shape[3]
+            rec = Rec(g.input_name, (1, h, w, c_), identity(4), cl=True)
+        else:
+            c_ = g.input_shape[1]
+            rec = Rec(g.input_name, (1, c_, h, w), NCHW_TO_NHWC)
+        self.budget.check("the input", (1, h, w, c_), 4, self.fail(f"input {g.input_name!r}"))
         self.recs[rec.name] = rec
         self.structs[rec.name] = jax.ShapeDtypeStruct((1, h, w, c_), jnp.float32)
         for name, a in g.initializers.items():
+            self.budget.check("it", a.shape, a.dtype.itemsize, self.fail(f"initializer {name!r}"), keep=True)
             self.recs[name] = Rec(name, a.shape, tuple(range(a.ndim)), None, a)
         self.layers, self.aliases, self.layer_ops = {g.input_name: g.input_name}, {}, {g.input_name: "Input"}
         layers, aliases, layer_ops = self.layers, self.aliases, self.layer_ops
@@ -101,8 +141,15 @@ class Builder:
         if cond is None or not cond.is_const:
             raise OnnxError(f"{self.graph.source}: node {node.name!r} (If, opset {self.graph.opset}) branches on "
                             "a value computed at run time; jaxvis only inlines Ifs decided at import")
-        branch = node.attrs["then_branch" if bool(np.asarray(cond.const).reshape(-1)[0]) else "else_branch"]
+        if np.size(cond.const) != 1:
+            raise OnnxError(f"{self.graph.source}: node {node.name!r} (If) has a condition of {np.size(cond.const)} "
+                            "values, not one")
+        branch = node.attrs.get("then_branch" if bool(np.asarray(cond.const).reshape(-1)[0]) else "else_branch")
+        if not isinstance(branch, SubGraph):
+            raise OnnxError(f"{self.graph.source}: node {node.name!r} (If) has no graph for the branch it takes")
         for name, a in branch.initializers.items():
+            self.budget.check("it", a.shape, a.dtype.itemsize, self.fail(f"initializer {name!r} of {node.name!r}"),
+                              keep=True)
             self.recs[name] = Rec(name, a.shape, tuple(range(a.ndim)), None, a)
         for sub in branch.nodes:
             sub = dataclasses.replace(sub, name=f"{node.name}/{sub.name}")
@@ -136,18 +183,40 @@ class Builder:
             where = f" from domain {node.domain!r}" if node.domain else ""
             raise OnnxError(f"{self.graph.source}: node {node.name!r} uses op {node.op!r}{where} (opset "
                             f"{self.graph.opset}), which jaxvis cannot translate. Supported ops: "
-                            f"{', '.join(sorted(OPS))}")
+                            f"{', '.join(sorted(set(OPS) - REFUSED))}")
+        need = required_inputs(node.op, self.graph.opset)
+        absent = [k for k in range(need) if k >= len(node.inputs) or not node.inputs[k]]
+        if absent:
+            raise OnnxError(f"{self.graph.source}: node {node.name!r} ({node.op}) leaves out input {absent[0]}, "
+                            f"which {node.op} requires ({need} inputs at opset {self.graph.opset})")
         fold = all(r is None or r.is_const for r in ins) and node.op not in ("Shape",)
         ctx = Ctx(self, node, ins, fold)
         try:
             outs = handler(ctx)
         except OnnxError:
             raise
-        except (TypeError, ValueError, IndexError, KeyError, ZeroDivisionError) as e:
+        except (TypeError, ValueError, IndexError, KeyError, AttributeError, ArithmeticError) as e:
+            # What a handler did not foresee in a malformed node still names the node.
             raise ctx.fail(f"cannot be translated: {type(e).__name__}: {e}") from None
+        outs = [self._as_tokens(r) for r in outs]
         for r in outs:
             self.recs[r.name] = r
+            if node.op in GRID_OPS and not r.is_const and r.rank == 4 and not r.cl and r.shape[2] * r.shape[3] > 1:
+                self.grids.append((r.shape[2], r.shape[3]))
         return outs
+
+    def _as_tokens(self, r: Rec) -> Rec:
+        """A run-time 1×T×C (or 1×C×T, C > 1) tensor whose T is the h·w of the last feature map before it
+        (plus up to MAX_EXTRA_TOKENS leading class/register tokens): a vision transformer's tokens, shown as
+        an h×w map."""
+        if r.is_const or r.rank != 3 or r.shape[0] != 1 or r.feat is not None or not self.grids:
+            return r
+        h, w = self.grids[-1]
+        for axis in (1, 2):
+            extra = r.shape[axis] - h * w
+            if 0 <= extra <= MAX_EXTRA_TOKENS and r.shape[3 - axis] > 1:
+                return dataclasses.replace(r, grid=(axis, extra, h, w))
+        return r
 
 
 def make_forward(plan: Program, flat_2d: bool = False):
