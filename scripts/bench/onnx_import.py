@@ -12,7 +12,7 @@ respect to the images, what saliency and the dream compute), all in one process,
 has no backward. Every jaxvis program is compiled once per `--xla` setting of XLA:CPU's convolution library,
 passed per compilation (as `Net.cache.jit` passes jaxvis's options): `eigen` is jaxvis's choice
 (`xla_cpu_experimental_ynn_fusion_type=""`: Eigen's convolutions, faster for forward + backward), `ynn` is
-XLA's default (YNNPACK convolutions); `configure_cpu()`'s flags are set as in every jaxvis script.
+XLA's default (YNNPACK convolutions).
 Achieved GFLOP/s (2 × the graph view's MACs per image) are printed against the 2-vCPU AMD EPYC's
 156.5 GFLOP/s fp32 peak (tests/peak_flops.py). `--profile` adds onnxruntime's per-op time
 and XLA's for each convolution shape on its own.

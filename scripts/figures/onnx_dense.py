@@ -122,5 +122,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    jaxvis.configure_cpu()
     sys.exit(main())
