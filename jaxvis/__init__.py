@@ -22,7 +22,7 @@ _WHERE = {
     "jaxvis.nets.network": ("Network", "load_model"),
     "jaxvis.nets.models": ("MODELS",),
     "jaxvis.nets.protocol": ("Net",),
-    "jaxvis.nets.function": ("FunctionNetwork", "from_function"),
+    "jaxvis.nets.function": ("FunctionNetwork", "from_flax", "from_function"),
     "jaxvis.nets.onnx": ("from_onnx",),
     "jaxvis.nets.receptive": ("ReceptiveField", "receptive_field"),
     "jaxvis.nets.analysis": ("analyze_network",),
@@ -81,7 +81,7 @@ if TYPE_CHECKING:  # the same names, eagerly, for type checkers and IDEs
     from .maps.filters import FilterImage, filter_image
     from .nets.analysis import analyze_network
     from .nets.cpu import configure_cpu
-    from .nets.function import FunctionNetwork, from_function
+    from .nets.function import FunctionNetwork, from_flax, from_function
     from .nets.models import MODELS
     from .nets.network import Network, load_model
     from .nets.onnx import from_onnx

@@ -2,11 +2,14 @@
 
     python scripts/fuzz.py --minutes 10
     python scripts/fuzz.py --minutes 2 --targets pth,ndf --out fuzz-findings
+    python scripts/fuzz.py --minutes 30 --targets onnx      # hostile ONNX graphs only
 
 Targets run in turn, each for a time slice in a spawned child process with
 fresh random seeds: a segfault or abort in a C library (HDF5, Pillow, zlib) kills
 only the child and is reported as a crash with the input that caused it, and a
-child that outlives its time is killed and reported as a hang. Findings (input
+child that outlives its time is killed and reported as a hang. Children of the
+isolated targets (hostile ONNX graphs) also run under an address-space limit, so an
+allocation a size check missed is a finding, not a swapping host. Findings (input
 bytes or repr, and the message) are written to --out.
 """
 
@@ -24,8 +27,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 
-# Names of tests/fuzz/targets.py's TARGETS and LONG_ONLY (the parent never imports jaxvis: children are spawned).
-NAMES = ("pth", "ndf", "caffe", "h5", "image", "cli_parse", "cli_convert", "h5_bytes")
+# Names of tests/fuzz/targets.py's TARGETS, LONG_ONLY and ISOLATED (the parent never imports jaxvis: children
+# are spawned).
+NAMES = ("pth", "ndf", "caffe", "h5", "image", "cli_parse", "cli_convert", "h5_bytes", "onnx")
 
 
 def _slice(name: str, n: int, seed: int, seconds: float, out: str, queue) -> None:
@@ -35,8 +39,10 @@ def _slice(name: str, n: int, seed: int, seconds: float, out: str, queue) -> Non
     from hypothesis import HealthCheck, Phase, given, settings
     from hypothesis import seed as hseed
 
-    from tests.fuzz.targets import LONG_ONLY, TARGETS, Finding, Runner
-    target = {**TARGETS, **LONG_ONLY}[name]
+    from tests.fuzz.targets import ISOLATED, LONG_ONLY, TARGETS, Finding, Runner, limit_address_space
+    target = {**TARGETS, **LONG_ONLY, **ISOLATED}[name]
+    if name in ISOLATED:
+        limit_address_space()
     rng = random.Random(seed)
     current = Path(out) / f"current-{name}-{os.getpid()}.pkl"
     end = time.monotonic() + seconds
@@ -58,7 +64,8 @@ def _slice(name: str, n: int, seed: int, seconds: float, out: str, queue) -> Non
             current.replace(keep)
             found.append(f"{e} (input: {keep})")
         except Exception as e:  # noqa: BLE001 - the harness itself must report, not die
-            found.append(f"harness error {type(e).__name__}: {e}")
+            inner = "; ".join(f"{type(x).__name__}: {str(x)[:300]}" for x in getattr(e, "exceptions", ()))
+            found.append(f"harness error {type(e).__name__}: {str(e)[:300]}" + (f" [{inner}]" if inner else ""))
         queue.put((runner.count, found))
     current.unlink(missing_ok=True)
 

@@ -152,6 +152,7 @@ def test_analysis_html_is_escaped_and_saved_atomically(tmp_path):
     assert "&lt;b&gt;evil&lt;/b&gt;&amp;" in page and "x&lt;y" in page and "<b>evil" not in page
     assert 'class="missing"' in page and rep.total_learnables == 0 and rep.architecture_learnables == 224
     dest = tmp_path / "sub" / "net.html"
+    dest.parent.mkdir()  # jaxvis creates no folder above an output (issue 24)
     rep.save_html(dest)
     assert dest.read_text(encoding="utf-8") == page and os.listdir(dest.parent) == ["net.html"]
 

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from jaxvis.errors import OutputError
 from jaxvis.imaging.display import (DisplayError, apply_colormap, colormap, imresize, imtile,
                             mat2gray, overlay, save_png, to_uint8)
 
@@ -235,7 +236,10 @@ def test_to_uint8():
 def test_save_png_atomic_roundtrip(tmp_path):
     a = (np.arange(2 * 3 * 3) * 9).astype(np.uint8).reshape(2, 3, 3)
     dest = tmp_path / "sub" / "dir" / "x.png"
-    save_png(dest, a)
+    with pytest.raises(OutputError, match="does not exist"):
+        save_png(dest, a)  # no folder is created above an output (issue 24)
+    assert not (tmp_path / "sub").exists()
+    save_png(dest, a, parents=True)  # inside a tree the caller owns
     assert os.listdir(dest.parent) == ["x.png"]  # no temp file left
     np.testing.assert_array_equal(np.asarray(Image.open(dest)), a)
     save_png(dest, np.array([[0.0, 1.0]]))          # overwrite, float grey

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 import jaxvis
-from jaxvis.errors import GalleryError
+from jaxvis.errors import GalleryError, OutputError
 from jaxvis.site import gallery
 
 sys.path.insert(0, os.path.dirname(__file__))
@@ -88,7 +88,7 @@ def test_bad_requests(tiny, tmp_path, site):
         gallery(tiny, full, diversity=2, **{**KW, "steps": 5})
     f = tmp_path / "file"
     f.write_text("x")
-    with pytest.raises(GalleryError, match="is a file"):
+    with pytest.raises(OutputError, match="is a file"):
         gallery(tiny, f, **KW)
     with pytest.raises(jaxvis.LayerError, match="conv1"):
         gallery(tiny, tmp_path / "x", **{**KW, "layers": ["conv_1"]})

@@ -272,9 +272,11 @@ def test_receptive_fields_of_the_three_adapters_match_measured(squeezenet, fnet)
 def test_relu_rules_are_declared_and_the_lucid_preset_runs_on_a_plain_function(squeezenet):
     assert squeezenet.relu_rules == T.pure_net().relu_rules == {"standard", "guided", "deconvnet", "redirected"}
     plain = jaxvis.from_function(lambda p, x: T.apply(p, x), T.params(), input_size=32)  # jax.nn.relu inside
-    assert plain.relu_rules == {"standard"}
-    # The issue's reproduction: the default (lucid) preset starts with RedirectedReLU steps, which a function
-    # without a `relu` keyword cannot run; they are skipped, not an error.
-    v = jaxvis.visualize(plain, jaxvis.objectives.channel("relu2", 2), steps=8, progress=False)
+    assert plain.relu_rules == {"standard", "guided", "deconvnet", "redirected"}  # recognised in its jaxpr (issue 21)
+    leaky = jaxvis.from_function(lambda p, x: T.apply(p, x, relu=jax.nn.leaky_relu), T.params(), input_size=32)
+    assert leaky.relu_rules == {"standard"}  # a ReLU-like pattern no rule can replace
+    # The default (lucid) preset starts with RedirectedReLU steps; a function whose ReLU-like activations are not
+    # recognised cannot run them: they are skipped, not an error.
+    v = jaxvis.visualize(leaky, jaxvis.objectives.channel("relu2", 2), steps=8, progress=False)
     assert v.images.shape[-3:] == (32, 32, 3) and v.images.dtype == np.uint8
     assert v.trace.shape == (1, 8, 1) and np.isfinite(v.trace).all() and v.trace[0, -1, 0] > v.trace[0, 0, 0]

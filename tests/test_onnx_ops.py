@@ -315,3 +315,23 @@ def test_unknown_opset_and_data_dependent_ops_are_named():
     nms = model([h.make_node("NonZero", ["x"], ["y"], name="nz")])
     with pytest.raises(OnnxError, match=r"'nz'.*depends on the data.*post-processing"):
         from_onnx(nms)
+
+
+def test_zoo_opset7_image_scaler_and_quantized_weights():
+    """tiny-YOLOv2's ImageScaler (opset 7) and weights stored as int8 with DequantizeLinear (per channel)."""
+    scaler = [h.make_node("ImageScaler", ["x"], ["s"], name="scaler", scale=0.5, bias=[1.0, -2.0, 0.25]),
+              h.make_node("Conv", ["s", "w"], ["y"], name="conv")]
+    m = model(scaler, {"w": w(4, 3, 3, 3)}, opset=7)
+    net = from_onnx(m)
+    x = x_of()
+    want = (x * 0.5 + np.array([1.0, -2.0, 0.25], np.float32)[None, :, None, None])
+    got = np.asarray(net.apply(net.params, x.transpose(0, 2, 3, 1), ["scaler"], normalize=False)["scaler"])
+    assert np.allclose(got, want.transpose(0, 2, 3, 1), atol=1e-6)
+    q = RNG.integers(-100, 100, size=(4, 3, 3, 3)).astype(np.int8)
+    dq = [h.make_node("DequantizeLinear", ["q", "scale", "zp"], ["wf"], name="dq", axis=0),
+          h.make_node("Conv", ["x", "wf"], ["y"], name="conv")]
+    check(model(dq, {"q": q, "scale": np.array([0.01, 0.02, 0.03, 0.04], np.float32),
+                     "zp": np.array([0, 1, -2, 3], np.int8)}, opset=13), x_of())
+    qdq = model([h.make_node("QuantizeLinear", ["x", "scale1"], ["xq"], name="quant")], {"scale1": np.float32(0.1)})
+    with pytest.raises(OnnxError, match=r"'quant'.*quantized graph.*import the float model"):
+        from_onnx(qdq)

@@ -53,8 +53,11 @@ def test_unwritable_folder(tmp_path):
 def test_same_output_twice_is_refused(tmp_path):
     with pytest.raises(OutputError, match="twice"):
         check_writable([tmp_path / "a.png", tmp_path / "b.png", tmp_path / "a.png"])
-    assert check_writable([None, tmp_path / "new" / "a.png"]) == [tmp_path / "new" / "a.png"]
-    assert not (tmp_path / "new").exists()  # checking creates nothing
+    assert check_writable([None, tmp_path / "a.png"]) == [tmp_path / "a.png"]
+    with pytest.raises(OutputError, match="'new' does not exist|new' does not exist"):
+        check_writable([tmp_path / "new" / "a.png"])  # a missing folder is not created silently
+    assert check_writable([tmp_path / "new" / "a.png"], folders=[tmp_path / "new"]) == [tmp_path / "new" / "a.png"]
+    assert sorted(os.listdir(tmp_path)) == []  # checking creates nothing (the probe file is gone)
 
 
 def test_disk_full_leaves_nothing_behind(tmp_path):

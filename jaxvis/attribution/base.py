@@ -67,8 +67,8 @@ def function_kernel(fn: Callable, build: Build, *static) -> Callable:
 
 # ----------------------------------------------------------------------- the prepared call
 def prepare_image(net: Net, image: ImageLike, resize: str) -> np.ndarray:
-    """One image as float32 H×W×3 0..255 at the network's input size (as `classify` sees it)."""
-    batch, single = to_batch(image)
+    """One image as float32 H×W×C 0..255 at the network's input size (as `classify` sees it)."""
+    batch, single = to_batch(image, channels=net.input_channels)
     if not single and len(batch) != 1:
         raise ImageError(f"attribution maps explain one image at a time; got a batch of {len(batch)}")
     return fit_to_size(batch, net.input_size, resize)[0]
@@ -94,7 +94,7 @@ class AttributionMethod:
     Attributes:
       net: the network.
       params: its weights, the kernels' first argument.
-      image: H×W×3 float32 0..255 at the network's input size.
+      image: H×W×C float32 0..255 at the network's input size (C = `net.input_channels`).
       hw: (H, W) of `image`.
       target: the resolved :class:`Target`.
       softmax: whether the score is the softmax over the class scores.
@@ -138,7 +138,7 @@ class AttributionMethod:
         """Channel count of `layer` at this input size, from shapes alone (memoised on the network)."""
         net, hw = self.net, self.hw
         net.require_weights([layer])
-        spec = jax.ShapeDtypeStruct((1, *hw, 3), jnp.float32)
+        spec = jax.ShapeDtypeStruct((1, *hw, net.input_channels), jnp.float32)
         return net.cache.memo(("attribution", "channels", layer, hw),
                               lambda: int(jax.eval_shape(lambda p, x: net.apply(p, x, (layer,)), net.params,
                                                          spec)[layer].shape[-1]))

@@ -116,7 +116,7 @@ def default_feature_layer(net: Net, reduction_layer: str, hw: tuple[int, int]) -
         g = _graph(net, reduction_layer, hw)
         first = net.layer_names[0]
         cands = [n for n in g.before if g.shapes[n][1] * g.shapes[n][2] > 1 and g.dominates(n)
-                 and not (n == first and g.shapes[n] == (1, *hw, 3))]  # the input layer is the image itself
+                 and not (n == first and g.shapes[n] == (1, *hw, net.input_channels))]  # the input layer is the image itself
         if not cands:
             raise AttributionError(f"no layer before {reduction_layer!r} has a spatial feature map that the "
                                    "score depends on; pass feature_layer=")

@@ -326,13 +326,14 @@ def saliency(net: Net, image: ImageLike, target=None, method: str = "gradient", 
 
 def _baseline(baseline, x: np.ndarray) -> np.ndarray:
     if baseline is None:
-        return np.zeros(3, np.float32)
+        return np.zeros(x.shape[-1], np.float32)
     try:
         b = np.asarray(baseline, np.float32)
         np.broadcast_to(b, x.shape)
     except (TypeError, ValueError):
-        raise AttributionError(f"baseline {_describe(baseline)} does not fit the {x.shape[0]}×{x.shape[1]}×3 "
-                               "network input; pass a number, a colour (3,) or an image of that size") from None
+        raise AttributionError(f"baseline {_describe(baseline)} does not fit the "
+                               f"{x.shape[0]}×{x.shape[1]}×{x.shape[2]} network input; pass a number, one value per "
+                               "channel or an image of that size") from None
     if not np.all(np.isfinite(b)):
         raise AttributionError("baseline contains NaN or infinite values")
     return b

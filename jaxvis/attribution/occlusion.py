@@ -224,11 +224,13 @@ def _fill(mask_value, x: np.ndarray) -> np.ndarray:
     if isinstance(mask_value, str):
         if mask_value not in ("mean", "auto"):
             raise AttributionError(f"mask_value must be 'mean', a number or an RGB triple; got {mask_value!r}")
-        return x.reshape(-1, 3).mean(0).astype(np.float32)
+        return x.reshape(-1, x.shape[-1]).mean(0).astype(np.float32)
     try:
         v = np.asarray(mask_value, np.float32)
     except (TypeError, ValueError):  # not numbers: reported below like any other bad value
         v = np.full(2, np.nan, np.float32)
-    if v.shape not in ((), (1,), (3,)) or not np.all(np.isfinite(v)):
-        raise AttributionError(f"mask_value must be 'mean', a finite number or an RGB triple; got {mask_value!r}")
-    return np.broadcast_to(v, (3,)).astype(np.float32)
+    c = x.shape[-1]
+    if v.shape not in ((), (1,), (c,)) or not np.all(np.isfinite(v)):
+        raise AttributionError(f"mask_value must be 'mean', a finite number or one value per input channel ({c}); "
+                               f"got {mask_value!r}")
+    return np.broadcast_to(v, (c,)).astype(np.float32)

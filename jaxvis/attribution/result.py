@@ -7,12 +7,14 @@ import dataclasses
 import numpy as np
 
 from ..errors import AttributionError
-from ..imaging.display import apply_colormap, mat2gray, overlay, save_png
+from ..imaging.display import apply_colormap, mat2gray, overlay
+from ..imaging.images import render_rgb
+from ..imaging.notebook import Picture
 from .targets import Target
 
 
 @dataclasses.dataclass
-class AttributionMap:
+class AttributionMap(Picture):
     """An attribution map and what produced it: what every attribution method returns.
 
     Deprecated alias: `jaxvis.Attribution` (this class's name up to 0.1.0) still names it, for one more release;
@@ -53,29 +55,32 @@ class AttributionMap:
 
     def overlay(self, alpha: float = 0.5, cmap: str = "jet") -> np.ndarray:
         """:meth:`display_map` blended over the image: H×W×3 float in [0, 1]."""
-        return overlay(self.image.astype(np.uint8), self.display_map(), alpha=alpha, cmap=cmap, normalize=False)
+        photo = np.clip(render_rgb(self.image), 0, 255).astype(np.uint8)  # gray / C-channel inputs rendered as RGB
+        return overlay(photo, self.display_map(), alpha=alpha, cmap=cmap, normalize=False)
 
-    def save(self, path, *, style: str = "overlay", alpha: float = 0.5, cmap: str = "jet") -> None:
-        """Write a PNG atomically.
+    def picture(self, *, style: str = "overlay", alpha: float = 0.5, cmap: str = "jet") -> np.ndarray:
+        """The map as a picture: what ``.save(path, style=, alpha=, cmap=)`` writes and a notebook shows.
 
         Args:
-          path: destination file.
           style: 'overlay' (map over the photo), 'map' (colour-mapped map alone) or 'rgb'
             (per-colour attributions of the saliency methods, the usual guided-backprop
             picture: grey = 0, clipped at the 99th percentile of |value|).
           alpha: weight of the map in the overlay.
           cmap: colormap name.
+
+        Returns:
+          H×W×3 float in [0, 1].
         """
         if style == "overlay":
-            save_png(path, self.overlay(alpha, cmap))
-        elif style == "map":
-            save_png(path, apply_colormap(self.display_map(), cmap))
-        elif style == "rgb":
-            if self.raw is None or self.raw.ndim != 3 or self.raw.shape[-1] != 3:
+            return self.overlay(alpha, cmap)
+        if style == "map":
+            return apply_colormap(self.display_map(), cmap)
+        if style == "rgb":
+            if self.raw is None or self.raw.ndim != 3 or self.raw.shape[:2] != self.image.shape[:2]:
                 raise AttributionError(f"style='rgb' needs per-colour attributions; {self.method} has none")
-            save_png(path, np.clip(self.raw / (2 * _p99(self.raw)) + 0.5, 0.0, 1.0))
-        else:
-            raise AttributionError(f"style must be 'overlay', 'map' or 'rgb', not {style!r}")
+            raw = render_rgb(self.raw)  # per input channel, rendered as RGB (linear: the sign is kept)
+            return np.clip(raw / (2 * _p99(raw)) + 0.5, 0.0, 1.0)
+        raise AttributionError(f"style must be 'overlay', 'map' or 'rgb', not {style!r}")
 
 
 def _p99(a: np.ndarray) -> float:

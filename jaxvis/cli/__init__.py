@@ -6,6 +6,8 @@ import argparse
 import importlib
 import sys
 
+from .args import HelpFormatter
+
 # Subcommand modules (jaxvis.cli.<name>); each defines register(subparsers) that sets `func`.
 COMMANDS = (
     "classify", "activations", "convert", "analyze", "attribution", "dream", "visualize",
@@ -21,7 +23,17 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in COMMANDS:
         importlib.import_module(f"jaxvis.cli.{name}").register(sub)
+    _state_defaults(p)
     return p
+
+
+def _state_defaults(p: argparse.ArgumentParser) -> None:
+    """Every (sub)command's --help states each option's default (one formatter for all of them)."""
+    p.formatter_class = HelpFormatter
+    for action in p._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for q in action.choices.values():
+                _state_defaults(q)
 
 
 def main(argv: list[str] | None = None) -> int:

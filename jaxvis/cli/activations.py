@@ -25,10 +25,12 @@ def register(sub) -> None:
     p.add_argument("--layer", default="conv1", help="layer name (see `jaxvis analyze`), default conv1")
     p.add_argument("--grid", type=grid, default=None,
                    help="ROWSxCOLS, e.g. 8x8, each 1..256 (default: roughly square)")
-    p.add_argument("--thumbnail", type=thumbnail, default=None, help="thumbnail size in pixels (1..2048)")
+    p.add_argument("--thumbnail", type=thumbnail, default=None,
+                   help="thumbnail size in pixels (1..2048; default: the activation map's own size)")
     which = p.add_mutually_exclusive_group()
     which.add_argument("--channel", type=bounded_int(0, MAX_CHANNEL, "--channel"), default=None, metavar="N",
-                       help="save channel N (0-based; MATLAB's N+1) resized beside the photo instead of the grid")
+                       help="save channel N (0-based; MATLAB's N+1) resized beside the photo instead of the grid "
+                            "(default: the grid)")
     which.add_argument("--strongest", action="store_true",
                        help="save the strongest channel (MATLAB's max(max(max(act)))) beside the photo")
     p.add_argument("--heatmap", action="store_true",

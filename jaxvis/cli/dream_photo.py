@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from ..errors import UsageError
-from .args import add_model_args, bounded_int, check_outputs, load, seed
+from .args import add_model_args, add_progress_args, bounded_int, check_outputs, hw, load, seed
 
 
 def positive_float(what: str):
@@ -26,7 +26,7 @@ def register(sub) -> None:
     add_model_args(p)
     p.add_argument("--layer", required=True, help="layer name or 0-based index (e.g. fire5-concat)")
     p.add_argument("--channel", type=bounded_int(0, 65535, "channel"), default=None,
-                   help="maximise this 0-based channel's mean instead of the layer's L2 (DeepDream's default)")
+                   help="maximise this 0-based channel's mean (default: the whole layer's L2, DeepDream's)")
     p.add_argument("--image", required=True, help="the photo (PNG/JPEG/…)")
     p.add_argument("--octaves", type=bounded_int(1, 12, "octaves"), default=4, help="octaves (default 4)")
     p.add_argument("--octave-scale", type=positive_float("octave scale"), default=1.4,
@@ -40,22 +40,22 @@ def register(sub) -> None:
                    help="gradient tile size in px (default 512; memory bounded by one tile)")
     p.add_argument("--seed", type=seed, default=0, help="seed of the rolls (default 0)")
     p.add_argument("--out", default="dream_photo.png", help="output PNG, written atomically")
-    p.add_argument("--quiet", action="store_true", help="no per-octave progress lines")
+    add_progress_args(p)
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
     from ..engine import objectives as O
     from ..recipes import dream_photo
+    check_outputs(args.out)  # before the network loads
     net = load(args)
-    check_outputs(args.out)
     layer = int(args.layer) if args.layer.isdigit() else args.layer
     target = layer if args.channel is None else O.channel(net.layer_name(layer), args.channel)
     if args.octave_scale <= 1:
         raise UsageError(f"--octave-scale must be > 1, got {args.octave_scale}")
     r = dream_photo(net, args.image, target, octaves=args.octaves, octave_scale=args.octave_scale,
                     steps_per_octave=args.steps, step_size=args.step_size, jitter=args.jitter, tile=args.tile,
-                    seed=args.seed, progress=not args.quiet)
+                    seed=args.seed, progress=args.progress)
     r.save(args.out)
-    print(f"{r.settings['layer']}: dreamed {r.image.shape[1]}×{r.image.shape[0]} photo → {args.out}")
+    print(f"{r.settings['layer']}: dreamed {hw(r.image.shape)} photo → {args.out}")
     return 0

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from .args import add_model_args, bounded_int, channel_list, load, print_skipped, thumbnail
+from .args import (SELECTION_FORMS, add_model_args, add_progress_args, bounded_int, check_outputs, load, plural,
+                   print_skipped, selection, thumbnail)
 
 
 def register(sub) -> None:
@@ -14,8 +15,8 @@ def register(sub) -> None:
                    help="photos: a folder (searched recursively; .jpg .jpeg .png .webp; class subfolders = labels), "
                         "a list file (.txt: 'path [label]' per line) or tar shards ('shards-{000..009}.tar')")
     p.add_argument("--k", type=bounded_int(1, 1000, "k"), default=9, help="hits per unit (1..1000, default 9)")
-    p.add_argument("--units", type=channel_list, default=None,
-                   help="units to write per layer, e.g. 0:16 (default all; each hit costs one backward pass)")
+    p.add_argument("--units", type=selection, default=None,
+                   help=f"units to write per layer: {SELECTION_FORMS} (default all; each hit costs one backward pass)")
     p.add_argument("--relu", choices=("guided", "deconvnet"), default="guided",
                    help="backward rule of the reconstructions (default guided backprop)")
     p.add_argument("--no-reconstruction", action="store_true", help="crops only (no backward passes)")
@@ -31,21 +32,21 @@ def register(sub) -> None:
                    help="smallest crop side in input pixels (0..4096, default 32): smaller receptive fields are "
                         "shown with the photo around them, outlined in red; 0 crops fields exactly")
     p.add_argument("--thumbnail", type=thumbnail, default=64, help="pixels per crop side in the PNGs (default 64)")
-    p.add_argument("--out", required=True, metavar="DIR", help="output folder (index.html + one PNG per unit)")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--out", required=True, metavar="DIR",
+                   help="output folder (index.html + one PNG per unit), created; its parent must exist")
+    add_progress_args(p)
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
     from ..patches import top_patches
-    from ..patches.html import check_folder
-    check_folder(args.out)
+    check_outputs(args.cache, folders=[args.out])  # before the network loads
     net = load(args)
     layers = "all" if args.layers.strip() == "all" else [l.strip() for l in args.layers.split(",") if l.strip()]
     r = top_patches(net, args.images, layers, k=args.k, batch_size=args.batch_size, cache=args.cache,
-                    rebuild=args.rebuild, progress=not args.quiet, resize=args.resize, relu=args.relu)
-    print(f"{r.n_images} images, {len(r.skipped)} skipped; top-{r.k} of {sum(v.shape[0] for v in r.value.values())} "
-          f"units in {', '.join(r.layers)}")
+                    rebuild=args.rebuild, progress=args.progress, resize=args.resize, relu=args.relu)
+    print(f"{plural(r.n_images, 'image')}, {len(r.skipped)} skipped; top-{r.k} of "
+          f"{plural(sum(v.shape[0] for v in r.value.values()), 'unit')} in {', '.join(r.layers)}")
     if r.classes:
         print(f"{len(r.classes)} classes: {', '.join(r.classes[:10])}{' …' if len(r.classes) > 10 else ''}")
     print_skipped(r.skipped, f"{args.out}/skipped.txt")

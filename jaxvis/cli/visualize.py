@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from .args import add_model_args, bounded_int, channel_list, check_outputs, grid, load, seed, thumbnail
+from .args import (SELECTION_FORMS, add_model_args, add_progress_args, bounded_int, check_outputs, grid,
+                   layer_channels, load, plural, seed, selection, thumbnail)
 
 
 def register(sub) -> None:
@@ -14,7 +15,8 @@ def register(sub) -> None:
     what = p.add_mutually_exclusive_group(required=True)
     what.add_argument("--layer", help="layer whose channels to visualise (with --channels)")
     what.add_argument("--classes", help="comma-separated class names or 0-based indices (pre-softmax scores)")
-    p.add_argument("--channels", type=channel_list, default=None, help="0-based channels of --layer (default 0:16)")
+    p.add_argument("--channels", type=selection, default=list(range(16)),
+                   help=f"0-based channels of --layer: {SELECTION_FORMS} (default 0:16)")
     p.add_argument("--neuron", action="store_true", help="the centre neuron of each channel (default: what fits the "
                    "layer: the neuron for a layer linear in the image with a small receptive field, else the mean)")
     p.add_argument("--steps", type=bounded_int(1, 100000, "steps"), default=None, help="steps (default: the preset's)")
@@ -22,27 +24,29 @@ def register(sub) -> None:
                    help="image side in pixels (default: the network's input)")
     p.add_argument("--batch", type=bounded_int(1, 64, "batch"), default=1, help="images per unit (default 1)")
     p.add_argument("--diversity", type=float, default=0.0,
-                   help="weight of lucid's diversity term across each unit's batch (use with --batch > 1)")
-    p.add_argument("--param", choices=("fft", "pixel", "maco"), default=None, help="parameterisation (default: preset's)")
+                   help="weight of lucid's diversity term across each unit's batch (use with --batch > 1; default 0)")
+    p.add_argument("--param", choices=("fft", "pixel", "maco"), default=None, help="parameterisation (default: the preset's)")
     p.add_argument("--seed", type=seed, default=0, help="seed of starts and transforms (default 0)")
     p.add_argument("--batch-size", type=bounded_int(1, 4096, "batch size"), default=None,
                    help="units per compiled call (default: automatic)")
-    p.add_argument("--thumbnail", type=thumbnail, default=None, help="tile thumbnail size in pixels")
-    p.add_argument("--grid", type=grid, default=None, help="ROWSxCOLS of the tiling")
+    p.add_argument("--thumbnail", type=thumbnail, default=None,
+                   help="tile thumbnail size in pixels (default: the images' own size)")
+    p.add_argument("--grid", type=grid, default=None, help="ROWSxCOLS of the tiling (default: roughly square)")
     p.add_argument("--out", default="visualize.png", help="tiled output PNG (default visualize.png)")
-    p.add_argument("--save-each", default=None, metavar="DIR", help="also write one PNG per image into DIR")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--save-each", default=None, metavar="DIR",
+                   help="also write one PNG per image into DIR (created; its parent must exist; default: none)")
+    add_progress_args(p)
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
     from ..engine import objectives as O
     from ..engine.visualize import visualize
+    check_outputs(args.out, folders=[args.save_each])  # before the network loads: nothing runs for a bad path
     net = load(args)
-    check_outputs(args.out)
     if args.layer is not None:
         layer = net.layer_name(int(args.layer) if args.layer.isdigit() else args.layer)
-        chans = args.channels if args.channels is not None else list(range(16))
+        chans = args.channels if args.channels is not None else list(range(layer_channels(net, layer)))
         objs = [O.neuron(layer, c) for c in chans] if args.neuron else O.unit_objectives(net, layer, chans)
     else:
         names = [c.strip() for c in args.classes.split(",") if c.strip()]
@@ -51,12 +55,12 @@ def run(args) -> int:
     if args.diversity:
         objs = [o + O.diversity(layer or net.logits_layer, args.diversity) for o in objs]
     v = visualize(net, objs, preset=args.preset, steps=args.steps, image_size=args.image_size, batch=args.batch,
-                  param=args.param, seed=args.seed, batch_size=args.batch_size, progress=not args.quiet)
+                  param=args.param, seed=args.seed, batch_size=args.batch_size, progress=args.progress)
     ts = (args.thumbnail, args.thumbnail) if args.thumbnail else None
     v.save(args.out, grid_size=args.grid, thumbnail_size=ts)
     written = [args.out] + (v.save_each(args.save_each) if args.save_each else [])
-    print(f"{len(v.labels)} units × {args.batch} image(s) ({args.preset}): " + ", ".join(v.labels[:6])
-          + (", …" if len(v.labels) > 6 else ""))
+    print(f"{plural(len(v.labels), 'unit')} × {plural(args.batch, 'image')} ({args.preset}): "
+          + ", ".join(v.labels[:6]) + (", …" if len(v.labels) > 6 else ""))
     for w in written:
         print(f"wrote {w}")
     return 0

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from ..errors import DatasetError
-from ..imaging.images import fit_to_size
+from ..imaging.images import fit_to_size, luma
 from .listing import IMAGE_SUFFIXES, Entry, Skipped, class_of, read_list, shown, walk
 from .read import decode, read_file
 from .shards import expand, index, is_shard_spec
@@ -76,12 +76,16 @@ class Dataset:
         e = self.entries[i]
         return decode(read_file(e.path, expect_size=e.size, offset=e.offset, length=e.length), max_pixels)
 
-    def load(self, i: int, size: tuple[int, int], resize: str = "crop") -> np.ndarray:
-        """Image `i` as uint8 at `size` (H, W), brought there by `resize` ("crop" or "stretch")."""
+    def load(self, i: int, size: tuple[int, int], resize: str = "crop", channels: int = 3) -> np.ndarray:
+        """Image `i` at `size` (H, W), brought there by `resize` ("crop" or "stretch"): uint8 RGB, or for a
+        1-channel network (`channels` 1) its float32 luma H×W×1 (:func:`jaxvis.imaging.images.luma`)."""
         a = self.read(i)
+        if channels == 1:
+            a = luma(a)
         if a.shape[:2] == tuple(size):
             return a
-        return np.clip(fit_to_size(a[None].astype(np.float32), size, resize)[0], 0, 255).round().astype(np.uint8)
+        out = fit_to_size(a[None].astype(np.float32), size, resize)[0]
+        return out if channels == 1 else np.clip(out, 0, 255).round().astype(np.uint8)
 
 
 def _labelled(entries: list[Entry], labels: Sequence[str | None]) -> tuple[list[Entry], tuple[str, ...] | None]:

@@ -16,7 +16,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ..imaging.display import mat2gray
+from ..imaging.display import imtile, mat2gray
 from ..engine import objectives as O
 from ..engine import optimize as engine  # the module (the package exports no `optimize`)
 from ..engine.param import Param
@@ -25,6 +25,7 @@ from ..engine.transforms import Compose, Roll
 from ..engine.visualize import check_units, fit_transforms, scale_for_display
 from ..errors import ArgumentTypeError, DreamError, ImageError
 from ..imaging.images import ImageLike, to_batch
+from ..imaging.notebook import Picture, grid_for
 from ..nets.protocol import LayerRef
 from .seamless import seamless as seamless_view
 
@@ -36,11 +37,12 @@ START_MEAN, START_STD = 127.5, 10.0  # random start: mid-gray plus Gaussian nois
 
 
 @dataclasses.dataclass
-class DreamResult:
+class DreamResult(Picture):
     """Output of :func:`deep_dream`.
 
     Attributes:
-      images: numpy C×H×W×3 float32, raw pixels (the network's 0..255 RGB input space, unclipped).
+      images: numpy C×H×W×c float32, raw pixels (the network's 0..255 input space, unclipped; c = the
+        network's input channels: 3 RGB, 1 gray, …).
       strengths: numpy levels×iterations, mean objective over the channels before each step
         (MATLAB's "Activation Strength").
       channel_strengths: numpy levels×iterations×C, the same per channel.
@@ -54,6 +56,12 @@ class DreamResult:
     sizes: list[tuple[int, int]]
     batch_size: int
 
+    def picture(self, **imtile_kwargs) -> np.ndarray:
+        """Every channel's image min–max scaled (MATLAB's 'linear' OutputScaling), tiled with :func:`jaxvis.imtile`:
+        what ``.save(path, ...)`` writes and a notebook shows."""
+        imtile_kwargs.setdefault("grid_size", grid_for(len(self.images)))
+        return imtile(np.stack([mat2gray(im) for im in self.images]), **imtile_kwargs)
+
 
 def pyramid_sizes(hw, levels: int, scale: float) -> list[tuple[int, int]]:
     """MATLAB's pyramid: level k is the start size × scale**k, rounded."""
@@ -64,7 +72,7 @@ def _out_shape(net, name: str, hw) -> tuple[int, ...] | None:
     """Shape of `name` for one hw image, or None if the network cannot take that size."""
     try:
         shape = jax.eval_shape(net.function([name]), net.params,
-                               jax.ShapeDtypeStruct((1, *hw, 3), jnp.float32))[name].shape
+                               jax.ShapeDtypeStruct((1, *hw, net.input_channels), jnp.float32))[name].shape
     except (TypeError, ValueError):  # a fixed-size flatten (fc6) meets another size
         return None
     return None if 0 in shape else tuple(shape)
@@ -128,16 +136,16 @@ def _seed(seed) -> int:
     return int(seed) % (2 ** 32)  # any integer: JAX keys take 32 bits
 
 
-def _start(initial_image, n: int, hw, seed: int) -> np.ndarray:
-    """Start pixels (1 or n)×H×W×3 on the 0..255 scale: MATLAB-like mid-grey noise, or the given image(s)."""
+def _start(initial_image, n: int, hw, seed: int, c: int) -> np.ndarray:
+    """Start pixels (1 or n)×H×W×c on the 0..255 scale: MATLAB-like mid-grey noise, or the given image(s)."""
     if initial_image is None:
-        noise = jax.random.normal(jax.random.PRNGKey(seed), (1, *hw, 3), jnp.float32)
+        noise = jax.random.normal(jax.random.PRNGKey(seed), (1, *hw, c), jnp.float32)
         return np.asarray(START_MEAN + START_STD * noise)
-    batch, _ = to_batch(initial_image)
+    batch, _ = to_batch(initial_image, channels=c)
     if batch.shape[0] not in (1, n):
         raise ImageError(
-            f"initial_image holds {batch.shape[0]} images of {batch.shape[1]}×{batch.shape[2]}×3; expected one "
-            f"H×W×3 image for all channels or {n} (one per channel) as {n}×H×W×3")
+            f"initial_image holds {batch.shape[0]} images of {batch.shape[1]}×{batch.shape[2]}×{c}; expected one "
+            f"H×W×{c} image for all channels or {n} (one per channel) as {n}×H×W×{c}")
     return batch
 
 
@@ -176,7 +184,7 @@ def deep_dream(net, layer: LayerRef, channels, *, pyramid_levels: int = 3, pyram
                seed: int = 0, step_size: float = STEP_SIZE, jitter: int = JITTER, lap_levels: int = LAP_LEVELS,
                lap_padding: str = "reflect", seamless: bool = True, batch_size: int | None = None,
                image_size: int | tuple[int, int] | None = None, pixel_range: tuple[float, float] | None = None,
-               devices=None, progress: bool = False) -> DreamResult:
+               devices=None, progress: bool | None = None) -> DreamResult:
     """:func:`deep_dream_image` returning raw pixels and the activation strengths (a :class:`DreamResult`).
 
     Arguments as :func:`deep_dream_image`.
@@ -196,7 +204,7 @@ def deep_dream(net, layer: LayerRef, channels, *, pyramid_levels: int = 3, pyram
         hw = tuple(net.input_size)
     if pixel_range is not None and (len(pixel_range) != 2 or not pixel_range[0] < pixel_range[1]):
         raise DreamError(f"pixel_range must be (lo, hi) with lo < hi on the 0..255 scale, got {pixel_range!r}")
-    start = _start(initial_image, len(chans), hw, seed)
+    start = _start(initial_image, len(chans), hw, seed, net.input_channels)
     sizes = pyramid_sizes(start.shape[1:3], pyramid_levels, pyramid_scale)
 
     if _out_shape(net, name, sizes[0]) is None:
@@ -211,7 +219,7 @@ def deep_dream(net, layer: LayerRef, channels, *, pyramid_levels: int = 3, pyram
     # Fixed-size layers (BVLC AlexNet's fc6 flattens 6×6×256): larger levels are resized to the input size.
     tf = fit_transforms(run, [name], tf, sizes[-1])
     proj = engine.Projection(None if pixel_range is None else (pixel_range[0] / 255.0, pixel_range[1] / 255.0))
-    config = engine.StepConfig(Param(sizes[0], 1, "pixel", False, "none", 0.0, 0.5), tf,
+    config = engine.StepConfig(Param(sizes[0], 1, "pixel", False, "none", 0.0, 0.5, channels=net.input_channels), tf,
                        optimizer("laplacian", int(lap_levels), "wrap" if run is not net else lap_padding), (name,),
                        proj)
     table = _Table() if verbose else None
@@ -219,7 +227,8 @@ def deep_dream(net, layer: LayerRef, channels, *, pyramid_levels: int = 3, pyram
         res = engine.optimize(run, objs, config, levels=[(hw_, num_iterations) for hw_ in sizes],
                               learning_rate=float(step_size) / 255.0, seed=seed, unit_ids=chans,
                               start=(start / 255.0)[:, None], batch_size=batch_size, devices=devices,
-                              progress=progress, label=f"deepDreamImage {name}", on_level=table)
+                              progress=(False if verbose and progress is None else progress),
+                              label=f"deepDreamImage {name}", on_level=table)
     finally:
         if table is not None:
             table.close()
@@ -233,7 +242,7 @@ def deep_dream_image(net, layer: LayerRef, channels, *, pyramid_levels: int = 3,
                      step_size: float = STEP_SIZE, jitter: int = JITTER, lap_levels: int = LAP_LEVELS,
                      lap_padding: str = "reflect", seamless: bool = True, batch_size: int | None = None,
                      image_size: int | tuple[int, int] | None = None,
-                     pixel_range: tuple[float, float] | None = None, devices=None, progress: bool = False):
+                     pixel_range: tuple[float, float] | None = None, devices=None, progress: bool | None = None):
     """Images that strongly activate channels of a layer (MATLAB's `deepDreamImage`).
 
     The `matlab` preset of :func:`jaxvis.visualize`: each channel gets its own image, found by
@@ -278,10 +287,12 @@ def deep_dream_image(net, layer: LayerRef, channels, *, pyramid_levels: int = 3,
       pixel_range: (lo, hi) on the 0..255 scale to clip the image to after every step; None (default)
         leaves the ascent unclipped.
       devices: devices to shard channels over (default `jax.devices()`).
-      progress: a progress bar on stderr.
+      progress: a progress bar on stderr: None (default) where stderr is a terminal or a notebook and
+        `verbose` is off (the table already reports each level), True always, False never.
 
     Returns:
-      numpy float32 C×H×W×3 with H, W = start size × pyramid_scale**(pyramid_levels-1) rounded.
+      numpy float32 C×H×W×c (c: the network's input channels, 3 for RGB, 1 for gray) with H, W = start
+      size × pyramid_scale**(pyramid_levels-1) rounded.
 
     Raises:
       LayerError: unknown layer. ChannelError: a channel outside 0..C-1 (the message gives the

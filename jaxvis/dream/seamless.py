@@ -66,7 +66,8 @@ def _wrapped(net, layer: str) -> FunctionNetwork | None:
         i0 = int(math.ceil((pad - offset) / stride))  # the first position whose centre is on the image
         return {layer: act[:, i0:i0 + hs // stride, i0:i0 + ws // stride]}
 
-    wrapped = from_function(apply, net.params, input_size=net.input_size, name=f"{net.name}:{layer} (seamless)")
+    wrapped = from_function(apply, net.params, input_size=net.input_size, name=f"{net.name}:{layer} (seamless)",
+                            input_channels=net.input_channels)
     wrapped.require_weights = net.require_weights  # type: ignore[method-assign]  # the seamless view needs the net's weights
     return wrapped
 

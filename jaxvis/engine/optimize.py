@@ -233,7 +233,7 @@ class RunResult:
 def optimize(net, objectives: Sequence[Objective], config: StepConfig, *, levels: Sequence[tuple[tuple[int, int], int]],
              learning_rate: float = 1.0, seed: int = 0, unit_ids: Sequence[int] | None = None,
              start: np.ndarray | None = None, redirected_relu_steps: int = 0,
-             batch_size: int | None = None, devices: Sequence | None = None, progress: bool = True,
+             batch_size: int | None = None, devices: Sequence | None = None, progress: bool | None = None,
              label: str = "visualize",
              on_level: Callable[[int, np.ndarray], None] | None = None) -> RunResult:
     """Optimise one image set per objective (see the module docstring).
@@ -254,7 +254,8 @@ def optimize(net, objectives: Sequence[Objective], config: StepConfig, *, levels
         network whose function takes no `relu` keyword.
       batch_size: units per compiled call (None: from the memory estimate); rounded to the device count.
       devices: devices the unit axis is sharded over (default all).
-      progress: show a progress bar over all levels and chunks.
+      progress: a progress bar over all levels and chunks: None (default) where stderr is a terminal or a
+        notebook, True always, False never.
       on_level: `on_level(k, trace steps×U)` after each level (MATLAB's verbose table).
     """
     u = len(objectives)

@@ -1,6 +1,7 @@
 """Image parameterisations: `make(key) -> (params, image_fn)`, lucid style.
 
-`image_fn(params)` gives B×H×W×3 images in the 0..1 scale (the network sees 255×).
+`image_fn(params)` gives B×H×W×C images in the 0..1 scale (the network sees 255×); C is the
+network's input channels (3 for RGB, 1 for gray, any other count).
 A :class:`Param` is a hashable description (so compiled functions are cached by it);
 calling it with a key returns the lucid pair. The engine `vmap`s `Param.init` over
 units, so every unit gets its own start from its own key.
@@ -12,7 +13,8 @@ units, so every unit gets its own start from its own key.
   (:mod:`jaxvis.engine.spectrum`) and only the phase optimised; the image is standardised (zero mean,
   `sd` std in the decorrelated basis — with a fixed magnitude that is a constant factor).
 - `decorrelate`: colours as coordinates in ImageNet's decorrelated colour basis (the square
-  root of the colour covariance), so a step changes colours as natural images vary.
+  root of the colour covariance), so a step changes colours as natural images vary. RGB only
+  (C = 3): other channel counts have no such basis, their spectrum is per channel.
 - `output`: 'sigmoid' (lucid: bounded, never clipped), 'clip' (clipped into 0..1 after each
   step by the engine) or 'none' (unbounded: MATLAB's deepDreamImage).
 """
@@ -60,6 +62,7 @@ class Param:
       sd: std of the random start (pixel: of the pixels; fft: of the spectrum).
       mean: value the random pixel start is centred on (0..1 scale; sigmoid/decorrelated: 0 = grey).
       decay_power: fft spectrum scaling 1/f**decay_power.
+      channels: image channels C (decorrelation needs 3).
       margin: fft only: the Fourier canvas is (H + 2·margin)×(W + 2·margin) and the image its centre.
         The inverse FFT is periodic, so without a margin the image's top row neighbours its bottom row;
         any step in the gradient there (the transforms see the border less often than the interior,
@@ -77,6 +80,7 @@ class Param:
     mean: float = 0.0
     decay_power: float = 1.0
     margin: int = 0
+    channels: int = 3
     spectrum: Spectrum | None = None
 
     def __post_init__(self):
@@ -96,11 +100,16 @@ class Param:
             raise VisualizationError(f"margin must be >= 0, got {self.margin!r}")
         if int(self.batch) < 1:
             raise VisualizationError(f"batch must be >= 1, got {self.batch!r}")
+        if int(self.channels) < 1:
+            raise VisualizationError(f"channels must be >= 1, got {self.channels!r}")
+        if self.decorrelate and int(self.channels) != 3:
+            raise VisualizationError(f"colour decorrelation needs 3 (RGB) channels, not {self.channels}; "
+                                     "use decorrelate=False")
 
     @property
     def shape(self) -> tuple[int, int, int, int]:
-        c = self.spectrum.channels if self.kind == "maco" and self.spectrum is not None else 3
-        return (int(self.batch), int(self.size[0]), int(self.size[1]), c)
+        c = self.spectrum.channels if self.kind == "maco" and self.spectrum is not None else self.channels
+        return (int(self.batch), int(self.size[0]), int(self.size[1]), int(c))
 
     def init(self, key: jax.Array) -> jax.Array:
         """Random start parameters from `key` (maco: uniform phases, a random-phase natural image)."""
@@ -113,7 +122,7 @@ class Param:
         return self.sd * jax.random.normal(key, (2, b, c, *f.shape), jnp.float32)
 
     def image(self, params: jax.Array) -> jax.Array:
-        """B×H×W×3 image (0..1 scale) from parameters."""
+        """B×H×W×C image (0..1 scale) from parameters."""
         b, h, w, c = self.shape
         if self.kind == "maco":
             z = jnp.fft.irfft2(jnp.asarray(self.magnitude) * jnp.exp(1j * hermitian_phase(params, w)), s=(h, w),
@@ -145,7 +154,7 @@ class Param:
         return _standard_magnitude(self.spectrum, int(self.size[1]), float(self.sd))
 
     def from_image(self, image01: jax.Array) -> jax.Array:
-        """Parameters whose image is `image01` (B×H×W×3, 0..1) — a photo as the start (pixel, or fft
+        """Parameters whose image is `image01` (B×H×W×C, 0..1) — a photo as the start (pixel, or fft
         without a margin: the photo's own spectrum, as feature accentuation starts)."""
         if self.kind == "maco" or (self.kind == "fft" and self.margin):
             raise VisualizationError("a start image needs param='pixel' or 'fft' without a margin (maco keeps a fixed "
@@ -213,17 +222,17 @@ def _standard_magnitude(spectrum: Spectrum, w: int, sd: float) -> np.ndarray:
 
 
 def pixel(size, *, batch: int = 1, decorrelate: bool = False, output: str = "sigmoid", sd: float = 0.01,
-          mean: float | None = None) -> Param:
+          mean: float | None = None, channels: int = 3) -> Param:
     """Pixel parameterisation (see :class:`Param`); `mean` defaults to grey in the output's scale."""
     if mean is None:
         mean = 0.0 if output == "sigmoid" else 0.5
-    return Param(_size(size), batch, "pixel", decorrelate, output, sd, mean)
+    return Param(_size(size), batch, "pixel", decorrelate, output, sd, mean, channels=int(channels))
 
 
 def fft(size, *, batch: int = 1, decorrelate: bool = True, output: str = "sigmoid", sd: float = 0.01,
-        decay_power: float = 1.0, margin: int = 0) -> Param:
-    """lucid's default: Fourier parameterisation, decorrelated colours, sigmoid (see :class:`Param`)."""
-    return Param(_size(size), batch, "fft", decorrelate, output, sd, 0.0, decay_power, int(margin))
+        decay_power: float = 1.0, margin: int = 0, channels: int = 3) -> Param:
+    """lucid's default: Fourier parameterisation, decorrelated colours (RGB), sigmoid (see :class:`Param`)."""
+    return Param(_size(size), batch, "fft", decorrelate, output, sd, 0.0, decay_power, int(margin), int(channels))
 
 
 def _size(size) -> tuple[int, int]:

@@ -102,6 +102,15 @@ class Spectrum:
         out[:, :, cols] = 0.5 * (out[:, :, cols] + out[:, neg][:, :, cols])
         return Spectrum(out, f"{self.source} resized to {h}×{w}")
 
+    def with_channels(self, channels: int) -> Spectrum:
+        """This spectrum for a network of `channels` input channels: itself if the count matches, else the
+        root-mean-square over its channels for each one (a natural image's 1/f falloff; the engine scales the
+        magnitude to the image's std anyway, and non-RGB images have no colour basis to keep)."""
+        if channels == self.channels:
+            return self
+        rms = np.sqrt(np.mean(np.square(self.magnitude, dtype=np.float64), axis=0, keepdims=True))
+        return Spectrum(np.repeat(rms, int(channels), axis=0), f"{self.source}, per channel ×{channels}")
+
     def save(self, path: str | os.PathLike) -> str:
         """Write the magnitude as float16 `.npy` (about 200 KB for 3×256×129); returns the path."""
         np.save(path, self.magnitude.astype(np.float16))

@@ -16,7 +16,9 @@ import optax
 
 from ..errors import ChannelError, VisualizationError
 from ..imaging.display import imtile, save_png
-from ..imaging.images import to_batch
+from ..imaging.fileio import make_folder
+from ..imaging.images import render_rgb, to_batch
+from ..imaging.notebook import Picture, grid_for
 from . import objectives as O
 from . import presets as P
 from . import transforms as T
@@ -26,17 +28,23 @@ from .spectrum import Spectrum, default_spectrum
 
 
 @dataclasses.dataclass
-class Visualization:
+class Visualization(Picture):
     """Result of :func:`visualize`.
 
     Attributes:
-      images: uint8 N×H×W×3 for display (N = units × batch, unit-major), scaled by `output_scaling`.
-      raw: float32 N×H×W×3 images on the 0..1 scale before display scaling (×255 = network pixels).
+      images: uint8 for display (N = units × batch, unit-major), scaled by `output_scaling`: N×H×W×3 RGB for a
+        3-channel network, N×H×W×1 grayscale for a 1-channel one, and for any other channel count an RGB
+        rendering of the C channels (:func:`jaxvis.imaging.images.render_rgb`: channel i coloured by hue i/C,
+        equal channels gray).
+      raw: float32 N×H×W×C images (C = the network's input channels) on the 0..1 scale before display
+        scaling (×255 = network pixels).
       trace: float32 levels×steps×units: each unit's objective (mean over its batch) before each step.
       labels: one label per unit.
       settings: everything that produced it (preset, param, transforms, optimizer, steps, seed, …).
       transparency: float32 N×H×W×3 or None: MACO's transparency map, Σ over the steps of |∂L/∂x| (where,
         and how much, the image mattered to the objective); `preset="maco"` gives it.
+
+    ``.save(path, **imtile_kwargs)`` writes :meth:`picture` as PNG; a notebook shows it inline.
     """
 
     images: np.ndarray
@@ -50,14 +58,15 @@ class Visualization:
         """All images tiled with :func:`jaxvis.imtile` (uint8)."""
         return imtile(self.images, **imtile_kwargs)
 
-    def save(self, path: str | os.PathLike, **imtile_kwargs) -> str:
-        """Write the tiled images as PNG (atomically); returns the path."""
-        save_png(path, self.tile(**imtile_kwargs))
-        return str(path)
+    def picture(self, **imtile_kwargs) -> np.ndarray:
+        """:meth:`tile` (by default on a grid without empty cells where one exists, e.g. 8 images 2×4):
+        what `.save` writes and a notebook shows."""
+        imtile_kwargs.setdefault("grid_size", grid_for(len(self.images)))
+        return self.tile(**imtile_kwargs)
 
     def save_each(self, folder: str | os.PathLike, prefix: str = "unit") -> list[str]:
-        """One PNG per image in `folder` (created); returns the paths."""
-        os.makedirs(folder, exist_ok=True)
+        """One PNG per image in `folder` (created if missing; its parent must exist); returns the paths."""
+        make_folder(folder)
         b = len(self.images) // max(len(self.labels), 1)
         out = []
         for i, im in enumerate(self.images):
@@ -108,7 +117,8 @@ def objectives_for(net, objective, hw) -> list[O.Objective]:
 def _layer_shape(net, layer: str, hw) -> tuple[int, ...] | None:
     fn = net.function([layer])
     try:
-        return tuple(jax.eval_shape(fn, net.params, jax.ShapeDtypeStruct((1, *hw, 3), jnp.float32))[layer].shape)
+        spec = jax.ShapeDtypeStruct((1, *hw, net.input_channels), jnp.float32)
+        return tuple(jax.eval_shape(fn, net.params, spec)[layer].shape)
     except (TypeError, ValueError):  # a fixed-size flatten meets another size
         return None
 
@@ -177,7 +187,7 @@ def visualize(net, objective, *, preset: str | P.Preset = "lucid", param: str | 
               image_size: int | tuple[int, int] | None = None, redirected_relu_steps: int | None = None,
               output_scaling: str | None = None, start_image=None, levels: int | None = None,
               level_scale: float | None = None, batch_size: int | None = None, devices=None,
-              progress: bool = True, on_level=None, spectrum=None) -> Visualization:
+              progress: bool | None = None, on_level=None, spectrum=None) -> Visualization:
     """Feature visualization: images that maximise each objective, all optimised in one batch.
 
     Args:
@@ -190,7 +200,8 @@ def visualize(net, objective, *, preset: str | P.Preset = "lucid", param: str | 
       preset: 'lucid' (default), 'maco', 'matlab', 'keras_vis' or 'cs231n' (see `jaxvis.engine.presets`);
         the arguments below override it.
       param: 'fft', 'pixel' or 'maco'.
-      decorrelate: colour decorrelation.
+      decorrelate: colour decorrelation (RGB networks only: for other channel counts the preset's is off, and
+        True is an error).
       transforms: 'standard', 'none', 'keras_vis', 'roll16', or transforms from `jaxvis.engine.transforms`.
       steps: optimisation steps (per pyramid level).
       optimizer: an optax GradientTransformation minimising −objective (reuse one object to reuse
@@ -202,10 +213,10 @@ def visualize(net, objective, *, preset: str | P.Preset = "lucid", param: str | 
       image_size: H×W (or int); default the network's input size.
       redirected_relu_steps: first steps run with RedirectedReLU (dead units move).
       output_scaling: 'clip', 'linear', 'percentile' or 'none' (see :func:`scale_for_display`).
-      start_image: start from this photo (pixel param; any image jaxvis reads, 0..255 RGB).
+      start_image: start from this photo (pixel param; any image jaxvis reads for this network, 0..255).
       levels, level_scale: pyramid levels (pixel param), each `level_scale`× larger.
       batch_size: units per compiled call (default from a memory estimate); devices: shard over these.
-      progress: progress bar on stderr.
+      progress: a progress bar on stderr: None (default) where stderr is a terminal or a notebook, True always, False never.
       on_level: `on_level(k, trace steps×units)` after each level.
       spectrum: param 'maco': the fixed magnitude, a :class:`~jaxvis.engine.spectrum.Spectrum` from
         :func:`jaxvis.natural_spectrum` (any size: resampled to the image's); default the one jaxvis ships.
@@ -223,7 +234,8 @@ def visualize(net, objective, *, preset: str | P.Preset = "lucid", param: str | 
     net.require_weights(layers)
     check_units(net, objs, hw)
     kind = param or pre.param
-    dec = pre.decorrelate if decorrelate is None else bool(decorrelate)
+    c = int(net.input_channels)
+    dec = (pre.decorrelate and c == 3) if decorrelate is None else bool(decorrelate)
     out = pre.output if kind == pre.param else "sigmoid"
     mean = pre.mean if kind == pre.param else None
     sd = pre.sd if kind == pre.param else 0.01
@@ -236,11 +248,13 @@ def visualize(net, objective, *, preset: str | P.Preset = "lucid", param: str | 
     if kind == "maco":
         if spectrum is not None and not isinstance(spectrum, Spectrum):
             raise VisualizationError(f"spectrum must be a Spectrum (jaxvis.natural_spectrum), got {type(spectrum).__name__}")
-        spec = default_spectrum(opt_hw) if spectrum is None else spectrum.resized(opt_hw)
+        spec = default_spectrum(opt_hw).with_channels(c) if spectrum is None else spectrum.resized(opt_hw)
+        if spec.channels != c:
+            raise VisualizationError(f"the spectrum has {spec.channels} channels but {net.name!r} takes {c}: compute "
+                                     f"one from its own images, jaxvis.natural_spectrum(images, size)")
         sd = pre.sd if pre.param == "maco" else P.MACO_SD
     prm = Param(opt_hw, int(batch), kind, dec, out, sd, (0.0 if out == "sigmoid" else 0.5) if mean is None else mean,
-                margin=margin, spectrum=spec)
-    tf = fit_transforms(net, layers, T.get(pre.transforms if transforms is None else transforms), opt_hw)
+                margin=margin, channels=c, spectrum=spec)
     opt = optimizer if optimizer is not None else P.optimizer(*pre.optimizer)
     lr = learning_rate if learning_rate is not None else (pre.learning_rate if optimizer is None else 1.0)
     n_levels = pre.levels if levels is None else int(levels)
@@ -249,12 +263,18 @@ def visualize(net, objective, *, preset: str | P.Preset = "lucid", param: str | 
     if n_steps < 1 or n_levels < 1:
         raise VisualizationError(f"steps and levels must be >= 1, got steps={n_steps}, levels={n_levels}")
     sizes = [(int(round(opt_hw[0] * scale ** k)), int(round(opt_hw[1] * scale ** k))) for k in range(n_levels)]
+    base = T.get(pre.transforms if transforms is None else transforms)
+    tf = base  # resized to the input size if the layers cannot take some pyramid level (a fixed-size flatten)
+    for s in dict.fromkeys(sizes):
+        tf = fit_transforms(net, layers, base, s)
+        if tf is not base:
+            break
     start = None
     if start_image is not None:
-        b, _ = to_batch(start_image)
+        b, _ = to_batch(start_image, channels=c)
         if b.shape[1:3] != hw:
-            b = np.asarray(jax.image.resize(jnp.asarray(b), (b.shape[0], *hw, 3), "bilinear"))
-        start = np.broadcast_to((b / 255.0)[:, None], (b.shape[0], int(batch), *hw, 3))
+            b = np.asarray(jax.image.resize(jnp.asarray(b), (b.shape[0], *hw, c), "bilinear"))
+        start = np.broadcast_to((b / 255.0)[:, None], (b.shape[0], int(batch), *hw, c))
     config = StepConfig(prm, tf, opt, layers, pre.projection, transparency=pre.transparency and kind == "maco")
     red = pre.redirected_relu_steps if redirected_relu_steps is None else int(redirected_relu_steps)
     labels = [label(o, net) for o in objs]
@@ -262,7 +282,7 @@ def visualize(net, objective, *, preset: str | P.Preset = "lucid", param: str | 
                               seed=seed, unit_ids=unit_ids(labels), start=start,
                               redirected_relu_steps=red, batch_size=batch_size, devices=devices,
                               progress=progress, on_level=on_level,
-                              label=f"visualize {net.name} ({len(objs)} units)")
+                              label=f"visualize {net.name} ({len(objs)} unit{'' if len(objs) == 1 else 's'})")
     raw = res.images.reshape(-1, *res.images.shape[2:])
     if border:
         raw = raw[:, border:raw.shape[1] - border, border:raw.shape[2] - border]
@@ -276,7 +296,8 @@ def visualize(net, objective, *, preset: str | P.Preset = "lucid", param: str | 
                     batch_size=res.batch_size)
     if spec is not None:
         settings["spectrum"] = repr(spec)
-    return Visualization(scale_for_display(raw, scaling), raw, np.asarray(res.trace), labels, settings, alpha)
+    return Visualization(scale_for_display(raw if c in (1, 3) else render_rgb(raw), scaling), raw,
+                         np.asarray(res.trace), labels, settings, alpha)
 
 
 def _kind(o: O.Objective) -> str:

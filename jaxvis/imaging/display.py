@@ -394,13 +394,14 @@ def to_uint8(a) -> np.ndarray:
     return np.round(np.clip(x, 0.0, 1.0) * 255.0).astype(np.uint8)
 
 
-def save_png(path, array) -> None:
+def save_png(path, array, *, parents: bool = False) -> None:
     """Write a PNG atomically (temp file in the same directory, then os.replace).
 
     Args:
-        path: destination; parent directories are created.
+        path: destination; its folder must exist (OutputError naming it otherwise).
         array: H x W, H x W x 1 or H x W x 3; uint8, or float in [0, 1].  Floats
             outside [0, 1] are clipped (as im2uint8 does), not rejected.
+        parents: create missing folders above `path` (only inside an output folder the caller made).
     """
     a = to_uint8(array)
     if a.ndim == 3 and a.shape[-1] == 1:
@@ -409,5 +410,5 @@ def save_png(path, array) -> None:
         raise DisplayError(f"save_png expects H x W, H x W x 1 or H x W x 3, got {np.shape(array)}")
     # atomic_path: temp file beside `path`, renamed over it on success, with the permissions a
     # plain open() gives (a bare mkstemp file would stay 0600, unreadable to other users).
-    with atomic_path(path) as tmp:
+    with atomic_path(path, parents=parents) as tmp:
         Image.fromarray(np.ascontiguousarray(a)).save(tmp, format="PNG")

@@ -1,8 +1,11 @@
 """File access shared by every reader and writer.
 
-Outputs: :func:`check_writable` validates every output path before anything is
-computed or written, and :func:`atomic_path` makes each file appear whole or not
-at all; both raise :class:`~jaxvis.errors.OutputError` naming the path.
+Outputs: :func:`check_writable` (files) and :func:`check_folder` (folders) validate
+every output path before anything is computed or written, by creating and removing a
+probe file where the output will go (the one check that holds for root, read-only
+mounts and ``/proc``); :func:`make_folder` creates only the folder a user named, never
+the folders above it; :func:`atomic_path` makes each file appear whole or not at all.
+All raise :class:`~jaxvis.errors.OutputError` naming the path.
 
 Concurrency: :func:`exclusive` holds a lock file (with the holder's pid) for a long job's output, so
 a second process pointed at the same site or cache is refused by name instead of interleaving writes.
@@ -28,7 +31,8 @@ from pathlib import Path
 
 from ..errors import JaxvisError, LockedError, OutputError, WeightFileError
 
-__all__ = ["MAX_INPUT_BYTES", "atomic_path", "check_writable", "exclusive", "read_regular_file", "regular_file_size"]
+__all__ = ["MAX_INPUT_BYTES", "atomic_path", "check_folder", "check_writable", "exclusive", "make_folder",
+           "read_regular_file", "regular_file_size"]
 
 # Largest input file any reader loads into memory (weight files, pickles, caffemodels):
 # VGG-16's caffemodel, the largest classic CNN, is 0.55 GB.
@@ -45,72 +49,157 @@ def _why(exc: OSError) -> str:
     return reasons.get(exc.errno or 0, exc.strerror or str(exc))
 
 
-def check_writable(paths: Iterable[str | os.PathLike | None]) -> list[Path]:
-    """Check that every output path could be written, before anything is written.
+def _probe(folder: Path, target: Path) -> None:
+    """Create and remove a file in `folder`: the only check that holds for every writer.
 
-    Call it first in a command that writes several files, so that one bad path
-    (``--out`` a folder, a parent that is a file, a read-only folder, ``''``,
-    the same path twice) fails the command before any output appears.
-    Nothing is created. ``None`` entries (unused optional outputs) are skipped.
+    Why not ``os.access``: for root it says yes to folders no file can be made in (``/proc``, ``/sys``),
+    and it cannot see read-only mounts mounted after a check either; trying is what writing will do.
+    """
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=".jaxvis-probe-", dir=folder)
+    except OSError as e:
+        raise OutputError(f"cannot write {str(target)!r}: no file can be created in folder {str(folder)!r} "
+                          f"({_why(e)})") from e
+    os.close(fd)
+    os.unlink(tmp)
+
+
+def _existing_folder(folder: Path, target: Path) -> None:
+    """`folder` must already exist and be a folder (jaxvis creates no folder above the one a user named)."""
+    if folder.is_dir():
+        return
+    if folder.exists() or folder.is_symlink():
+        what = "a broken link" if not folder.exists() else "a file, not a folder"
+        raise OutputError(f"cannot write {str(target)!r}: {str(folder)!r} is {what}")
+    above = folder.parent
+    while not above.exists() and above != above.parent:
+        above = above.parent
+    if above.exists() and not above.is_dir():
+        raise OutputError(f"cannot write {str(target)!r}: {str(above)!r} is a file, not a folder")
+    raise OutputError(f"cannot write {str(target)!r}: folder {str(folder)!r} does not exist; create it first "
+                      f"(jaxvis creates no folders above the output you name)")
+
+
+def _file_target(raw, seen: list[Path]) -> Path:
+    if os.fspath(raw) == "":
+        raise OutputError("output path is empty ('') ; give a file name such as out.png")
+    p = Path(raw)
+    if p in seen:
+        raise OutputError(f"output path {str(p)!r} is given twice; each output needs its own file")
+    if p.is_dir():
+        raise OutputError(f"output path {str(p)!r} is a folder; give a file name inside it, "
+                          f"e.g. {str(p / 'out.png')!r}")
+    if p.exists() and not p.is_file():
+        raise OutputError(f"output path {str(p)!r} exists and is not a regular file")
+    return p
+
+
+def check_folder(folder: str | os.PathLike) -> Path:
+    """Check that `folder` can be an output folder, before any work; nothing is created.
+
+    It may exist (then it must be a folder files can be created in) or not (then its parent must be an
+    existing folder files can be created in: :func:`make_folder` creates `folder` itself, never the
+    folders above it).
 
     Args:
-      paths: output file paths.
+      folder: the output folder a user named (a site, an HTML page's folder, ``--save-each``).
 
     Returns:
-      The paths as :class:`~pathlib.Path` objects (``None`` entries dropped).
+      `folder` as a :class:`~pathlib.Path`.
+
+    Raises:
+      OutputError: naming the folder and why (a file, a missing parent, nothing can be created there).
+    """
+    if os.fspath(folder) == "":
+        raise OutputError("output folder is empty ('') ; give a folder name such as site/")
+    f = Path(folder)
+    if f.exists() and not f.is_dir():
+        raise OutputError(f"output folder {str(f)!r} is a file; give a folder")
+    if f.is_dir():
+        _probe(f, f)
+    else:
+        _existing_folder(f.parent, f)
+        _probe(f.parent, f)
+    return f
+
+
+def make_folder(folder: str | os.PathLike) -> Path:
+    """:func:`check_folder`, then create `folder` (only it: its parent must exist); returns it."""
+    f = check_folder(folder)
+    try:
+        f.mkdir(exist_ok=True)
+    except OSError as e:
+        raise OutputError(f"cannot create output folder {str(f)!r}: {_why(e)}") from e
+    return f
+
+
+def check_writable(paths: Iterable[str | os.PathLike | None], *,
+                   folders: Iterable[str | os.PathLike | None] = ()) -> list[Path]:
+    """Check that every output could be written, before anything is written; nothing is created.
+
+    Call it first in a command that writes several files, so that one bad path (``--out`` a folder, a
+    parent that is a file or does not exist, a folder no file can be created in, ``''``, the same path
+    twice) fails the command before any work and before any output appears.
+
+    Args:
+      paths: output file paths; ``None`` entries (unused optional outputs) are skipped. Each one's folder
+        must exist, or be one of `folders`.
+      folders: output folders the caller will create with :func:`make_folder` (each checked with
+        :func:`check_folder`); files inside them are checked against them.
+
+    Returns:
+      The file paths as :class:`~pathlib.Path` objects (``None`` entries dropped).
 
     Raises:
       OutputError: naming the first unwritable path and why.
     """
+    planned = {check_folder(f) for f in folders if f is not None}
     out: list[Path] = []
+    probed: set[Path] = set()
     for raw in paths:
         if raw is None:
             continue
-        if os.fspath(raw) == "":
-            raise OutputError("output path is empty ('') ; give a file name such as out.png")
-        p = Path(raw)
-        if p in out:
-            raise OutputError(f"output path {str(p)!r} is given twice; each output needs its own file")
-        if p.is_dir():
-            raise OutputError(f"output path {str(p)!r} is a folder; give a file name inside it, "
-                              f"e.g. {str(p / 'out.png')!r}")
-        if p.exists() and not p.is_file():
-            raise OutputError(f"output path {str(p)!r} exists and is not a regular file")
-        # Walk up to the nearest existing ancestor: it must be a writable folder
-        # (missing folders below it are created on write).
+        p = _file_target(raw, out)
         parent = p.parent
-        while not parent.exists():
-            if parent.is_symlink():  # a dangling link in the path
-                raise OutputError(f"cannot write {str(p)!r}: {str(parent)!r} is a broken link")
-            parent = parent.parent
-        if not parent.is_dir():
-            raise OutputError(f"cannot write {str(p)!r}: {str(parent)!r} is a file, not a folder")
-        if not os.access(parent, os.W_OK | os.X_OK):
-            raise OutputError(f"cannot write {str(p)!r}: folder {str(parent)!r} is not writable")
+        if parent not in planned:
+            _existing_folder(parent, p)
+            if parent not in probed:
+                _probe(parent, p)
+                probed.add(parent)
         out.append(p)
     return out
 
 
 @contextlib.contextmanager
-def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+def atomic_path(path: str | os.PathLike, *, parents: bool = False) -> Iterator[Path]:
     """Yield a temporary path beside `path`; rename it over `path` only on success.
 
     Why: a crash, Ctrl-C or full disk mid-write must never leave a half-written
     weight file or PNG where a later run would read it.
 
+    Args:
+      path: the destination file. Its folder must exist, unless `parents`.
+      parents: create missing folders above `path` first: only for files inside an output folder the
+        caller made itself (a site's ``units/<layer>/``), never for a path a user named.
+
     Raises:
-      OutputError: `path` cannot be written (checked by :func:`check_writable`
-        first), or writing failed with an OSError (e.g. the disk is full); the
-        temporary file is removed and `path` is left as it was.
+      OutputError: `path` cannot be written (a folder, a missing or non-folder parent), or writing
+        failed with an OSError (e.g. the disk is full); the temporary file is removed and `path` is
+        left as it was.
     """
-    path = check_writable([path])[0]
+    path = _file_target(path, [])
     tmp = None
     try:
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
+            if parents:
+                path.parent.mkdir(parents=True, exist_ok=True)
+            else:
+                _existing_folder(path.parent, path)
             fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
             os.close(fd)
         except OSError as e:
+            if isinstance(e, OutputError):
+                raise
             raise OutputError(f"cannot write {str(path)!r}: {_why(e)}") from e
         try:
             yield Path(tmp)

@@ -38,8 +38,9 @@ def activations(net: Net, image: ImageLike, layer: LayerRef | None = None, *,
 
     Args:
       net: the network.
-      image: path, PIL image or array of 0..255 RGB pixels (H×W, H×W×C; N×H×W×C or a
-        list for a batch). Any size: larger images give larger maps on convolutional
+      image: path, PIL image or array of 0..255 pixels (H×W, H×W×C; N×H×W×C or a list for a batch):
+        RGB for a 3-channel network, grayscale for a 1-channel one (colour converted to luma), an array
+        of exactly `net.input_channels` channels for any other. Any size: larger images give larger maps on convolutional
         layers; layers after a fixed-size flatten need the network's input size.
       layer: one layer, by name or 0-based index.
       layers: several layers instead; all computed by one jitted call (per tile).
@@ -62,7 +63,7 @@ def activations(net: Net, image: ImageLike, layer: LayerRef | None = None, *,
         raise ImageError(f"tile must be None (automatic), 0/False (off), True (always) or an integer >= 16 "
                          f"(pixels), got {tile!r}")
     names = list(dict.fromkeys(net.layer_name(l) for l in ([layer] if layers is None else layers)))  # type: ignore[arg-type]  # exactly one is given
-    batch, single = to_batch(image)
+    batch, single = to_batch(image, channels=net.input_channels)
     res = _activations(net, names, batch, tile)
     res = {n: res[n][0] if single else res[n] for n in names}
     return res[names[0]] if layers is None else res
@@ -173,8 +174,6 @@ def classify(net: Net, image: ImageLike, top: int = 5, *, resize: str = "crop"):
     Returns:
       [(class name, probability), …] best first; a list of such lists for a batch.
     """
-    batch, single = to_batch(image)
-    batch = fit_to_size(batch, net.input_size, resize)
     if net.logits_layer is None or not net.classes:
         if net.logits_layer is None:
             last = net.graph().nodes[-1]
@@ -183,8 +182,9 @@ def classify(net: Net, image: ImageLike, top: int = 5, *, resize: str = "crop"):
         else:
             why = "it has no class names"
         raise NetworkError(f"{net.name!r} does not classify: {why}; name them where the network is made: "
-                           "from_onnx(..., logits=layer, classes=[...]) or from_function(..., logits=layer, "
-                           "classes=[...])")
+                           f"{net.classes_hint}")
+    batch, single = to_batch(image, channels=net.input_channels)
+    batch = fit_to_size(batch, net.input_size, resize)
     z = np.asarray(net.jitted([net.logits_layer])(net.params, jnp.asarray(batch))[net.logits_layer], np.float64)
     z = z.reshape(len(batch), -1)
     prob = np.exp(z - z.max(axis=1, keepdims=True))

@@ -20,6 +20,8 @@ from PIL import Image, ImageDraw
 from ..datasets import Dataset, Skipped, is_dataset_like, open_dataset
 from ..errors import EmbeddingError, ImageError, LayerError, MissingWeightsError
 from ..imaging.images import ImageLike, fit_to_size, to_batch
+from ..imaging.notebook import Picture
+from ..imaging.progress import Progress
 from ..nets.receptive import graph_field
 from ..patches.loader import BatchLoader
 
@@ -27,8 +29,11 @@ METHODS = ("pca", "tsne", "umap")
 
 
 @dataclasses.dataclass(frozen=True)
-class Embedding:
+class Embedding(Picture):
     """2-D layout of images by their codes.
+
+    ``.atlas(images)`` is CS231n's grid of the images (:func:`atlas_image`); ``.save(path)`` writes the
+    layout as a scatter plot (:meth:`picture`), which a notebook shows inline.
 
     Attributes:
       coords: N×2 float64 positions (PCA: scores on the first two components).
@@ -54,6 +59,29 @@ class Embedding:
     classes: tuple[str, ...] | None = None
     skipped: list[Skipped] = dataclasses.field(default_factory=list, repr=False)
     dataset: Dataset | None = dataclasses.field(default=None, repr=False)
+
+    def atlas(self, images=None, grid: tuple[int, int] = (20, 20), **options) -> np.ndarray:
+        """:func:`atlas_image` at these coordinates: of `images` (the embedded ones, in the same order; default
+        the dataset the embedding was made from)."""
+        return atlas_image(self, images, grid, **options)
+
+    def picture(self, size: int = 360, dot: int = 3) -> np.ndarray:
+        """The coordinates as a scatter plot, `size` pixels square, one dot per image: dark blue, or its class's
+        colour (:data:`PALETTE`) for a labelled dataset (uint8)."""
+        if not 32 <= int(size) <= 4096:
+            raise EmbeddingError(f"size must be in 32..4096 pixels, got {size}")
+        im = Image.new("RGB", (size, size), (255, 255, 255))
+        draw = ImageDraw.Draw(im)
+        pad = 4 * dot
+        xy = np.asarray(self.coords, np.float64)
+        lo, span = xy.min(axis=0), np.ptp(xy, axis=0)
+        u = (xy - lo) / np.where(span > 0, span, 1.0)
+        lab = np.full(len(u), -1) if self.labels is None else np.asarray(self.labels)
+        for (x, y), c in zip(u, lab):  # y up, as a plot
+            cx, cy = pad + x * (size - 2 * pad), size - pad - y * (size - 2 * pad)
+            draw.ellipse([cx - dot, cy - dot, cx + dot, cy + dot], fill=label_colour(c) if c >= 0 else (31, 78, 140))
+        draw.text((4, 2), f"{self.method} of {self.layer} ({len(xy)} images)", fill=(90, 90, 90))
+        return np.asarray(im)
 
 
 def default_layer(net) -> str:
@@ -104,7 +132,7 @@ def _images(images) -> list[ImageLike]:
 
 
 def dataset_codes(net, ds: Dataset, layer, *, batch_size: int = 16, resize: str = "crop",
-                  workers: int | None = None) -> tuple[np.ndarray, np.ndarray, list[Skipped]]:
+                  workers: int | None = None, progress: bool | None = None) -> tuple[np.ndarray, np.ndarray, list[Skipped]]:
     """Codes of a dataset's readable images, decoded in a thread pool while the network computes.
 
     Returns:
@@ -115,20 +143,24 @@ def dataset_codes(net, ds: Dataset, layer, *, batch_size: int = 16, resize: str 
     name = net.layer_name(layer)
     fn = net.jitted([name])
     out, ids, skipped = [], [], list(ds.skipped)
-    for b in BatchLoader(ds, net.input_size, int(batch_size), resize=resize, workers=workers):
+    bar = Progress(len(ds), f"embedding codes {name}", "images", enabled=progress)
+    for b in BatchLoader(ds, net.input_size, int(batch_size), resize=resize, workers=workers,
+                         channels=net.input_channels):
+        bar.update(int((b.index >= 0).sum()))  # padding rows carry id -1
         skipped += b.skipped
         if not b.valid.any():
             continue
         act = np.asarray(fn(net.params, b.images.astype(np.float32))[name])[b.valid]
         out.append(act.reshape(len(act), -1, act.shape[-1]).mean(axis=1))
         ids.append(b.index[b.valid])
+    bar.close()
     if not out:
         raise EmbeddingError(f"none of the {len(ds)} images of {ds.spec!r} could be read; e.g. "
                              f"{skipped[-1].source}: {skipped[-1].reason}" if skipped else "no image could be read")
     return np.concatenate(out).astype(np.float32), np.concatenate(ids).astype(np.int64), skipped
 
 
-def codes(net, images, layer, *, batch_size: int = 16, resize: str = "crop") -> np.ndarray:
+def codes(net, images, layer, *, batch_size: int = 16, resize: str = "crop", progress: bool | None = False) -> np.ndarray:
     """Each image's code: `layer`'s activation averaged over positions.
 
     Args:
@@ -138,6 +170,7 @@ def codes(net, images, layer, *, batch_size: int = 16, resize: str = "crop") -> 
       layer: layer name or index.
       batch_size: images per jitted call (1..4096).
       resize: "crop" (scale, centre crop) or "stretch".
+      progress: a progress bar over the images (None: where stderr is a terminal or a notebook).
 
     Returns:
       N×C float32 codes.
@@ -148,14 +181,18 @@ def codes(net, images, layer, *, batch_size: int = 16, resize: str = "crop") -> 
     name = net.layer_name(layer)
     fn = net.jitted([name])
     out = []
+    bar = Progress(len(ims), f"embedding codes {name}", "images", enabled=progress)
     for i in range(0, len(ims), batch_size):
-        chunk = [fit_to_size(to_batch(x)[0], net.input_size, resize)[0] for x in ims[i:i + batch_size]]
+        chunk = [fit_to_size(to_batch(x, channels=net.input_channels)[0], net.input_size, resize)[0]
+                 for x in ims[i:i + batch_size]]
         batch = np.stack(chunk).astype(np.float32)
         n = len(batch)
         if n < batch_size and i > 0:  # pad the last chunk: one compiled shape for every batch
             batch = np.concatenate([batch, np.repeat(batch[-1:], batch_size - n, axis=0)])
         act = np.asarray(fn(net.params, batch)[name])[:n]
         out.append(act.reshape(n, -1, act.shape[-1]).mean(axis=1))
+        bar.update(n)
+    bar.close()
     return np.concatenate(out).astype(np.float32)
 
 
@@ -196,7 +233,7 @@ def _umap(x: np.ndarray, seed: int, **kw) -> np.ndarray:
 
 
 def embedding(net, images, layer=None, *, method: str = "tsne", batch_size: int = 16, seed: int = 0,
-              resize: str = "crop", **options) -> Embedding:
+              resize: str = "crop", progress: bool | None = None, **options) -> Embedding:
     """2-D coordinates of each image's code at `layer` (CS231n's t-SNE of AlexNet fc7 codes).
 
     Args:
@@ -210,6 +247,8 @@ def embedding(net, images, layer=None, *, method: str = "tsne", batch_size: int 
       batch_size: images per jitted call.
       seed: random seed of t-SNE / UMAP.
       resize: how images are brought to the network's input size ("crop" or "stretch").
+      progress: a progress bar over the images: None (default) where stderr is a terminal or a notebook,
+        True always, False never.
       **options: passed to openTSNE.TSNE / umap.UMAP (e.g. perplexity=, n_neighbors=).
 
     Returns:
@@ -225,7 +264,7 @@ def embedding(net, images, layer=None, *, method: str = "tsne", batch_size: int 
     ds = open_dataset(images) if is_dataset_like(images) and not _is_path_list(images) else None
     name = net.layer_name(default_layer(net) if layer is None else layer)
     if ds is not None:
-        c, ids, skipped = dataset_codes(net, ds, name, batch_size=batch_size, resize=resize)
+        c, ids, skipped = dataset_codes(net, ds, name, batch_size=batch_size, resize=resize, progress=progress)
         if len(c) < 3:
             raise EmbeddingError(f"an embedding needs at least 3 images; {len(c)} of {ds.spec!r} could be read")
         xy, explained = layout(c, method, seed=seed, **options)
@@ -234,7 +273,7 @@ def embedding(net, images, layer=None, *, method: str = "tsne", batch_size: int 
     ims = _images(images)
     if len(ims) < 3:
         raise EmbeddingError(f"an embedding needs at least 3 images, got {len(ims)}")
-    c = codes(net, ims, name, batch_size=batch_size, resize=resize)
+    c = codes(net, ims, name, batch_size=batch_size, resize=resize, progress=progress)
     xy, explained = layout(c, method, seed=seed, **options)
     return Embedding(xy, c, name, method, int(seed), explained)
 
@@ -372,7 +411,13 @@ def atlas_image(coords, images=None, grid: tuple[int, int] = (20, 20), *,
       (rows·cell [+ legend])×(cols·cell)×3 uint8.
     """
     emb = coords if isinstance(coords, Embedding) else None
-    xy = np.asarray(emb.coords if emb is not None else coords)
+    try:
+        xy = np.asarray(emb.coords if emb is not None else coords, dtype=np.float64)
+    except (TypeError, ValueError):
+        xy = np.zeros(())
+    if xy.ndim != 2 or xy.shape[1:] != (2,):
+        raise EmbeddingError(f"coords must be an Embedding (jaxvis.embedding's result) or N×2 positions, "
+                             f"got {type(coords).__name__} of shape {np.shape(xy)}")
     if emb is not None:
         labels = emb.labels if labels is None else labels
         classes = emb.classes if classes is None else classes

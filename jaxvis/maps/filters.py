@@ -15,6 +15,7 @@ import dataclasses
 import numpy as np
 
 from ..imaging.display import apply_colormap
+from ..imaging.notebook import Picture
 from ..errors import LayerError
 
 # Graph node kinds a filter can be looked up *through*: asking for 'relu1' means the convolution feeding it.
@@ -22,7 +23,7 @@ _PASS = {"relu", "norm", "dropout"}
 
 
 @dataclasses.dataclass(frozen=True)
-class FilterImage:
+class FilterImage(Picture):
     """Filters of one layer drawn as tiles.
 
     Attributes:
@@ -32,6 +33,8 @@ class FilterImage:
       mode: "rgb" (three input channels, signed weights) or "norm" (L2 norm over input channels).
       scale: the divisor used: max|w| ("rgb") or the largest norm ("norm").
       upsample, gap, cmap: the drawing settings.
+
+    ``.save(path)`` writes `image` as PNG; a notebook shows it.
     """
 
     image: np.ndarray
@@ -42,6 +45,10 @@ class FilterImage:
     upsample: int
     gap: int
     cmap: str
+
+    def picture(self) -> np.ndarray:
+        """The tiled filters (uint8)."""
+        return self.image
 
 
 def conv_kernel(net, layer) -> tuple[str, np.ndarray]:

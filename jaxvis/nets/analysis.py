@@ -76,7 +76,8 @@ def _matlab_learnables(kind: str, o: dict) -> dict[str, tuple[int, ...]]:
 
 @dataclasses.dataclass
 class NetworkAnalysis:
-    """MATLAB's analyzeNetwork report: print it, read ``.rows``, or save ``.to_html()``."""
+    """MATLAB's analyzeNetwork report: print it, read ``.rows``, ``.save(path)`` it as an HTML page; a notebook
+    shows the table."""
 
     model: str
     input_size: tuple[int, int]
@@ -131,8 +132,8 @@ class NetworkAnalysis:
                                     for i, c in enumerate(row)).rstrip()
         return "\n".join([*self._summary(), "", fmt(head), fmt(["-" * n for n in w]), *map(fmt, body)])
 
-    def to_html(self) -> str:
-        """A self-contained HTML page (inline CSS, no scripts); every text is escaped."""
+    def _rows_html(self) -> tuple[str, str]:
+        """(the summary paragraphs, the table) as escaped HTML."""
         e = html.escape
         head, body = self._table()
         trs = []
@@ -142,6 +143,22 @@ class NetworkAnalysis:
             tds[1] = f"<td>{e(r.name)}<br><small>{e(r.description)}</small></td>"  # MATLAB shows it under the name
             trs.append(f"<tr{cls}>" + "".join(tds) + "</tr>")
         summary = "".join(f"<p>{e(s)}</p>" for s in self._summary())
+        table = ("<table><thead><tr>" + "".join(f"<th>{e(h)}</th>" for h in head) + "</tr></thead><tbody>\n"
+                 + "\n".join(trs) + "\n</tbody></table>")
+        return summary, table
+
+    def _repr_pretty_(self, p, cycle: bool) -> None:
+        p.text("\n".join(self._summary()) + "\n(print() it for the table)")
+
+    def _repr_html_(self) -> str:
+        """The notebook's view: the summary and the table (no page styles, which would leak into the notebook)."""
+        summary, table = self._rows_html()
+        return summary + table
+
+    def to_html(self) -> str:
+        """A self-contained HTML page (inline CSS, no scripts); every text is escaped."""
+        e = html.escape
+        summary, table = self._rows_html()
         return (
             "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
             f"<title>{e(self.model)} — network analysis</title><style>"
@@ -151,14 +168,21 @@ class NetworkAnalysis:
             "th{background:#eee;position:sticky;top:0}td:nth-child(1),td:nth-child(6),td:nth-child(7){text-align:right}"
             "tr:nth-child(even){background:#fafafa}tr.missing td{color:#a33}small{color:#777}"
             "</style></head><body>"
-            f"<h1>{e(self.model)}</h1>{summary}<table><thead><tr>"
-            + "".join(f"<th>{e(h)}</th>" for h in head) + "</tr></thead><tbody>\n"
-            + "\n".join(trs) + "\n</tbody></table></body></html>\n")
+            f"<h1>{e(self.model)}</h1>{summary}{table}</body></html>\n")
 
-    def save_html(self, path: str | os.PathLike) -> None:
-        """Write :meth:`to_html` to `path` atomically (UTF-8)."""
+    def save_html(self, path: str | os.PathLike) -> str:
+        """Write :meth:`to_html` to `path` atomically (UTF-8); returns the path."""
         with atomic_path(path) as tmp:
             tmp.write_text(self.to_html(), encoding="utf-8")
+        return str(path)
+
+    def save(self, path: str | os.PathLike) -> str:
+        """The report as a file: the HTML page (:meth:`to_html`), or the printed table for a ``.txt`` path."""
+        if os.fspath(path).lower().endswith(".txt"):
+            with atomic_path(path) as tmp:
+                tmp.write_text(str(self) + "\n", encoding="utf-8")
+            return str(path)
+        return self.save_html(path)
 
 
 def _learnables(g: LayerGraph, node: LayerNode) -> dict[str, tuple[int, ...]]:

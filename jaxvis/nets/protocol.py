@@ -30,6 +30,7 @@ class Net(Protocol):
     Attributes:
       name: a label for messages and outputs.
       input_size: (H, W) the network was trained at.
+      input_channels: channels of the images it takes (3: RGB; 1: grayscale; others: arrays only).
       classes: class names (index = class id), or None.
       params: the weights, a pytree: the first argument of :meth:`apply`.
       layer_names: every addressable layer, in graph order.
@@ -37,14 +38,17 @@ class Net(Protocol):
       relu_rules: the ReLU backward rules `apply(..., relu=)` supports: 'standard' always, and any of
         'guided', 'deconvnet', 'redirected'.
       cache: the network's :class:`Cache` (compiled functions and memoised facts).
+      classes_hint: how to give this kind of network its class names (the constructor call), for messages.
     """
 
     name: str
     input_size: tuple[int, int]
+    input_channels: int
     classes: list[str] | None
     params: Any
     logits_layer: str | None
     relu_rules: frozenset[str]
+    classes_hint: str
 
     @property
     def cache(self) -> Cache: ...
@@ -60,7 +64,8 @@ class Net(Protocol):
 
     def apply(self, params: Any, images: jax.Array, layers: Sequence[str], *, normalize: bool = True,
               relu: str = "standard", taps: dict[str, jax.Array] | None = None) -> dict[str, jax.Array]:
-        """Pure: N×H×W×3 float RGB 0..255 images → {layer: N×h×w×C}; traceable by jit/vmap/grad."""
+        """Pure: N×H×W×`input_channels` float images (RGB/gray 0..255 for 3/1 channels) → {layer: N×h×w×C};
+        traceable by jit/vmap/grad."""
 
     def function(self, layers: Sequence[LayerRef], *, normalize: bool = True,
                  relu: str = "standard") -> ActivationFn:
@@ -127,7 +132,9 @@ class NetBase:
     name: str
     params: Any
     input_size: tuple[int, int]
+    input_channels: int = 3
     relu_rules: frozenset[str] = frozenset(RELU_MODES)
+    classes_hint: str = "jaxvis.from_function(..., logits=layer, classes=[...])"
 
     if TYPE_CHECKING:  # provided by each network class (declared here for the type checker only)
         @property
@@ -177,7 +184,8 @@ class NetBase:
 
         def build():
             with shape_errors(self, hw):
-                return traced_graph(lambda p, x: self.apply(p, x, names, normalize=False), self.params, hw, 3, names)
+                return traced_graph(lambda p, x: self.apply(p, x, names, normalize=False), self.params, hw,
+                                    self.input_channels, names)
         return self.cache.memo(("graph", "traced", hw), build)
 
     def layer_params(self, layer: LayerRef) -> dict[str, jax.Array]:

@@ -165,10 +165,15 @@ def _measured(net, name: str) -> ReceptiveField:
     h0, w0 = net.input_size
     n = 2 * max(h0, w0)
 
-    def out_hw(m):
-        return tuple(jax.eval_shape(fn, net.params, jax.ShapeDtypeStruct((1, m, m, 3), jnp.float32))[name].shape[1:3])
+    c = net.input_channels
 
-    shape_a = jax.eval_shape(fn, net.params, jax.ShapeDtypeStruct((1, n, n, 3), jnp.float32))[name].shape
+    def out_hw(m):
+        return tuple(jax.eval_shape(fn, net.params, jax.ShapeDtypeStruct((1, m, m, c), jnp.float32))[name].shape[1:3])
+
+    try:
+        shape_a = jax.eval_shape(fn, net.params, jax.ShapeDtypeStruct((1, n, n, c), jnp.float32))[name].shape
+    except (TypeError, ValueError):  # a network that takes only its own size (an ONNX export's fixed reshapes)
+        return _measured_at_own_size(net, fn, name)
     try:
         b = out_hw(n + 64)
     except (TypeError, ValueError):  # fixed-size layers (fully connected) accept only one size
@@ -179,10 +184,34 @@ def _measured(net, name: str) -> ReceptiveField:
     stride = tuple(64 // (bb - aa) for aa, bb in zip(a, b))
     ky, kx = a[0] // 2, a[1] // 2
     # numpy's generator and one jitted gradient: eager JAX would compile every op (and the RNG) on its own
-    x = np.random.default_rng(0).uniform(0.0, 255.0, (8, n, n, 3)).astype(np.float32)
+    x = np.random.default_rng(0).uniform(0.0, 255.0, (8, n, n, net.input_channels)).astype(np.float32)
     g = jax.jit(jax.grad(lambda p, x: fn(p, x)[name][:, ky, kx, :].sum(), argnums=1))(net.params, x)
     support = np.asarray(jnp.abs(g).sum(axis=(0, 3))) > 0
     rows, cols = np.nonzero(support.any(axis=1))[0], np.nonzero(support.any(axis=0))[0]
     size = (int(rows.max() - rows.min() + 1), int(cols.max() - cols.min() + 1))
     offset = ((rows.min() + rows.max()) / 2 - ky * stride[0], (cols.min() + cols.max()) / 2 - kx * stride[1])
     return ReceptiveField(name, size, stride, (float(offset[0]), float(offset[1])))
+
+
+def _measured_at_own_size(net, fn, name: str) -> ReceptiveField:
+    """Size and offset from the gradient support of one output position, stride from that of its diagonal
+    neighbour, at the network's own input size; a field covering the whole image for both is global."""
+    h0, w0 = net.input_size
+    c = net.input_channels
+    shape = jax.eval_shape(fn, net.params, jax.ShapeDtypeStruct((1, h0, w0, c), jnp.float32))[name].shape
+    if len(shape) != 4 or shape[1] * shape[2] == 1:
+        return ReceptiveField(name, (h0, w0), (h0, w0), ((h0 - 1) / 2, (w0 - 1) / 2), spatial=False)
+    ky, kx = (shape[1] - 1) // 2, (shape[2] - 1) // 2
+    x = np.random.default_rng(0).uniform(0.0, 255.0, (8, h0, w0, c)).astype(np.float32)
+    grad = jax.jit(jax.grad(lambda p, x, i, j: fn(p, x)[name][:, i, j, :].sum(), argnums=1))
+    boxes = []
+    for i, j in ((ky, kx), (min(ky + 1, shape[1] - 1), min(kx + 1, shape[2] - 1))):
+        support = np.asarray(jnp.abs(grad(net.params, x, i, j)).sum(axis=(0, 3))) > 0
+        rows, cols = np.nonzero(support.any(axis=1))[0], np.nonzero(support.any(axis=0))[0]
+        boxes.append((rows.min(), rows.max(), cols.min(), cols.max()) if rows.size else (0, h0 - 1, 0, w0 - 1))
+    (r0, r1, c0, c1), (s0, s1, d0, d1) = boxes
+    if (r1 - r0 + 1, c1 - c0 + 1) == (h0, w0) and boxes[0] == boxes[1]:  # every position sees everything
+        return ReceptiveField(name, (h0, w0), (h0, w0), ((h0 - 1) / 2, (w0 - 1) / 2), spatial=False)
+    stride = (max(int(round((s0 + s1 - r0 - r1) / 2)), 1), max(int(round((d0 + d1 - c0 - c1) / 2)), 1))
+    offset = ((r0 + r1) / 2 - ky * stride[0], (c0 + c1) / 2 - kx * stride[1])
+    return ReceptiveField(name, (int(r1 - r0 + 1), int(c1 - c0 + 1)), stride, (float(offset[0]), float(offset[1])))

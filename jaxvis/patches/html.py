@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import html
 import os
-from pathlib import Path
 
-from ..errors import OutputError
 from ..datasets import shown
 from ..imaging.display import save_png
-from ..imaging.fileio import atomic_path, check_writable
+from ..imaging.fileio import atomic_path, make_folder
 from .loader import DECODED_MAX
 
 SHOWN_SKIPPED = 1000  # skipped files listed on the page (all of them are in skipped.txt)
@@ -19,19 +17,10 @@ def _safe(name: str) -> str:
     return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
 
 
-def check_folder(folder) -> Path:
-    """Raise OutputError unless `folder` can be an output folder (checked before any work)."""
-    folder = Path(folder)
-    if folder.exists() and not folder.is_dir():
-        raise OutputError(f"output folder {str(folder)!r} is a file; give a folder")
-    check_writable([folder / "index.html"])
-    return folder
-
-
 def write_html(result, folder, *, layers=None, units=None, reconstruction: bool = True, thumbnail: int = 64,
                context: int = 32) -> list:
     """Write ``folder/<layer>/unit_NNNN.png`` for each unit and ``folder/index.html``; return the paths."""
-    folder = check_folder(folder)
+    folder = make_folder(folder)  # only the folder named; its parent must exist
     layers = result.layers if layers is None else [result._layer(l) for l in layers]
     written, body = [], []
     for layer in layers:
@@ -50,7 +39,7 @@ def write_html(result, folder, *, layers=None, units=None, reconstruction: bool 
                 decoded.clear()
             p = folder / _safe(layer) / f"unit_{u:04d}.png"
             save_png(p, result.tile(layer, [u], reconstruction=reconstruction, thumbnail=thumbnail, context=context,
-                                    decoded=decoded))
+                                    decoded=decoded), parents=True)
             written.append(p)
             hits = result.hits(layer, u)
             title = "; ".join(f"#{h.image} {shown(os.path.basename(h.source)) if h.source else ''} ({h.y},{h.x}) "

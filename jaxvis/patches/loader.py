@@ -23,7 +23,7 @@ import numpy as np
 from ..datasets import IMAGE_SUFFIXES, Dataset, Skipped, is_dataset_like, open_dataset
 from ..datasets.listing import walk
 from ..errors import DatasetError, ImageError, PatchesError
-from ..imaging.images import fit_to_size, read_image, to_rgb
+from ..imaging.images import fit_to_size, read_image, to_image
 
 __all__ = ["DECODED_MAX", "IMAGE_SUFFIXES", "Batch", "BatchLoader", "Skipped", "list_images", "load_one", "resolve"]
 
@@ -34,7 +34,8 @@ DECODED_MAX = 256
 
 @dataclasses.dataclass
 class Batch:
-    """One batch: ``index`` (B,) image ids (-1 for padding), ``images`` B×H×W×3 uint8, ``valid`` (B,)."""
+    """One batch: ``index`` (B,) image ids (-1 for padding), ``images`` B×H×W×C (uint8 RGB for 3 channels, else
+    float32: a colour photo's luma is not a whole number), ``valid`` (B,)."""
 
     number: int
     index: np.ndarray
@@ -78,16 +79,18 @@ def resolve(images) -> tuple[Dataset | Sequence | Iterable, Dataset | None]:
                        f"arrays, not {type(images).__name__}")
 
 
-def load_one(item, size: tuple[int, int], resize: str = "crop") -> np.ndarray:
-    """One image (path, PIL image or array) as uint8 H×W×3 at `size` (:func:`jaxvis.imaging.images.fit_to_size`)."""
-    if isinstance(item, (str, os.PathLike)):
+def load_one(item, size: tuple[int, int], resize: str = "crop", channels: int = 3) -> np.ndarray:
+    """One image (path, PIL image or array) at `size` (:func:`jaxvis.imaging.images.fit_to_size`): uint8 H×W×3 RGB,
+    or for other channel counts float32 H×W×C (1: grayscale, colour converted to luma; others: arrays only)."""
+    if channels == 3 and isinstance(item, (str, os.PathLike)):
         a = read_image(item)
         if a.shape[:2] == tuple(size):
             return a
         a = a.astype(np.float32)
     else:
-        a = to_rgb(item, "image")
-    return np.clip(fit_to_size(a[None], size, resize)[0], 0, 255).round().astype(np.uint8)
+        a = to_image(item, "image", channels=channels)
+    a = fit_to_size(a[None], size, resize)[0]
+    return np.clip(a, 0, 255).round().astype(np.uint8) if channels == 3 else a.astype(np.float32)
 
 
 class BatchLoader:
@@ -103,10 +106,12 @@ class BatchLoader:
       start: first batch number to yield (earlier ones are skipped without decoding).
       select: keep only batch numbers ``b`` with ``select(b)`` (a process's shard).
       sources: names of the items for skip reports (default: the dataset's names).
+      channels: the network's input channels (images are read for it: :func:`load_one`).
     """
 
     def __init__(self, items, size, batch_size: int, *, resize: str = "crop", workers: int | None = None,
-                 prefetch: int = 2, start: int = 0, select=None, sources: Sequence[str] | None = None):
+                 prefetch: int = 2, start: int = 0, select=None, sources: Sequence[str] | None = None,
+                 channels: int = 3):
         if batch_size < 1:
             raise PatchesError(f"batch_size must be at least 1, got {batch_size}")
         self.items, self.size, self.batch_size, self.resize = items, tuple(size), int(batch_size), resize
@@ -116,6 +121,7 @@ class BatchLoader:
         # decode_seconds: decoding time summed over threads; wait_seconds: time the consumer waited for a
         # decoded image (the network idle): wait / wall time is the decode share of a run.
         self.decode_seconds = self.wait_seconds = 0.0
+        self.channels = int(channels)
 
     def _jobs(self) -> Iterator[tuple[int, int, object]]:
         """(batch number, image index, item) for the batches this loader yields."""
@@ -130,8 +136,8 @@ class BatchLoader:
         t0 = time.perf_counter()
         try:
             if isinstance(self.items, Dataset):
-                return self.items.load(i, self.size, self.resize), None
-            return load_one(item, self.size, self.resize), None
+                return self.items.load(i, self.size, self.resize, self.channels), None
+            return load_one(item, self.size, self.resize, self.channels), None
         except ImageError as e:
             return None, Skipped(i, self.sources[i] if self.sources else f"image {i}", str(e))
         finally:
@@ -153,7 +159,9 @@ class BatchLoader:
             fill()
             while pending:
                 b = pending[0][0]
-                batch = Batch(b, np.full(bs, -1, np.int32), np.zeros((bs, h, w, 3), np.uint8), np.zeros(bs, bool), [])
+                c = self.channels
+                batch = Batch(b, np.full(bs, -1, np.int32), np.zeros((bs, h, w, c), np.uint8 if c == 3 else np.float32),
+                              np.zeros(bs, bool), [])
                 while pending and pending[0][0] == b:
                     _, i, fut = pending.popleft()
                     t0 = time.perf_counter()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import html
 from typing import Any, NamedTuple
 
 import jax
@@ -13,6 +14,8 @@ from PIL import Image, ImageDraw
 from ..datasets import Dataset, Skipped, shown
 from ..errors import ChannelError, LayerError, PatchesError
 from ..imaging.display import imresize, imtile
+from ..imaging.images import render_rgb
+from ..imaging.notebook import Picture, img_tag
 from ..nets.receptive import receptive_field
 from .html import write_html
 from .loader import load_one
@@ -36,8 +39,9 @@ class Hit(NamedTuple):
 
 
 class Crops(NamedTuple):
-    """A unit's hits with their crops (n×h×w×3 uint8), reconstructions (n×h×w×3 float in 0..1, grey = 0)
-    and where in each crop the receptive field lies (n×4 int: y0, x0, y1, x1, half-open, crop pixels)."""
+    """A unit's hits with their crops (n×h×w×3 uint8 RGB for display: a gray or C-channel network's input is
+    rendered by :func:`jaxvis.imaging.images.render_rgb`), reconstructions (n×h×w×3 float in 0..1, grey = 0,
+    rendered alike) and where in each crop the receptive field lies (n×4 int: y0, x0, y1, x1, half-open)."""
 
     hits: list[Hit]
     images: np.ndarray
@@ -74,7 +78,7 @@ def reconstruct(net, layer: str, images: np.ndarray, ys, xs, cs, relu: str = "gu
     """Input gradients of unit ``cs[i]`` at ``(ys[i], xs[i])`` of image i through `relu` backward rules.
 
     One jitted function per (layer, relu), called on chunks of :data:`RECON_CHUNK` (padded), so
-    any number of hits compiles once. Returns n×H×W×3 float32.
+    any number of hits compiles once. Returns n×H×W×C float32 (C: the network's input channels).
     """
     n = len(images)
     fn = net.cache.jit(("top_patches", "recon", layer, relu), lambda: _recon_step(net, layer, relu))
@@ -108,7 +112,7 @@ def normalise_signed(r: np.ndarray, percentile: float = 99.5, floor: float = 0.0
 
 
 @dataclasses.dataclass
-class TopPatches:
+class TopPatches(Picture):
     """Top-k dataset patches per unit of some layers (see :func:`jaxvis.top_patches`).
 
     Attributes:
@@ -129,6 +133,9 @@ class TopPatches:
       timing: seconds of the pass: ``seconds`` (wall), ``decode_seconds`` (decoding, summed over threads) and
         ``wait_seconds`` (the network waiting for decoded images: wait / wall is the decode share).
       dataset: the :class:`~jaxvis.datasets.Dataset` read (None for arrays).
+
+    ``.save(path, layer=, units=)`` writes :meth:`picture` as PNG, ``.save_html(folder)`` a page per layer; a
+    notebook shows each layer's first units (crops only: displaying costs no backward pass).
     """
 
     net: Any = dataclasses.field(repr=False)
@@ -213,17 +220,18 @@ class TopPatches:
         return "\n".join(lines)
 
     def load(self, image: int) -> np.ndarray:
-        """Image `image` as the network saw it: uint8 H×W×3 at its input size."""
-        size, resize = self.settings["input_size"], self.settings["resize"]
+        """Image `image` as the network saw it at its input size: uint8 H×W×3 RGB (float32 H×W×C for other channel
+        counts)."""
+        size, resize, c = self.settings["input_size"], self.settings["resize"], self.net.input_channels
         if self.dataset is not None:
-            return self.dataset.load(image, size, resize)
+            return self.dataset.load(image, size, resize, c)
         if self.sources is not None:
-            return load_one(self.sources[image], size, resize)
+            return load_one(self.sources[image], size, resize, c)
         if isinstance(self._arrays, dict):
             if image not in self._arrays:
                 raise PatchesError(f"image {image} is no unit's hit here, so it was not kept")
             return self._arrays[image]
-        return load_one(self._arrays[image], size, resize)
+        return load_one(self._arrays[image], size, resize, c)
 
     def _decoded(self, image: int, decoded: dict[int, np.ndarray] | None) -> np.ndarray:
         """:meth:`load`, through `decoded` (image id → image) when given: callers share it to decode each photo once."""
@@ -270,7 +278,8 @@ class TopPatches:
             cache = {} if decoded is None else decoded  # without a shared one: each image once per part
             g = reconstruct(self.net, layer, np.stack([self._decoded(h.image, cache) for _, h in part]), [h.y for _, h in part],
                             [h.x for _, h in part], [u for u, _ in part], self.settings["relu"])
-            parts.append(normalise_signed(np.stack([self._crop(layer, gi, h, context) for gi, (_, h) in zip(g, part)])))
+            parts.append(normalise_signed(np.stack([self._crop(layer, gi, h, context)
+                                                    for gi, (_, h) in zip(render_rgb(g), part)])))
         crops = np.concatenate(parts)
         for u in dict.fromkeys(u for u, _ in todo):
             self._recon[(layer, u, context)] = crops[[j for j, (uu, _) in enumerate(todo) if uu == u]]
@@ -305,8 +314,8 @@ class TopPatches:
         rf = self.receptive_field(layer)
         h, w = self.settings["input_size"]
         shape = (0, min(max(rf.size[0], context), h), min(max(rf.size[1], context), w), 3)
-        ims = (np.stack([self._crop(layer, self._decoded(x.image, decoded), x, context) for x in hits]) if hits
-               else np.zeros(shape, np.uint8))
+        ims = (np.stack([_display(self._crop(layer, self._decoded(x.image, decoded), x, context)) for x in hits])
+               if hits else np.zeros(shape, np.uint8))
         fields = np.array([self.field_in_crop(layer, x.y, x.x, context) for x in hits], np.int64).reshape(-1, 4)
         rec = None
         if reconstruction:
@@ -363,6 +372,29 @@ class TopPatches:
         cells = [blank if c is None else c for c in cells]
         return imtile(cells, grid_size=(len(units), self.k), border_size=2, background_color=(255, 255, 255))
 
+    def picture(self, layer=None, units=None, *, reconstruction: bool = True, thumbnail: int = 64,
+                context: int = CONTEXT) -> np.ndarray:
+        """:meth:`tile` of `layer` (default the first) and `units` (default its first 8): what ``.save(path, ...)``
+        writes. uint8."""
+        layer = self._layer(self.layers[0] if layer is None else layer)
+        units = range(min(8, self.value[layer].shape[0])) if units is None else units
+        return self.tile(layer, units, reconstruction=reconstruction, thumbnail=thumbnail, context=context)
+
+    def _display_picture(self) -> np.ndarray:
+        return self.picture(reconstruction=False)
+
+    def _repr_png_(self) -> bytes | None:
+        return None  # the HTML view holds the pictures: a notebook would store them twice
+
+    def _repr_html_(self) -> str:
+        parts = [f"<p><b>Top-{self.k} patches</b> of {html.escape(str(self.settings.get('net', '')))} over "
+                 f"{self.n_images} images ({len(self.skipped)} skipped)</p>"]
+        for layer in self.layers:
+            n = self.value[layer].shape[0]
+            parts.append(f"<p>{html.escape(layer)}: units 0..{min(8, n) - 1} of {n}</p>"
+                         + img_tag(self.picture(layer, reconstruction=False), f"top patches of {layer}"))
+        return "".join(parts)
+
     def save_html(self, folder, *, layers=None, units=None, reconstruction: bool = True,
                   thumbnail: int = 64, context: int = CONTEXT) -> list:
         """Write ``folder/index.html`` and one PNG per unit (``<layer>/unit_0007.png``).
@@ -380,6 +412,12 @@ class TopPatches:
         """
         return write_html(self, folder, layers=layers, units=units, reconstruction=reconstruction,
                           thumbnail=thumbnail, context=context)
+
+
+def _display(crop: np.ndarray) -> np.ndarray:
+    """A crop of the network's input as uint8 RGB (gray replicated, other channel counts rendered)."""
+    return crop if crop.shape[-1] == 3 and crop.dtype == np.uint8 else \
+        np.clip(render_rgb(crop), 0, 255).round().astype(np.uint8)
 
 
 def _cell(parts: list[np.ndarray], label: str) -> np.ndarray:

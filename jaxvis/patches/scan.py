@@ -127,7 +127,7 @@ def _load_cache(path: Path, meta: dict):
 
 
 def top_patches(net, images, layers, *, k: int = 9, batch_size: int | None = None, cache=None,
-                rebuild: bool = False, progress: bool = True, resize: str = "crop", relu: str = "guided",
+                rebuild: bool = False, progress: bool | None = None, resize: str = "crop", relu: str = "guided",
                 workers: int | None = None, devices: Sequence | None = None,
                 _stop_after: int | None = None) -> TopPatches:
     """The k images (and positions) that excite each unit of `layers` most, streamed over `images`.
@@ -149,6 +149,8 @@ def top_patches(net, images, layers, *, k: int = 9, batch_size: int | None = Non
         a list of paths, a :class:`jaxvis.datasets.Dataset`, or an iterable of arrays / PIL images (ids =
         positions). Unusable files (not images, empty, truncated, FIFOs, loops, over the pixel budget,
         vanished or changed during the scan) are skipped and listed in ``.skipped`` with the reason.
+        Files are read as RGB for 3-channel networks and as grayscale (luma) for 1-channel ones; networks
+        of other channel counts take arrays (N×H×W×C, or an iterable of H×W×C) only.
       layers: a layer name or index, a list of them, or "all".
       k: hits per unit (≥ 1).
       batch_size: images per step (default 32, rounded up to a multiple of the device count).
@@ -158,7 +160,7 @@ def top_patches(net, images, layers, *, k: int = 9, batch_size: int | None = Non
         its pid: a second run on the same cache is refused (:class:`~jaxvis.errors.LockedError`).
       rebuild: recompute from the start when the cache was written for other settings or is damaged
         (default: such a cache is refused, by name).
-      progress: show a progress bar.
+      progress: a progress bar on stderr: None (default) where stderr is a terminal or a notebook, True always, False never.
       resize: "crop" (scale the short side, centre-crop) or "stretch" to the network's input size.
       relu: backward rule of the reconstructions: "guided" (guided backprop) or "deconvnet".
       workers: decoding threads (default: CPU count, at most 8).
@@ -187,6 +189,10 @@ def top_patches(net, images, layers, *, k: int = 9, batch_size: int | None = Non
     names = _layers(net, layers)
     net.require_weights(names)
     items, ds = resolve(images)
+    if ds is not None and net.input_channels not in (1, 3):
+        raise PatchesError(f"{net.name!r} takes {net.input_channels}-channel images, which image files do not hold: "
+                           f"give an array N×H×W×{net.input_channels} (or an iterable of H×W×{net.input_channels} "
+                           "arrays) on the 0..255 scale")
     if cache is not None and ds is None:
         raise PatchesError("cache= needs image files (a folder, list file, shards or paths), so a rerun can read "
                            "them again")
@@ -203,7 +209,7 @@ def top_patches(net, images, layers, *, k: int = 9, batch_size: int | None = Non
                 _stop_after)
 
 
-def _run(net, items, ds: Dataset | None, names, k, batch_size, path: Path | None, rebuild: bool, progress: bool,
+def _run(net, items, ds: Dataset | None, names, k, batch_size, path: Path | None, rebuild: bool, progress: bool | None,
          resize: str, relu: str, workers, devices, _stop_after) -> TopPatches:
     t_start = time.perf_counter()
     sources = None if ds is None else ds.sources
@@ -218,7 +224,7 @@ def _run(net, items, ds: Dataset | None, names, k, batch_size, path: Path | None
     size = tuple(net.input_size)
 
     fn = net.function(names)
-    shapes = jax.eval_shape(fn, net.params, jax.ShapeDtypeStruct((1, *size, 3), np.float32))
+    shapes = jax.eval_shape(fn, net.params, jax.ShapeDtypeStruct((1, *size, net.input_channels), np.float32))
     channels = {l: int(shapes[l].shape[-1]) for l in names}
     state = init_state(channels, k)
     sums: Sums = (np.zeros(n_groups, np.int64), {l: np.zeros((n_groups, c), np.float64) for l, c in channels.items()})
@@ -239,6 +245,7 @@ def _run(net, items, ds: Dataset | None, names, k, batch_size, path: Path | None
     keep = ds is None and not isinstance(items, Sequence) and not isinstance(items, np.ndarray)
     kept: dict[int, np.ndarray] = {}
     loader = BatchLoader(items, size, bs, resize=resize, workers=workers, start=start, sources=sources,
+                         channels=net.input_channels,
                          select=(lambda b: b % n_proc == pid) if n_proc > 1 else None)
     total = len(items) if isinstance(items, Sized) else 0
     bar = Progress(max(total - start * bs, 1), f"top_patches {net.name}", "images", enabled=progress)

@@ -13,7 +13,6 @@ transforms make the change robust. Every objective is one unit of one vmapped, j
 from __future__ import annotations
 
 import dataclasses
-import os
 import time
 from typing import Any
 
@@ -25,7 +24,8 @@ from ..engine.presets import optimizer
 from ..engine.transforms import get as get_transforms
 from ..engine.visualize import objectives_for, unit_ids, check_units, fit_transforms, label, scale_for_display
 from ..errors import VisualizationError
-from ..imaging.display import imtile, save_png
+from ..imaging.display import imtile
+from ..imaging.notebook import Picture
 from ..imaging.images import ImageLike, fit_to_size, to_batch
 
 DECAY_POWER = 1.5    # Hamblin et al.'s 1/f^1.5 preconditioning
@@ -34,7 +34,7 @@ LEARNING_RATE = 0.05  # lucid's Adam step
 
 
 @dataclasses.dataclass
-class Accentuation:
+class Accentuation(Picture):
     """Result of :func:`accentuate`.
 
     Attributes:
@@ -57,23 +57,20 @@ class Accentuation:
     seconds: float
     settings: dict[str, Any]
 
-    def tile(self, with_photo: bool = True, **imtile_kwargs) -> np.ndarray:
+    def picture(self, with_photo: bool = True, **imtile_kwargs) -> np.ndarray:
         """The photo (first, unless `with_photo` is False) and every accentuation, uint8 (:func:`jaxvis.imtile`)."""
         ims = np.concatenate([self.photo[None], self.images]) if with_photo else self.images
         if len(ims) <= 6:
             imtile_kwargs.setdefault("grid_size", (1, len(ims)))  # one row: photo, then its accentuations
         return imtile(ims, **imtile_kwargs)
 
-    def save(self, path: str | os.PathLike, **tile_kwargs) -> str:
-        """Write :meth:`tile` as PNG (atomically); returns the path."""
-        save_png(path, self.tile(**tile_kwargs))
-        return str(path)
+    tile = picture  # the name the other recipes' results used first
 
 
 def accentuate(net, photo: ImageLike, objective, *, weight: float = WEIGHT, steps: int = 128,
                learning_rate: float = LEARNING_RATE, decay_power: float = DECAY_POWER, transforms="standard",
                image_size: int | tuple[int, int] | None = None, seed: int = 0, batch_size: int | None = None,
-               devices=None, progress: bool = True) -> Accentuation:
+               devices=None, progress: bool | None = None) -> Accentuation:
     """Feature accentuation: change `photo` so each objective grows, staying near the photo.
 
     Args:
@@ -89,7 +86,7 @@ def accentuate(net, photo: ImageLike, objective, *, weight: float = WEIGHT, step
       image_size: H×W (int: square); default the network's input size.
       seed: the transforms' randomness.
       batch_size: objectives per compiled call (default from a memory estimate); devices: shard over these.
-      progress: a progress bar.
+      progress: a progress bar on stderr: None (default) where stderr is a terminal or a notebook, True always, False never.
 
     Returns:
       :class:`Accentuation` (`.images`, `.photo`, `.trace`, `.distance`, `.save(path)`).

@@ -39,7 +39,7 @@ def _indices(net, classes) -> list[int]:
 
 def class_model(net, classes, *, preset: str | P.Preset = "cs231n", steps: int | None = None,
                 learning_rate: float | None = None, image_size: int | tuple[int, int] | None = None,
-                batch: int = 1, seed: int = 0, progress: bool = False, **visualize_kwargs) -> Visualization:
+                batch: int = 1, seed: int = 0, progress: bool | None = None, **visualize_kwargs) -> Visualization:
     """Class models: for each class, an image the network scores highly for it (all in one batched run).
 
     Objective: the class's pre-softmax score (logit, not softmax, as Simonyan et al.), minus the
@@ -60,7 +60,7 @@ def class_model(net, classes, *, preset: str | P.Preset = "cs231n", steps: int |
       batch: images per class.
       seed: all randomness; the same seed gives the same bytes, and a class alone gives the same image
         as in any batch.
-      progress: progress bar on stderr.
+      progress: a progress bar on stderr: None (default) where stderr is a terminal or a notebook, True always, False never.
       **visualize_kwargs: any other :func:`jaxvis.visualize` argument (transforms, optimizer, …).
 
     Returns:

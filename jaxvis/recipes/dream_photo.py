@@ -21,8 +21,6 @@ random roll moves the image under the fixed tile grid every step.
 from __future__ import annotations
 
 import dataclasses
-import sys
-import time
 from typing import Any
 
 import jax
@@ -33,8 +31,9 @@ from PIL import Image
 from ..engine import objectives as O
 from ..engine.visualize import check_units
 from ..errors import ImageError, VisualizationError
-from ..imaging.display import save_png
 from ..imaging.images import ImageLike, to_batch
+from ..imaging.notebook import Picture
+from ..imaging.progress import Progress
 from ..nets.receptive import receptive_field
 from ..maps.tiling import field_halo
 from ..maps.tiling import tiles_1d as _tiles_1d  # the shared tiling geometry (tests import it from here)
@@ -138,17 +137,17 @@ def objective_gradient(net, image: np.ndarray, objective: O.Objective, *, tile: 
 
 
 @dataclasses.dataclass
-class DreamPhotoResult:
-    """Output of :func:`dream_photo`: `image` uint8 H×W×3 (the input's size), `raw` float32 pixels, `settings`."""
+class DreamPhotoResult(Picture):
+    """Output of :func:`dream_photo`: `image` uint8 H×W×3 (the input's size), `raw` float32 pixels, `settings`.
+    ``.save(path)`` writes the image as PNG; a notebook shows it."""
 
     image: np.ndarray
     raw: np.ndarray
     settings: dict[str, Any]
 
-    def save(self, path) -> str:
-        """Write the image as PNG (atomically); returns the path."""
-        save_png(path, self.image)
-        return str(path)
+    def picture(self) -> np.ndarray:
+        """The dreamed photo (uint8)."""
+        return self.image
 
 
 def _resize(x: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
@@ -161,7 +160,7 @@ def _resize(x: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
 
 def dream_photo(net, image: ImageLike, layer_or_objective, *, octaves: int = 4, octave_scale: float = 1.4,
                 steps_per_octave: int = 10, step_size: float = 1.5, jitter: int = 32, tile: int | None = 512,
-                seed: int = 0, progress: bool = False) -> DreamPhotoResult:
+                seed: int = 0, progress: bool | None = None) -> DreamPhotoResult:
     """DeepDream a photo (the original recipe: octaves, detail carried between scales, random roll).
 
     Args:
@@ -175,7 +174,8 @@ def dream_photo(net, image: ImageLike, layer_or_objective, *, octaves: int = 4, 
       jitter: largest random roll per step in pixels (32).
       tile: tile size in input pixels for the gradient (512; None: the whole image at once).
       seed: the rolls' randomness.
-      progress: print one line per octave to stderr.
+      progress: a progress bar over all steps, the octave's H×W beside it: None (default) where stderr is a
+        terminal or a notebook, True always, False never.
 
     Returns:
       :class:`DreamPhotoResult`, the same size as the input.
@@ -212,21 +212,21 @@ def dream_photo(net, image: ImageLike, layer_or_objective, *, octaves: int = 4, 
     for hw in sizes[1:]:
         bases.append(_resize(bases[-1], hw))
     detail = np.zeros_like(bases[-1])
-    t0 = time.perf_counter()
+    bar = Progress(octaves * steps_per_octave, f"dream_photo {layer}", "steps", enabled=progress)
     img = base
     for k, ob in enumerate(reversed(bases)):
         detail = _resize(detail, ob.shape[:2])
         img = ob + detail
+        bar.note = f"octave {k + 1}/{octaves}, {ob.shape[0]}×{ob.shape[1]}"
         for _ in range(steps_per_octave):
             dy, dx = (int(v) for v in rng.integers(-jitter, jitter + 1, 2))
             g = np.roll(objective_gradient(net, np.roll(img, (dy, dx), (0, 1)), obj, tile=tile), (-dy, -dx), (0, 1))
             img += (step_size / max(float(np.mean(np.abs(g))), 1e-8)) * g
             np.clip(img, 0.0, 255.0, out=img)
             del g
+            bar.update(1)
         detail = img - ob
-        if progress:
-            print(f"dream_photo: octave {k + 1}/{octaves} {ob.shape[0]}×{ob.shape[1]} "
-                  f"({time.perf_counter() - t0:.0f} s)", file=sys.stderr, flush=True)
+    bar.close()
     settings = dict(layer=layer, objective=repr(obj), octaves=octaves, octave_scale=octave_scale,
                     steps_per_octave=steps_per_octave, step_size=step_size, jitter=jitter, tile=tile, seed=seed,
                     sizes=sizes)

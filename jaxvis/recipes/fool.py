@@ -15,7 +15,6 @@ each pair's own photo.
 from __future__ import annotations
 
 import dataclasses
-import os
 from typing import Any
 
 import jax
@@ -26,15 +25,15 @@ import optax
 from ..engine import objectives as O
 from ..engine.presets import IMAGENET_STD, optimizer
 from ..errors import ImageError, VisualizationError
-from ..imaging.display import save_png
 from ..imaging.images import ImageLike, to_batch
+from ..imaging.notebook import Picture
 
 METHODS = ("cs231n", "fgsm", "pgd")
 CS231N_STEP = 255.0 * IMAGENET_STD  # CS231n's learning rate 1 in ImageNet-normalised units, in pixels (L2)
 
 
 @dataclasses.dataclass
-class FoolResult:
+class FoolResult(Picture):
     """Output of :func:`fool`, one row per (image, target) pair.
 
     Attributes:
@@ -84,13 +83,14 @@ class FoolResult:
             return np.round(np.clip(127.5 + 127.5 * d / m, 0, 255)).astype(np.uint8)
         return np.round(np.clip(127.5 + float(factor) * d, 0, 255)).astype(np.uint8)
 
-    def save(self, path: str | os.PathLike, index: int = 0) -> str:
-        """Write original | fooling image | magnified difference of one pair side by side (PNG, atomically)."""
-        row = np.concatenate([np.round(np.clip(self.originals[index], 0, 255)).astype(np.uint8),
-                              np.round(np.clip(self.images[index], 0, 255)).astype(np.uint8),
-                              self.magnified()[index]], axis=1)
-        save_png(path, row)
-        return str(path)
+    def picture(self, index: int | None = None) -> np.ndarray:
+        """original | fooling image | magnified difference, one row per pair (`index`: that pair only): what
+        ``.save(path, index=)`` writes and a notebook shows. uint8."""
+        rows = range(len(self.images)) if index is None else [index]
+        mag = self.magnified()
+        return np.concatenate([np.concatenate([np.round(np.clip(self.originals[i], 0, 255)).astype(np.uint8),
+                                               np.round(np.clip(self.images[i], 0, 255)).astype(np.uint8),
+                                               mag[i]], axis=1) for i in rows], axis=0)
 
 
 def scale_by_sign() -> optax.GradientTransformation:

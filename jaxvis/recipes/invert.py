@@ -33,6 +33,7 @@ from ..engine.transforms import Compose
 from ..errors import VisualizationError
 from ..imaging.display import imtile
 from ..imaging.images import ImageLike, fit_to_size, to_batch
+from ..imaging.notebook import Picture
 from .similarity import ssim
 
 ALPHA_BOUND = 0.5            # B: half the 0..1 range (pixels are centred on ½)
@@ -40,7 +41,7 @@ TV_V = ALPHA_BOUND / 6.5     # V = B / 6.5 (Mahendran & Vedaldi)
 
 
 @dataclasses.dataclass
-class Inversion:
+class Inversion(Picture):
     """Result of :func:`invert`.
 
     Attributes:
@@ -70,6 +71,10 @@ class Inversion:
         rows = [np.concatenate([o[None], r]) if with_original else r for o, r in zip(self.original, self.images)]
         ims = np.concatenate(rows)
         return imtile(ims, grid_size=(len(rows), len(ims) // len(rows)), **imtile_kwargs)
+
+    def picture(self, with_original: bool = True, **imtile_kwargs) -> np.ndarray:
+        """:meth:`tile`: what ``.save(path, ...)`` writes and a notebook shows."""
+        return self.tile(with_original, **imtile_kwargs)
 
 
 def non_negative_number(v, name: str, *, positive: bool = False) -> float:
@@ -156,7 +161,7 @@ def _regularisers(hw, alpha_norm: float, alpha_weight: float, tv_weight: float) 
 def invert(net, image: ImageLike, layer, *, steps: int = 200, tv_weight=0.5, alpha_norm: float = 6.0,
            alpha_weight: float = 1e-3, learning_rate: float = 0.02, image_size: int | tuple[int, int] | None = None,
            resize: str = "crop", seed: int = 0, start_sd: float = 0.1, per_layer: bool = False,
-           batch_size: int | None = None, devices=None, progress: bool = False) -> Inversion:
+           batch_size: int | None = None, devices=None, progress: bool | None = None) -> Inversion:
     """Reconstruct images from their codes at one or more layers (Mahendran & Vedaldi; see the module docstring).
 
     All (image, layer) pairs are optimised together: one vmapped, jit-compiled engine run
@@ -177,7 +182,7 @@ def invert(net, image: ImageLike, layer, *, steps: int = 200, tv_weight=0.5, alp
       start_sd: standard deviation of the start noise.
       per_layer: one vmapped call per layer instead of one for all (see the module docstring).
       batch_size: units per compiled call (default from a memory estimate); devices: shard over these.
-      progress: progress bar on stderr.
+      progress: a progress bar on stderr: None (default) where stderr is a terminal or a notebook, True always, False never.
 
     Returns:
       :class:`Inversion` (reconstructions, feature errors and SSIM per image and layer, settings).
@@ -216,7 +221,7 @@ def invert(net, image: ImageLike, layer, *, steps: int = 200, tv_weight=0.5, alp
                            tuple(gl), engine.Projection((0.0, 1.0)))
         res = engine.optimize(net, objs, config, levels=[(hw, int(steps))], learning_rate=learning_rate, seed=seed,
                               unit_ids=ids, batch_size=batch_size, devices=devices, progress=progress,
-                              label=f"invert {net.name} ({len(objs)} units)")
+                              label=f"invert {net.name} ({len(objs)} unit{'' if len(objs) == 1 else 's'})")
         imgs = res.images[:, 0].reshape(n, len(g), *hw, 3)
         tr = np.asarray(res.trace)[0].reshape(steps, n, len(g))
         for k, j in enumerate(g):

@@ -28,6 +28,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
+from PIL import Image
 
 from ..engine import objectives as O
 from ..engine import optimize as engine
@@ -35,12 +36,14 @@ from ..engine.param import Param
 from ..engine.presets import optimizer
 from ..engine.transforms import Compose
 from ..errors import VisualizationError
+from ..imaging.display import imtile
 from ..imaging.images import ImageLike
+from ..imaging.notebook import Picture
 from .invert import codes, layer_list, load_images, non_negative_number, size_of
 
 
 @dataclasses.dataclass
-class StyleTransfer:
+class StyleTransfer(Picture):
     """Result of :func:`style_transfer`.
 
     Attributes:
@@ -66,6 +69,14 @@ class StyleTransfer:
     trace: np.ndarray
     seconds: float
     settings: dict[str, Any]
+
+    def picture(self, with_inputs: bool = True, **imtile_kwargs) -> np.ndarray:
+        """One row: the content and style images (`with_inputs`), then each result; uint8. What
+        ``.save(path, ...)`` writes and a notebook shows."""
+        h, w = self.images.shape[1:3]
+        ims = ([self.content, np.asarray(Image.fromarray(self.style).resize((w, h), Image.Resampling.LANCZOS))]
+               if with_inputs else []) + list(self.images)
+        return imtile(ims, grid_size=(1, len(ims)), **imtile_kwargs)
 
 
 def _weights(weights, n_layers: int) -> np.ndarray:
@@ -112,7 +123,7 @@ def style_transfer(net, content: ImageLike, style: ImageLike, *, content_layer, 
                    learning_rate: float = 0.02, image_size: int | tuple[int, int] | None = None,
                    style_size: int | tuple[int, int] | None = None, normalize: bool = True, init: str = "content",
                    seed: int = 0, batch_size: int | None = None, devices=None,
-                   progress: bool = False) -> StyleTransfer:
+                   progress: bool | None = None) -> StyleTransfer:
     """Paint `content` in the style of `style` (Gatys et al.; CS231n), one result per set of style weights.
 
     Args:
@@ -134,7 +145,7 @@ def style_transfer(net, content: ImageLike, style: ImageLike, *, content_layer, 
       init: 'content' (start from the content image, CS231n's default) or 'noise' (uniform 0..1 noise from `seed`).
       seed: randomness of the noise start; the same seed gives the same bytes.
       batch_size: units per compiled call (default from a memory estimate); devices: shard over these.
-      progress: progress bar on stderr.
+      progress: a progress bar on stderr: None (default) where stderr is a terminal or a notebook, True always, False never.
 
     Returns:
       :class:`StyleTransfer` (images, losses before and after, settings).

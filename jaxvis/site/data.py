@@ -18,7 +18,7 @@ from ..patches.result import outline
 from .plan import STATE, LayerPlan
 
 
-def data_pass(net, plans: list[LayerPlan], images, out: Path, *, k: int, devices, progress: bool,
+def data_pass(net, plans: list[LayerPlan], images, out: Path, *, k: int, devices, progress: bool | None,
               rebuild: bool = False) -> TopPatches:
     """The one pass over the photos for every planned layer: top-`k` hits and means (``.means``).
 
@@ -66,7 +66,7 @@ def unit_data(net, plans: list[LayerPlan], tp: TopPatches, out: Path) -> dict:
             grown = crops.images.shape[1] > rf.size[0] or crops.images.shape[2] > rf.size[1]
             for i, (hit, im, box) in enumerate(zip(crops.hits, crops.images, crops.fields)):
                 rel = f"patches/{lp.slug}/{c}_{i}.png"
-                save_png(out / rel, _with_field(im, box) if grown else im)
+                save_png(out / rel, _with_field(im, box) if grown else im, parents=True)
                 src = shown(Path(hit.source).name) if hit.source else f"image {hit.image}"
                 patch = {"image": rel, "source": src, "value": float(hit.value), "y": hit.y, "x": hit.x}
                 if tp.classes is not None and tp.labels is not None and tp.labels[hit.image] >= 0:
@@ -93,6 +93,6 @@ def filter_data(net, plans: list[LayerPlan], out: Path) -> dict:
         w = conv[1][..., c]
         img = 0.5 + w / (2 * max(float(np.abs(w).max()), 1e-12))  # CS231n: symmetric around grey
         rel = f"img/{lp.slug}/{c}_filter.png"
-        save_png(out / rel, np.kron(np.clip(img, 0, 1), np.ones((8, 8, 1))))
+        save_png(out / rel, np.kron(np.clip(img, 0, 1), np.ones((8, 8, 1))), parents=True)
         per[c] = {"filter": rel}
     return {lp.name: per}

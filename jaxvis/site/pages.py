@@ -33,7 +33,7 @@ def _page(title: str, body: str, depth: int) -> str:
 
 
 def _write(path: Path, text: str) -> None:
-    with atomic_path(path) as tmp:
+    with atomic_path(path, parents=True) as tmp:  # inside the site folder gallery() made
         tmp.write_text(text, encoding="utf-8")
 
 

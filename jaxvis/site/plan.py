@@ -10,6 +10,8 @@ import dataclasses
 import re
 from collections.abc import Sequence
 
+import numpy as np
+
 from ..errors import GalleryError, MissingWeightsError
 
 # Graph node kinds worth a page (the others repeat a neighbour's units).
@@ -36,13 +38,14 @@ def slug(name: str) -> str:
     return s
 
 
-def plan_layers(net, layers: str | Sequence[str], units: int | None = None) -> list[LayerPlan]:
+def plan_layers(net, layers: str | Sequence[str], units: int | Sequence[int] | None = None) -> list[LayerPlan]:
     """Resolve `layers` ("all" or names/indices) to :class:`LayerPlan` s.
 
     "all" means every layer with units of its own, read from the network's layer graph: convolutions,
     concatenations, additions and fully connected layers (not their ReLUs, pools or dropouts); every
     layer where the graph knows none of those kinds. Layers whose weights are missing are left out
-    of "all" and are an error when named.
+    of "all" and are an error when named. `units`: None (all), a count (the first ones) or unit indices
+    (those below each layer's width; a selection leaving a layer with none is an error).
     """
     g = net.graph()
     if isinstance(layers, str) and layers == "all":
@@ -68,8 +71,19 @@ def plan_layers(net, layers: str | Sequence[str], units: int | None = None) -> l
         while s in seen:
             s += "_"
         seen.add(s)
-        out.append(LayerPlan(n, shape, tuple(range(c if units is None else min(c, int(units)))), g[n].type, s))
+        out.append(LayerPlan(n, shape, _units(n, c, units), g[n].type, s))
     return out
+
+
+def _units(layer: str, c: int, units: int | Sequence[int] | None) -> tuple[int, ...]:
+    if units is None:
+        return tuple(range(c))
+    if isinstance(units, (int, np.integer)):
+        return tuple(range(min(c, int(units))))
+    picked = tuple(dict.fromkeys(int(u) for u in units if 0 <= int(u) < c))
+    if not picked:
+        raise GalleryError(f"layer {layer!r} has {c} units (0..{c - 1}); the selection {list(units)[:8]} names none of them")
+    return picked
 
 
 # The folder inside a gallery's output that holds its resumable state: settings, finished blocks, the patch cache.

@@ -13,6 +13,7 @@ pass and takes every P-th block; process 0 waits for all blocks' state files and
 from __future__ import annotations
 
 import dataclasses
+import html
 import json
 import os
 import shutil
@@ -29,8 +30,9 @@ from ..engine import objectives as O
 from ..engine.visualize import visualize
 from ..datasets import Dataset, is_dataset_like, open_dataset
 from ..errors import GalleryError
-from ..imaging.display import save_png
-from ..imaging.fileio import atomic_path, exclusive
+from ..imaging.display import imtile, save_png
+from ..imaging.fileio import atomic_path, check_folder, exclusive, make_folder
+from ..imaging.notebook import Picture, img_tag
 from ..imaging.progress import Progress
 from .data import data_pass, filter_data, unit_data
 from .pages import write_site
@@ -38,8 +40,8 @@ from .plan import STATE, LayerPlan, plan_layers
 
 
 @dataclasses.dataclass
-class GalleryResult:
-    """What :func:`gallery` did.
+class GalleryResult(Picture):
+    """What :func:`gallery` did; a notebook shows the layers' first thumbnails and a link to the site.
 
     Attributes:
       out: the site folder (``index.html``, ``index.json``).
@@ -58,14 +60,42 @@ class GalleryResult:
     seconds: float
     skipped_files: list = dataclasses.field(default_factory=list)
 
+    def picture(self, per_layer: int = 8) -> np.ndarray:
+        """A contact sheet: one row per layer, its first `per_layer` units' thumbnails (uint8); what
+        ``.save(path)`` writes. Needs the finished site (``manifest``)."""
+        if self.manifest is None:
+            raise GalleryError(f"the gallery in {self.out} is not finished (or belongs to another process): no "
+                               "pictures to show yet; rerun gallery() to complete it")
+        rows = [[np.asarray(Image.open(self.out / r["thumb"]).convert("RGB")) for r in L["units"][:per_layer]]
+                for L in self.manifest["layers"]]
+        blank = np.full_like(next(t for row in rows for t in row), 255)
+        cells = [row[i] if i < len(row) else blank for row in rows for i in range(per_layer)]
+        return imtile(cells, grid_size=(len(rows), per_layer), border_size=2, background_color=(255, 255, 255))
+
+    def _repr_png_(self) -> bytes | None:
+        return None  # the HTML view holds the picture: a notebook would store it twice
+
+    def _repr_html_(self) -> str:
+        e = html.escape
+        index = (self.out / "index.html").resolve()
+        head = (f"<p>gallery <a href=\"{e(index.as_uri())}\">{e(str(self.out))}/index.html</a>: "
+                f"{self.rendered} units rendered, {self.skipped} already done, {self.seconds:.0f} s"
+                f"{'' if self.complete else ' (stopped early)'}</p>")
+        if self.manifest is None:
+            return head
+        names = ", ".join(L["name"] for L in self.manifest["layers"])
+        return head + f"<p>rows: {e(names)}</p>" + img_tag(self.picture(), "first units of each layer")
+
 
 def _write_json(path: Path, obj) -> None:
-    with atomic_path(path) as tmp:
+    with atomic_path(path, parents=True) as tmp:  # inside the site folder gallery() made
         tmp.write_text(json.dumps(obj, indent=1, sort_keys=True), encoding="utf-8")
 
 
 def _thumb(img: np.ndarray, size: int) -> np.ndarray:
-    return np.asarray(Image.fromarray(img).resize((size, size), Image.Resampling.LANCZOS))
+    gray = img.ndim == 3 and img.shape[-1] == 1  # a grayscale network's images: N×H×W×1
+    small = np.asarray(Image.fromarray(img[..., 0] if gray else img).resize((size, size), Image.Resampling.LANCZOS))
+    return small[..., None] if gray else small
 
 
 def _label(net, lp: LayerPlan, c: int) -> str:
@@ -92,12 +122,12 @@ def _render_block(net, lp: LayerPlan, block: tuple[int, ...], out: Path, cfg: di
     for i, c in enumerate(block):
         rec: dict[str, Any] = {"unit": c, "label": _label(net, lp, c), "image": f"img/{lp.slug}/{c}.png",
                "thumb": f"img/{lp.slug}/{c}_t.png", "objective": float(vis.trace[-1, -1, i]), "kind": kind}
-        save_png(folder / f"{c}.png", vis.images[i])
-        save_png(folder / f"{c}_t.png", _thumb(vis.images[i], cfg["thumbnail"]))
+        save_png(folder / f"{c}.png", vis.images[i], parents=True)
+        save_png(folder / f"{c}_t.png", _thumb(vis.images[i], cfg["thumbnail"]), parents=True)
         if div is not None:
             b = cfg["diversity"]
             for j in range(b):
-                save_png(folder / f"{c}_d{j}.png", div.images[i * b + j])
+                save_png(folder / f"{c}_d{j}.png", div.images[i * b + j], parents=True)
             rec["diversity"] = [f"img/{lp.slug}/{c}_d{j}.png" for j in range(b)]
         records.append(rec)
     return records
@@ -105,7 +135,9 @@ def _render_block(net, lp: LayerPlan, block: tuple[int, ...], out: Path, cfg: di
 
 def _settings(net, layers: list[LayerPlan], **kw) -> dict:
     return {"model": net.name, "input_size": list(net.input_size),
-            "layers": [{"name": l.name, "units": len(l.units)} for l in layers], **kw}
+            # a count for the first n units (the format of earlier sites), the indices for any other selection
+            "layers": [{"name": l.name, "units": len(l.units) if l.units == tuple(range(len(l.units))) else list(l.units)}
+                       for l in layers], **kw}
 
 
 # What a gallery writes into its folder besides STATE: removed by rebuild=True, nothing else is touched.
@@ -164,9 +196,9 @@ def _images_setting(images) -> str | None:
 
 
 def gallery(net, out: str | os.PathLike, *, layers: str | Sequence[str] = "all", images=None,
-            units: int | None = None, preset: str = "lucid", steps: int | None = None,
+            units: int | Sequence[int] | None = None, preset: str = "lucid", steps: int | None = None,
             image_size: int | None = None, diversity: int = 0, k: int = 9, block: int = 32,
-            thumbnail: int = 96, seed: int = 0, devices=None, progress: bool = True, rebuild: bool = False,
+            thumbnail: int = 96, seed: int = 0, devices=None, progress: bool | None = None, rebuild: bool = False,
             stop_after_blocks: int | None = None, wait_timeout: float = 3600.0) -> GalleryResult:
     """Render a browsable per-unit atlas of `net` into the folder `out` (OpenAI Microscope for your network).
 
@@ -185,14 +217,16 @@ def gallery(net, out: str | os.PathLike, *, layers: str | Sequence[str] = "all",
         (the patches then show each hit's class), a list file, tar shards, a list of paths or a
         :class:`~jaxvis.datasets.Dataset` (see :func:`jaxvis.top_patches`; skipped files are listed in
         ``GalleryResult.skipped_files``), or a list of arrays.
-      units: at most this many units per layer (the first ones); default all.
+      units: the units of each layer: indices (e.g. ``range(8)``, ``[1, 4, 9]``; those past a layer's width are
+        left out for it), a count (the first ones) or None (all).
       preset, steps, image_size, seed: feature-visualization settings (:func:`jaxvis.visualize`).
       diversity: also render a diversity set of this many images per unit (0: none).
       k: top patches per unit.
       block: units per engine call (fixed, so resumed jobs give identical bytes).
       thumbnail: thumbnail size in pixels.
       devices: local devices to shard each block over (default all local devices).
-      progress: a progress bar with units/s and ETA.
+      progress: a progress bar with units/s and ETA: None (default) where stderr is a terminal or a
+        notebook, True always, False never.
       rebuild: when `out` holds a gallery of other settings or damaged state, remove what a gallery wrote
         there and render anew (default: refuse, naming what differs or the damaged file).
       stop_after_blocks: stop after rendering this many blocks (a test hook simulating a kill).
@@ -208,9 +242,7 @@ def gallery(net, out: str | os.PathLike, *, layers: str | Sequence[str] = "all",
         the same command resumes once there is space.
     """
     t0 = time.perf_counter()
-    out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise GalleryError(f"--out {str(out)!r} is a file; the gallery needs a folder")
+    out = check_folder(out)  # before any work: a file, a missing parent, a folder nothing can be written in
     if int(block) < 1 or int(thumbnail) < 8 or int(diversity) < 0 or int(k) < 1:
         raise GalleryError(f"block >= 1, thumbnail >= 8, diversity >= 0 and k >= 1 are needed; got block={block}, "
                            f"thumbnail={thumbnail}, diversity={diversity}, k={k}")
@@ -228,7 +260,7 @@ def gallery(net, out: str | os.PathLike, *, layers: str | Sequence[str] = "all",
                         wait_timeout, t0)
 
 
-def _gallery(net, out: Path, plans: list[LayerPlan], images, cfg: dict, settings: dict, devices, progress: bool,
+def _gallery(net, out: Path, plans: list[LayerPlan], images, cfg: dict, settings: dict, devices, progress: bool | None,
              rebuild: bool, stop_after_blocks: int | None, wait_timeout: float, t0: float) -> GalleryResult:
     state = out / STATE
     pid, nproc = jax.process_index(), jax.process_count()
@@ -239,6 +271,7 @@ def _gallery(net, out: Path, plans: list[LayerPlan], images, cfg: dict, settings
             raise
         _clear(out)
     if pid == 0:
+        make_folder(out)  # only the folder named: never the folders above it
         _write_json(state / "settings.json", settings)
     devices = list(jax.local_devices() if devices is None else devices)
     k, block = cfg["k"], cfg["block"]

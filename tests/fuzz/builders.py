@@ -92,3 +92,36 @@ def tiny_h5_meta() -> dict:
     return dict(model="squeezenet", architecture="squeezenet1_1", preprocessing=CAFFE,
                 input_size=[227, 227], classes=[f"c{i}" for i in range(1000)], source="test",
                 source_version="0", source_file="x", source_sha256="0", licence="test", absent_layers=[])
+
+
+# ---------------------------------------------------------------- ONNX graphs (onnx.helper; the test extra)
+def onnx_model(nodes, inits: dict | None = None, shape=(1, 3, 8, 8), opset: int = 13, out: str | None = None):
+    """A ModelProto with input 'x' (float, `shape`), the given nodes and initializers, one output."""
+    import onnx
+    h = onnx.helper
+    inits = [v if isinstance(v, onnx.TensorProto) else onnx.numpy_helper.from_array(np.asarray(v), k)
+             for k, v in (inits or {}).items()]
+    g = h.make_graph(nodes, "fuzz", [h.make_tensor_value_info("x", onnx.TensorProto.FLOAT, list(shape))],
+                     [h.make_empty_tensor_value_info(out or nodes[-1].output[0])], inits)
+    return h.make_model(g, opset_imports=[h.make_opsetid("", opset)])
+
+
+def onnx_seed():
+    """A small valid CNN graph: Conv → Relu → MaxPool → Reshape (shape arithmetic) → Gemm → Softmax."""
+    import onnx
+    h = onnx.helper
+    rng = np.random.default_rng(0)
+    nodes = [h.make_node("Conv", ["x", "w", "b"], ["c"], name="conv", pads=[1, 1, 1, 1]),
+             h.make_node("Relu", ["c"], ["r"], name="relu"),
+             h.make_node("MaxPool", ["r"], ["p"], name="pool", kernel_shape=[2, 2], strides=[2, 2]),
+             h.make_node("Shape", ["p"], ["s"], name="shape"),
+             h.make_node("Gather", ["s", "zero"], ["n"], name="batch", axis=0),
+             h.make_node("Unsqueeze", ["n", "zero1"], ["n1"], name="unsq"),
+             h.make_node("Concat", ["n1", "minus1"], ["t"], name="target", axis=0),
+             h.make_node("Reshape", ["p", "t"], ["f"], name="flatten"),
+             h.make_node("Gemm", ["f", "fc", "fb"], ["z"], name="fc", transB=1),
+             h.make_node("Softmax", ["z"], ["y"], name="prob", axis=1)]
+    inits = {"w": rng.normal(size=(4, 3, 3, 3)).astype(np.float32), "b": np.zeros(4, np.float32),
+             "zero": np.array(0, np.int64), "zero1": np.array([0], np.int64), "minus1": np.array([-1], np.int64),
+             "fc": rng.normal(size=(5, 64)).astype(np.float32), "fb": np.zeros(5, np.float32)}
+    return onnx_model(nodes, inits)

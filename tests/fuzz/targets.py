@@ -106,6 +106,18 @@ def reference_load(tmp: Path) -> None:
         raise Finding(f"poison: a later pickle load reads {got.dtype}")
 
 
+def limit_address_space(headroom: int = 3 << 30) -> int:
+    """Cap this process's address space at what it maps now (JAX and XLA started) plus `headroom` bytes, so an
+    allocation a size check missed fails (MemoryError, or the child dies) instead of exhausting the host."""
+    import jax.numpy as jnp
+    jnp.zeros(1).block_until_ready()  # XLA's client, threads and pools mapped before the limit is measured
+    with open("/proc/self/status") as f:
+        size = next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmSize:"))
+    limit = size + headroom
+    resource.setrlimit(resource.RLIMIT_AS, (limit, resource.getrlimit(resource.RLIMIT_AS)[1]))
+    return limit
+
+
 def _peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
@@ -527,6 +539,255 @@ def run_cli_convert(example: tuple[str, bytes, str, str], tmp: Path) -> None:
     shutil.rmtree(work)
 
 
+# ---------------------------------------------------------------- ONNX graphs
+ONNX_BUDGET = 64 << 20  # the fuzz imports' memory budget: any allocation far beyond it is a missed check
+_HUGE = [0, 1, 2, 3, 7, -1, -2, 40000, 10**5, 10**9, 2**31 - 1, 2**31, 2**32 + 1, 2**62, 2**63 - 1, -(2**63)]
+_REALS = [0.0, 0.5, 1.0, 2.0, -1.0, 1e5, 1e30, float("inf"), float("-inf"), float("nan")]
+
+
+def _ints(draw, n_min=0, n_max=8, pool=None):
+    return [draw(st.sampled_from(pool or _HUGE)) for _ in range(draw(st.integers(n_min, n_max)))]
+
+
+def _i64(values):
+    return np.array(values, np.int64)
+
+
+def _attack(draw):
+    """One node with hostile sizes after the input x (1×3×8×8), its output added back to x where it can be."""
+    import onnx
+    h = onnx.helper
+    op = draw(st.sampled_from(["ConstantOfShape", "Pad", "Tile", "Expand", "Reshape", "Resize", "Upsample", "Range",
+                               "MaxPool", "AveragePool", "Conv", "ConvTranspose", "Slice", "Gather", "Split",
+                               "DepthToSpace", "OneHot", "TopK", "Concat", "Transpose", "Unsqueeze", "Einsum",
+                               "Initializer", "Chain", "CumSum", "ScatterND"]))
+    opset = draw(st.sampled_from([9, 11, 13, 18, 21]))
+    w3 = np.full((4, 3, draw(st.sampled_from([1, 3])), draw(st.sampled_from([1, 3]))), 0.1, np.float32)
+    nodes, inits = [], {}
+    if op == "ConstantOfShape":
+        nodes = [h.make_node(op, ["s"], ["c"], value=onnx.numpy_helper.from_array(np.array([1.5], np.float32))),
+                 h.make_node("Add", ["x", "c"], ["y"])]
+        inits = {"s": _i64(_ints(draw, 0, 5))}
+    elif op == "Pad":
+        nodes = [h.make_node(op, ["x", "p"], ["y"], mode=draw(st.sampled_from(["constant", "reflect", "edge",
+                                                                               "wrap", "bogus"])))]
+        inits = {"p": _i64(_ints(draw, 8, 8))}
+        opset = max(opset, 11)
+    elif op in ("Tile", "Expand", "Reshape"):
+        nodes = [h.make_node(op, ["x", "s"], ["y"])]
+        inits = {"s": _i64(_ints(draw, 0, 6))}
+    elif op == "Resize":
+        opset = max(opset, 11)
+        use_sizes = draw(st.booleans())
+        vals = _ints(draw, 4, 4) if use_sizes else [draw(st.sampled_from(_REALS)) for _ in range(4)]
+        inits = {"v": _i64(vals) if use_sizes else np.array(vals, np.float32)}
+        nodes = [h.make_node(op, ["x", "", "" if use_sizes else "v", "v" if use_sizes else ""], ["y"],
+                             mode=draw(st.sampled_from(["nearest", "linear", "cubic"])),
+                             coordinate_transformation_mode=draw(st.sampled_from(
+                                 ["half_pixel", "align_corners", "asymmetric", "tf_crop_and_resize"])))]
+    elif op == "Upsample":
+        opset = 9
+        inits = {"v": np.array([draw(st.sampled_from(_REALS)) for _ in range(4)], np.float32)}
+        nodes = [h.make_node(op, ["x", "v"], ["y"], mode=draw(st.sampled_from(["nearest", "linear"])))]
+    elif op == "Range":
+        kind = draw(st.sampled_from(["int", "float"]))
+        pick = (lambda: draw(st.sampled_from(_HUGE))) if kind == "int" else (lambda: draw(st.sampled_from(_REALS)))
+        inits = {k: np.array(pick(), np.int64 if kind == "int" else np.float32) for k in ("a", "b", "d")}
+        nodes = [h.make_node(op, ["a", "b", "d"], ["r"]), h.make_node("Cast", ["r"], ["rf"], to=1),
+                 h.make_node("Add", ["x", "rf"], ["y"])]
+    elif op in ("MaxPool", "AveragePool"):
+        nodes = [h.make_node(op, ["x"], ["y"], kernel_shape=_ints(draw, 1, 3), strides=_ints(draw, 2, 2),
+                             pads=_ints(draw, 4, 4), ceil_mode=draw(st.sampled_from([0, 1])))]
+    elif op in ("Conv", "ConvTranspose"):
+        attrs = dict(pads=_ints(draw, 4, 4), strides=_ints(draw, 2, 2), dilations=_ints(draw, 2, 2),
+                     group=draw(st.sampled_from([1, 2, 3, 0, -1])))
+        if op == "ConvTranspose":
+            attrs.update(output_padding=_ints(draw, 2, 2))
+            if draw(st.booleans()):
+                attrs["output_shape"] = _ints(draw, 2, 4)
+        nodes = [h.make_node(op, ["x", "w"], ["y"], **attrs)]
+        inits = {"w": w3 if op == "Conv" else w3.transpose(1, 0, 2, 3).copy()}
+    elif op == "Slice":
+        opset = max(opset, 10)
+        nodes = [h.make_node(op, ["x", "st", "en", "ax", "sp"], ["y"])]
+        n = draw(st.integers(0, 4))
+        inits = {"st": _i64(_ints(draw, n, n)), "en": _i64(_ints(draw, n, n)),
+                 "ax": _i64(_ints(draw, n, n, [0, 1, 2, 3, -1, 5])), "sp": _i64(_ints(draw, n, n))}
+    elif op == "Gather":
+        nodes = [h.make_node(op, ["x", "i"], ["y"], axis=draw(st.sampled_from([0, 1, 3, 4, -5])))]
+        inits = {"i": _i64(_ints(draw, 0, 5))}
+    elif op == "Split":
+        opset = max(opset, 13)
+        nodes = [h.make_node(op, ["x", "s"], ["y", "y2"], axis=draw(st.sampled_from([1, 2, 9])))]
+        inits = {"s": _i64(_ints(draw, 0, 3))}
+    elif op == "DepthToSpace":
+        nodes = [h.make_node(op, ["x"], ["y"], blocksize=draw(st.sampled_from(_HUGE)))]
+    elif op == "OneHot":
+        opset = max(opset, 11)
+        nodes = [h.make_node("ArgMax", ["x"], ["i"], axis=1), h.make_node(op, ["i", "d", "v"], ["oh"]),
+                 h.make_node("ReduceSum", ["oh"], ["y"], keepdims=1)]
+        inits = {"d": _i64([draw(st.sampled_from(_HUGE))]), "v": np.array([0.0, 1.0], np.float32)}
+        opset = min(opset, 12)
+    elif op == "TopK":
+        opset = max(opset, 11)
+        nodes = [h.make_node(op, ["x", "k"], ["y", "yi"], axis=draw(st.sampled_from([1, 3, -1, 7])))]
+        inits = {"k": _i64([draw(st.sampled_from(_HUGE))])}
+    elif op == "Concat":
+        n = draw(st.sampled_from([1, 2, 100, 2000]))
+        nodes = [h.make_node(op, ["x"] * n, ["y"], axis=draw(st.sampled_from([0, 1, 3, 4, -1])))]
+    elif op == "Transpose":
+        nodes = [h.make_node(op, ["x"], ["y"], perm=_ints(draw, 1, 5, [0, 1, 2, 3, 4, -1]))]
+    elif op == "Unsqueeze":
+        opset = max(opset, 13)
+        nodes = [h.make_node(op, ["x", "a"], ["y"])]
+        inits = {"a": _i64(_ints(draw, 0, 70, [0, 1, 4, -1, 9, 60]))}
+    elif op == "Einsum":
+        opset = max(opset, 12)
+        nodes = [h.make_node(op, ["x"], ["y"], equation=draw(st.sampled_from(
+            ["nchw->nhwc", "nchw->", "...->...", "ab->", "nchw,nchw->n", "", "nchw->nchwz", "i" * 60])))]
+    elif op == "Initializer":
+        dims = _ints(draw, 0, 4, [0, 1, 3, 8, 10**6, 2**40, -1])
+        t = onnx.TensorProto(name="w", dims=dims, data_type=draw(st.sampled_from([1, 6, 7, 10, 0, 99])))
+        if draw(st.booleans()):
+            t.raw_data = b"\0" * draw(st.sampled_from([0, 4, 16, 1000]))
+        nodes, inits = [h.make_node("Add", ["x", "w"], ["y"])], {"w": t}
+    elif op == "Chain":  # long and deep: no recursion limit, no quadratic sort
+        n = draw(st.sampled_from([500, 5000]))
+        nodes = [h.make_node("Relu", [f"t{i}" if i else "x"], [f"t{i + 1}"]) for i in range(n)]
+        nodes = nodes[::-1] if draw(st.booleans()) else nodes
+        return onnx_model_bytes(nodes, {}, opset, out=f"t{n}")
+    elif op == "CumSum":
+        nodes = [h.make_node(op, ["x", "a"], ["y"])]
+        inits = {"a": _i64([draw(st.sampled_from(_HUGE))])}
+    else:  # ScatterND
+        nodes = [h.make_node(op, ["x", "i", "u"], ["y"])]
+        inits = {"i": _i64([_ints(draw, 4, 4, [0, 1, 7, 8, -1, 10**9])]), "u": np.ones(1, np.float32)}
+    return onnx_model_bytes(nodes, inits, opset)
+
+
+def onnx_model_bytes(nodes, inits, opset, out=None) -> bytes:
+    for i, n in enumerate(nodes):
+        n.name = n.name or f"n{i}"
+    return B.onnx_model(nodes, inits, opset=opset, out=out).SerializeToString()
+
+
+@st.composite
+def onnx_attacks(draw) -> bytes:
+    return _attack(draw)
+
+
+def _proto_edit(draw, m) -> None:
+    """One structural corruption of a ModelProto, in place."""
+    import onnx
+    g = m.graph
+    kind = draw(st.sampled_from(["init_dims", "init_type", "init_raw", "opset", "ir", "op_type", "input", "output",
+                                 "attr", "input_shape", "input_type", "external", "order", "duplicate", "remove",
+                                 "if_branch", "domain"]))
+    nodes, inits = g.node, g.initializer
+    if kind == "init_dims" and inits:
+        t = inits[draw(st.integers(0, len(inits) - 1))]
+        if t.dims:
+            t.dims[draw(st.integers(0, len(t.dims) - 1))] = draw(st.sampled_from(_HUGE))
+        else:
+            t.dims.append(draw(st.sampled_from(_HUGE)))
+    elif kind == "init_type" and inits:
+        inits[draw(st.integers(0, len(inits) - 1))].data_type = draw(st.integers(0, 30))
+    elif kind == "init_raw" and inits:
+        t = inits[draw(st.integers(0, len(inits) - 1))]
+        t.raw_data = t.raw_data[:draw(st.integers(0, max(len(t.raw_data), 1)))]
+    elif kind == "opset":
+        m.opset_import[0].version = draw(st.sampled_from([0, 1, 6, 7, 9, 13, 21, 25, 26, 1000, -1]))
+    elif kind == "ir":
+        m.ir_version = draw(st.sampled_from([0, 1, 3, 7, 10, 99, -1]))
+    elif kind == "op_type":
+        nodes[draw(st.integers(0, len(nodes) - 1))].op_type = draw(st.sampled_from(
+            ["Relu", "Conv", "Gemm", "Reshape", "Resize", "If", "Loop", "NonZero", "Einsum", "Split", "", "Bogus"]))
+    elif kind == "input":
+        n = nodes[draw(st.integers(0, len(nodes) - 1))]
+        if n.input:
+            n.input[draw(st.integers(0, len(n.input) - 1))] = draw(st.sampled_from(["x", "", "nowhere", "y", "c", "w"]))
+    elif kind == "output":
+        n = nodes[draw(st.integers(0, len(nodes) - 1))]
+        n.output[0] = draw(st.sampled_from(["x", "w", "c", "y", "", "r"]))
+    elif kind == "attr":
+        n = nodes[draw(st.integers(0, len(nodes) - 1))]
+        name = draw(st.sampled_from(["pads", "strides", "kernel_shape", "axis", "perm", "group", "to", "value",
+                                     "mode", "blocksize", "alpha", "then_branch"]))
+        value = draw(st.sampled_from([[10**9] * 4, [-1, -1], [0, 0], 2**62, -7, 0.5, "nearest", b"\xff\xfe",
+                                      onnx.numpy_helper.from_array(np.zeros((2, 2), np.float32)), [1.5, 2.5]]))
+        del n.attribute[:]
+        n.attribute.append(onnx.helper.make_attribute(name, value))
+    elif kind == "input_shape":
+        d = g.input[0].type.tensor_type.shape.dim
+        d[draw(st.integers(0, len(d) - 1))].dim_value = draw(st.sampled_from([0, 1, 10**6, 2**40, 2**62]))
+    elif kind == "input_type":
+        g.input[0].type.tensor_type.elem_type = draw(st.integers(0, 16))
+    elif kind == "external" and inits:
+        t = inits[draw(st.integers(0, len(inits) - 1))]
+        t.ClearField("raw_data")
+        t.data_location = onnx.TensorProto.EXTERNAL
+        t.external_data.add(key="location", value=draw(st.sampled_from(
+            ["model.onnx", "../x.bin", "/etc/passwd", "nope.bin", "", "sub/../model.onnx", "\x00"])))
+        if draw(st.booleans()):
+            t.external_data.add(key=draw(st.sampled_from(["offset", "length"])),
+                                value=draw(st.sampled_from(["0", "5", "-3", "x", str(2**62)])))
+    elif kind == "order":
+        items = list(nodes)
+        draw(st.randoms(use_true_random=False)).shuffle(items)
+        del nodes[:]
+        nodes.extend(items)
+    elif kind == "duplicate":
+        nodes.append(nodes[draw(st.integers(0, len(nodes) - 1))])
+    elif kind == "remove" and len(nodes) > 1:
+        del nodes[draw(st.integers(0, len(nodes) - 1))]
+    elif kind == "if_branch":  # Ifs nested in their then-branches, 1 to 30 deep
+        inner = onnx.helper.make_graph([onnx.helper.make_node("Relu", ["x"], ["q"])], "b", [],
+                                       [onnx.helper.make_empty_tensor_value_info("q")])
+        plain = inner
+        for _ in range(draw(st.sampled_from([1, 5, 30]))):
+            inner = onnx.helper.make_graph([onnx.helper.make_node("If", ["cond"], ["q"], then_branch=inner,
+                                                                  else_branch=plain)], "b", [],
+                                           [onnx.helper.make_empty_tensor_value_info("q")])
+        nodes.insert(0, onnx.helper.make_node("If", ["cond"], ["xi"], name="if", then_branch=inner,
+                                              else_branch=plain))
+        g.initializer.append(onnx.numpy_helper.from_array(np.array(draw(st.booleans())), "cond"))
+    elif kind == "domain":
+        nodes[draw(st.integers(0, len(nodes) - 1))].domain = draw(st.sampled_from(["com.microsoft", "ai.onnx", "x"]))
+
+
+@st.composite
+def onnx_protos(draw) -> bytes:
+    m = B.onnx_seed()
+    for _ in range(draw(st.integers(1, 4))):
+        _proto_edit(draw, m)
+    try:
+        return m.SerializeToString()
+    except Exception:  # noqa: BLE001 - protobuf refusing an edit (an invalid enum, …): the seed then
+        return B.onnx_seed().SerializeToString()
+
+
+def onnx_files() -> st.SearchStrategy[bytes]:
+    seed = B.onnx_seed().SerializeToString()
+    return st.one_of(onnx_attacks(), onnx_protos(), mutated(seed, max_edits=8))
+
+
+def run_onnx(data: bytes, tmp: Path) -> None:
+    """Import (budget ONNX_BUDGET) and, if it imports, one forward of the last layer: only clean errors."""
+    import jax.numpy as jnp
+
+    from jaxvis.nets.onnx import from_onnx
+    p = tmp / "model.onnx"
+    p.write_bytes(data)
+    net = from_onnx(p, memory_budget=ONNX_BUDGET)
+    if len(net.layer_names) > 300:  # a long chain: importing it was the point
+        return
+    h, w = net.input_size
+    layer = net.layer_names[-1]
+    out = net.jitted([layer], normalize=False)(net.params, jnp.zeros((1, h, w, net.input_channels), jnp.float32))
+    if out[layer].ndim != 4:
+        raise Finding(f"layer {layer!r} came back with shape {out[layer].shape}")
+
+
 TARGETS: dict[str, Target] = {
     "pth": Target("pth", pth_files(), run_pth, poison_check=True),
     "ndf": Target("ndf", ndf_pickles(), run_ndf, poison_check=True),
@@ -535,6 +796,11 @@ TARGETS: dict[str, Target] = {
     "image": Target("image", image_files(), run_image),
     "cli_parse": Target("cli_parse", cli_argvs(), run_cli_parse),
     "cli_convert": Target("cli_convert", cli_converts(), run_cli_convert, poison_check=True),
+}
+# Hostile ONNX graphs: run in a child process with an address-space limit (tests/fuzz/test_fuzz.py,
+# scripts/fuzz.py), so an allocation the budget missed is a MemoryError or a dead child, never a swapping host.
+ISOLATED: dict[str, Target] = {
+    "onnx": Target("onnx", st.deferred(onnx_files), run_onnx),
 }
 # Byte-level HDF5 damage: a child process per input (slow), so only in scripts/fuzz.py.
 LONG_ONLY: dict[str, Target] = {

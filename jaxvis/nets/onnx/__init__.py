@@ -83,7 +83,8 @@ def translate(model: str | os.PathLike | Any, *, input_size: int | tuple[int, in
 
     `jaxvis.from_function(t.apply_fn, t.params, input_size=t.input_size, layers=t.layers,
     logits=t.logits, ...)` makes it a network; :func:`from_onnx` does the same with its own
-    wrapper, which also resolves tensor names. Arguments and errors as for :func:`from_onnx`.
+    wrapper, which also resolves tensor names. Arguments (`memory_budget` too) and errors as for
+    :func:`from_onnx`.
     """
     g = read_graph(model)
     plan, label = _plan(g, model, input_size, name, memory_budget)

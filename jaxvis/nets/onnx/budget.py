@@ -9,8 +9,9 @@ overflow), against one limit:
     budget = 2 GiB + 4 × the model's size in bytes + 64 × the input's size in bytes
 
 (input: one image of the size the graph is translated at, float32). Each tensor, and
-all constants and parameters together, must fit. `from_onnx(..., memory_budget=n)`
-sets another limit in bytes.
+all constants and parameters together, must fit; a tensor's size counts an empty
+dimension as one (its other dimensions still reach XLA). `from_onnx(...,
+memory_budget=n)` sets another limit in bytes.
 """
 
 from __future__ import annotations
@@ -75,7 +76,10 @@ class Budget:
               keep: bool = False) -> int:
         """Bytes of a tensor of `shape`; `fail(message)` is raised if it does not fit (or, `keep`: if all
         kept tensors together would not)."""
-        n = element_count(shape, fail) * max(int(itemsize), 1)
+        element_count(shape, fail)  # every dimension an integer in 0..2^62
+        # The extent (zero dimensions counted as one): XLA lays out and indexes by the other dimensions
+        # even when one is empty, so a 0×2^62 tensor is as unacceptable as a 1×2^62 one.
+        n = math.prod(max(int(d), 1) for d in shape) * max(int(itemsize), 1)
         total = self.kept + n if keep else n
         if total > self.limit:
             held = f" (with the {human(self.kept)} of constants and parameters before it)" if keep and self.kept else ""

@@ -35,15 +35,19 @@ class OnnxNetwork(FunctionNetwork):
     Attributes:
       name: the file's stem (or the graph's name).
       input_size: (H, W) the graph was translated for.
+      input_channels: channels of the graph's input (N×H×W×C images or arrays).
       classes: class names or None.
       params: {initializer name: array in jaxvis layout (HWIO kernels, …)}.
       layer_names: input and node outputs in graph order.
-      logits_layer: the last node before a final Softmax (or the output node), or None.
+      logits_layer: the N×K class scores (the output, or the input of a final Softmax, or `logits=`), or None
+        for outputs that are not class scores.
       forward: the translated function `forward(params, images, *, relu=None, taps=None, layers=None)`
-        on preprocessed NHWC images, every activation N×H×W×C (2-D ones N×1×1×C).
+        on preprocessed NHWC images, every activation N×H×W×C (token grids N×h×w×C, others N×1×1×C).
       plan: the translation (steps, tensor records, layer table).
       nodes: the decoded ONNX nodes (op types and attributes: the graph view's geometry).
     """
+
+    classes_hint = "jaxvis.from_onnx(..., logits=layer, classes=[...])"
 
     def __init__(self, plan: Program, nodes: Sequence[Node], name: str, classes: Sequence[str] | None,
                  preprocess: Callable[[jax.Array], jax.Array] | None, logits: str | None):
@@ -150,5 +154,8 @@ class OnnxNetwork(FunctionNetwork):
         x = self._preprocess(images) if normalize and self._preprocess is not None else images
         names = [self.layer_name(l) for l in layers]
         tp = {self.layer_name(k): v for k, v in (taps or {}).items()}
-        out = self.forward(params, x, relu=relu_fn(relu), taps=tp, layers=names)
+        # The translation is specialised to its input size: at another size, shapes folded at import (a
+        # Reshape's target, …) may not fit, which is an ImageError naming both sizes.
+        with shape_errors(self, (int(x.shape[1]), int(x.shape[2]))):
+            out = self.forward(params, x, relu=relu_fn(relu), taps=tp, layers=names)
         return {l: out[n] for l, n in zip(layers, names)}

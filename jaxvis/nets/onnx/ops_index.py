@@ -32,6 +32,7 @@ def tile(c: Ctx):
     reps = c.ints(1, "repeats")
     if len(reps) != x.rank or min(reps, default=0) < 0:
         raise c.fail(f"repeats {reps} must be {x.rank} non-negative ints (one per axis of {list(x.shape)})")
+    c.check("its output", [d * r for d, r in zip(x.shape, reps)], c.dtype(0))  # exact: JAX's product can wrap
     if x.feat is not None or x.rank == 0 or c.fold:
         return c.emit(lambda v: jnp.tile(canonical(v, x), reps), [c.data(0)], [(None, None)])
     rt = tuple(reps[a] for a in x.perm)
@@ -242,3 +243,11 @@ def data_dependent(c: Ctx):
     raise c.fail("its output's size depends on the data (or on a loop run at run time); jaxvis translates graphs "
                  "whose shapes are fixed at import. For a detector, export it without its post-processing "
                  "(box decoding and NMS) and import the heads")
+
+
+@op("QuantizeLinear", "QLinearConv", "QLinearMatMul", "ConvInteger", "MatMulInteger", "DynamicQuantizeLinear",
+    refused=True)
+def quantized(c: Ctx):
+    raise c.fail("it computes in integers (a quantized graph); jaxvis differentiates through the network, which "
+                 "rounding to integers stops: import the float model (DequantizeLinear of quantized weights alone "
+                 "is translated)")

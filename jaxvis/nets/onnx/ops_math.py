@@ -320,3 +320,35 @@ def reduce(c: Ctx):
         kept = [a for a in x.perm if a not in axes]
         perm = tuple(sorted(kept).index(a) for a in kept)
     return c.emit(lambda v: red(v, axis=rt, keepdims=keep), [c.data(0)], [(perm, None)])
+
+
+@op("ImageScaler")
+def image_scaler(c: Ctx):
+    """Opsets ≤ 9 (experimental; tiny-YOLOv2 of the model zoo): scale · x + per-channel bias."""
+    x = c.need(0)
+    scale = float(c.attr("scale", 1.0))
+    bias = np.asarray(c.attr("bias", [0.0] * x.shape[1]), np.float32)
+    if x.rank != 4 or bias.size != x.shape[1]:
+        raise c.fail(f"bias of {bias.size} values does not fit input {list(x.shape)}")
+    c.ins.append(Rec(f"{c.node.name}:bias", (x.shape[1], 1, 1), identity(3), None, bias.reshape(-1, 1, 1)))
+    return _elementwise(c, lambda v, b: v * scale + b, [0, len(c.ins) - 1])
+
+
+@op("DequantizeLinear")
+def dequantize(c: Ctx):
+    """(x − zero_point) · scale, per tensor or per `axis` (quantized weights; what QDQ models hold)."""
+    x, scale = c.need(0), c.need(1)
+    zp = c.inp(2)
+    axis = int(c.attr("axis", 1)) % max(x.rank, 1)
+    if scale.rank == 1 and scale.shape[0] > 1:  # per-axis: broadcast along `axis`
+        shape = [1] * x.rank
+        shape[axis] = scale.shape[0]
+        for i in (1, 2):
+            r = c.inp(i)
+            if r is not None:
+                if not r.is_const:
+                    raise c.fail("a per-axis scale and zero point must be constants")
+                c.ins[i] = Rec(r.name, tuple(shape), identity(x.rank), None, np.asarray(r.const).reshape(shape))
+    if zp is None:
+        return _elementwise(c, lambda v, s: v.astype(jnp.float32) * s, [0, 1])
+    return _elementwise(c, lambda v, s, z: (v.astype(jnp.float32) - z.astype(jnp.float32)) * s, [0, 1, 2])

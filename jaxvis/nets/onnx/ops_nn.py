@@ -77,6 +77,12 @@ def conv(c: Ctx):
     if x.shape[1] != cg * g:
         raise c.fail(f"weights {list(w.shape)} with group {g} expect {cg * g} input channels, "
                      f"input {x.name!r} has {x.shape[1]}")
+    p = _auto_pads(auto, pads, x.shape[2:], (kh, kw), s, d)
+    out = [(n + lo + hi - (k - 1) * dd - 1) // ss + 1 for n, (lo, hi), k, dd, ss in zip(x.shape[2:], p, (kh, kw), d, s)]
+    if min(out) < 1:
+        raise c.fail(f"a {kh}×{kw} kernel (dilations {list(d)}, pads {[list(q) for q in p]}) does not fit its "
+                     f"{list(x.shape[2:])} input")
+    c.check("its output", (x.shape[0], _m, *out))
     kernel = c.data(1, lambda a: a.transpose(2, 3, 1, 0), "hwio")
     refs = [c.data(0), kernel] + ([c.data(2)] if c.inp(2) is not None else [])
 
@@ -205,12 +211,15 @@ def avg_pool(c: Ctx):
         p, geo, window_pads = _padding(xv, k, s, d, pads, auto, ceil)
         y = lax.reduce_window(xv, 0.0, lax.add, (1, *k, 1), (1, *s, 1), window_pads, window_dilation=(1, *d, 1))
         # Divisor per output position (PyTorch's rule): the window clipped to the padded input
-        # (count_include_pad) or to the input itself; ceil mode's extra padding never counts.
+        # (count_include_pad) or to the input itself; ceil mode's extra padding never counts. Counted in
+        # closed form per position (taps start + j·d, j < k, inside [lo, hi)): memory O(outputs), not O(k).
         div = np.ones((), np.float32)
         for n, kk, ss, dd, pp, (o, _) in zip(xv.shape[1:-1], k, s, d, p, geo):
             lo, hi = (-pp[0], n + pp[1]) if include else (0, n)
-            taps_ = (np.arange(o) * ss - pp[0])[:, None] + np.arange(kk)[None] * dd
-            div = np.multiply.outer(div, ((taps_ >= lo) & (taps_ < hi)).sum(1).astype(np.float32))
+            start = np.arange(o, dtype=np.int64) * ss - pp[0]
+            first = np.maximum(-((start - lo) // dd), 0)  # ceil((lo - start) / d), at least 0
+            last = np.minimum((hi - 1 - start) // dd, kk - 1)
+            div = np.multiply.outer(div, np.maximum(last - first + 1, 0).astype(np.float32))
         return y / jnp.asarray(div[None, ..., None])
 
     return c.emit(fn, [c.data(0)], [(cl, None)])

@@ -96,17 +96,33 @@ def slice_(c: Ctx):
 
 @op("Concat")
 def concat(c: Ctx):
-    recs = [r for r in c.ins]
+    recs = [c.need(i) for i in range(len(c.ins))]
     axis = int(c.attr("axis")) % recs[0].rank
     dyn = [r for r in recs if not r.is_const]
+    # A constant folded at batch 1 (torch's cls_token.expand(batch, ...)) follows the run-time batch.
+    widen = [r.is_const and axis != 0 and r.shape[0] == 1 for r in recs] if dyn else [False] * len(recs)
     if dyn and not c.fold and all(r.perm == dyn[0].perm and r.feat is None for r in dyn):
         perm = dyn[0].perm
-        ax = perm.index(axis)
+        ax, bx = perm.index(axis), perm.index(0)
+        lead = next(i for i, r in enumerate(recs) if not r.is_const)
         refs = [c.data(i, (lambda a: np.ascontiguousarray(a.transpose(perm))) if r.is_const else None, f"t{perm}")
                 for i, r in enumerate(recs)]
-        return c.emit(lambda *vs: jnp.concatenate(vs, axis=ax), refs, [(perm, None)])
-    return c.emit(lambda *vs: jnp.concatenate([canonical(v, r) for v, r in zip(vs, recs)], axis=axis),
-                  [c.data(i) for i in range(len(recs))], [(None, None)])
+
+        def fn(*vs):
+            n = vs[lead].shape[bx]
+            vs = [jnp.broadcast_to(v, v.shape[:bx] + (n,) + v.shape[bx + 1:]) if w else v for v, w in zip(vs, widen)]
+            return jnp.concatenate(vs, axis=ax)
+
+        return c.emit(fn, refs, [(perm, None)], cl=dyn[0].cl)
+    lead = next((i for i, r in enumerate(recs) if not r.is_const), 0)
+
+    def canon(*vs):
+        vs = [canonical(v, r) for v, r in zip(vs, recs)]
+        n = vs[lead].shape[0] if vs[lead].ndim else 1
+        vs = [jnp.broadcast_to(v, (n,) + v.shape[1:]) if w else v for v, w in zip(vs, widen)]
+        return jnp.concatenate(vs, axis=axis)
+
+    return c.emit(canon, [c.data(i) for i in range(len(recs))], [(None, None)])
 
 
 def _flatten_nhwc(c: Ctx, x):
@@ -187,6 +203,9 @@ def squeeze(c: Ctx):
 def unsqueeze(c: Ctx):
     x = c.inp(0)
     axes = c.attr("axes") if c.opset < 13 else c.static(1, "axes")
+    if axes is None:
+        raise c.fail("needs its axes")
+    axes = [int(a) for a in np.asarray(axes).reshape(-1)]
     r = x.rank + len(axes)
     new = sorted(int(a) % r for a in axes)
     old_to_new = [a for a in range(r) if a not in new]  # ONNX input axis i → output axis old_to_new[i]
@@ -220,6 +239,12 @@ def pad(c: Ctx):
     out = list(x.shape)
     for i, a in enumerate(axes):
         out[a] += pads[i] + pads[i + n]
+        # Reflection mirrors within the axis, wrapping repeats it once: bigger pads are not ONNX (and would
+        # make jnp.pad loop over copies of the axis).
+        limit = {"reflect": x.shape[a] - 1, "wrap": x.shape[a]}.get(mode)
+        if limit is not None and max(pads[i], pads[i + n]) > limit:
+            raise c.fail(f"{mode} pads {pads[i]}, {pads[i + n]} exceed axis {a}'s size {x.shape[a]} "
+                         f"(at most {limit} for {mode})")
     if min(out, default=0) < 0:
         raise c.fail(f"pads {pads} would crop {list(x.shape)} below nothing")
     c.check("its output", out, c.dtype(0))  # pads of 10⁹ pixels end here, before XLA sees the shape

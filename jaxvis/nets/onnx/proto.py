@@ -126,6 +126,8 @@ def _load_external(proto, path: Path) -> None:
         uses_external_data,
     )
     ext = [t for t in proto.graph.initializer if uses_external_data(t)]
+    if any(not isinstance(e.key, str) or not isinstance(e.value, str) for t in ext for e in t.external_data):
+        raise OnnxError(f"{path}: an external-data record is not valid UTF-8 text")
     if not ext:
         return 0
     base = path.parent.resolve()
@@ -174,21 +176,27 @@ def _listing(by_file: dict[str, list[str]]) -> str:
     return "; ".join(f"{loc} (for {', '.join(v[:3])}{'…' if len(v) > 3 else ''})" for loc, v in by_file.items())
 
 
+def text(v) -> str:
+    """A protobuf string field as str: fields that are not valid UTF-8 come back as bytes from the decoder."""
+    return v if isinstance(v, str) else bytes(v).decode("utf-8", "surrogateescape")
+
+
 def _attr(a, onnx, where: str) -> Any:
     try:
         v = onnx.helper.get_attribute_value(a)
     except (ValueError, TypeError) as e:
-        raise OnnxError(f"{where}: attribute {a.name!r} cannot be decoded ({e})") from None
+        raise OnnxError(f"{where}: attribute {text(a.name)!r} cannot be decoded ({e})") from None
     if isinstance(v, bytes):
         return v.decode("utf-8", "replace")
     if isinstance(v, onnx.TensorProto):
-        return tensor_array(v, onnx, f"{where}: attribute {a.name!r}")
+        return tensor_array(v, onnx, f"{where}: attribute {text(a.name)!r}")
     if isinstance(v, list) and v and isinstance(v[0], bytes):
         return [s.decode("utf-8", "replace") for s in v]
     if isinstance(v, onnx.GraphProto):  # If/Loop branches: decoded like the main graph
         return SubGraph(_nodes(v.node, onnx, set(), where),
-                        {t.name: tensor_array(t, onnx, f"{where}: initializer {t.name!r}") for t in v.initializer},
-                        tuple(o.name for o in v.output))
+                        {text(t.name): tensor_array(t, onnx, f"{where}: initializer {text(t.name)!r}")
+                         for t in v.initializer},
+                        tuple(text(o.name) for o in v.output))
     return v
 
 
@@ -243,14 +251,16 @@ def _nodes(protos, onnx, names: set, where: str) -> list[Node]:
     nodes = []
     taken: dict[str, int] = {}
     for i, n in enumerate(protos):
-        name = base = n.name or f"{n.op_type}_{i}"
+        op = text(n.op_type)
+        name = base = text(n.name) or f"{op}_{i}"
         while name in names:  # a repeated name gets the next free numbered suffix
             taken[base] = taken.get(base, 0) + 1
             name = f"{base}_{taken[base]}"
         names.add(name)
-        nodes.append(Node(name, n.op_type, n.domain if n.domain not in ("", "ai.onnx") else "",
-                          tuple(n.input), tuple(n.output),
-                          {a.name: _attr(a, onnx, f"{where}: node {name!r} ({n.op_type})") for a in n.attribute}))
+        domain = text(n.domain)
+        nodes.append(Node(name, op, domain if domain not in ("", "ai.onnx") else "",
+                          tuple(map(text, n.input)), tuple(map(text, n.output)),
+                          {text(a.name): _attr(a, onnx, f"{where}: node {name!r} ({op})") for a in n.attribute}))
     return nodes
 
 
@@ -277,24 +287,25 @@ def read_graph(model) -> Graph:
     for n in nodes:
         for i in n.inputs:
             users.setdefault(i, []).append(n.name)
-    inits = {t.name: tensor_array(t, onnx, f"{source}: initializer {t.name!r} (used by "
-                                           f"{', '.join(users.get(t.name, [])[:3]) or 'no node'})")
+    inits = {text(t.name): tensor_array(t, onnx, f"{source}: initializer {text(t.name)!r} (used by "
+                                                 f"{', '.join(users.get(text(t.name), [])[:3]) or 'no node'})")
              for t in g.initializer}
     for t in g.sparse_initializer:
         raise OnnxError(f"{source}: sparse initializer {t.values.name!r} is not supported")
-    real = [v for v in g.input if v.name not in inits]
+    real = [v for v in g.input if text(v.name) not in inits]
     if len(real) != 1:
         raise OnnxError(f"{source}: jaxvis networks take one image input; this graph has {len(real)} "
-                        f"({', '.join(v.name for v in real) or 'none'})")
+                        f"({', '.join(text(v.name) for v in real) or 'none'})")
     inp = real[0]
     tt = inp.type.tensor_type
     if not inp.type.HasField("tensor_type") or tt.elem_type != onnx.TensorProto.FLOAT:
-        raise OnnxError(f"{source}: input {inp.name!r} must be a float32 tensor "
+        raise OnnxError(f"{source}: input {text(inp.name)!r} must be a float32 tensor "
                         f"(is {onnx.helper.printable_type(inp.type)})")
     shape = tuple(d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else None for d in tt.shape.dim)
-    nodes = _toposort(nodes, {inp.name, "", *inits}, source)
-    layout = "NHWC" if len(shape) == 4 and _channels_last(nodes, inp.name, set(inits)) else "NCHW"
-    return Graph(source, g.name, opset, inp.name, shape, nodes, inits, tuple(o.name for o in g.output), meta,
+    name = text(inp.name)
+    nodes = _toposort(nodes, {name, "", *inits}, source)
+    layout = "NHWC" if len(shape) == 4 and _channels_last(nodes, name, set(inits)) else "NCHW"
+    return Graph(source, text(g.name), opset, name, shape, nodes, inits, tuple(text(o.name) for o in g.output), meta,
                  layout, nbytes)
 
 

@@ -147,8 +147,8 @@ class Ctx:
             perm = tuple(range(len(s.shape))) if perm is None else perm
             if len(perm) != len(s.shape):
                 raise self.fail(f"internal layout error: rank {len(s.shape)} output with layout {perm}")
-            self.check(f"its output {name!r}", s.shape, s.dtype)  # for one image; before XLA ever sees it
             shape = onnx_shape(s.shape, tuple(perm), feat)
+            self.check(f"its output {name!r}", shape, s.dtype)  # for one image; before XLA ever sees it
             recs.append(Rec(name, shape, tuple(perm), feat, cl=cl and len(shape) == 4))
             self.b.structs[name] = jax.ShapeDtypeStruct(s.shape, s.dtype)
         self.b.steps.append(Instruction(self.node.name, fn, tuple(inputs), tuple(outs), relu))

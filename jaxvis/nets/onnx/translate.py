@@ -13,6 +13,7 @@ hand-written model costs, and XLA sees the same operations.
 from __future__ import annotations
 
 import dataclasses
+import functools
 
 import jax
 import jax.numpy as jnp
@@ -22,7 +23,7 @@ from ...errors import OnnxError
 from . import ops_index, ops_math, ops_nn, ops_norm, ops_resize, ops_shape  # noqa: F401  (each registers its handlers)
 from .budget import Budget
 from .layout import NCHW_TO_NHWC, Rec, canonical, from_nhwc, identity, to_nhwc
-from .proto import Graph, Node, SubGraph
+from .proto import Graph, Node, SubGraph, require_onnx
 from .registry import OPS, REFUSED, Ctx, Instruction
 
 
@@ -43,7 +44,18 @@ class Program:
     opset: int
 
 
+@functools.lru_cache(maxsize=None)
+def required_inputs(op: str, opset: int) -> int:
+    """How many leading inputs the ONNX schema of `op` at `opset` requires (0 if the schema is unknown)."""
+    onnx = require_onnx()
+    try:
+        return int(onnx.defs.get_schema(op, opset, "").min_input)
+    except onnx.defs.SchemaError:
+        return 0
+
+
 MAX_EXTRA_TOKENS = 5  # class, distillation and register tokens ahead of a transformer's patch tokens
+GRID_OPS = {"Conv", "ConvTranspose", "MaxPool", "AveragePool", "Resize", "Upsample"}  # they make feature maps
 
 
 def _read_tensors(nodes) -> set[str]:
@@ -129,7 +141,12 @@ class Builder:
         if cond is None or not cond.is_const:
             raise OnnxError(f"{self.graph.source}: node {node.name!r} (If, opset {self.graph.opset}) branches on "
                             "a value computed at run time; jaxvis only inlines Ifs decided at import")
-        branch = node.attrs["then_branch" if bool(np.asarray(cond.const).reshape(-1)[0]) else "else_branch"]
+        if np.size(cond.const) != 1:
+            raise OnnxError(f"{self.graph.source}: node {node.name!r} (If) has a condition of {np.size(cond.const)} "
+                            "values, not one")
+        branch = node.attrs.get("then_branch" if bool(np.asarray(cond.const).reshape(-1)[0]) else "else_branch")
+        if not isinstance(branch, SubGraph):
+            raise OnnxError(f"{self.graph.source}: node {node.name!r} (If) has no graph for the branch it takes")
         for name, a in branch.initializers.items():
             self.budget.check("it", a.shape, a.dtype.itemsize, self.fail(f"initializer {name!r} of {node.name!r}"),
                               keep=True)
@@ -167,18 +184,24 @@ class Builder:
             raise OnnxError(f"{self.graph.source}: node {node.name!r} uses op {node.op!r}{where} (opset "
                             f"{self.graph.opset}), which jaxvis cannot translate. Supported ops: "
                             f"{', '.join(sorted(set(OPS) - REFUSED))}")
+        need = required_inputs(node.op, self.graph.opset)
+        absent = [k for k in range(need) if k >= len(node.inputs) or not node.inputs[k]]
+        if absent:
+            raise OnnxError(f"{self.graph.source}: node {node.name!r} ({node.op}) leaves out input {absent[0]}, "
+                            f"which {node.op} requires ({need} inputs at opset {self.graph.opset})")
         fold = all(r is None or r.is_const for r in ins) and node.op not in ("Shape",)
         ctx = Ctx(self, node, ins, fold)
         try:
             outs = handler(ctx)
         except OnnxError:
             raise
-        except (TypeError, ValueError, IndexError, KeyError, ZeroDivisionError, OverflowError) as e:
+        except (TypeError, ValueError, IndexError, KeyError, AttributeError, ArithmeticError) as e:
+            # What a handler did not foresee in a malformed node still names the node.
             raise ctx.fail(f"cannot be translated: {type(e).__name__}: {e}") from None
         outs = [self._as_tokens(r) for r in outs]
         for r in outs:
             self.recs[r.name] = r
-            if not r.is_const and r.rank == 4 and not r.cl and r.shape[2] * r.shape[3] > 1:
+            if node.op in GRID_OPS and not r.is_const and r.rank == 4 and not r.cl and r.shape[2] * r.shape[3] > 1:
                 self.grids.append((r.shape[2], r.shape[3]))
         return outs
 
