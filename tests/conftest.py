@@ -12,9 +12,6 @@ import pytest
 
 import jax
 
-import jaxvis
-
-
 
 def _compile_fast() -> None:
     """Tests compile at LLVM's -O0 (XLA's backend optimisation level 0), unless XLA_FLAGS names the level.
@@ -31,7 +28,6 @@ def _compile_fast() -> None:
 
 
 _compile_fast()
-jaxvis.configure_cpu()  # the speed flags the CLI and scripts use, before any test starts JAX's backend
 
 
 def _share_compilations() -> None:

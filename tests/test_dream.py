@@ -7,6 +7,7 @@ compiles once and is reused by the tests that need it.
 
 from __future__ import annotations
 
+import inspect
 import os
 import subprocess
 import sys
@@ -103,18 +104,64 @@ def band_ratio(im: np.ndarray, b: int = 8) -> float:
 
 def test_seamless_conv1_dreams_have_no_frames(squeezenet):
     """MATLAB's plain objective gives conv1 dreams bright frames (the border's gradient differs and the
-    Laplacian normalisation boosts it); the seamless objective (wrap-padded, cropped) has none, and the
-    Laplacian normalisation is then exactly shift-equivariant, so the dream is too."""
+    Laplacian normalisation boosts it); both seamless methods have none: 'pad' (wrap-padded, cropped: the
+    default for conv1), with which the Laplacian normalisation is exactly shift-equivariant, so the dream
+    is too, and 'shift' (a random circular shift each step, with a small wrap margin)."""
     kw = dict(pyramid_levels=1, num_iterations=10, image_size=64, verbose=False)
     framed = jaxvis.deep_dream(squeezenet, "conv1", [0, 5, 17], seamless=False, lap_padding="zero", **kw)
-    clean = jaxvis.deep_dream(squeezenet, "conv1", [0, 5, 17], **kw)
     assert max(_border_ratio(im) for im in framed.images) > 2.0
-    assert all(0.8 < _border_ratio(im) < 1.2 for im in clean.images)
+    for seamless in (True, "pad", "shift"):
+        clean = jaxvis.deep_dream(squeezenet, "conv1", [0, 5, 17], seamless=seamless, **kw)
+        assert all(0.8 < _border_ratio(im) < 1.2 for im in clean.images), seamless
     x = np.asarray(127.5 + 10 * jax.random.normal(jax.random.PRNGKey(1), (64, 64, 3)))
-    kw3 = dict(pyramid_levels=1, num_iterations=3, verbose=False)
+    kw3 = dict(pyramid_levels=1, num_iterations=3, verbose=False, seamless="pad")
     a = jaxvis.deep_dream(squeezenet, "conv1", [0], initial_image=x, **kw3).images[0]
     b = jaxvis.deep_dream(squeezenet, "conv1", [0], initial_image=np.roll(x, 16, axis=0), **kw3).images[0]
     np.testing.assert_allclose(np.roll(a, 16, axis=0), b, atol=1e-2 * np.abs(a - x).max())
+
+
+def test_wrap_shift_covers_the_torus():
+    """'shift' moves each unit's image by offsets uniform over its whole size, and the gradient through the
+    shift is the unshifted network's gradient shifted back."""
+    t = jaxvis.dream.seamless.WrapShift()
+    x = jnp.arange(5 * 7, dtype=jnp.float32).reshape(1, 5, 7, 1)
+    offsets = set()
+    for i in range(200):
+        y = np.asarray(t(jax.random.PRNGKey(i), x))[0, :, :, 0]
+        dy, dx = (int(v) for v in np.argwhere(y == 0)[0])
+        np.testing.assert_array_equal(y, np.roll(np.asarray(x)[0, :, :, 0], (dy, dx), axis=(0, 1)))
+        offsets.add((dy, dx))
+    assert len(offsets) == 35  # every offset of the 5×7 torus
+    strided = {tuple(int(v) for v in np.argwhere(np.asarray(jaxvis.dream.seamless.WrapShift(2)(
+        jax.random.PRNGKey(i), x))[0, :, :, 0] == 0)[0]) for i in range(200)}
+    assert strided == {(dy, dx) for dy in (0, 2, 4) for dx in (0, 2, 4, 6)}  # multiples of the stride only
+    w = jnp.asarray(np.random.default_rng(0).normal(size=(5, 7)), jnp.float32)
+    g = jax.grad(lambda x: jnp.sum(w * t(jax.random.PRNGKey(3), x)[0, :, :, 0]))(x)[0, :, :, 0]
+    y = np.asarray(t(jax.random.PRNGKey(3), x))[0, :, :, 0]
+    dy, dx = (int(v) for v in np.argwhere(y == 0)[0])
+    np.testing.assert_array_equal(np.asarray(g), np.roll(np.asarray(w), (-dy, -dx), axis=(0, 1)))
+
+
+def test_default_seamless_method_keeps_matlabs_work(squeezenet, alexnet):
+    """seamless=True takes 'pad' where its canvas is within 1.15× the image's pixels (shallow layers), else
+    'shift' on a canvas within 1.09× (the network's input grows by a 4-px wrap margin at 224)."""
+    S = jaxvis.dream.seamless
+    assert inspect.signature(jaxvis.deep_dream_image).parameters["seamless"].default is True
+    hw = (227, 227)
+    # SqueezeNet conv1: stride 2, field 3: 227 resampled to 228, + 1 px a side
+    assert S.canvas(squeezenet, "conv1", hw) == (230, 230) and S.choose(squeezenet, "conv1", hw) == "pad"
+    assert S.choose(alexnet, "conv1", (224, 224)) == "pad"
+    assert S.choose(squeezenet, "fire9-concat", hw) == "shift" and S.choose(alexnet, "conv5", (224, 224)) == "shift"
+    for name, h in (("squeezenet", 227), ("alexnet", 224)):
+        net = squeezenet if name == "squeezenet" else alexnet
+        for layer in net.graph().layers:
+            how = S.choose(net, layer, (h, h))
+            c = S.canvas(net, layer, (h, h))
+            if how == "pad":
+                assert c[0] * c[1] <= 1.15 * h * h
+            elif how == "shift":
+                assert (h + 2 * S.shift_margin((h, h), S.layer_geometry(net, layer)[2])) ** 2 <= 1.09 * h * h
+    assert S.shift_margin((224, 224)) == 4 and S.shift_margin((224, 224), 3) == 1 and S.shift_margin((31, 31)) == 1
 
 
 def _edge_gradient_ratio(run, layer: str, c: int, n: int) -> float:
@@ -127,10 +174,10 @@ def _edge_gradient_ratio(run, layer: str, c: int, n: int) -> float:
 
 
 def test_seamless_gradient_has_no_edge_band_at_any_size(squeezenet):
-    """fire6-expand3x3 has stride 16; at 113 px (and README command 1's 227/318) the image is no multiple
-    of it, so the layer's grid slipped at the wrap seam and the gradients of neighbouring positions no
-    longer cancelled there: channel 13's edge rows got 3× the interior's gradient (bright bands in the
-    dream). The seamless network now resamples the period to a multiple of the stride."""
+    """fire6-expand3x3 has stride 16; at 113 px the image is no multiple of it, so the layer's grid slipped
+    at the wrap seam and the gradients of neighbouring positions no longer cancelled there: channel 13's
+    edge rows got 3× the interior's gradient (bright bands). The 'pad' network resamples the period to a
+    multiple of the stride."""
     run = jaxvis.dream.seamless.seamless(squeezenet, "fire6-expand3x3")
     assert 0.85 < _edge_gradient_ratio(run, "fire6-expand3x3", 13, 113) < 1.15
 
@@ -163,9 +210,8 @@ def test_default_dream_has_no_edge_bands_at_small_size(squeezenet):
 @pytest.mark.slow
 def test_readme_dream_has_no_edge_bands(squeezenet):
     """README command 1 (fire6-expand3x3, channels 0:16, 2 levels, 10 iterations): every channel's 8-px edge
-    bands deviate from the image's centre colour about as much as the centre does (2026-12-06: worst 1.34, channel
-    2; without the period resampling channel 13's top/bottom bands 4.0×, channel 2's left 3.0×, channel 11's
-    2.2×; without the seamless view 5.1× / 4.5× / 3.4×)."""
+    bands deviate from the image's centre colour about as much as the centre does (MATLAB's plain objective:
+    channel 13's top/bottom bands 4.1×, channel 2's left/right 2.8×, channel 11's 2.1×)."""
     ims = jaxvis.deep_dream_image(squeezenet, "fire6-expand3x3", range(16), pyramid_levels=2, num_iterations=10,
                                   output_scaling="percentile", verbose=False)
     worst = max(band_ratio(im) for im in ims)
@@ -230,10 +276,16 @@ def test_linear_layer_strength_rises_by_a_constant(squeezenet):
         np.testing.assert_allclose(np.diff(res.channel_strengths[0, :, i]), inc, rtol=2e-4)
     d = np.diff(res.strengths[0])
     assert d.min() > 0 and np.ptp(d) < 1e-4 * abs(d.mean())
-    seamless = jaxvis.deep_dream(squeezenet, "conv1", chans, pyramid_levels=1, num_iterations=6, verbose=False,
-                                 initial_image=start, step_size=2.0)  # the default objective is linear too
-    d = np.diff(seamless.channel_strengths[0], axis=0)
+    default = jaxvis.deep_dream(squeezenet, "conv1", chans, pyramid_levels=1, num_iterations=6, verbose=False,
+                                initial_image=start, step_size=2.0)  # seamless 'pad' for conv1: linear too
+    d = np.diff(default.channel_strengths[0], axis=0)
     assert d.min() > 0 and np.all(np.ptp(d, axis=0) < 1e-3 * np.abs(d.mean(axis=0)))
+    # 'shift' (forced): shifts by multiples of the stride keep conv1's row phases at an even size, so the
+    # strengths still rise by almost the same amount every step
+    shifted = jaxvis.deep_dream(squeezenet, "conv1", chans, pyramid_levels=1, num_iterations=6, verbose=False,
+                                initial_image=start, step_size=2.0, seamless="shift")
+    d = np.diff(shifted.channel_strengths[0], axis=0)
+    assert d.min() > 0 and np.all(np.ptp(d, axis=0) < 0.05 * np.abs(d.mean(axis=0))), d
 
 
 def test_deeper_layer_rises_over_levels(squeezenet, capsys):
@@ -269,9 +321,14 @@ def test_chunks_equal_one_batch(squeezenet, fire2_64):
 
 
 def test_automatic_chunks_under_a_small_budget(squeezenet, fire2_64, monkeypatch):
-    config = core.StepConfig(jaxvis.engine.param.pixel(32), jaxvis.engine.transforms.get("none"),
-                     jaxvis.engine.presets.optimizer("sgd"), ("fire2-expand3x3",))
-    run = jaxvis.dream.seamless.seamless(squeezenet, "fire2-expand3x3")  # what deep_dream optimises
+    # what deep_dream optimises: at 32 px fire2-expand3x3 takes seamless 'shift' with its 1-px wrap margin
+    S = jaxvis.dream.seamless
+    assert S.choose(squeezenet, "fire2-expand3x3", (32, 32)) == "shift"
+    stride, _, rf = S.layer_geometry(squeezenet, "fire2-expand3x3")
+    run = S.seamless(squeezenet, "fire2-expand3x3", S.shift_margin((32, 32), rf))
+    shift = jaxvis.engine.transforms.Compose((S.WrapShift(stride),))
+    config = core.StepConfig(jaxvis.engine.param.pixel(32), shift, jaxvis.engine.presets.optimizer("sgd"),
+                             ("fire2-expand3x3",))
     per = core.bytes_per_unit(run, config, O.channel("fire2-expand3x3", 0))
     act = 32 * 32 * 4 * (64 + 16 + 64)  # at least the layer's own activations
     assert per > act
@@ -292,7 +349,9 @@ def test_vmapped_batch_equals_one_at_a_time(squeezenet, fire2_64):
 
 
 def test_compiled_once_and_reused(squeezenet, fire2_64):
-    counts = jaxvis.dream.seamless.seamless(squeezenet, "fire2-expand3x3").trace_counts  # the network optimised
+    S = jaxvis.dream.seamless  # the network optimised: the default 'shift' run's wrap-margin view (memoised)
+    counts = S.seamless(squeezenet, "fire2-expand3x3",
+                        S.shift_margin((32, 32), S.layer_geometry(squeezenet, "fire2-expand3x3")[2])).trace_counts
     before = sum(counts.values())
     assert before >= 1
     a = jaxvis.deep_dream(squeezenet, "fire2-expand3x3", range(63, -1, -1), batch_size=64, **FAST)

@@ -3,6 +3,8 @@ transform gradients, batch = one at a time, seeds, RedirectedReLU, presets, comp
 
 from __future__ import annotations
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -13,6 +15,7 @@ import tiny_nets as T
 import jaxvis
 from jaxvis.engine import objectives as O
 from jaxvis.engine import param as P
+from jaxvis.engine import presets as Pr
 from jaxvis.engine import transforms as TF
 from jaxvis.errors import ChannelError, TargetError, VisualizationError
 
@@ -186,3 +189,14 @@ def test_linear_first_layer_is_visualised_by_its_centre_neuron(squeezenet):
     assert np.all(centre > border) and centre.mean() > 3 * border.mean()
     assert O.fits_neuron(squeezenet, "conv1") and not O.fits_neuron(squeezenet, "relu_conv1")
     assert not O.fits_neuron(squeezenet, "fire2-expand3x3")
+
+
+@pytest.mark.parametrize("channels", [1, 3, 5])
+def test_keras_vis_l1_is_the_mean_absolute_value_for_any_channel_count(channels):
+    """tf-keras-vis Norm(p=1): 0.3 · mean |x| over every value on the 0..255 scale, whatever the channel count
+    (dividing by 3·pixels over-weighted it 5/3× on 5 channels and under-weighted it 3× on one)."""
+    hw = (6, 4)
+    x = np.random.default_rng(channels).uniform(0, 1, (2, *hw, channels)).astype(np.float32)
+    pre = dataclasses.replace(Pr.get("keras_vis"), regularizers=(("l1_per_value_255", 0.3),))
+    got = np.asarray(pre.penalty(hw, channels)({O.INPUT: jnp.asarray(x)}))
+    np.testing.assert_allclose(got, 0.3 * 255 * np.abs(x).mean(axis=(1, 2, 3)), rtol=1e-5)

@@ -11,8 +11,6 @@ import jaxvis
 
 ROOT = Path(jaxvis.__file__).parent
 
-# Another engineer's, until their branch is merged: nets/analysis.py imports receptive._from_graph.
-# The lead deletes this entry then.
 
 
 def _module_name(path: Path) -> str:
@@ -215,3 +213,31 @@ def test_function_level_imports_only_keep_extras_optional():
                     if top == "jaxvis" or top in REQUIRED or top in sys.stdlib_module_names:
                         found.append(f"{module}:{node.lineno}: {ast.unparse(node)}")
     assert not found, "import at the top of the module:\n" + "\n".join(sorted(set(found)))
+
+
+# The modules that implement the network protocol: only they may look at a network's internals.
+ADAPTERS = {"jaxvis.nets.network", "jaxvis.nets.function", "jaxvis.nets.flax_modules"}
+
+
+def _probes(tree: ast.Module) -> list[str]:
+    """`getattr(net…, …)`, `hasattr(net…, …)`, `isinstance(net…, …)` calls: asking a network what it is."""
+    out = []
+    for node in ast.walk(tree):
+        if (isinstance(node, ast.Call) and isinstance(node.func, ast.Name)
+                and node.func.id in ("getattr", "hasattr", "isinstance") and node.args
+                and isinstance(node.args[0], ast.Name) and node.args[0].id.startswith("net")):
+            out.append(f"line {node.lineno}: {ast.unparse(node)}")
+    return out
+
+
+def test_probe_finder_finds_probes():
+    tree = ast.parse("a = getattr(net, 'steps', None)\nif hasattr(net2, 'plan'): pass\nisinstance(net, X)\nnet.graph()")
+    assert len(_probes(tree)) == 3
+
+
+def test_no_tool_probes_a_network_adapter():
+    """Tools use the protocol (nets/protocol.py) only; adapter internals stay inside the adapters."""
+    bad = {name: found for name, path in MODULES.items()
+           if name not in ADAPTERS and not name.startswith("jaxvis.nets.onnx")
+           and (found := _probes(ast.parse(path.read_text())))}
+    assert not bad, bad

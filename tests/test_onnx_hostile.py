@@ -103,12 +103,25 @@ def test_windows_and_kernels_that_cannot_fit():
     zero = graph([h.make_node("AveragePool", ["x"], ["y"], name="pool", kernel_shape=[2, 2], strides=[0, 0])])
     with pytest.raises(OnnxError, match=r"'pool'.*must be positive"):
         from_onnx(zero)
-    # Found by the fuzzer: a 2³¹-tap average window that fits thanks to 2³¹ pixels of padding. Its divisor is
-    # counted per output position, not as an outputs × taps table (16 GiB).
-    wide = graph([h.make_node("AveragePool", ["x"], ["y"], name="pool", kernel_shape=[2**31, 1], ceil_mode=1,
-                              pads=[2**31, 0, 7, 0], strides=[2**31, 2**63 - 1])])
-    net = from_onnx(wide, memory_budget=64 << 20)
-    assert net.graph()["pool"].shape == (1, 2, 1, 3)
+    # Found by the fuzzer: a 2³⁰-tap average window that fits thanks to 2³⁰ pixels of padding. XLA pads the input
+    # and loops over the taps (a minute for this 8×8 map): the padded input counts in the budget.
+    wide = graph([h.make_node("AveragePool", ["x"], ["y"], name="pool", kernel_shape=[2**30, 1], ceil_mode=1,
+                              pads=[2**30 - 1, 0, 7, 0], strides=[2**30, 2**30])])
+    with pytest.raises(OnnxError, match=r"'pool'.*its padded input of shape 1×3×2147483648×8 would take 192 GiB"):
+        from_onnx(wide, memory_budget=64 << 20)
+    # Found by the fuzzer: windows, strides and pads of 2³¹ and more (2⁶³ − 1) passed the fit check in Python's
+    # exact integers but wrapped around in XLA's int64 shape arithmetic (a verifier error, not an OnnxError).
+    for kernel, pads, strides in [([2**31, 1], [2**31 - 1, 0, 7, 0], [2**31, 2**63 - 1]),
+                                  ([4294967297, 2**63 - 1], [0, 2**63 - 1, 0, 4294967297], [2**63 - 1] * 2),
+                                  ([2**63 - 1, 1], [2, 40000, 2**63 - 1, 4294967297], [2**31 - 1, 100000])]:
+        huge = graph([h.make_node("AveragePool", ["x"], ["y"], name="pool", kernel_shape=kernel, ceil_mode=1,
+                                  pads=pads, strides=strides)])
+        with pytest.raises(OnnxError, match=r"'pool'.*exceed 2147483647 \(2³¹ − 1\) along an axis"):
+            from_onnx(huge, memory_budget=64 << 20)
+    # A window of padding only (pads as large as the window): refused, as onnxruntime and PyTorch do.
+    pad_only = graph([h.make_node("AveragePool", ["x"], ["y"], name="pool", kernel_shape=[2, 2], pads=[2, 0, 0, 0])])
+    with pytest.raises(OnnxError, match=r"'pool'.*pads \[\[2, 0\], \[0, 0\]\] must be smaller than the window"):
+        from_onnx(pad_only)
     # Found by the fuzzer: wrap and reflect pads beyond the axis (jnp.pad would loop over copies of it).
     wrap = graph([h.make_node("Pad", ["x", "p"], ["y"], name="pad", mode="wrap")],
                  [("p", np.array([0, 0, 10**6, 0, 0, 0, 10**6, 0], I64))], opset=18)
@@ -226,3 +239,29 @@ def test_the_pad_attack_never_reaches_xla(tmp_path):
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, env=env)
     assert r.returncode == 0, f"the child died with exit code {r.returncode}: {r.stderr[-500:]}"
     assert r.stdout.startswith("OnnxError") and "budget" in r.stdout
+
+
+def test_slices_with_extreme_bounds_match_numpy_and_bad_axes_are_named():
+    """Found by the fuzzer: a Slice with start INT64_MIN and step INT64_MAX reached XLA as a dimension of −1
+    (the process aborted). Bounds and steps are clamped in exact integers as ONNX says (numpy's rule)."""
+    lo, hi = np.iinfo(np.int64).min, np.iinfo(np.int64).max
+    x = np.random.default_rng(0).standard_normal((1, 3, 8, 8)).astype(np.float32)
+    for st, en, ax, sp in [([lo, 2], [2, 40000], [3, 2], [hi, 2]), ([hi, -1], [lo, lo], [2, 3], [-1, -3]),
+                           ([1], [hi], [-1], [-hi]), ([7, 0], [lo, 5], [2, 3], [lo + 1, 1]), ([5], [2], [2], [1])]:
+        m = graph([h.make_node("Slice", ["x", "st", "en", "ax", "sp"], ["y"], name="slice")],
+                  [("st", np.array(st, I64)), ("en", np.array(en, I64)), ("ax", np.array(ax, I64)),
+                   ("sp", np.array(sp, I64))])
+        want = x
+        for s, e, a, p in zip(st, en, ax, sp):
+            index = [slice(None)] * 4
+            index[a] = slice(s, e, p)
+            want = want[tuple(index)]
+        if want.size == 0:  # an empty map is refused by the image adapter; the shape is what matters
+            continue
+        net = from_onnx(m)
+        got = net.jitted([net.layer_names[-1]], normalize=False)(net.params, x.transpose(0, 2, 3, 1))
+        np.testing.assert_array_equal(np.asarray(got[net.layer_names[-1]]).transpose(0, 3, 1, 2), want)
+    bad = graph([h.make_node("Slice", ["x", "st", "en", "ax"], ["y"], name="slice")],
+                [("st", np.array([0], I64)), ("en", np.array([2], I64)), ("ax", np.array([5], I64))])
+    with pytest.raises(OnnxError, match=r"'slice'.*axes \[5\] must lie in -4..3"):
+        from_onnx(bad)

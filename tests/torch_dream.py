@@ -87,21 +87,31 @@ class LapNorm:
 
     The 5×5 binomial blur runs with the channels folded into the batch (one
     single-channel convolution), 17 % faster here than the tutorial's grouped one.
+    `padding` 'zero' is the tutorial's; 'wrap' treats the gradient as periodic (jaxvis's
+    seamless dreams), as jaxvis.engine.laplacian does.
     """
 
-    def __init__(self, device: str = "cpu"):
+    def __init__(self, device: str = "cpu", padding: str = "zero"):
         self.k = torch.from_numpy(np.outer(_K1, _K1)).view(1, 1, 5, 5).to(device)
+        if padding not in ("zero", "wrap"):
+            raise ValueError(f"padding must be 'zero' or 'wrap', got {padding!r}")
+        self.wrap = padding == "wrap"
 
     def down(self, x):
         n, c, h, w = x.shape
         (t, b), (l, r) = _same(h), _same(w)
-        y = F.conv2d(F.pad(x.reshape(n * c, 1, h, w), (l, r, t, b)), self.k, stride=2)
+        x = x.reshape(n * c, 1, h, w)
+        y = F.conv2d(F.pad(x, (l, r, t, b), mode="circular") if self.wrap else F.pad(x, (l, r, t, b)), self.k, stride=2)
         return y.reshape(n, c, *y.shape[2:])
 
     def up(self, lo, like):
         n, c, h, w = like.shape
         (t, _), (l, _) = _same(h), _same(w)
-        y = F.conv_transpose2d(lo.reshape(n * c, 1, *lo.shape[2:]), self.k * 4, stride=2)
+        lo = lo.reshape(n * c, 1, *lo.shape[2:])
+        if self.wrap:  # periodic: the low band wrapped by 2 samples a side, the transpose's output shifted by 4
+            y = F.conv_transpose2d(F.pad(lo, (2, 2, 2, 2), mode="circular"), self.k * 4, stride=2)
+            return y[..., 4 + t:4 + t + h, 4 + l:4 + l + w].reshape(n, c, h, w)
+        y = F.conv_transpose2d(lo, self.k * 4, stride=2)
         return y[..., t:t + h, l:l + w].reshape(n, c, h, w)
 
     def __call__(self, g, levels: int = 4, eps: float = 1e-10):
@@ -118,8 +128,44 @@ class LapNorm:
         return x
 
 
+class Seamless:
+    """jaxvis.dream.seamless in torch: how the network sees the image ('pad' or 'shift' with a wrap margin).
+
+    `geometry` is (stride, offset, receptive field) of the layer (jaxvis.dream.seamless.layer_geometry);
+    `shifts(level, it)` gives the per-image circular shifts of a step ('shift'), e.g. JAX's own offsets.
+    """
+
+    def __init__(self, how: str, geometry, margin: int | None = None, shifts=None):
+        from jaxvis.dream.seamless import pad_width, periodic_resize_matrix
+        self.how, (self.stride, self.offset, rf) = how, geometry
+        self.pad = pad_width(rf) if how == "pad" else int(margin or 0)
+        self.shifts, self._resize = shifts, periodic_resize_matrix
+
+    def __call__(self, tnet, x, level: int, it: int):
+        """The layer's activation (N×C×h×w) for images x (N×3×H×W) at this step."""
+        import math
+        h, w = x.shape[2:]
+        if self.how == "shift":
+            offs = self.shifts(level, it)
+            x = torch.stack([torch.roll(x[i], (int(dy), int(dx)), (1, 2)) for i, (dy, dx) in enumerate(offs)])
+            hs, ws = h, w
+        else:
+            s = self.stride
+            hs, ws = -(-h // s) * s, -(-w // s) * s
+            if (hs, ws) != (h, w):
+                my = torch.from_numpy(self._resize(h, hs)).to(x.device)
+                mx = torch.from_numpy(self._resize(w, ws)).to(x.device)
+                x = torch.einsum("yh,nchw,xw->ncyx", my, x, mx)
+        p = self.pad
+        act = tnet(F.pad(x, (p, p, p, p), mode="circular") if p else x)
+        i0 = int(math.ceil((p - self.offset) / self.stride))
+        ny, nx = (int(math.ceil((p + n - self.offset) / self.stride)) - i0 for n in (hs, ws))
+        return act[:, :, i0:i0 + ny, i0:i0 + nx]
+
+
 def dream(tnet: TorchNet, start: np.ndarray, channels, *, sizes, num_iterations: int, step_size: float,
-          jitter: int, lap_levels: int, pixel_range=(0.0, 255.0), seed: int = 0, batch_size: int | None = None):
+          jitter: int, lap_levels: int, pixel_range=(0.0, 255.0), seed: int = 0, batch_size: int | None = None,
+          seamless: Seamless | None = None):
     """Deep dream of `channels` (one image each) in torch eager; the jaxvis.dream algorithm.
 
     Args:
@@ -129,13 +175,16 @@ def dream(tnet: TorchNet, start: np.ndarray, channels, *, sizes, num_iterations:
       sizes: (H, W) per pyramid level.
       num_iterations, step_size, jitter, lap_levels, pixel_range: as jaxvis.deep_dream_image.
       seed: seed of the jitter offsets (torch's generator: offsets differ from JAX's).
-      batch_size: channels per batch (default all).
+      batch_size: channels per batch (default all; with `seamless` 'shift' its offsets are per image of
+        the whole call, so keep all channels in one batch).
+      seamless: None for MATLAB's plain objective with the tutorial's zero-padded normalisation; else
+        jaxvis's seamless objective with wrap-padded normalisation.
 
     Returns:
       (C×H'×W'×3 numpy images, levels×iterations mean strengths).
     """
     dev = tnet.device
-    lap = LapNorm(dev)
+    lap = LapNorm(dev, "zero" if seamless is None else "wrap")
     gen = torch.Generator().manual_seed(seed)
     lo, hi = pixel_range if pixel_range is not None else (-np.inf, np.inf)
     channels = list(channels)
@@ -154,7 +203,8 @@ def dream(tnet: TorchNet, start: np.ndarray, channels, *, sizes, num_iterations:
             for it in range(num_iterations):
                 dy, dx = (torch.randint(-jitter, jitter + 1, (2,), generator=gen).tolist() if jitter else (0, 0))
                 xr = torch.roll(x, (dy, dx), (2, 3)).requires_grad_(True)
-                v = tnet(xr)[rows, ch].mean(dim=(1, 2))
+                act = tnet(xr) if seamless is None else seamless(tnet, xr, level, it)
+                v = act[rows, ch].mean(dim=(1, 2))
                 (g,) = torch.autograd.grad(v.sum(), xr)
                 g = torch.roll(g, (-dy, -dx), (2, 3))
                 with torch.no_grad():

@@ -25,6 +25,7 @@ import numpy as np
 
 from ..errors import AttributionError, ImageError, MissingWeightsError, TargetError
 from ..imaging.images import ImageLike, fit_to_size, to_batch
+from ..nets import cpu
 from ..nets.protocol import Net
 from .result import AttributionMap
 from .targets import Target, resolve
@@ -46,7 +47,7 @@ def unit_score(acts: dict, layer: str, channel, softmax: bool = False) -> jax.Ar
     return a.reshape(a.shape[0], -1).mean(axis=1)
 
 
-@functools.partial(jax.jit, static_argnums=(0, 1, 2))
+@functools.partial(cpu.jit, static_argnums=(0, 1, 2))
 def _on_function(build: Build, fn: Callable, static: tuple, *args):
     return build(fn, *static)(*args)
 
@@ -54,14 +55,14 @@ def _on_function(build: Build, fn: Callable, static: tuple, *args):
 def function_kernel(fn: Callable, build: Build, *static) -> Callable:
     """The jitted kernel `build(fn, *static)` for a bare pure function (the cores' path).
 
-    `fn` is a static argument of one module-level `jax.jit`, so jax's own compilation cache,
+    `fn` is a static argument of one module-level jit (:func:`jaxvis.nets.cpu.jit`), so jax's own compilation cache,
     keyed on (fn, static, argument shapes), reuses the compiled kernel for the same `fn`: jaxvis
     keeps no table of functions. A callable that cannot be hashed is compiled on each call.
     """
     try:
         hash(fn)
     except TypeError:
-        return jax.jit(build(fn, *static))
+        return cpu.jit(build(fn, *static))
     return functools.partial(_on_function, build, fn, static)
 
 

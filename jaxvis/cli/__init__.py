@@ -38,8 +38,6 @@ def _state_defaults(p: argparse.ArgumentParser) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the `jaxvis` command with `argv` (default: sys.argv[1:]); returns the exit status."""
-    from ..nets.cpu import configure_cpu
-    configure_cpu()  # XLA:CPU speed flags; must precede the first JAX computation (a library import sets none)
     args = build_parser().parse_args(argv)
     from ..errors import JaxvisError
     try:

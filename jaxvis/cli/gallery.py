@@ -35,7 +35,9 @@ def register(sub) -> None:
     p.add_argument("--out", default="site", help="site folder, created (its parent must exist); default site/")
     p.add_argument("--rebuild", action="store_true",
                    help="replace a site made with other settings or with damaged state (default: refuse it)")
-    add_progress_args(p)
+    p.add_argument("--plan", action="store_true",
+                   help="only print the plan and the time estimate (a short measured warm-up), render nothing")
+    add_progress_args(p, "the plan and a progress bar")
     p.set_defaults(func=run)
 
 
@@ -48,9 +50,16 @@ def run(args) -> int:
     else:
         net = load(args)
     layers = "all" if args.layers.strip() == "all" else [s.strip() for s in args.layers.split(",") if s.strip()]
+    if args.plan:
+        from ..site.estimate import estimate
+        from ..site.plan import plan_layers
+        est = estimate(net, plan_layers(net, layers, args.units), preset=args.preset, steps=args.steps,
+                       image_size=args.image_size, block=args.block)
+        print(est.text())
+        return 0
     r = gallery(net, args.out, layers=layers, images=args.images, units=args.units, preset=args.preset,
                 steps=args.steps, image_size=args.image_size, diversity=args.diversity, k=args.k, block=args.block,
-                seed=args.seed, progress=args.progress, rebuild=args.rebuild)
+                seed=args.seed, progress=args.progress, plan=args.progress is not False, rebuild=args.rebuild)
     print(f"{plural(r.rendered, 'unit')} rendered, {r.skipped} already done, in {r.seconds:.0f} s")
     print_skipped(r.skipped_files, None)
     if r.manifest is not None:

@@ -27,7 +27,7 @@ from ..errors import ArgumentTypeError, DreamError, ImageError
 from ..imaging.images import ImageLike, to_batch
 from ..imaging.notebook import Picture, grid_for
 from ..nets.protocol import LayerRef
-from .seamless import seamless as seamless_view
+from . import seamless as toroidal  # the module: `seamless` is also deep_dream's argument
 
 # Defaults (see docs/dream.md for how they were chosen).
 STEP_SIZE = 3.0       # pixels (0..255 scale) per step times the Laplacian-normalised gradient
@@ -182,7 +182,7 @@ class _Table:
 def deep_dream(net, layer: LayerRef, channels, *, pyramid_levels: int = 3, pyramid_scale: float = 1.4,
                num_iterations: int = 10, verbose: bool = True, initial_image: ImageLike | None = None,
                seed: int = 0, step_size: float = STEP_SIZE, jitter: int = JITTER, lap_levels: int = LAP_LEVELS,
-               lap_padding: str = "reflect", seamless: bool = True, batch_size: int | None = None,
+               lap_padding: str = "reflect", seamless: bool | str = True, batch_size: int | None = None,
                image_size: int | tuple[int, int] | None = None, pixel_range: tuple[float, float] | None = None,
                devices=None, progress: bool | None = None) -> DreamResult:
     """:func:`deep_dream_image` returning raw pixels and the activation strengths (a :class:`DreamResult`).
@@ -190,6 +190,10 @@ def deep_dream(net, layer: LayerRef, channels, *, pyramid_levels: int = 3, pyram
     Arguments as :func:`deep_dream_image`.
     """
     _check_options(pyramid_levels, pyramid_scale, num_iterations, "none", step_size, jitter, batch_size, lap_levels)
+    if not (seamless is True or seamless is False or seamless in ("pad", "shift")):
+        raise DreamError(f"seamless must be True (the cheaper of 'pad' and 'shift' for the layer), 'pad' (the "
+                         f"periodic image's activation), 'shift' (random circular shifts) or False (MATLAB's plain "
+                         f"objective), got {seamless!r}")
     seed = _seed(seed)
     name = net.layer_name(layer)
     chans = _channels(channels)
@@ -213,15 +217,21 @@ def deep_dream(net, layer: LayerRef, channels, *, pyramid_levels: int = 3, pyram
                          f"images ({what}); {_size_needed(net, name)}")
     objs = [O.channel(name, c) for c in chans]
     check_units(net, objs, sizes[0])
-    # Seamless: the objective of the image tiling the plane, so no border, no bright frame (seamless.py).
-    run = (seamless_view(net, name) if seamless else None) or net
-    tf = Compose((Roll(jitter),)) if jitter else Compose(())
+    # Seamless: no place of the image is the network's border in every step, so no bright frame (toroidal.py).
+    how = toroidal.choose(net, name, sizes[0]) if seamless is True else seamless
+    geo = toroidal.layer_geometry(net, name) if how == "shift" else None
+    margin = toroidal.shift_margin(sizes[0], geo[2]) if geo is not None else None
+    run = (toroidal.seamless(net, name, margin) if how == "pad" or margin else None) or net
+    shifts = (toroidal.WrapShift(geo[0] if geo is not None else 1),) if how == "shift" else ()
+    tf = Compose(shifts + ((Roll(jitter),) if jitter else ()))
     # Fixed-size layers (BVLC AlexNet's fc6 flattens 6×6×256): larger levels are resized to the input size.
     tf = fit_transforms(run, [name], tf, sizes[-1])
     proj = engine.Projection(None if pixel_range is None else (pixel_range[0] / 255.0, pixel_range[1] / 255.0))
-    config = engine.StepConfig(Param(sizes[0], 1, "pixel", False, "none", 0.0, 0.5, channels=net.input_channels), tf,
-                       optimizer("laplacian", int(lap_levels), "wrap" if run is not net else lap_padding), (name,),
-                       proj)
+    periodic = run is not net or bool(shifts)
+    config = engine.StepConfig(Param(sizes[0], 1, "pixel", False, "none", 0.0, 0.5, channels=net.input_channels),
+                               tf,
+                               optimizer("laplacian", int(lap_levels), "wrap" if periodic else lap_padding), (name,),
+                               proj)
     table = _Table() if verbose else None
     try:
         res = engine.optimize(run, objs, config, levels=[(hw_, num_iterations) for hw_ in sizes],
@@ -240,7 +250,7 @@ def deep_dream_image(net, layer: LayerRef, channels, *, pyramid_levels: int = 3,
                      pyramid_scale: float = 1.4, num_iterations: int = 10, output_scaling: str = "linear",
                      verbose: bool = True, initial_image: ImageLike | None = None, seed: int = 0,
                      step_size: float = STEP_SIZE, jitter: int = JITTER, lap_levels: int = LAP_LEVELS,
-                     lap_padding: str = "reflect", seamless: bool = True, batch_size: int | None = None,
+                     lap_padding: str = "reflect", seamless: bool | str = True, batch_size: int | None = None,
                      image_size: int | tuple[int, int] | None = None,
                      pixel_range: tuple[float, float] | None = None, devices=None, progress: bool | None = None):
     """Images that strongly activate channels of a layer (MATLAB's `deepDreamImage`).
@@ -276,12 +286,16 @@ def deep_dream_image(net, layer: LayerRef, channels, *, pyramid_levels: int = 3,
       step_size: pixels added per step times the Laplacian-normalised gradient (default 3.0).
       jitter: random roll of up to ±`jitter` pixels per step (default 0, as MATLAB).
       lap_levels: Laplacian pyramid splits in the gradient normalisation (4, the tutorial's).
-      lap_padding: 'reflect' (default) or 'zero' (the TF tutorial's padding); seamless runs use 'wrap'.
-      seamless: optimise the layer's activation of the image tiled periodically (resampled to a period
-        that is a multiple of the layer's stride, wrap-padded by half the receptive field, at most 48
-        pixels; jaxvis.dream.seamless), so the image border gets the same gradient as its interior: no
-        bright frames or edge bands, and tiles that repeat seamlessly. False is
-        MATLAB's plain objective (then conv1 images get bright frames).
+      lap_padding: 'reflect' (default) or 'zero' (the TF tutorial's padding) when `seamless=False`; seamless
+        runs use 'wrap'.
+      seamless: no bright frames or edge bands, and images that tile (jaxvis.dream.seamless). True
+        (default) picks per layer, within 1.15× MATLAB's work: 'pad' where it is cheap (shallow layers:
+        the layer's activation of the image tiled periodically, wrap-padded by half the receptive
+        field; exactly shift-equivariant, linear layers stay linear) and 'shift' elsewhere (each step
+        the image is shifted circularly by a random offset before the network sees it, the gradient
+        shifted back: the same canvas as MATLAB's). 'pad' or 'shift' force one ('pad' on deep layers
+        costs up to 2× the time: the canvas grows by up to 48 pixels a side). False: MATLAB's plain
+        objective (then conv1 images get bright frames).
       batch_size: channels per compiled call; None picks it from an estimate of activation memory.
       image_size: start size (int or (H, W)) instead of the network's input size.
       pixel_range: (lo, hi) on the 0..255 scale to clip the image to after every step; None (default)

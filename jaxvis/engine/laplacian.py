@@ -30,6 +30,7 @@ import optax
 from jax import lax
 
 from ..errors import VisualizationError
+from ..nets import cpu
 
 _TAPS = np.array([1.0, 4.0, 6.0, 4.0, 1.0], np.float32) / 16.0
 
@@ -158,7 +159,7 @@ def laplacian_normalize(g: jax.Array, levels: int = 4, eps: float = 1e-10, paddi
     return _lap_normalize(g, levels, eps, padding, rel_eps)
 
 
-@functools.partial(jax.jit, static_argnums=(1, 2, 3, 4))
+@functools.partial(cpu.jit, static_argnums=(1, 2, 3, 4))
 def _lap_normalize(g: jax.Array, levels: int, eps: float, mode: str, rel_eps: float) -> jax.Array:
     floor = jnp.maximum(eps, rel_eps * _rms(g))
     return lap_merge([_normalize_std(b, floor) for b in lap_split(g, levels, mode)], mode)

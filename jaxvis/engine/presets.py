@@ -106,15 +106,15 @@ class Preset:
     regularizers: tuple[tuple[str, float], ...] = ()
     transparency: bool = False  # accumulate MACO's transparency map Σ |∂L/∂x|
 
-    def penalty(self, hw: tuple[int, int]) -> obj.Objective | None:
-        """The preset's regularisers as one objective for images of size hw (None if none)."""
+    def penalty(self, hw: tuple[int, int], channels: int = 3) -> obj.Objective | None:
+        """The preset's regularisers as one objective for images of size hw with `channels` channels (None if none)."""
         terms = []
         px = hw[0] * hw[1]
         for kind, w in self.regularizers:
             if kind == "tv_per_pixel_255":      # tf-keras-vis TotalVariation2D on 0..255 pixels
                 terms.append((w * 255.0 / px) * obj.total_variation())
             elif kind == "l1_per_value_255":    # tf-keras-vis Norm(p=1) on 0..255 pixels
-                terms.append((w * 255.0 / (3 * px)) * obj.l1())
+                terms.append((w * 255.0 / (channels * px)) * obj.l1())  # the mean over every value
             elif kind == "l2_normalized":       # CS231n: λ‖(x − μ)/σ‖²
                 terms.append((w / IMAGENET_STD ** 2) * obj.l2(IMAGENET_MEAN))
             else:

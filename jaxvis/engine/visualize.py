@@ -227,7 +227,7 @@ def visualize(net, objective, *, preset: str | P.Preset = "lucid", param: str | 
     pre = P.get(preset)
     hw = _hw(image_size, net)
     objs = objectives_for(net, objective, hw)
-    pen = pre.penalty(hw)
+    pen = pre.penalty(hw, net.input_channels)
     if pen is not None:
         objs = [o - pen for o in objs]
     layers = tuple(dict.fromkeys(l for o in objs[:1] for l in o.layers))

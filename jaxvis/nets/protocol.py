@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator, Protocol, Sequence, r
 import jax
 
 from ..errors import ImageError, JaxvisError
+from . import cpu
 from .graph import LayerGraph
 from .ops import RELU_MODES
 from .traced import param_value, traced_graph
@@ -103,7 +104,11 @@ class Cache:
             f"cache keys are (area, name, *static), got {key!r}"
 
     def jit(self, key: tuple, make: Callable[[], Callable], **jit_kwargs) -> Callable:
-        """`jax.jit(make(**))` built once per `key`; its traces are counted under `key`."""
+        """`jax.jit(make(), **jit_kwargs)` built once per `key`; its traces are counted under `key`.
+
+        Compiled with jaxvis's XLA options for the platform each call runs on (:func:`jaxvis.nets.cpu.jit`:
+        XLA:CPU's on CPU, none on accelerators), so every jaxvis program is fast without global settings.
+        """
         if key not in self._fns:
             self._check(key)
             fn = make()
@@ -112,7 +117,7 @@ class Cache:
                 self.trace_counts[key] += 1  # runs only while tracing
                 return fn(*args, **kwargs)
 
-            self._fns[key] = jax.jit(counted, **jit_kwargs)
+            self._fns[key] = cpu.jit(counted, **jit_kwargs)
         return self._fns[key]
 
     def memo(self, key: tuple, compute: Callable[[], Any]) -> Any:

@@ -17,6 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ..errors import LayerError
+from . import cpu
 from .graph import LayerGraph
 
 
@@ -185,7 +186,7 @@ def _measured(net, name: str) -> ReceptiveField:
     ky, kx = a[0] // 2, a[1] // 2
     # numpy's generator and one jitted gradient: eager JAX would compile every op (and the RNG) on its own
     x = np.random.default_rng(0).uniform(0.0, 255.0, (8, n, n, net.input_channels)).astype(np.float32)
-    g = jax.jit(jax.grad(lambda p, x: fn(p, x)[name][:, ky, kx, :].sum(), argnums=1))(net.params, x)
+    g = cpu.jit(jax.grad(lambda p, x: fn(p, x)[name][:, ky, kx, :].sum(), argnums=1))(net.params, x)
     support = np.asarray(jnp.abs(g).sum(axis=(0, 3))) > 0
     rows, cols = np.nonzero(support.any(axis=1))[0], np.nonzero(support.any(axis=0))[0]
     size = (int(rows.max() - rows.min() + 1), int(cols.max() - cols.min() + 1))
@@ -203,7 +204,7 @@ def _measured_at_own_size(net, fn, name: str) -> ReceptiveField:
         return ReceptiveField(name, (h0, w0), (h0, w0), ((h0 - 1) / 2, (w0 - 1) / 2), spatial=False)
     ky, kx = (shape[1] - 1) // 2, (shape[2] - 1) // 2
     x = np.random.default_rng(0).uniform(0.0, 255.0, (8, h0, w0, c)).astype(np.float32)
-    grad = jax.jit(jax.grad(lambda p, x, i, j: fn(p, x)[name][:, i, j, :].sum(), argnums=1))
+    grad = cpu.jit(jax.grad(lambda p, x, i, j: fn(p, x)[name][:, i, j, :].sum(), argnums=1))
     boxes = []
     for i, j in ((ky, kx), (min(ky + 1, shape[1] - 1), min(kx + 1, shape[2] - 1))):
         support = np.asarray(jnp.abs(grad(net.params, x, i, j)).sum(axis=(0, 3))) > 0

@@ -119,7 +119,8 @@ def accentuate(net, photo: ImageLike, objective, *, weight: float = WEIGHT, step
     ids = unit_ids(labels)  # an objective's random stream follows from what it is: alone = in a batch
     res = engine.optimize(net, objs, config, levels=[(hw, int(steps))], learning_rate=float(learning_rate), seed=seed,
                           unit_ids=ids, start=(seed_img / 255.0)[None, None], batch_size=batch_size, devices=devices,
-                          progress=progress, label=f"accentuate {getattr(net, 'name', '')} ({len(objs)} objectives)")
+                          progress=progress,
+                          label=f"accentuate {net.name} ({len(objs)} objective{'' if len(objs) == 1 else 's'})")
     raw = res.images[:, 0]
     photo01 = np.clip(np.round(seed_img), 0, 255) / 255.0
     dist = np.sqrt(np.mean((raw - photo01) ** 2, axis=(1, 2, 3)))

@@ -17,6 +17,7 @@ import html
 import json
 import os
 import shutil
+import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -33,8 +34,9 @@ from ..errors import GalleryError
 from ..imaging.display import imtile, save_png
 from ..imaging.fileio import atomic_path, check_folder, exclusive, make_folder
 from ..imaging.notebook import Picture, img_tag
-from ..imaging.progress import Progress
+from ..imaging.progress import Progress, wanted
 from .data import data_pass, filter_data, unit_data
+from .estimate import GalleryEstimate, estimate
 from .pages import write_site
 from .plan import STATE, LayerPlan, plan_layers
 
@@ -50,6 +52,7 @@ class GalleryResult(Picture):
       complete: whether every block is done (False after ``stop_after_blocks``).
       seconds: wall time of this call.
       skipped_files: the photos that were not used, with the reason (:class:`~jaxvis.datasets.Skipped`).
+      estimate: the plan and time estimate printed before rendering (None when not made).
     """
 
     out: Path
@@ -59,6 +62,7 @@ class GalleryResult(Picture):
     complete: bool
     seconds: float
     skipped_files: list = dataclasses.field(default_factory=list)
+    estimate: GalleryEstimate | None = None
 
     def picture(self, per_layer: int = 8) -> np.ndarray:
         """A contact sheet: one row per layer, its first `per_layer` units' thumbnails (uint8); what
@@ -199,6 +203,7 @@ def gallery(net, out: str | os.PathLike, *, layers: str | Sequence[str] = "all",
             units: int | Sequence[int] | None = None, preset: str = "lucid", steps: int | None = None,
             image_size: int | None = None, diversity: int = 0, k: int = 9, block: int = 32,
             thumbnail: int = 96, seed: int = 0, devices=None, progress: bool | None = None, rebuild: bool = False,
+            plan: bool | None = None,
             stop_after_blocks: int | None = None, wait_timeout: float = 3600.0) -> GalleryResult:
     """Render a browsable per-unit atlas of `net` into the folder `out` (OpenAI Microscope for your network).
 
@@ -229,6 +234,9 @@ def gallery(net, out: str | os.PathLike, *, layers: str | Sequence[str] = "all",
         notebook, True always, False never.
       rebuild: when `out` holds a gallery of other settings or damaged state, remove what a gallery wrote
         there and render anew (default: refuse, naming what differs or the damaged file).
+      plan: before rendering, measure a short warm-up and print the plan (units per layer, steps, the
+        estimated time, how to make it cheaper) to stderr on process 0 (default: where the progress bar
+        shows); nothing is asked, the job goes on. :func:`jaxvis.site.estimate.estimate` alone makes it.
       stop_after_blocks: stop after rendering this many blocks (a test hook simulating a kill).
       wait_timeout: seconds process 0 waits for other processes' blocks.
 
@@ -256,12 +264,12 @@ def gallery(net, out: str | os.PathLike, *, layers: str | Sequence[str] = "all",
     state = out / STATE
     pid, nproc = jax.process_index(), jax.process_count()
     with exclusive(state / f"lock.process{pid}of{nproc}", f"gallery site {str(out)!r}"):
-        return _gallery(net, out, plans, images, cfg, settings, devices, progress, rebuild, stop_after_blocks,
-                        wait_timeout, t0)
+        return _gallery(net, out, plans, images, cfg, settings, devices, progress, plan, rebuild,
+                        stop_after_blocks, wait_timeout, t0)
 
 
 def _gallery(net, out: Path, plans: list[LayerPlan], images, cfg: dict, settings: dict, devices, progress: bool | None,
-             rebuild: bool, stop_after_blocks: int | None, wait_timeout: float, t0: float) -> GalleryResult:
+             plan: bool | None, rebuild: bool, stop_after_blocks: int | None, wait_timeout: float, t0: float) -> GalleryResult:
     state = out / STATE
     pid, nproc = jax.process_index(), jax.process_count()
     try:
@@ -274,6 +282,11 @@ def _gallery(net, out: Path, plans: list[LayerPlan], images, cfg: dict, settings
         make_folder(out)  # only the folder named: never the folders above it
         _write_json(state / "settings.json", settings)
     devices = list(jax.local_devices() if devices is None else devices)
+    est = None
+    if (wanted(progress) if plan is None else plan) and pid == 0:
+        est = estimate(net, plans, preset=cfg["preset"], steps=cfg["steps"], image_size=cfg["image_size"],
+                       block=int(cfg["block"]), devices=devices)
+        print(est.text(), file=sys.stderr, flush=True)
     k, block = cfg["k"], cfg["block"]
     tp = None
     if images is not None:  # first, while every process is here: the pass merges all processes' shares
@@ -299,7 +312,7 @@ def _gallery(net, out: Path, plans: list[LayerPlan], images, cfg: dict, settings
         for n, (lp, b, blk) in enumerate(todo):
             if stop_after_blocks is not None and n >= stop_after_blocks:
                 return GalleryResult(out, None, rendered, skipped, False, time.perf_counter() - t0,
-                                     [] if tp is None else tp.skipped)
+                                     [] if tp is None else tp.skipped, est)
             records = _render_block(net, lp, blk, out, cfg, devices)
             _write_json(done_file(lp, b), {"layer": lp.name, "block": b, "units": records})
             rendered += len(blk)
@@ -308,12 +321,12 @@ def _gallery(net, out: Path, plans: list[LayerPlan], images, cfg: dict, settings
         bar.close()
     if pid != 0:
         return GalleryResult(out, None, rendered, skipped, True, time.perf_counter() - t0,
-                             [] if tp is None else tp.skipped)
+                             [] if tp is None else tp.skipped, est)
     _wait_for(state, [(lp, b) for lp, b, _ in work], done_file, wait_timeout)
     extra = unit_data(net, plans, tp, out) if tp is not None else filter_data(net, plans, out)
     manifest = write_site(net, plans, out, settings, {lp.name: _load_units(lp, state) for lp in plans}, extra)
     return GalleryResult(out, manifest, rendered, skipped, True, time.perf_counter() - t0,
-                         [] if tp is None else tp.skipped)
+                         [] if tp is None else tp.skipped, est)
 
 
 def _wait_for(state: Path, blocks, done_file, timeout: float) -> None:

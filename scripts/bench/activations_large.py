@@ -8,6 +8,7 @@ The photo is examples/images/grace_hopper.jpg upscaled (bilinear) to --size WxH 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
@@ -30,10 +31,10 @@ def main() -> None:
     p.add_argument("--size", default="6000x4000", help="WIDTHxHEIGHT")
     p.add_argument("--tile", default="auto", help="auto (tile=None), 0 (whole image at once) or pixels")
     p.add_argument("--xla-defaults", action="store_true",
-                   help="skip jaxvis.configure_cpu() (XLA's default YNNPACK convolutions, as a library user gets)")
+                   help="JAXVIS_XLA_DEFAULTS=0: XLA's default YNNPACK convolutions instead of jaxvis's per-compilation options")
     a = p.parse_args()
-    if not a.xla_defaults:
-        jaxvis.configure_cpu()
+    if a.xla_defaults:
+        os.environ["JAXVIS_XLA_DEFAULTS"] = "0"  # read by jaxvis when it compiles (jaxvis/nets/cpu.py)
     w, h = (int(v) for v in a.size.split("x"))
     img = np.asarray(Image.open(PHOTO).convert("RGB").resize((w, h), Image.Resampling.BILINEAR))
     net = jaxvis.load_model(a.model)

@@ -12,12 +12,19 @@ PyTorch runs an independent SqueezeNet (tests/torch_reference.py) with the same 
 and the same number of threads, in the same process. Times are the best of
 `--repeats`, JAX and torch runs alternating, after a first run (whose extra JAX time,
 tracing and compilation, is reported separately).
-Needs torch (not a jaxvis dependency).
+Then every attribution method against captum 0.9 on the same weights (`--no-captum` skips it), each side
+with its own defaults except where a batch size is needed to compare like with like: saliency, integrated
+gradients (50 steps, black baseline; captum all steps in one batch), SmoothGrad (50 samples; captum's
+NoiseTunnel, all samples in one batch), guided backprop, deconvnet, Grad-CAM at relu_conv10 upsampled to the
+image, occlusion (captum's windows: 45×45, stride 16, 13×13 = 169 windows; captum 32 windows per forward,
+`perturbations_per_eval=32`, jaxvis its automatic batch).
+Needs torch and captum (not jaxvis dependencies: the test extra).
 """
 
 from __future__ import annotations
 
 import argparse
+import warnings
 import sys
 import time
 from pathlib import Path
@@ -53,6 +60,7 @@ def main(argv=None) -> int:
     ap.add_argument("--samples", type=int, default=50)
     ap.add_argument("--grad-batch", type=int, default=16)
     ap.add_argument("--occ-batch", type=int, default=32)
+    ap.add_argument("--no-captum", action="store_true", help="skip the captum 0.9 comparison")
     args = ap.parse_args(argv)
 
     import torch
@@ -135,10 +143,55 @@ def main(argv=None) -> int:
     for name, tj, tt, comp, count in rows:
         print(f"{name:26s} {tj:9.3f} {tt:9.3f} {tj / tt:10.2f} {count / tj:10.1f} {count / tt:11.1f} {comp:14.1f}")
     print("* first call minus best call: tracing + XLA compilation (once per process and shapes)")
+    if not args.no_captum:
+        against_captum(net, tm, x, cls, args.repeats)
     return 0
 
 
+def against_captum(net, tm, x, cls, repeats: int) -> None:
+    """Every method, jaxvis's public call against captum's on the same float32 torch model."""
+    import captum
+    warnings.filterwarnings("ignore", category=UserWarning, module="captum")
+    import captum.attr as ca
+    import torch
+
+    import jaxvis
+
+    xt = torch.from_numpy(np.ascontiguousarray(x.transpose(2, 0, 1)[None]))
+    sigma = 0.15 * float(x.max() - x.min())
+    fill = torch.from_numpy(np.broadcast_to(x.reshape(-1, 3).mean(0), x.shape).transpose(2, 0, 1)[None].copy())
+    relu10 = tm.net.classifier[2]
+
+    def gradcam_t():
+        raw = ca.LayerGradCam(tm, relu10).attribute(xt, target=cls, relu_attributions=True)
+        return ca.LayerAttribution.interpolate(raw, x.shape[:2], interpolate_mode="bilinear")
+
+    cases = [
+        ("saliency", lambda: jaxvis.saliency(net, x, cls).map,
+         lambda: ca.Saliency(tm).attribute(xt, target=cls, abs=False)),
+        ("integrated gradients, 50 steps", lambda: jaxvis.saliency(net, x, cls, method="integrated_gradients").map,
+         lambda: ca.IntegratedGradients(tm).attribute(xt, baselines=0.0, target=cls, n_steps=50,
+                                                      method="riemann_middle")),
+        ("SmoothGrad, 50 samples", lambda: jaxvis.saliency(net, x, cls, method="smoothgrad").map,
+         lambda: ca.NoiseTunnel(ca.Saliency(tm)).attribute(xt, nt_type="smoothgrad", nt_samples=50, stdevs=sigma,
+                                                          target=cls, abs=False)),
+        ("guided backprop", lambda: jaxvis.saliency(net, x, cls, method="guided_backprop").map,
+         lambda: ca.GuidedBackprop(tm).attribute(xt, target=cls)),
+        ("deconvnet", lambda: jaxvis.saliency(net, x, cls, method="deconvnet").map,
+         lambda: ca.Deconvolution(tm).attribute(xt, target=cls)),
+        ("Grad-CAM (relu_conv10)", lambda: jaxvis.grad_cam(net, x, cls).map, gradcam_t),
+        ("occlusion 45/16, 169 windows",
+         lambda: jaxvis.occlusion_sensitivity(net, x, cls, mask_size=45, stride=16, placement="captum").map,
+         lambda: ca.Occlusion(tm).attribute(xt, sliding_window_shapes=(3, 45, 45), strides=(3, 16, 16),
+                                            baselines=fill, target=cls, perturbations_per_eval=32)),
+    ]
+    print(f"\nagainst captum {captum.__version__} (same float32 weights, interleaved, best of {repeats}; "
+          f"first call excluded)")
+    print(f"{'method':32s} {'jaxvis s':>9s} {'captum s':>9s} {'speed-up':>9s}")
+    for name, jf, cf in cases:
+        tj, tc, _ = interleaved(jf, cf, repeats)
+        print(f"{name:32s} {tj:9.4f} {tc:9.4f} {tc / tj:8.2f}x", flush=True)
+
+
 if __name__ == "__main__":
-    from jaxvis import configure_cpu
-    configure_cpu()  # XLA:CPU speed flags, before JAX starts a backend
     sys.exit(main())

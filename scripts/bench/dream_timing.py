@@ -23,6 +23,7 @@ from flops import dream_flops_per_image_step
 from machine import peak_memory_bytes
 from peak_flops import peak_gflops
 
+from jaxvis.dream import seamless as S
 from jaxvis.dream.matlab import deep_dream, pyramid_sizes
 
 START_MEAN, START_STD = 127.5, 10.0  # the library's random start: mid-gray plus Gaussian noise
@@ -102,12 +103,15 @@ def bench_dream(net, layer: str, channels: list[int], *, levels: int = 1, iterat
     n = len(channels)
     flops = sum(n * iterations * dream_flops_per_image_step(net, layer, hw) for hw in sizes)
     peak, peak_how = peak_gflops(override=peak_override)
-    # The PyTorch reference implements MATLAB's plain objective with the tutorial's zero padding.
+    # The library's defaults (seamless objective: 'pad' or 'shift' by layer); the PyTorch reference runs the
+    # same algorithm, with JAX's own random shifts, so the first steps' strengths agree to float rounding.
     kw = dict(pyramid_levels=levels, pyramid_scale=scale, num_iterations=iterations, verbose=False,
-              initial_image=start, batch_size=batch_size, seamless=False, lap_padding="zero")
+              initial_image=start, batch_size=batch_size)
+    how = S.choose(net, layer, sizes[0])
     res = {"model": net.name, "layer": layer, "channels": n, "iterations": iterations, "levels": levels,
            "sizes": sizes, "batch_size": batch_size, "image_iterations": n * iterations * levels,
            "gflop": flops / 1e9, "flop_rule": "2 FLOPs/MAC × conv+fc MACs × 2 (forward + input gradient)",
+           "seamless": how, "shift_margin": S.shift_margin(sizes[0], S.layer_geometry(net, layer)[2]) if how == "shift" else None,
            "peak_gflops": peak, "peak_source": peak_how}
 
     log(f"{net.name} {layer}: {n} channels × {iterations} iterations × {levels} level(s) at {sizes}, "
@@ -134,12 +138,19 @@ def bench_dream(net, layer: str, channels: list[int], *, levels: int = 1, iterat
             dev = _torch_device(torch)
             tnet = torch_dream.TorchNet(net, layer, dev)
             sync = torch.cuda.synchronize if dev == "cuda" else (lambda: None)
+            seam = None
+            if how:
+                margin = res["shift_margin"]
+                offs = jax_shifts(channels, sizes, iterations, S.layer_geometry(net, layer)[0]) if how == "shift" else None
+                seam = torch_dream.Seamless(how, S.layer_geometry(net, layer), margin,
+                                            None if offs is None else (lambda level, it: offs[level][it]))
 
             def torch_run():
                 out = torch_dream.dream(tnet, start, channels, sizes=sizes, num_iterations=iterations,
                                         step_size=core_defaults()["step_size"], jitter=core_defaults()["jitter"],
                                         lap_levels=core_defaults()["lap_levels"],
-                                        pixel_range=core_defaults()["pixel_range"], batch_size=batch_size)
+                                        pixel_range=core_defaults()["pixel_range"], batch_size=batch_size,
+                                        seamless=seam)
                 sync()
                 return out
 
@@ -175,6 +186,27 @@ def bench_dream(net, layer: str, channels: list[int], *, levels: int = 1, iterat
         if res.get("torch_device") == "cuda":
             res["torch_device_peak_bytes"] = int(torch.cuda.max_memory_allocated())
     return res
+
+
+def jax_shifts(channels: list[int], sizes, iterations: int, step: int = 1, seed: int = 0) -> list[np.ndarray]:
+    """The circular shifts jaxvis's seamless 'shift' dream draws (per level: iterations × channels × (dy, dx)),
+    from the engine's key derivation: unit key fold_in(PRNGKey(seed), channel), its step half of split, then
+    fold_in(step) and fold_in(transform index 0) (jaxvis.engine.optimize, transforms.Compose, seamless.WrapShift)."""
+    root = jax.random.PRNGKey(seed % 2 ** 32)
+    units = jax.vmap(lambda i: jax.random.fold_in(root, i))(jnp.asarray(channels, jnp.uint32))
+    step_keys = jax.vmap(jax.random.split, out_axes=1)(units)[1]
+    out, step0 = [], 0
+    for hw in sizes:
+        def one(k, i, hw=hw):
+            t = S.WrapShift(step)
+            x = jnp.arange(hw[0] * hw[1], dtype=jnp.float32).reshape(1, *hw, 1)
+            y = t(jax.random.fold_in(jax.random.fold_in(k, i), 0), x)[0, :, :, 0]
+            flat = jnp.argmin(jnp.abs(y))  # where pixel 0 went: the offset
+            return jnp.stack([flat // hw[1], flat % hw[1]])
+        steps = jnp.arange(step0, step0 + iterations)
+        out.append(np.asarray(jax.vmap(lambda i: jax.vmap(lambda k: one(k, i))(step_keys))(steps)))
+        step0 += iterations
+    return out
 
 
 def agreement(jax_strengths: np.ndarray, torch_strengths: np.ndarray, first: int = 3) -> dict:

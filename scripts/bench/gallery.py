@@ -34,7 +34,6 @@ def main(argv=None) -> int:
     p.add_argument("--out", default=None, help="JSON results file")
     a = p.parse_args(argv)
     import jaxvis
-    jaxvis.configure_cpu()
     import jax
 
     from jaxvis.site.plan import plan_layers

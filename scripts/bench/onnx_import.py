@@ -210,6 +210,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    from jaxvis import configure_cpu
-    configure_cpu()  # XLA:CPU speed flags, before JAX starts a backend
     sys.exit(main())

@@ -176,7 +176,8 @@ def main(argv=None) -> int:
           f"{fv['max_abs_diff_after_steps']:.2g} (0..255)")
 
     # ---- saliency of 'espresso' on predictions:logits
-    img = jaxvis.imaging.images.fit_to_size(jaxvis.imaging.images.to_batch(args.image)[0], (224, 224), "crop")[0]
+    from jaxvis.imaging import images
+    img = images.fit_to_size(images.to_batch(args.image)[0], (224, 224), "crop")[0]
     target = net.classes.index("espresso")
     tsal = TorchNet(net, "predictions:logits")
     sal: dict = {}
@@ -205,6 +206,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    from jaxvis import configure_cpu
-    configure_cpu()  # XLA:CPU speed flags, before JAX starts a backend
     sys.exit(main())

@@ -8,7 +8,8 @@ best of 3, in one process; the first call of each is a warm-up (JAX compiles the
   python scripts/bench/visualize.py [--units 8] [--steps 32] [--size 227] [--repeats 3]
 
 Needs torch and torch-lucent 0.1.8 (benchmark only: `pip install --no-deps torch-lucent==0.1.8
-kornia==0.4.1 decorator tqdm`); torchvision is replaced by a stand-in for the one class lucent imports.
+kornia==0.4.1 decorator tqdm`, into the shared environment or with `--target .lucent` in the repository root,
+which this script adds to its path); torchvision is replaced by a stand-in for the one class lucent imports.
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
+if (ROOT / ".lucent").is_dir():  # a private install: pip install --no-deps --target .lucent torch-lucent==0.1.8 ...
+    sys.path.append(str(ROOT / ".lucent"))
 CLASSES = [1, 9, 22, 71, 76, 94, 130, 145, 207, 254, 291, 292, 309, 323, 340, 386]
 
 
@@ -112,6 +115,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    from jaxvis import configure_cpu
-    configure_cpu()  # XLA:CPU speed flags, before JAX starts a backend
     sys.exit(main())

@@ -140,6 +140,4 @@ def write_md(out: Path, net, args, report, skipped, full) -> None:
 
 
 if __name__ == "__main__":
-    from jaxvis import configure_cpu
-    configure_cpu()  # XLA:CPU speed flags, before JAX starts a backend
     sys.exit(main())

@@ -104,8 +104,6 @@ def main(argv=None) -> int:
     p.add_argument("--out", type=Path, default=Path("out/onnx_resnet"))
     p.add_argument("--figure", type=Path, default=None, help="figure path (default <out>/onnx_resnet.png)")
     a = p.parse_args(argv)
-    if hasattr(jaxvis, "configure_cpu"):
-        jaxvis.configure_cpu()  # XLA:CPU speed flags, where this jaxvis has them
     a.out.mkdir(parents=True, exist_ok=True)
 
     if a.onnx is not None:

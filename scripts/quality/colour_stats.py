@@ -60,8 +60,6 @@ def main(argv=None) -> int:
     ap.add_argument("--out", default=str(ROOT / "docs" / "quality" / "colour.json"))
     args = ap.parse_args(argv)
     import jaxvis
-    from jaxvis.nets.cpu import configure_cpu
-    configure_cpu()
     from onnx_zoo import judge_network
     out: dict = {}
     for preset in ("lucid", "cs231n", "keras_vis", "matlab"):

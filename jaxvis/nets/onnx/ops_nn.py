@@ -22,6 +22,7 @@ _DN = ("NHWC", "HWIO", "NHWC")
 # Windows up to this size use the hand-written models' formulations (jaxvis.nets.ops), whose fast CPU
 # gradients loop over the window's offsets at trace time; bigger windows go to XLA's own ops.
 HAND_WINDOW = 16
+MAX_WINDOW = 2**31 - 1  # the largest kernel, stride, dilation, pad or window extent a Conv or pool may have
 
 
 def _window(c: Ctx, k: tuple[int, ...]):
@@ -38,6 +39,11 @@ def _window(c: Ctx, k: tuple[int, ...]):
                      f"pads {p} non-negative")
     if auto not in ("NOTSET", "", "VALID", "SAME_UPPER", "SAME_LOWER"):
         raise c.fail(f"auto_pad {auto!r} is not NOTSET, VALID, SAME_UPPER or SAME_LOWER")
+    # XLA adds and multiplies these in int64: bound them so no sum or window extent can wrap around.
+    extents = [(kk - 1) * dd + 1 for kk, dd in zip(k, dil)] + [p[i] + p[i + n] for i in range(n)]
+    if max(*k, *strides, *dil, *p, *extents) > MAX_WINDOW:
+        raise c.fail(f"window {list(k)}, strides {list(strides)}, dilations {list(dil)} and pads {p} exceed "
+                     f"{MAX_WINDOW} (2³¹ − 1) along an axis")
     return strides, dil, [(p[i], p[i + n]) for i in range(n)], auto
 
 
@@ -163,6 +169,10 @@ def _pool_setup(c: Ctx):
     if len(k) != x.rank - 2:
         raise c.fail(f"kernel_shape {list(k)} does not fit the {x.rank - 2} spatial axes of {list(x.shape)}")
     s, d, pads, auto = _window(c, k)
+    ext = [(kk - 1) * dd + 1 for kk, dd in zip(k, d)]
+    if any(max(pp) >= e for pp, e in zip(pads, ext)):  # a window of padding only: onnxruntime and PyTorch refuse it
+        raise c.fail(f"pads {[list(q) for q in pads]} must be smaller than the window {ext} (dilated kernel) on "
+                     f"each side, as onnxruntime and PyTorch require")
     ceil = bool(c.attr("ceil_mode", 0))
     # The output's size, checked before anything is traced (the average pool's divisor table has it).
     sizes = x.shape[2:]
@@ -172,6 +182,10 @@ def _pool_setup(c: Ctx):
         raise c.fail(f"a {list(k)} window (dilations {list(d)}, pads {[list(q) for q in p]}) does not fit its "
                      f"{list(sizes)} input")
     c.check("its output", (*x.shape[:2], *out))
+    # XLA pads the input before it reduces windows over it (and loops over a window's taps): count the padded
+    # input like any tensor, so a window and pads of 2³⁰ on an 8-pixel map are refused, not run for minutes.
+    geo = [_pool_geometry(n, kk, ss, dd, *pp, ceil)[1] for n, kk, ss, dd, pp in zip(sizes, k, s, d, p)]
+    c.check("its padded input", (*x.shape[:2], *(n + lo + hi for n, (lo, hi) in zip(sizes, geo))))
     cl = (0, *range(2, x.rank), 1)  # channels last: NHWC for 2-D maps (1-D and 3-D pools alike)
     return x, k, s, d, pads, auto, ceil, cl
 
@@ -220,7 +234,7 @@ def avg_pool(c: Ctx):
             first = np.maximum(-((start - lo) // dd), 0)  # ceil((lo - start) / d), at least 0
             last = np.minimum((hi - 1 - start) // dd, kk - 1)
             div = np.multiply.outer(div, np.maximum(last - first + 1, 0).astype(np.float32))
-        return y / jnp.asarray(div[None, ..., None])
+        return y / jnp.asarray(np.maximum(div, 1)[None, ..., None])  # a dilated window can miss the input: 0
 
     return c.emit(fn, [c.data(0)], [(cl, None)])
 

@@ -80,14 +80,29 @@ def slice_(c: Ctx):
     else:
         starts, ends = c.static(1, "starts"), c.static(2, "ends")
         axes, steps = c.static(3, "axes"), c.static(4, "steps")
-    axes = list(range(len(starts))) if axes is None else [int(a) % x.rank for a in axes]
+    raw_axes = list(range(len(starts))) if axes is None else [int(a) for a in axes]
     steps = [1] * len(starts) if steps is None else [int(s) for s in steps]
-    lim = lambda v: max(min(int(v), 2**62), -2**62)  # noqa: E731 (INT64_MAX means "to the end")
+    if not len(starts) == len(ends) == len(raw_axes) == len(steps):
+        raise c.fail(f"starts {list(starts)}, ends {list(ends)}, axes {raw_axes} and steps {steps} differ in length")
+    if any(not -x.rank <= a < x.rank for a in raw_axes) or 0 in steps:
+        raise c.fail(f"axes {raw_axes} must lie in {-x.rank}..{x.rank - 1} and steps {steps} be non-zero "
+                     f"(input of shape {list(x.shape)})")
+    axes = [a % x.rank for a in raw_axes]
+    if len(set(axes)) != len(axes):
+        raise c.fail(f"axes {raw_axes} name an axis twice")
     canon = x.feat is not None
     rank_axes = axes if canon else [x.axis(a) for a in axes]
     index = [slice(None)] * x.rank
-    for a, s, e, st in zip(rank_axes, starts, ends, steps):
-        index[a] = slice(lim(s), lim(e), st)
+    for a, ra, s, e, st in zip(axes, rank_axes, starts, ends, steps):
+        # ONNX's clamping in Python's exact integers (INT64_MIN/MAX starts, ends and steps included), then a
+        # slice JAX's int64 shape arithmetic cannot overflow: a step longer than the axis takes one element.
+        n = int(x.shape[a])
+        r = range(*slice(int(s), int(e), st).indices(n))
+        if not len(r):
+            index[ra] = slice(0, 0)
+        else:
+            step = max(min(r.step, max(n, 1)), -max(n, 1))
+            index[ra] = slice(r.start, r.stop if r.stop >= 0 else None, step)
     index = tuple(index)
     if canon:
         return c.emit(lambda v: canonical(v, x)[index], [c.data(0)], [(None, None)])
