@@ -70,8 +70,6 @@ def main(argv=None) -> int:
     ap.add_argument("--photos", default=None, help="gallery: photo folder (scripts/data/collect_photos.py makes one)")
     ap.add_argument("--site", default="out/readme_site")
     args = ap.parse_args(argv)
-    import jaxvis
-    jaxvis.configure_cpu()
     if args.what == "dream":
         dream(Path(args.out or ROOT / "docs" / "images" / "dream_fire6.png"))
     else:

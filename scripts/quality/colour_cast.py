@@ -55,7 +55,6 @@ def main(argv=None) -> int:
     import jaxvis
     from jaxvis.engine import objectives as O
     from jaxvis.imaging.display import imtile, save_png
-    jaxvis.configure_cpu()
     from onnx_zoo import judge_network
     out = Path(args.out)
     sq, tv, alex = (jaxvis.load_model("squeezenet"), judge_network(SHARED / "testdata" / "squeezenet1_1_onnxzoo"),
