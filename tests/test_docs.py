@@ -64,6 +64,7 @@ SMALL = {
     "jaxvis.patches.scan.top_patches": dict(k=2),
     "jaxvis.site.render.gallery": dict(units=2, steps=2, image_size=64),
     "jaxvis.attribution.gradients.saliency": dict(num_samples=2, steps=2),
+    "jaxvis.recipes.accentuate.accentuate": dict(steps=2, image_size=64),
 }
 SMALL_CLI = {
     "visualize": ["--steps", "2", "--image-size", "64"],
@@ -77,7 +78,7 @@ SMALL_CLI = {
 USER_FILES = {"photo_6000x4000.jpg": "grace_hopper.jpg", "big_photo.jpg": "grace_hopper.jpg"}
 # Tools that optimise images or run the network many times: their blocks and lines are slow-marked.
 SLOW_TOOLS = ("visualize", "deep_dream_image", "class_model", "fool", "invert", "style_transfer", "dream_photo",
-              "top_patches", "gallery", "save_html")
+              "top_patches", "gallery", "save_html", "accentuate")
 SLOW_COMMANDS = ("visualize", "dream", "dream-photo", "gallery", "patches")
 SETUP = (re.compile(r"^python3? -m venv\b"), re.compile(r"^(\.|source) \S*activate$"), re.compile(r"^pip install\b"),
          re.compile(r"^python -m pytest\b"), re.compile(r"^(sudo )?apt(-get)? install\b"))

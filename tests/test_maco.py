@@ -45,7 +45,7 @@ def latent_magnitude(images01: np.ndarray) -> np.ndarray:
 
 def test_magnitude_is_the_spectrum_at_the_start_and_after_optimisation(tiny, photos_spectrum):
     spec = photos_spectrum.resized((32, 32))
-    prm = P.Param((32, 32), 2, "maco", True, "sigmoid", 1.0, spectrum=spec)
+    prm = P.Param((32, 32), 2, "maco", True, "sigmoid", jaxvis.engine.presets.MACO_SD, spectrum=spec)
     fixed = prm.magnitude
     # the fixed magnitude is the spectrum up to one factor (the image's standardisation), DC removed
     k = fixed[:, 1:, 1:] / spec.magnitude[:, 1:, 1:]

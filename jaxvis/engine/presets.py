@@ -21,8 +21,8 @@ sees 255×; pixel-unit numbers below are converted):
   with lr 25 (normalised units), 100 steps.
 - `maco` (Fel et al. 2023, MAgnitude Constrained Optimization): the Fourier magnitude fixed to a
   natural-image spectrum (`jaxvis.natural_spectrum`; default the one jaxvis ships), only the phase
-  optimised, decorrelated colours, sigmoid; per step 6 random crops (from the whole image shrinking
-  to half of it over the run, centres near the middle) with noise 0.05; Nadam lr 1.0; 256 steps; the
+  optimised, decorrelated colours with std 2 before the sigmoid; per step 6 random crops (from the whole image shrinking
+  to 0.8 of its side over the run, centres near the middle) with noise 0.05; Nadam lr 1.0; 256 steps; the
   transparency map Σ |∂L/∂x| over the steps on the result.
 """
 
@@ -41,7 +41,9 @@ from .laplacian import scale_by_laplacian_norm
 from .optimize import Projection
 
 IMAGENET_MEAN, IMAGENET_STD = 0.449, 0.226  # grey-level mean/std of ImageNet's normalisation (0..1)
-MACO_SD = 1.0  # std of MACO's image in the decorrelated basis, before the sigmoid (Xplique's standardisation)
+# std of MACO's image in the decorrelated basis, before the sigmoid. Xplique standardises to 1, which through the sigmoid
+# leaves a pixel std of 0.13 (photos: ≈ 0.25): washed out, and it transferred worse (docs/quality.md); 2 gives 0.22.
+MACO_SD = 2.0
 
 
 def scale_by_l2_norm(eps: float = 1e-12) -> optax.GradientTransformation:

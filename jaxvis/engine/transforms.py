@@ -150,7 +150,7 @@ class RandomCrops(Transform):
     """
 
     n: int = 6
-    box: tuple[float, float] = (1.0, 0.5)
+    box: tuple[float, float] = (1.0, 0.8)
     box_sd: float = 0.05
     centre_sd: float = 0.15
     noise: float = 0.05
@@ -252,8 +252,8 @@ STANDARD = Compose((pad(12), jitter(8), RandomAffine(tuple(1 + (i - 5) / 50.0 fo
 # The same without the grey pad: for an image optimised 12 px larger on every side, which the network sees in
 # the pad's place and the result does not show (the `lucid` preset's `border`; docs/quality.md).
 STANDARD_UNPADDED = Compose(STANDARD.transforms[1:])
-# MACO's views: 6 crops per step (horama's count; Xplique takes 32) from the whole image shrinking to half of
-# it, noise 0.05 (docs/visualize.md).
+# MACO's views: 6 crops per step (horama's count; Xplique takes 32) from the whole image shrinking to 0.8 of its
+# side, noise 0.05 (docs/visualize.md; the schedule chosen in a pilot, docs/quality.md).
 MACO = Compose((RandomCrops(),))
 NAMED = {"standard": STANDARD, "standard_unpadded": STANDARD_UNPADDED, "maco": MACO, "none": Compose(()),
          "keras_vis": Compose((jitter(4), random_rotate([-1.0, 1.0]))),

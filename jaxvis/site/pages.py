@@ -22,6 +22,7 @@ th{background:#f1f1f1}td.n{text-align:right}.grid{display:flex;flex-wrap:wrap;ga
 .cell{width:110px;font-size:12px;text-align:center}.cell img{display:block;margin:0 auto;image-rendering:auto}
 .big img{border:1px solid #ccc}.row{display:flex;flex-wrap:wrap;gap:12px;align-items:flex-start}
 figure{margin:0;font-size:12px;text-align:center}nav{margin:.5em 0 1em}small{color:#666}
+.big figure{display:table}.big figcaption{display:table-caption;caption-side:bottom}
 """
 
 

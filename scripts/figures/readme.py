@@ -55,8 +55,8 @@ def gallery(photos: Path, site: Path, out: Path) -> None:
     print(f"gallery: {r.rendered} units rendered in {r.seconds:.0f} s")
     with Browser(width=800, height=900) as b:
         parts = [shot(b, (site / "layers" / "conv1.html").resolve().as_uri(), 250),
-                 shot(b, (site / "units" / "conv1" / "3.html").resolve().as_uri(), 330),
-                 shot(b, (site / "units" / "fire9-concat" / "3.html").resolve().as_uri(), 900)]
+                 shot(b, (site / "units" / "conv1" / "3.html").resolve().as_uri(), 420),
+                 shot(b, (site / "units" / "fire9-concat" / "3.html").resolve().as_uri(), 790)]
         if b.errors:
             sys.exit(f"browser errors: {b.errors}")
     rule = np.full((2, 800, 3), 200, np.uint8)
