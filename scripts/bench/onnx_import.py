@@ -13,8 +13,8 @@ has no backward. Every jaxvis program is compiled once per `--xla` setting of XL
 passed per compilation (as `Net.cache.jit` passes jaxvis's options): `eigen` is jaxvis's choice
 (`xla_cpu_experimental_ynn_fusion_type=""`: Eigen's convolutions, faster for forward + backward), `ynn` is
 XLA's default (YNNPACK convolutions).
-Achieved GFLOP/s (2 × the graph view's MACs per image) are printed against the 2-vCPU AMD EPYC's
-156.5 GFLOP/s fp32 peak (tests/peak_flops.py). `--profile` adds onnxruntime's per-op time
+Achieved GFLOP/s (2 × the graph view's MACs per image) are printed against the fp32 peak of this CPU
+(tests/peak_flops.py). `--profile` adds onnxruntime's per-op time
 and XLA's for each convolution shape on its own.
 Needs onnx, onnxruntime and (for ResNet-50) torch: the test extra.
 """
@@ -37,10 +37,11 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 from onnx_zoo import ZOO, zoo_squeezenet  # noqa: E402
+from peak_flops import peak_gflops  # noqa: E402
 
 XLA = {"eigen": {"xla_cpu_experimental_ynn_fusion_type": ""},
        "ynn": {"xla_cpu_experimental_ynn_fusion_type": "LIBRARY_FUSION_TYPE_INDIVIDUAL_CONVOLUTION"}}
-PEAK_GFLOPS = 156.5
+PEAK_GFLOPS = peak_gflops()[0] or float("nan")  # this CPU's fp32 peak (tests/peak_flops.py)
 
 
 def hlo_instructions(compiled_text: str):
