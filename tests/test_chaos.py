@@ -249,6 +249,26 @@ with exclusive(sys.argv[1], "test"):
 """
 
 
+def test_a_killed_writers_half_written_cache_is_removed_by_the_next_run(tmp_path):
+    """SIGKILL runs no `finally`: a kill inside the cache's atomic write leaves its temporary file (seen in the
+    10-kill chaos test on a CI run). The next run, once it holds the cache's lock, removes it; other files stay."""
+    net = T.pure_net()
+    photos = write_photos(tmp_path / "photos", 8)
+    cache = tmp_path / "state.npz"
+    stale = [tmp_path / ".state.npz.k1ll3d.tmp", tmp_path / ".state.npz.x.tmp"]
+    keep = [tmp_path / ".other.npz.k1ll3d.tmp", tmp_path / "state.npz.tmp"]
+    for p in stale + keep:
+        p.write_bytes(b"PK\x03\x04half")
+    top_patches(net, photos, cache=cache, **PATCHES)
+    assert cache.exists() and not any(p.exists() for p in stale) and all(p.exists() for p in keep)
+    site = tmp_path / "site"  # the gallery: a killed run's half-written PNG in its tree, removed by the next run
+    gallery(net, site, images=photos, **dict(GALLERY, layers=["conv1"], units=1))
+    half = site / "img" / "conv1" / ".0.png.k1ll3d.tmp"
+    half.write_bytes(b"\x89PNG half")
+    gallery(net, site, images=photos, **dict(GALLERY, layers=["conv1"], units=1))
+    assert not half.exists() and not list(site.rglob("*.tmp"))
+
+
 def _hold(lock: Path) -> subprocess.Popen:
     p = subprocess.Popen([sys.executable, "-c", HOLDER, str(lock)], stdout=subprocess.PIPE, text=True,
                          env=dict(os.environ, PYTHONPATH=str(HERE.parent)))

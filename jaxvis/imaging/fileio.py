@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
+import glob
 import json
 import os
 import socket
@@ -219,6 +220,30 @@ def atomic_path(path: str | os.PathLike, *, parents: bool = False) -> Iterator[P
         if tmp is not None:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(tmp)
+
+
+def remove_stale_temps(path: str | os.PathLike) -> int:
+    """Remove the temporary files :func:`atomic_path` left beside `path` when a process writing it was killed
+    (SIGKILL, power loss: no ``finally`` runs). Call it only while holding the lock that makes the caller the
+    one writer of `path` (:func:`exclusive`), so no live writer's file is taken. Returns how many were removed.
+    """
+    path = Path(path)
+    return _unlink_all(path.parent.glob(f".{glob.escape(path.name)}.*.tmp"))
+
+
+def remove_stale_temps_under(folder: str | os.PathLike) -> int:
+    """:func:`remove_stale_temps` for every file under `folder` (an output tree jaxvis made, whose one writer
+    the caller is). Returns how many were removed."""
+    return _unlink_all(p for p in Path(folder).rglob(".*.tmp") if p.is_file())
+
+
+def _unlink_all(paths: Iterable[Path]) -> int:
+    n = 0
+    for p in list(paths):
+        with contextlib.suppress(FileNotFoundError):
+            p.unlink()
+            n += 1
+    return n
 
 
 def regular_file_size(path: str | os.PathLike, *, what: str = "weight file",

@@ -18,7 +18,7 @@ from jax.experimental import multihost_utils
 
 from ..datasets import Dataset, Skipped
 from ..errors import LayerError, PatchesError
-from ..imaging.fileio import atomic_path, check_writable, exclusive, read_regular_file
+from ..imaging.fileio import atomic_path, check_writable, exclusive, read_regular_file, remove_stale_temps
 from ..imaging.progress import Progress
 from .loader import BatchLoader, resolve
 from .result import TopPatches
@@ -203,6 +203,7 @@ def top_patches(net, images, layers, *, k: int = 9, batch_size: int | None = Non
         path = Path(os.fspath(cache) + (f".process{pid}of{n_proc}" if n_proc > 1 else ""))
         check_writable([path])
         with exclusive(Path(f"{path}.lock"), f"top-patches cache {str(path)!r}"):
+            remove_stale_temps(path)  # a killed earlier run's half-written cache: we are now its one writer
             return _run(net, items, ds, names, k, batch_size, path, rebuild, progress, resize, relu, workers,
                         devices, _stop_after)
     return _run(net, items, ds, names, k, batch_size, None, rebuild, progress, resize, relu, workers, devices,

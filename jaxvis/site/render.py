@@ -32,7 +32,7 @@ from ..engine.visualize import visualize
 from ..datasets import Dataset, is_dataset_like, open_dataset
 from ..errors import GalleryError
 from ..imaging.display import imtile, save_png
-from ..imaging.fileio import atomic_path, check_folder, exclusive, make_folder
+from ..imaging.fileio import atomic_path, check_folder, exclusive, make_folder, remove_stale_temps_under
 from ..imaging.notebook import Picture, img_tag
 from ..imaging.progress import Progress, wanted
 from .data import data_pass, filter_data, unit_data
@@ -280,6 +280,8 @@ def _gallery(net, out: Path, plans: list[LayerPlan], images, cfg: dict, settings
         _clear(out)
     if pid == 0:
         make_folder(out)  # only the folder named: never the folders above it
+        if nproc == 1:  # the site's one writer (its lock is held): a killed earlier run's half-written files go
+            remove_stale_temps_under(out)
         _write_json(state / "settings.json", settings)
     devices = list(jax.local_devices() if devices is None else devices)
     est = None
