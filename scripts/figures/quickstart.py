@@ -76,9 +76,24 @@ def pictures(nb) -> list[tuple[str, np.ndarray]]:
     return out
 
 
+def _fold(im: np.ndarray) -> np.ndarray:
+    """A picture over twice as tall as wide (a column of top-patch rows) cut into side-by-side halves at a
+    white gap between rows, so it is drawn at a readable size in a row of equal height."""
+    h, w = im.shape[:2]
+    if h <= 2 * w:
+        return im
+    white = np.flatnonzero((im.min(axis=(1, 2)) >= 250))
+    cut = int(white[np.argmin(np.abs(white - h // 2))]) if len(white) else h // 2
+    top, bottom = im[:cut], im[cut:]
+    out = np.full((max(len(top), len(bottom)), 2 * w + 16, 3), 255, np.uint8)
+    out[:len(top), :w], out[:len(bottom), w + 16:] = top, bottom
+    return out
+
+
 def figure(pics: list[tuple[str, np.ndarray]], width: int = 1280, row_height: int = 220) -> np.ndarray:
     """Pictures in rows of equal height with their captions above, on white."""
     rows, row, used = [], [], 0
+    pics = [(cap, _fold(im)) for cap, im in pics]
     for cap, im in pics:
         w = max(1, round(im.shape[1] * row_height / im.shape[0]))
         slot = max(w, 6 * len(cap))  # the caption fits above a narrow picture
@@ -105,12 +120,14 @@ def main() -> None:
     ap.add_argument("--figure", type=Path, default=ROOT / "docs" / "images" / "quickstart.png",
                     help="the tiled pictures (default docs/images/quickstart.png)")
     ap.add_argument("--no-write", action="store_true", help="leave the notebook file as it is (default: rewrite it)")
+    ap.add_argument("--tile-only", action="store_true", help="tile the notebook's stored pictures, run nothing")
     a = ap.parse_args()
     nb = nbformat.read(NOTEBOOK, as_version=4)
-    set_steps(nb, a.steps)
-    run(nb, NOTEBOOK.parent)
-    settle_streams(nb)
-    if not a.no_write:
+    if not a.tile_only:
+        set_steps(nb, a.steps)
+        run(nb, NOTEBOOK.parent)
+        settle_streams(nb)
+    if not a.no_write and not a.tile_only:
         nbformat.write(nb, NOTEBOOK)
         print(f"wrote {NOTEBOOK}")
     Image.fromarray(figure(pictures(nb))).save(a.figure)
