@@ -255,18 +255,20 @@ def test_a_killed_writers_half_written_cache_is_removed_by_the_next_run(tmp_path
     net = T.pure_net()
     photos = write_photos(tmp_path / "photos", 8)
     cache = tmp_path / "state.npz"
-    stale = [tmp_path / ".state.npz.k1ll3d.tmp", tmp_path / ".state.npz.x.tmp"]
-    keep = [tmp_path / ".other.npz.k1ll3d.tmp", tmp_path / "state.npz.tmp"]
+    stale = [tmp_path / ".state.npz.k1ll3d_x.tmp", tmp_path / ".state.npz.a_b0c9z7.tmp"]  # mkstemp's 8 characters
+    keep = [tmp_path / ".other.npz.k1ll3d_x.tmp", tmp_path / "state.npz.tmp", tmp_path / ".state.npz.mine.tmp"]
     for p in stale + keep:
         p.write_bytes(b"PK\x03\x04half")
     top_patches(net, photos, cache=cache, **PATCHES)
     assert cache.exists() and not any(p.exists() for p in stale) and all(p.exists() for p in keep)
     site = tmp_path / "site"  # the gallery: a killed run's half-written PNG in its tree, removed by the next run
     gallery(net, site, images=photos, **dict(GALLERY, layers=["conv1"], units=1))
-    half = site / "img" / "conv1" / ".0.png.k1ll3d.tmp"
+    half = site / "img" / "conv1" / ".0.png.k1ll3d_x.tmp"
     half.write_bytes(b"\x89PNG half")
+    notes = site / ".notes.tmp"  # a user's own file in the site: not atomic_path's name, kept
+    notes.write_bytes(b"mine")
     gallery(net, site, images=photos, **dict(GALLERY, layers=["conv1"], units=1))
-    assert not half.exists() and not list(site.rglob("*.tmp"))
+    assert not half.exists() and notes.exists() and list(site.rglob("*.tmp")) == [notes]
 
 
 def _hold(lock: Path) -> subprocess.Popen:

@@ -23,6 +23,7 @@ import fcntl
 import glob
 import json
 import os
+import re
 import socket
 import stat
 import tempfile
@@ -33,7 +34,11 @@ from pathlib import Path
 from ..errors import JaxvisError, LockedError, OutputError, WeightFileError
 
 __all__ = ["MAX_INPUT_BYTES", "atomic_path", "check_folder", "check_writable", "exclusive", "make_folder",
-           "read_regular_file", "regular_file_size"]
+           "read_regular_file", "regular_file_size", "remove_stale_temps", "remove_stale_temps_under"]
+
+# atomic_path's temporary files: ".<target>." + mkstemp's 8 random characters + this suffix.
+_TEMP_SUFFIX = ".tmp"
+_TEMP_NAME = re.compile(r"\..+\.[a-z0-9_]{8}" + re.escape(_TEMP_SUFFIX))
 
 # Largest input file any reader loads into memory (weight files, pickles, caffemodels):
 # VGG-16's caffemodel, the largest classic CNN, is 0.55 GB.
@@ -196,7 +201,7 @@ def atomic_path(path: str | os.PathLike, *, parents: bool = False) -> Iterator[P
                 path.parent.mkdir(parents=True, exist_ok=True)
             else:
                 _existing_folder(path.parent, path)
-            fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+            fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=_TEMP_SUFFIX, dir=path.parent)
             os.close(fd)
         except OSError as e:
             if isinstance(e, OutputError):
@@ -228,13 +233,19 @@ def remove_stale_temps(path: str | os.PathLike) -> int:
     one writer of `path` (:func:`exclusive`), so no live writer's file is taken. Returns how many were removed.
     """
     path = Path(path)
-    return _unlink_all(path.parent.glob(f".{glob.escape(path.name)}.*.tmp"))
+    return _unlink_all(p for p in path.parent.glob(f".{glob.escape(path.name)}.*{_TEMP_SUFFIX}") if _is_temp(p))
 
 
 def remove_stale_temps_under(folder: str | os.PathLike) -> int:
     """:func:`remove_stale_temps` for every file under `folder` (an output tree jaxvis made, whose one writer
     the caller is). Returns how many were removed."""
-    return _unlink_all(p for p in Path(folder).rglob(".*.tmp") if p.is_file())
+    return _unlink_all(p for p in Path(folder).rglob(f".*{_TEMP_SUFFIX}") if _is_temp(p) and p.is_file())
+
+
+def _is_temp(p: Path) -> bool:
+    """`p` is named as :func:`atomic_path` names its temporary files: ``.<target>.<8 mkstemp chars>.tmp``
+    (a user's own ``.notes.tmp`` is not)."""
+    return _TEMP_NAME.fullmatch(p.name) is not None
 
 
 def _unlink_all(paths: Iterable[Path]) -> int:

@@ -64,8 +64,6 @@ class Accentuation(Picture):
             imtile_kwargs.setdefault("grid_size", (1, len(ims)))  # one row: photo, then its accentuations
         return imtile(ims, **imtile_kwargs)
 
-    tile = picture  # the name the other recipes' results used first
-
 
 def accentuate(net, photo: ImageLike, objective, *, weight: float = WEIGHT, steps: int = 128,
                learning_rate: float = LEARNING_RATE, decay_power: float = DECAY_POWER, transforms="standard",

@@ -177,15 +177,15 @@ def _pool_setup(c: Ctx):
     # The output's size, checked before anything is traced (the average pool's divisor table has it).
     sizes = x.shape[2:]
     p = _auto_pads(auto, pads, sizes, k, s, d)
-    out = [_pool_geometry(n, kk, ss, dd, *pp, ceil)[0] for n, kk, ss, dd, pp in zip(sizes, k, s, d, p)]
+    geo = [_pool_geometry(n, kk, ss, dd, *pp, ceil) for n, kk, ss, dd, pp in zip(sizes, k, s, d, p)]
+    out = [o for o, _ in geo]
     if min(out) < 1:
         raise c.fail(f"a {list(k)} window (dilations {list(d)}, pads {[list(q) for q in p]}) does not fit its "
                      f"{list(sizes)} input")
     c.check("its output", (*x.shape[:2], *out))
     # XLA pads the input before it reduces windows over it (and loops over a window's taps): count the padded
     # input like any tensor, so a window and pads of 2³⁰ on an 8-pixel map are refused, not run for minutes.
-    geo = [_pool_geometry(n, kk, ss, dd, *pp, ceil)[1] for n, kk, ss, dd, pp in zip(sizes, k, s, d, p)]
-    c.check("its padded input", (*x.shape[:2], *(n + lo + hi for n, (lo, hi) in zip(sizes, geo))))
+    c.check("its padded input", (*x.shape[:2], *(n + lo + hi for n, (_, (lo, hi)) in zip(sizes, geo))))
     cl = (0, *range(2, x.rank), 1)  # channels last: NHWC for 2-D maps (1-D and 3-D pools alike)
     return x, k, s, d, pads, auto, ceil, cl
 
