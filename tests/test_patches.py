@@ -117,7 +117,8 @@ def test_matches_brute_force(tiny, run, ref):
         row = run.image[l][u].tolist()
         assert row.index(a) + 1 == row.index(b) and run.value[l][u][row.index(a)] == run.value[l][u][row.index(b)]
     assert_means(run.means, means)  # from the same pass: every layer's units averaged over positions and images
-    key = ("top_patches", "step", tuple(LAYERS), K, (jaxvis.patches.topk.jax.local_devices()[0].id,))
+    dev = jaxvis.patches.topk.jax.local_devices()[0]
+    key = ("top_patches", "step", tuple(LAYERS), K, (dev.id,), jaxvis.patches.topk.block_size(BATCH, (dev,)))
     assert tiny.trace_counts[key] == 1  # 7 batches (the last one padded), one compile
 
 

@@ -26,6 +26,7 @@ and `jit`; forward-mode differentiation (`jax.jvp`) through them does not.
 from __future__ import annotations
 
 import functools
+import math
 
 import jax
 import jax.numpy as jnp
@@ -64,7 +65,16 @@ def max_pool(x: jax.Array, k: int, s: int, p: int = 0, ceil_mode: bool = False) 
 
 
 def _pool_forward(x, k, s):
-    return lax.reduce_window(x, -jnp.inf, lax.max, (1, k, k, 1), (1, s, s, 1), "VALID")
+    """k×k max, stride s, valid windows: separable, rows then columns, each a max of k strided slices (the same
+    values as `lax.reduce_window`, which XLA:CPU ran 4–7× slower: 6.2 vs 0.9 ms for SqueezeNet's pool1 at batch 8)."""
+    n, h, w, c = x.shape
+    oh, ow = (h - k) // s + 1, (w - k) // s + 1
+    if oh <= 0 or ow <= 0:  # an input smaller than the window: an empty output, as reduce_window's
+        return jnp.zeros((n, max(oh, 0), max(ow, 0), c), x.dtype)
+    rows = functools.reduce(jnp.maximum, [lax.slice(x, (0, i, 0, 0), (n, i + s * (oh - 1) + 1, w, c), (1, s, 1, 1))
+                                          for i in range(k)])
+    return functools.reduce(jnp.maximum, [lax.slice(rows, (0, 0, j, 0), (n, oh, j + s * (ow - 1) + 1, c), (1, 1, s, 1))
+                                          for j in range(k)])
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(1, 2))
@@ -111,6 +121,26 @@ def _pool_valid_bwd(k, s, res, ct):
 
 
 _pool_valid.defvjp(_pool_valid_fwd, _pool_valid_bwd)
+
+
+# -- concatenation ----------------------------------------------------------------
+def concat_channels(xs: list[jax.Array] | tuple[jax.Array, ...]) -> jax.Array:
+    """`jnp.concatenate(xs, axis=-1)`, formulated for XLA:CPU.
+
+    XLA's concatenation along the minor (channel) axis picks the source per element; concatenating
+    g-channel groups along a new second-to-last axis (g the channels' greatest common divisor, ≥ 8) copies
+    whole vectors and gives the same array: SqueezeNet's fire concatenations of two ReLU'd 28×28×128
+    halves at batch 32 took 1.4 instead of 13.1 ms, 56×56×64 halves 15.6 instead of 27.8 ms.
+    """
+    if len(xs) == 1:
+        return xs[0]
+    widths = [int(x.shape[-1]) for x in xs]
+    g = math.gcd(*widths)
+    lead = xs[0].shape[:-1]
+    if g < 8 or any(x.shape[:-1] != lead for x in xs):
+        return jnp.concatenate(xs, axis=-1)
+    groups = [x.reshape(*lead, w // g, g) for x, w in zip(xs, widths)]
+    return jnp.concatenate(groups, axis=-2).reshape(*lead, sum(widths))
 
 
 # -- convolution ------------------------------------------------------------------

@@ -131,7 +131,7 @@ class GraphNet(nnx.Module):
         if k == "flatten":
             return x.reshape(x.shape[0], 1, 1, -1)  # (H, W, C) order, as Keras's channels_last Flatten
         if k == "concat":
-            return jnp.concatenate(xs, axis=-1)
+            return ops.concat_channels(xs)
         if k == "softmax":
             return jax.nn.softmax(x, axis=-1)
         raise ModelError(f"unknown step kind {k!r}; steps.py computes {', '.join(TYPE_NAMES)}")
