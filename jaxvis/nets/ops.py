@@ -64,17 +64,31 @@ def max_pool(x: jax.Array, k: int, s: int, p: int = 0, ceil_mode: bool = False) 
     return _pool_valid(x, k, s)
 
 
+def _window_slices(x, k, s, axis):
+    """The k strided slices x[d::s] (d < k) of the valid windows along `axis`, each as long as the output."""
+    o = (x.shape[axis] - k) // s + 1
+    return [lax.slice_in_dim(x, d, d + s * (o - 1) + 1, s, axis) for d in range(k)]
+
+
+def _first_max(parts):
+    """(max over parts, index of the first part equal to it): int8; len(parts) where none is (a NaN maximum)."""
+    m = functools.reduce(jnp.maximum, parts)
+    idx = jnp.full(m.shape, len(parts), jnp.int8)
+    for d in reversed(range(len(parts))):
+        idx = jnp.where(parts[d] == m, jnp.int8(d), idx)
+    return m, idx
+
+
 def _pool_forward(x, k, s):
-    """k×k max, stride s, valid windows: separable, rows then columns, each a max of k strided slices (the same
-    values as `lax.reduce_window`, which XLA:CPU ran 4–7× slower: 6.2 vs 0.9 ms for SqueezeNet's pool1 at batch 8)."""
+    """k×k max, stride s, valid windows: separable, along columns then rows, each a max of k strided slices
+    (the values of `lax.reduce_window`, which XLA:CPU ran 4–7× slower: 6.2 vs 0.9 ms for SqueezeNet's pool1
+    at batch 8)."""
     n, h, w, c = x.shape
     oh, ow = (h - k) // s + 1, (w - k) // s + 1
     if oh <= 0 or ow <= 0:  # an input smaller than the window: an empty output, as reduce_window's
         return jnp.zeros((n, max(oh, 0), max(ow, 0), c), x.dtype)
-    rows = functools.reduce(jnp.maximum, [lax.slice(x, (0, i, 0, 0), (n, i + s * (oh - 1) + 1, w, c), (1, s, 1, 1))
-                                          for i in range(k)])
-    return functools.reduce(jnp.maximum, [lax.slice(rows, (0, 0, j, 0), (n, oh, j + s * (ow - 1) + 1, c), (1, 1, s, 1))
-                                          for j in range(k)])
+    cols = functools.reduce(jnp.maximum, _window_slices(x, k, s, 2))
+    return functools.reduce(jnp.maximum, _window_slices(cols, k, s, 1))
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(1, 2))
@@ -83,41 +97,43 @@ def _pool_valid(x, k, s):
 
 
 def _pool_valid_fwd(x, k, s):
-    y = _pool_forward(x, k, s)
-    return y, (x, y)
+    if min(x.shape[1:3]) < k:
+        return _pool_forward(x, k, s), (None, None, x.shape)
+    cols, dj = _first_max(_window_slices(x, k, s, 2))  # per row: the first column holding the row's max
+    y, di = _first_max(_window_slices(cols, k, s, 1))  # per window: the first row holding the max
+    return y, (dj, di, x.shape)
+
+
+def _place(g, idx, k, s, axis, length):
+    """The transpose of taking window tap idx along `axis`: g[o] goes to position s·o + idx[o] (idx = k: nowhere).
+
+    Taps with the same d % s land on the same phase, shifted by d // s outputs, so each phase is a sum of
+    plainly padded arrays; the s phases are interleaved by a reshape. Everything fuses into elementwise loops.
+    """
+    o = g.shape[axis]
+    a = max(-(-length // s), o + (k - 1) // s)  # phase length: covers the input and every shift
+    zero = jnp.zeros((), g.dtype)
+    phases: dict[int, jax.Array] = {}
+    for d in range(k):
+        pad = [(0, 0, 0)] * g.ndim
+        pad[axis] = (d // s, a - o - d // s, 0)
+        placed = lax.pad(jnp.where(idx == d, g, zero), zero, pad)
+        phases[d % s] = placed + phases[d % s] if d % s in phases else placed
+    none = jnp.zeros(placed.shape, g.dtype)  # phases no tap reaches (s > k)
+    out = jnp.stack([phases.get(q, none) for q in range(s)], axis=axis + 1)
+    return lax.slice_in_dim(out.reshape(*g.shape[:axis], a * s, *g.shape[axis + 1:]), 0, length, axis=axis)
 
 
 def _pool_valid_bwd(k, s, res, ct):
-    """Max pooling's VJP with masks and pads (XLA's select_and_scatter is slow on CPU).
-
-    Window offset (di, dj) sends ct where its input equals the window max and no earlier
-    offset did (first maximum, row-major, like select_and_scatter with `ge`). Offsets with
-    the same (di % s, dj % s) land on the same output phase, shifted by (di // s, dj // s)
-    windows, so each phase is a sum of plainly padded arrays; the s×s phases are then
-    interleaved by a reshape. Everything fuses into a few elementwise loops.
-    """
-    x, y = res
-    n, h, w, c = x.shape
-    oh, ow = y.shape[1], y.shape[2]
-    u = (k - 1) // s
-    ah, aw = max(-(-h // s), oh + u), max(-(-w // s), ow + u)  # phase lengths (cover x, and every shift)
-    zero = jnp.zeros((), ct.dtype)
-    taken = jnp.zeros(y.shape, bool)
-    phases: dict[tuple[int, int], jax.Array] = {}
-    for di in range(k):
-        for dj in range(k):
-            xs = lax.slice(x, (0, di, dj, 0), (n, di + s * (oh - 1) + 1, dj + s * (ow - 1) + 1, c), (1, s, s, 1))
-            hit = (xs == y) & ~taken
-            taken = taken | hit
-            a, b = di // s, dj // s
-            placed = lax.pad(jnp.where(hit, ct, zero), zero,
-                             ((0, 0, 0), (a, ah - oh - a, 0), (b, aw - ow - b, 0), (0, 0, 0)))
-            key = (di % s, dj % s)
-            phases[key] = placed if key not in phases else phases[key] + placed
-    none = jnp.zeros((n, ah, aw, c), ct.dtype)  # phases no offset reaches (s > k)
-    rows = [jnp.stack([phases.get((r, q), none) for q in range(s)], axis=3) for r in range(s)]
-    dx = jnp.stack(rows, axis=2).reshape(n, ah * s, aw * s, c)  # (n, ah, s, aw, s, c) interleaved
-    return (dx[:, :h, :w],)
+    """Max pooling's VJP: ct goes to the first maximum of each window in row-major order (as XLA's
+    select_and_scatter and PyTorch), in two separable steps: to the window's first row holding the max
+    (`di`), then within that row to its first column holding it (`dj`), both saved by the forward as int8.
+    Reads no input (XLA's select_and_scatter is slow on CPU; a 9-mask form reading x was 2× slower)."""
+    dj, di, (n, h, w, c) = res
+    if dj is None:
+        return (jnp.zeros((n, h, w, c), ct.dtype),)
+    rows = _place(ct, di, k, s, 1, h)  # n×h×ow×c: the gradient of the column maxima
+    return (_place(rows, dj, k, s, 2, w),)
 
 
 _pool_valid.defvjp(_pool_valid_fwd, _pool_valid_bwd)

@@ -12,6 +12,7 @@ import math
 import jax.numpy as jnp
 import numpy as np
 
+from .. import ops
 from .layout import NCHW_TO_NHWC, canonical, identity
 from .registry import Ctx, op
 
@@ -126,7 +127,7 @@ def concat(c: Ctx):
         def fn(*vs):
             n = vs[lead].shape[bx]
             vs = [jnp.broadcast_to(v, v.shape[:bx] + (n,) + v.shape[bx + 1:]) if w else v for v, w in zip(vs, widen)]
-            return jnp.concatenate(vs, axis=ax)
+            return ops.concat_channels(vs) if ax == len(perm) - 1 else jnp.concatenate(vs, axis=ax)
 
         return c.emit(fn, refs, [(perm, None)], cl=dyn[0].cl)
     lead = next((i for i, r in enumerate(recs) if not r.is_const), 0)
