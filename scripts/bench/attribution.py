@@ -188,9 +188,15 @@ def against_captum(net, tm, x, cls, repeats: int) -> None:
     print(f"\nagainst captum {captum.__version__} (same float32 weights, interleaved, best of {repeats}; "
           f"first call excluded)")
     print(f"{'method':32s} {'jaxvis s':>9s} {'captum s':>9s} {'speed-up':>9s}")
+    sys.path.insert(0, str(ROOT / "scripts" / "bench"))
+    from flops import forward_flops
+    from peak_flops import peak_gflops
+    gf = 2 * forward_flops(net, net.logits_layer, x.shape[:2]) / 1e9  # forward + image gradient of one image
+    peak = peak_gflops()[0] or float("nan")
     for name, jf, cf in cases:
         tj, tc, _ = interleaved(jf, cf, repeats)
-        print(f"{name:32s} {tj:9.4f} {tc:9.4f} {tc / tj:8.2f}x", flush=True)
+        extra = f"   ({gf / tj:.0f} GFLOP/s, {100 * gf / tj / peak:.0f} % of {peak:.0f})" if name == "saliency" else ""
+        print(f"{name:32s} {tj:9.4f} {tc:9.4f} {tc / tj:8.2f}x{extra}", flush=True)
 
 
 if __name__ == "__main__":

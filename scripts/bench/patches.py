@@ -151,7 +151,14 @@ def main(argv=None) -> int:
     print("|---|---|---|---|")
     for setting, row in rows.items():
         print(f"| {setting} | {row['jaxvis']:.1f} | {row['torch']:.1f} | {row['jaxvis'] / row['torch']:.2f}× |")
-    print(f"\nsame hit ids as torch: {agree}; max relative value difference {close}")
+    from flops import forward_flops
+    from peak_flops import peak_gflops
+    gf = forward_flops(net, "conv10", size) / 1e9  # per image: the forward pass to conv10 (fire9 on the way)
+    peak = peak_gflops()[0] or float("nan")
+    mem = rows["memory"]["jaxvis"] * gf
+    print(f"\nforward {gf:.2f} GFLOP per image: from memory jaxvis {mem:.0f} GFLOP/s ({100 * mem / peak:.0f} % of "
+          f"{peak:.0f}), torch {rows['memory']['torch'] * gf:.0f} GFLOP/s")
+    print(f"same hit ids as torch: {agree}; max relative value difference {close}")
     if a.json:
         Path(a.json).write_text(json.dumps({"rows": rows, "agree": agree, "close": close, "cpu": cpu_name(),
                                             "load": load, "n": a.n, "batch": a.batch}, indent=1))
