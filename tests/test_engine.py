@@ -75,6 +75,33 @@ def test_transform_gradients_match_finite_differences():
                                atol=1e-4)
 
 
+@pytest.mark.parametrize("scale,angle,out", [(1.1, 10.0, (26, 24)), (0.9, -10.0, (20, 20)), (2.0, 33.0, (23, 27)),
+                                             (0.5, -80.0, (18, 18)), (1.0, 0.0, (20, 20))])
+def test_affine_is_scipy_bilinear_and_its_gather_gradient_the_exact_transpose(scale, angle, out):
+    """The row-gather resampling equals map_coordinates(order=1, constant) per channel, and its gather-form
+    image gradient (a static `reach`, as RandomAffine passes; traced draws) equals autodiff's scatter-add."""
+    from jax.scipy.ndimage import map_coordinates
+    r = np.random.default_rng(6)
+    x = jnp.asarray(r.uniform(0, 1, (2, 20, 20, 3)), jnp.float32)
+    ct = jnp.asarray(r.normal(size=(2, *out, 3)), jnp.float32)
+    t = np.deg2rad(angle)
+    yy, xx = np.meshgrid(np.arange(out[0]) - (out[0] - 1) / 2, np.arange(out[1]) - (out[1] - 1) / 2, indexing="ij")
+    sy, sx = (np.cos(t) * yy - np.sin(t) * xx) / scale + 9.5, (np.sin(t) * yy + np.cos(t) * xx) / scale + 9.5
+
+    def ref(v):
+        planes = jnp.moveaxis(v, -1, 1).reshape(-1, 20, 20)
+        res = jax.vmap(lambda p: map_coordinates(p, [sy, sx], order=1, mode="constant", cval=0.3))(planes)
+        return jnp.moveaxis(res.reshape(2, 3, *out), 1, -1)
+
+    reach = TF.RandomAffine((scale,), (angle,)).reach
+    f = jax.jit(lambda v, s, a: TF.affine(v, s, a, 0.3, out, reach))  # s, a traced: the engine's case
+    np.testing.assert_allclose(f(x, scale, angle), ref(x), atol=1e-5)
+    got = jax.vjp(lambda v: f(v, scale, angle), x)[1](ct)[0]
+    np.testing.assert_allclose(got, jax.vjp(ref, x)[1](ct)[0], atol=1e-4)
+    traced = jax.jit(jax.grad(lambda v, s, a: jnp.sum(TF.affine(v, s, a, 0.3, out) * ct)))(x, scale, angle)
+    np.testing.assert_allclose(traced, got, atol=1e-4)  # no reach, traced: autodiff's gradient, the same
+
+
 def test_batch_equals_one_at_a_time_and_seed_is_bytes(tiny):
     kw = dict(steps=4, image_size=24, progress=False)  # the loop test_no_retrace… reuses (same plan, 3 units)
     objs = O.units("relu2", [0, 5, 9])

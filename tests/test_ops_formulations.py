@@ -100,3 +100,25 @@ def test_lrn_matches_torch(beta):
     ref = torch.nn.functional.local_response_norm(torch.from_numpy(x.transpose(0, 3, 1, 2).copy()), 5,
                                                   alpha=1e-4, beta=beta, k=1.0).numpy().transpose(0, 2, 3, 1)
     np.testing.assert_allclose(ops.lrn(jnp.asarray(x), 5, 1e-4, beta, 1.0), ref, rtol=2e-6, atol=1e-5)
+
+
+@pytest.mark.parametrize("widths", [(64, 64), (16, 48, 32), (8, 24), (3, 5), (64, 12)])
+def test_concat_channels_is_concatenate(widths):
+    """Grouped (gcd ≥ 8) and plain (gcd < 8) forms are the same array as jnp.concatenate; its gradient too."""
+    r = np.random.default_rng(4)
+    xs = [jnp.asarray(r.normal(size=(2, 5, 3, w)), jnp.float32) for w in widths]
+    np.testing.assert_array_equal(ops.concat_channels(xs), jnp.concatenate(xs, -1))
+    ct = jnp.asarray(r.normal(size=(2, 5, 3, sum(widths))), jnp.float32)
+    got = jax.vjp(lambda *v: ops.concat_channels(v), *xs)[1](ct)
+    want = jax.vjp(lambda *v: jnp.concatenate(v, -1), *xs)[1](ct)
+    for a, b in zip(got, want):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_max_pool_with_nans_and_an_input_smaller_than_the_window():
+    x = jnp.asarray(np.random.default_rng(5).normal(size=(1, 7, 7, 2)), jnp.float32).at[0, 2, 3, 1].set(jnp.nan)
+    ref = lax.reduce_window(x, -jnp.inf, lax.max, (1, 3, 3, 1), (1, 2, 2, 1), "VALID")
+    np.testing.assert_array_equal(np.isnan(ops.max_pool(x, 3, 2)), np.isnan(ref))
+    g = jax.grad(lambda v: jnp.nansum(ops.max_pool(v, 3, 2)))(x)
+    assert np.isfinite(np.asarray(g)).all()  # a NaN window routes nothing; no NaN leaks into other windows
+    assert ops.max_pool(x[:, :2, :2], 3, 2).shape == (1, 0, 0, 2)  # empty, as reduce_window's (graph: "too small")

@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import jax.numpy as jnp
 import numpy as np
 import pytest
 from PIL import Image
@@ -120,6 +121,33 @@ def test_matches_brute_force(tiny, run, ref):
     dev = jaxvis.patches.topk.jax.local_devices()[0]
     key = ("top_patches", "step", tuple(LAYERS), K, (dev.id,), jaxvis.patches.topk.block_size(BATCH, (dev,)))
     assert tiny.trace_counts[key] == 1  # 7 batches (the last one padded), one compile
+
+
+@pytest.mark.parametrize("batch", [16, 12])
+def test_blocks_inside_a_step_change_nothing(tiny, folder, ref, batch):
+    """A step's batch runs as blocks of ≤ 8 images on one CPU (16 → 2 × 8, 12 → 2 × 6; the last batch padded):
+    the same hits, positions (first maximum) and means as the brute force."""
+    dev = jaxvis.patches.topk.jax.local_devices()[0]
+    assert jaxvis.patches.topk.block_size(batch, (dev,)) < batch
+    r = top_patches(tiny, folder, LAYERS, k=K, batch_size=batch, progress=False)
+    refs, means = ref[0], ref[1]
+    for l in LAYERS:
+        v, ids, pos, hw = refs[l]
+        np.testing.assert_array_equal(r.image[l], ids, err_msg=l)
+        np.testing.assert_allclose(r.value[l], v, rtol=0, atol=1e-5 * np.abs(v).max(), err_msg=l)
+        np.testing.assert_array_equal(r.position[l], np.stack(np.unravel_index(pos, hw), -1), err_msg=l)
+    assert_means(r.means, means)
+
+
+def test_batch_maxima_position_is_argmax_with_ties_and_nans():
+    a = np.zeros((3, 4, 5, 6), np.float32)
+    a[0, 1, 2, :] = 1.0  # a plain maximum
+    a[1, :, :, 0] = 2.0  # every position ties: the first (row-major) wins
+    a[2, 3, 4, 1], a[2, 0, 1, 1] = np.nan, np.nan  # NaN is the maximum: its first position, as argmax
+    m, pos = jaxvis.patches.topk.batch_maxima(jnp.asarray(a), jnp.asarray([True, True, False]))
+    flat = a.reshape(3, -1, 6)
+    np.testing.assert_array_equal(np.asarray(pos), flat.argmax(1).T)
+    assert np.isneginf(np.asarray(m)[:, 2]).all()  # an invalid image never becomes a hit
 
 
 def test_hits_and_crops(tiny, run, monkeypatch):
