@@ -95,11 +95,13 @@ def test_affine_is_scipy_bilinear_and_its_gather_gradient_the_exact_transpose(sc
 
     reach = TF.RandomAffine((scale,), (angle,)).reach
     f = jax.jit(lambda v, s, a: TF.affine(v, s, a, 0.3, out, reach))  # s, a traced: the engine's case
+    # float32 sampling positions (~20 px) differ by an ulp or two between formulations: ~2e-6 of the 0..1 image
     np.testing.assert_allclose(f(x, scale, angle), ref(x), atol=1e-5)
-    got = jax.vjp(lambda v: f(v, scale, angle), x)[1](ct)[0]
-    np.testing.assert_allclose(got, jax.vjp(ref, x)[1](ct)[0], atol=1e-4)
+    got, want = jax.vjp(lambda v: f(v, scale, angle), x)[1](ct)[0], jax.vjp(ref, x)[1](ct)[0]
+    tol = 3e-5 * float(jnp.abs(want).max())  # relative to the gradient's scale (measured ≤ 3e-6 of it)
+    np.testing.assert_allclose(got, want, atol=tol)
     traced = jax.jit(jax.grad(lambda v, s, a: jnp.sum(TF.affine(v, s, a, 0.3, out) * ct)))(x, scale, angle)
-    np.testing.assert_allclose(traced, got, atol=1e-4)  # no reach, traced: autodiff's gradient, the same
+    np.testing.assert_allclose(traced, got, atol=tol)  # no reach, traced: autodiff's gradient, the same
 
 
 def test_batch_equals_one_at_a_time_and_seed_is_bytes(tiny):

@@ -83,7 +83,8 @@ def _chunks(values: np.ndarray, total: int, batch_size: int | None) -> tuple[np.
 
 # ----------------------------------------------------------------------- runs (kernel given)
 def _gradient(k, params, image, channel: int) -> tuple[np.ndarray, float]:
-    g, s = jax.device_get(k(params, image[None], np.int32(channel), np.ones(1, np.float32)))  # one copy, no eager ops
+    # numpy in, one device_get out: no eager JAX op around the kernel (each is a dispatch)
+    g, s = jax.device_get(k(params, np.asarray(image)[None], np.int32(channel), np.ones(1, np.float32)))
     return g[0], float(s[0])
 
 
@@ -169,11 +170,10 @@ def integrated_gradients(fn, params, image, layer: str, channel: int, *, baselin
 def reduce_channels(raw: np.ndarray, method: str) -> np.ndarray:
     """H×W×C → H×W map: max |·| over colours (Simonyan et al.), or the signed sum for
     integrated gradients (keeps completeness: the map sums to the score difference)."""
+    ig = method == "integrated_gradients"
+    a = raw if ig else np.abs(raw)
     # plane by plane: numpy reduces a short last axis 30× slower (1.7 vs 0.05 ms at 227×227×3)
-    planes = [raw[..., i] for i in range(raw.shape[-1])]
-    op = np.add if method == "integrated_gradients" else (lambda a, b: np.maximum(a, np.abs(b)))
-    first = planes[0] if method == "integrated_gradients" else np.abs(planes[0])
-    return functools.reduce(op, planes[1:], first).astype(np.float32)
+    return functools.reduce(np.add if ig else np.maximum, [a[..., i] for i in range(a.shape[-1])]).astype(np.float32)
 
 
 # ----------------------------------------------------------------------- the methods

@@ -94,8 +94,8 @@ def affine(x: jax.Array, scale: jax.Array | float, angle_deg: jax.Array | float,
         out_hw: the canvas (default H×W).
         reach: a static bound on scale·(|cos a| + |sin a|) over the values `scale` and `angle_deg` can take.
             Given (or computable because both are concrete), the image gradient is a gather of at most
-            ⌊2·reach + 1⌋² output pixels per input pixel instead of autodiff's scatter-add (3.6× faster on
-            XLA:CPU for lucid's transforms, docs/benchmarks.md); a traced pair without it gets autodiff's.
+            ⌊2·reach + 1⌋² output pixels per input pixel instead of autodiff's scatter-add (faster on
+            XLA:CPU: docs/benchmarks.md, S1); a traced pair without it gets autodiff's.
 
     Returns:
         B×out_h×out_w×C.

@@ -111,8 +111,8 @@ def main(argv=None) -> int:
         print(f"| {node.name} {kh}×{kw}/{sh} | {src.channels} → {node.channels} at {src.shape[1]}² | "
               + " | ".join(cells) + " |", flush=True)
     flop = 2 * sum(macs.values()) * b / 1e9
-    print(f"| **Σ convolutions** | {flop:.1f} GFLOP | " + " | ".join(
-        f"**{1e3 * t:.1f}** ({(1 if i < 2 else 1) * flop / t:.0f})" for i, t in enumerate(tot)) + " |")
+    print(f"| **Σ convolutions** | {flop:.1f} GFLOP | " + " | ".join(f"**{1e3 * t:.1f}** ({flop / t:.0f})" for t in tot)
+          + " |")
 
     # the whole network: forward, and forward + image gradient of one unit's mean
     fn = net.function([layer])
